@@ -1,0 +1,3 @@
+from echoes_ops.cli.main import main
+
+main()

@@ -1,0 +1,193 @@
+"""What every command shares: settings from the global options, running a coroutine with
+operator-facing error handling, and printing results as rich text or JSON.
+
+Commands import operations lazily (inside the command function) so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+
+from echoes_ops.errors import ExitCode, OpsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from echoes_ops.client.connect import Redis
+    from echoes_ops.config import Settings
+    from echoes_ops.gamedata.models import GameData
+
+T = TypeVar("T")
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in echoes-ops, not in the operator's input
+
+
+@dataclass
+class CliState:
+    """Global options, resolved into settings on first use."""
+
+    flags: dict[str, Any] = field(default_factory=dict)
+    debug: bool = False
+    _settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from echoes_ops.config import Settings
+
+            self._settings = Settings.load(self.flags)
+        return self._settings
+
+
+def state(ctx: typer.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr, then exit with ``code``."""
+    sys.stderr.write(f"echoes-ops: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"echoes-ops: warning: {message}\n")
+
+
+def run(ctx: typer.Context, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work()`` in a fresh event loop; every failure becomes one line and an exit code."""
+    debug = state(ctx).debug
+    try:
+        return asyncio.run(_as_coroutine(work))
+    except OpsError as exc:
+        if debug:
+            traceback.print_exc()
+        fail(str(exc), int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.stderr.write("echoes-ops: interrupted\n")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if debug:
+            traceback.print_exc()
+        fail(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+            INTERNAL_ERROR,
+        )
+
+
+async def _as_coroutine(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
+
+
+def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
+    """Like :func:`run` for synchronous work (config, gamedata, local services)."""
+
+    async def wrapper() -> T:
+        return work()
+
+    return run(ctx, wrapper)
+
+
+@asynccontextmanager
+async def redis_client(ctx: typer.Context) -> AsyncIterator[Redis]:
+    from echoes_ops.client.connect import open_redis
+
+    async with open_redis(state(ctx).settings().redis_target()) as client:
+        yield client
+
+
+def gamedata_dir(ctx: typer.Context, given: Path | None) -> Path:
+    """--gamedata, else ECHOES_OPS_GAMEDATA / config, else ./gamedata, else the bundled set."""
+    if given is not None:
+        return given
+    configured = state(ctx).settings().gamedata_dir
+    if configured:
+        return Path(configured)
+    local = Path("gamedata")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[2] / "gamedata"
+
+
+def load_gamedata(ctx: typer.Context, given: Path | None) -> GameData:
+    from echoes_ops.gamedata import load_gamedata as load
+
+    return load(gamedata_dir(ctx, given))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def confirm(message: str, *, yes: bool) -> None:
+    """Ask before a destructive action; ``--yes`` skips; no terminal means refuse."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{message}: refusing without --yes (no terminal to confirm on)", int(ExitCode.USAGE))
+    if not typer.confirm(message, default=False):
+        sys.stderr.write("echoes-ops: aborted, nothing changed\n")
+        raise typer.Exit(int(ExitCode.REFUSED))
+
+
+class ProgressBar:
+    """A rich progress bar on a terminal; nothing otherwise. Usable as a progress callback."""
+
+    def __init__(self, description: str, *, enabled: bool) -> None:
+        self.description = description
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=stderr_console(),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,117 @@
+"""``validate`` and ``preload``: game data into Redis."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from echoes_ops.cli import render
+from echoes_ops.cli.common import (
+    ProgressBar,
+    emit_json,
+    gamedata_dir,
+    guard,
+    is_tty,
+    load_gamedata,
+    redis_client,
+    run,
+    state,
+)
+from echoes_ops.errors import ExitCode
+
+if TYPE_CHECKING:
+    from echoes_ops.operations.preload import PreloadResult
+
+GamedataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--gamedata",
+        help="Gamedata folder (env ECHOES_OPS_GAMEDATA; default ./gamedata).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def validate(ctx: typer.Context, gamedata: GamedataOption = None, json: JsonOption = False) -> None:
+    """Check gamedata: schema, types, unique ids, references, numeric ranges.
+
+    Prints every problem as file:line: message. Exit 0 when clean, 1 when any problem.
+
+    \b
+    Examples:
+      echoes-ops validate
+      echoes-ops validate --gamedata ./gamedata --json
+    """
+    from echoes_ops.gamedata import validate_gamedata
+
+    folder = gamedata_dir(ctx, gamedata)
+    result = guard(ctx, lambda: validate_gamedata(folder))
+    if json:
+        emit_json(
+            {
+                "ok": result.ok,
+                "problems": result.problems,
+                "files": len(result.files),
+                "counts": result.data.counts() if result.data else None,
+            }
+        )
+    else:
+        for problem in result.problems:
+            sys.stdout.write(f"{problem}\n")
+        if result.data is not None:
+            counts = result.data.counts()
+            sys.stdout.write(
+                f"ok: {counts['locations']} locations, {counts['items']} items, "
+                f"{counts['npcs']} npcs in {len(result.files)} files\n"
+            )
+        else:
+            sys.stderr.write(f"{len(result.problems)} problem(s) found in {folder}\n")
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.PROBLEMS_FOUND))
+
+
+def preload(
+    ctx: typer.Context,
+    gamedata: GamedataOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the diff per kind; write nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rewrite every key even if the dataset is unchanged.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Load locations, items and NPC definitions into Redis, atomically.
+
+    Readers see the old dataset or the new one, never a mix. Entries removed from gamedata
+    are deleted; a version record (content hash, time, operator, counts) is stored. An
+    unchanged dataset is a no-op unless --force. Invalid gamedata, or too little memory
+    headroom on the server, writes nothing.
+
+    \b
+    Examples:
+      echoes-ops preload --dry-run
+      echoes-ops preload
+      echoes-ops preload --gamedata ./gamedata --force --json
+    """
+    from echoes_ops.operations.preload import preload as do_preload
+
+    data = guard(ctx, lambda: load_gamedata(ctx, gamedata))
+    operator = state(ctx).settings().operator_name()
+
+    async def work() -> PreloadResult:
+        async with redis_client(ctx) as r:
+            with ProgressBar("preloading", enabled=is_tty() and not json) as bar:
+                return await do_preload(
+                    r, data, operator=operator, dry_run=dry_run, force=force, progress=bar
+                )
+
+    result = run(ctx, work)
+    if json:
+        emit_json(result.as_dict())
+    else:
+        render.preload(result)

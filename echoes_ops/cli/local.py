@@ -1,0 +1,137 @@
+"""``local up|down|status|env``: a private Redis and PostgreSQL for demos and development."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from echoes_ops.cli import render
+from echoes_ops.cli.common import emit_json, guard, load_gamedata, run
+
+if TYPE_CHECKING:
+    from echoes_ops.local.stack import LocalStack, LocalState
+
+app = typer.Typer(
+    help="Start and stop a private redis-server and PostgreSQL (with demo data) on loopback.",
+    no_args_is_help=True,
+)
+
+DirOption = Annotated[
+    Path,
+    typer.Option("--dir", envvar="ECHOES_OPS_LOCAL_DIR", help="Folder for data, logs and state."),
+]
+RedisPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--redis-port",
+        envvar="ECHOES_OPS_LOCAL_REDIS_PORT",
+        help="Redis port (default 6390).",
+        show_default=False,
+    ),
+]
+PgPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--pg-port",
+        envvar="ECHOES_OPS_LOCAL_PG_PORT",
+        help="PostgreSQL port (default 5490).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _stack(
+    root: Path, redis_port: int | None, pg_port: int | None, postgres: bool | None = None
+) -> LocalStack:
+    from echoes_ops.local.stack import LocalStack
+
+    return LocalStack.load(root, redis_port=redis_port, pg_port=pg_port, postgres=postgres)
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    root: DirOption = Path(".echoes-local"),
+    redis_port: RedisPortOption = None,
+    pg_port: PgPortOption = None,
+    no_postgres: Annotated[bool, typer.Option("--no-postgres", help="Start Redis only.")] = False,
+    characters: Annotated[int, typer.Option("--characters", help="Demo characters to seed.")] = 300,
+    json: JsonOption = False,
+) -> None:
+    """Start the local services (if not running) and seed the demo characters.
+
+    Prints the URLs to export. Needs redis-server (apt-get install redis-server) and, unless
+    --no-postgres, the PostgreSQL server binaries (apt-get install postgresql).
+
+    \b
+    Examples:
+      echoes-ops local up
+      eval "$(echoes-ops local env)" && echoes-ops status
+    """
+    stack = guard(ctx, lambda: _stack(root, redis_port, pg_port, postgres=not no_postgres))
+    data = guard(ctx, lambda: load_gamedata(ctx, None))
+
+    async def work() -> LocalState:
+        return await stack.up(
+            location_ids=sorted(data.locations), item_ids=sorted(data.items), characters=characters
+        )
+
+    state = run(ctx, work)
+    if json:
+        emit_json(state.as_dict())
+    else:
+        render.local_state(state)
+
+
+@app.command("down")
+def down(
+    ctx: typer.Context,
+    root: DirOption = Path(".echoes-local"),
+    json: JsonOption = False,
+) -> None:
+    """Stop the local services (data stays in --dir).
+
+    \b
+    Examples:
+      echoes-ops local down
+    """
+    state = guard(ctx, lambda: _stack(root, None, None).down())
+    if json:
+        emit_json(state.as_dict())
+    else:
+        render.local_state(state)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    root: DirOption = Path(".echoes-local"),
+    json: JsonOption = False,
+) -> None:
+    """Whether the local services run, and their URLs.
+
+    \b
+    Examples:
+      echoes-ops local status --json
+    """
+    state = guard(ctx, lambda: _stack(root, None, None).status())
+    if json:
+        emit_json(state.as_dict())
+    else:
+        render.local_state(state)
+
+
+@app.command("env")
+def env(ctx: typer.Context, root: DirOption = Path(".echoes-local")) -> None:
+    """Print shell export lines for the local services' URLs.
+
+    \b
+    Examples:
+      eval "$(echoes-ops local env)"
+    """
+    state = guard(ctx, lambda: _stack(root, None, None).status())
+    sys.stdout.write("\n".join(state.env_lines()) + "\n")

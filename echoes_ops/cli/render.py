@@ -1,0 +1,178 @@
+"""Human-readable rendering of operation results (rich). One function per result type."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from echoes_ops.cli.common import stdout_console
+
+if TYPE_CHECKING:
+    from echoes_ops.local.stack import LocalState
+    from echoes_ops.operations.cache import CacheStatus, InvalidateResult
+    from echoes_ops.operations.preload import PreloadResult
+    from echoes_ops.operations.status import Status
+
+
+def _short(version: str | None) -> str:
+    return version[:12] if version else "none"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
+
+
+def preload(result: PreloadResult) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    if result.skipped:
+        console.print(
+            f"gamedata unchanged (version {_short(result.version)}); nothing written. "
+            "Use --force to rewrite."
+        )
+        return
+    table = Table(title="dry run: nothing written" if result.dry_run else None)
+    for column in ("kind", "added", "changed", "removed", "unchanged"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, diff in result.diffs.items():
+        table.add_row(
+            kind,
+            str(len(diff.added)),
+            str(len(diff.changed)),
+            str(len(diff.removed)),
+            str(diff.unchanged),
+        )
+    console.print(table)
+    for kind, diff in result.diffs.items():
+        for label, ids in (("+", diff.added), ("~", diff.changed), ("-", diff.removed)):
+            if ids and result.dry_run:
+                shown = ", ".join(ids[:10]) + (
+                    f", ... ({len(ids) - 10} more)" if len(ids) > 10 else ""
+                )
+                console.print(f"  {label} {kind}: {shown}")
+    if result.dry_run:
+        console.print(
+            f"would write {sum(len(d.to_write) for d in result.diffs.values())} keys "
+            f"(~{result.estimated_bytes:,} B) and remove "
+            f"{sum(len(d.removed) for d in result.diffs.values())}; "
+            f"version {_short(result.previous_version)} -> {_short(result.version)}"
+        )
+    else:
+        console.print(
+            f"preloaded version {_short(result.version)}: wrote {result.keys_written} keys, "
+            f"removed {result.keys_removed}, in {result.elapsed_s:.2f} s"
+        )
+
+
+def cache_status(status: CacheStatus) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    verdict = "in sync" if status.in_sync else "DRIFT"
+    console.print(
+        f"static caches: {verdict}  (gamedata {_short(status.gamedata_version)}, "
+        f"loaded {_short(status.loaded_version)})"
+    )
+    table = Table()
+    for column in ("kind", "expected", "loaded", "missing", "stale", "extra", "malformed"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, k in status.kinds.items():
+        table.add_row(
+            kind,
+            str(k.expected),
+            str(k.loaded),
+            str(len(k.diff.added)),
+            str(len(k.diff.changed)),
+            str(len(k.diff.removed)),
+            str(len(k.malformed)),
+        )
+    console.print(table)
+    for kind, k in status.kinds.items():
+        for label, ids in (
+            ("missing", k.diff.added),
+            ("stale", k.diff.changed),
+            ("extra", k.diff.removed),
+            ("malformed", k.malformed),
+        ):
+            if ids:
+                console.print(
+                    f"  {kind} {label}: {', '.join(ids[:10])}" + (" ..." if len(ids) > 10 else "")
+                )
+
+
+def invalidate(result: InvalidateResult) -> None:
+    console = stdout_console()
+    if result.dry_run:
+        console.print(f"dry run: would delete {len(result.keys)} key(s)")
+        for key in result.keys[:20]:
+            console.print(f"  {key}")
+    else:
+        console.print(f"deleted {result.deleted} key(s); the next preload will rewrite them")
+
+
+def status(s: Status) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    server = s.server
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    maxmem = f"{server.maxmemory:,} B" if server.maxmemory else "unlimited"
+    table.add_row(
+        "server",
+        f"Redis {server.version} ({server.mode}, {server.role}), up {_duration(server.uptime_s)}",
+    )
+    table.add_row(
+        "memory",
+        f"{server.used_memory_human} used, maxmemory {maxmem}, policy {server.maxmemory_policy}",
+    )
+    table.add_row("clients", str(server.connected_clients))
+    table.add_row("keys", f"{server.keys:,}")
+    version = s.gamedata
+    if version:
+        loaded_at = float(version.get("loaded_at", "0") or 0)
+        age = _duration(time.time() - loaded_at) + " ago" if loaded_at else "?"
+        table.add_row(
+            "gamedata",
+            f"{_short(version.get('content_hash'))} loaded {age} by {version.get('operator', '?')}: "
+            f"{version.get('locations', '?')} locations, {version.get('items', '?')} items, "
+            f"{version.get('npcs', '?')} npcs",
+        )
+    else:
+        table.add_row("gamedata", "not preloaded (run: echoes-ops preload)")
+    c = s.counts
+    table.add_row("sessions", f"{c.sessions:,}")
+    table.add_row(
+        "presence", f"{c.players_in_locations:,} players in {c.locations_with_players:,} locations"
+    )
+    table.add_row("workers", f"{c.workers_alive} alive of {c.workers} known")
+    table.add_row("locks", str(c.locks))
+    console.print(table)
+
+
+def local_state(st: LocalState) -> None:
+    console = stdout_console()
+    console.print(f"local services in {st.root}")
+    console.print(f"  redis      {'running' if st.redis_running else 'stopped'}  {st.redis_url}")
+    if st.postgres:
+        console.print(
+            f"  postgresql {'running' if st.pg_running else 'stopped'}  {st.database_url}"
+        )
+    if st.demo_characters is not None:
+        console.print(
+            f"  demo data  {st.demo_characters} characters, {st.demo_inventory_rows} inventory rows"
+        )
+    if st.redis_running:
+        console.print("use them with:")
+        for line in st.env_lines():
+            console.print(f"  {line}")

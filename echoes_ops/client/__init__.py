@@ -1,0 +1,1 @@
+"""Connections to Redis and PostgreSQL, and the translation of their errors."""

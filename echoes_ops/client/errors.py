@@ -1,0 +1,127 @@
+"""Translate redis-py exceptions into one-line operator errors with exit codes."""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+from redis import exceptions as rx
+
+from echoes_ops.errors import (
+    AuthError,
+    ConfigError,
+    OpsError,
+    PermissionDeniedError,
+    RedisCommandError,
+    UnreachableError,
+)
+
+_NOPERM_CMD = re.compile(r"run the '([^']+)' command")
+_NOPERM_KEY = re.compile(r"no permissions to access (?:one of the keys|a key)", re.I)
+
+
+def translate(exc: BaseException, where: str) -> OpsError:
+    """Return the operator-facing error for a Redis failure against ``where``."""
+    text = str(exc).strip() or type(exc).__name__
+    lowered = text.lower()
+    if isinstance(exc, rx.BusyLoadingError) or ("loading" in lowered and "dataset" in lowered):
+        return UnreachableError(
+            f"Redis at {where} is loading its dataset into memory",
+            hint="wait until loading finishes, then retry",
+        )
+    if isinstance(exc, rx.AuthenticationWrongNumberOfArgsError) or (
+        "without any password configured" in lowered
+    ):
+        return AuthError(
+            f"Redis at {where} has no password set, but one was given",
+            hint="unset REDIS_PASSWORD or configure requirepass/ACL users on the server",
+        )
+    if isinstance(exc, rx.AuthenticationError) or "wrongpass" in lowered:
+        return AuthError(
+            f"Redis at {where} rejected the credentials (wrong password or unknown user)",
+            hint="check REDIS_USERNAME and REDIS_PASSWORD / REDIS_PASSWORD_FILE",
+        )
+    if "noauth" in lowered or "authentication required" in lowered:
+        return AuthError(
+            f"Redis at {where} requires a password",
+            hint="set REDIS_PASSWORD, REDIS_PASSWORD_FILE or a password in REDIS_URL",
+        )
+    if isinstance(exc, rx.NoPermissionError) or lowered.startswith("noperm"):
+        match = _NOPERM_CMD.search(text)
+        if match:
+            what = f"the '{match.group(1)}' command"
+        elif _NOPERM_KEY.search(text):
+            what = "a key this command needs"
+        else:
+            what = "this command"
+        return PermissionDeniedError(
+            f"Redis at {where}: this ACL user may not run {what}",
+            hint="grant it to the user (ACL SETUSER) or use an account that has it",
+        )
+    if isinstance(exc, rx.ReadOnlyError):
+        return PermissionDeniedError(
+            f"Redis at {where} is a read-only replica",
+            hint="point REDIS_URL at the primary",
+        )
+    if "db index is out of range" in lowered or "invalid db index" in lowered:
+        return ConfigError(
+            f"Redis at {where} has no such database number",
+            hint="REDIS_DB / the /N in REDIS_URL must be below the server's 'databases'",
+        )
+    if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError):
+        return _connection_problem(exc, text, where)
+    if isinstance(exc, rx.ResponseError):
+        return RedisCommandError(f"Redis at {where} answered with an error: {text}")
+    return RedisCommandError(f"Redis at {where} failed: {text}")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def _connection_problem(exc: BaseException, text: str, where: str) -> OpsError:
+    lowered = text.lower()
+    causes = _causes(exc)
+    refused = any(isinstance(c, ConnectionRefusedError) for c in causes) or (
+        "refused" in lowered or "error 111 " in lowered or "connect call failed" in lowered
+    )
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            reason = getattr(cause, "reason", None) or cause.__class__.__name__
+            return UnreachableError(
+                f"TLS handshake with Redis at {where} failed: {reason}",
+                hint="check REDIS_CA_FILE and that the server name matches its certificate",
+            )
+        cause = cause.__cause__ or cause.__context__
+    if "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+        return UnreachableError(
+            f"TLS handshake with Redis at {where} failed",
+            hint="check REDIS_CA_FILE and that the server name matches its certificate",
+        )
+    if isinstance(exc, rx.TimeoutError | TimeoutError) or "timeout" in lowered:
+        return UnreachableError(
+            f"timed out talking to Redis at {where}",
+            hint="check the address, firewalls, and REDIS_TIMEOUT",
+        )
+    if refused:
+        return UnreachableError(
+            f"cannot connect to Redis at {where}: connection refused",
+            hint="is redis-server running there? check REDIS_URL / REDIS_HOST / REDIS_PORT",
+        )
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return UnreachableError(
+            f"cannot resolve the Redis host in {where}",
+            hint="check REDIS_URL / REDIS_HOST",
+        )
+    if "closed" in lowered or "reset" in lowered or "broken pipe" in lowered:
+        return UnreachableError(
+            f"Redis at {where} closed the connection",
+            hint="the server may have restarted or killed this client; retry",
+        )
+    return UnreachableError(f"cannot talk to Redis at {where}: {text.splitlines()[0]}")

@@ -1,0 +1,350 @@
+"""Settings: where Redis and PostgreSQL are, and how to reach them.
+
+Sources, highest first: command-line flags > environment variables > the YAML config file
+(``--config`` / ``ECHOES_OPS_CONFIG``) > defaults. Secrets are held in :class:`Secret`, which
+never shows its value in ``str``/``repr``; URLs are only ever displayed through
+:func:`redact_url`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import yaml
+
+from echoes_ops.errors import ConfigError
+
+REDACTED = "***"
+
+# Environment variable for each setting (every setting has one).
+ENV_VARS: dict[str, str] = {
+    "redis_url": "REDIS_URL",
+    "redis_host": "REDIS_HOST",
+    "redis_port": "REDIS_PORT",
+    "redis_db": "REDIS_DB",
+    "redis_username": "REDIS_USERNAME",
+    "redis_password": "REDIS_PASSWORD",
+    "redis_password_file": "REDIS_PASSWORD_FILE",
+    "redis_tls": "REDIS_TLS",
+    "redis_ca_file": "REDIS_CA_FILE",
+    "redis_sentinels": "REDIS_SENTINELS",
+    "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
+    "redis_timeout": "REDIS_TIMEOUT",
+    "database_url": "DATABASE_URL",
+    "gamedata_dir": "ECHOES_OPS_GAMEDATA",
+    "operator": "ECHOES_OPS_OPERATOR",
+    "env_file": "ECHOES_OPS_ENV_FILE",
+}
+CONFIG_ENV_VAR = "ECHOES_OPS_CONFIG"
+
+
+class Secret:
+    """A string that refuses to be printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED!r})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (user names are kept)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0] if userinfo else ""
+    has_password = ":" in userinfo or (userinfo and not user)
+    shown = f"{user}:{REDACTED}" if has_password else user
+    netloc = f"{shown}@{hostport}" if shown else hostport
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password not in (None, "")
+    except ValueError:
+        return False
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _as_int(name: str, value: Any, *, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _as_float(name: str, value: Any) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Everything needed to open a Redis connection. ``url`` never holds a password."""
+
+    url: str
+    password: Secret | None = None
+    username: str | None = None
+    ca_file: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    timeout: float = 5.0
+
+    @property
+    def display(self) -> str:
+        if self.sentinels:
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"sentinel://{hosts}/{self.sentinel_master}"
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :meth:`load`; ``repr`` never shows a secret."""
+
+    redis_url: str | None = None
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_username: str | None = None
+    redis_password: Secret | None = field(default=None)
+    redis_password_file: str | None = None
+    redis_tls: bool = False
+    redis_ca_file: str | None = None
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
+    redis_timeout: float = 5.0
+    database_url: Secret | None = None
+    gamedata_dir: str | None = None
+    operator: str | None = None
+    env_file: str | None = None
+    config_file: str | None = None
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "redis_url" and value is not None:
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        """Merge flags > env > config file > defaults into validated settings."""
+        env = os.environ if env is None else env
+        flags = {k: v for k, v in (flags or {}).items() if v is not None}
+        path = config_file or flags.pop("config_file", None) or env.get(CONFIG_ENV_VAR)
+        merged: dict[str, Any] = {}
+        if path:
+            merged.update(_read_config_file(Path(path)))
+        for name, var in ENV_VARS.items():
+            if var in env:
+                merged[name] = env[var]
+        merged.update(flags)
+        if path:
+            merged["config_file"] = str(path)
+        return cls._from_raw(merged)
+
+    @classmethod
+    def from_dsn(cls, redis_url: str, database_url: str | None = None) -> Settings:
+        return cls._from_raw({"redis_url": redis_url, "database_url": database_url})
+
+    @classmethod
+    def _from_raw(cls, raw: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in config: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            if value is None:
+                continue
+            values[name] = _coerce(name, value)
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.redis_url is not None:
+            scheme = urlsplit(self.redis_url).scheme
+            if scheme not in {"redis", "rediss", "unix"}:
+                raise ConfigError(
+                    f"REDIS_URL must start with redis://, rediss:// or unix://, got "
+                    f"{redact_url(self.redis_url)!r}"
+                )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ConfigError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not")
+        if self.database_url is not None:
+            scheme = urlsplit(self.database_url.reveal()).scheme
+            if scheme not in {"postgres", "postgresql"}:
+                raise ConfigError(
+                    "DATABASE_URL must start with postgresql://, got "
+                    f"{redact_url(self.database_url.reveal())!r}"
+                )
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+
+    # -- derived ------------------------------------------------------------------------
+
+    def redis_target(self) -> RedisTarget:
+        """Where and how to connect to Redis, password split out of the URL."""
+        password = self._password()
+        if self.redis_url:
+            parts = urlsplit(self.redis_url)
+            username = unquote(parts.username) if parts.username else self.redis_username
+            if parts.password:
+                password = Secret(unquote(parts.password))
+            hostport = parts.netloc.rpartition("@")[2]
+            clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+        else:
+            scheme = "rediss" if self.redis_tls else "redis"
+            host = f"[{self.redis_host}]" if ":" in self.redis_host else self.redis_host
+            clean = f"{scheme}://{host}:{self.redis_port}/{self.redis_db}"
+            username = self.redis_username
+        sentinels: tuple[tuple[str, int], ...] = ()
+        if self.redis_sentinels:
+            sentinels = tuple(_parse_hostport(item) for item in self.redis_sentinels.split(","))
+        return RedisTarget(
+            url=clean,
+            password=password,
+            username=username or None,
+            ca_file=self.redis_ca_file,
+            sentinels=sentinels,
+            sentinel_master=self.redis_sentinel_master,
+            timeout=self.redis_timeout,
+        )
+
+    def _password(self) -> Secret | None:
+        if self.redis_password_file:
+            try:
+                text = Path(self.redis_password_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read REDIS_PASSWORD_FILE {self.redis_password_file}: {exc.strerror}"
+                ) from None
+            return Secret(text) if text else None
+        if self.redis_password:
+            return self.redis_password
+        return None
+
+    def database_dsn(self) -> str | None:
+        return self.database_url.reveal() if self.database_url else None
+
+    @property
+    def database_display(self) -> str | None:
+        return redact_url(self.database_url.reveal()) if self.database_url else None
+
+    def operator_name(self) -> str:
+        if self.operator:
+            return self.operator
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+
+
+_SECRETS = {"redis_password", "database_url"}
+_INTS = {"redis_port": (1, 65535), "redis_db": (0, 10_000)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _SECRETS:
+        if isinstance(value, Secret):
+            return value if value else None
+        text = str(value)
+        return Secret(text) if text else None  # empty REDIS_PASSWORD means none
+    if name in _INTS:
+        low, high = _INTS[name]
+        return _as_int(ENV_VARS.get(name, name).upper(), value, low=low, high=high)
+    if name == "redis_tls":
+        return _as_bool("REDIS_TLS", value)
+    if name == "redis_timeout":
+        return _as_float("REDIS_TIMEOUT", value)
+    text = str(value)
+    return text if text != "" else None
+
+
+def _parse_hostport(item: str) -> tuple[str, int]:
+    host, sep, port = item.strip().rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"REDIS_SENTINELS entries must be host:port, got {item!r}")
+    return host.strip("[]"), _as_int("sentinel port", port, low=1, high=65535)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: config file is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: config file must be a mapping of setting: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_redis_url(host: str, port: int, db: int = 0, password: str | None = None) -> str:
+    """A redis:// URL; used by local services to print what to export."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"

@@ -1,0 +1,142 @@
+"""Every key name, channel name and TTL of the tier, in one place.
+
+Key shapes follow DESIGN.md (the plan's keys written without braces, since braces are hash
+tags in Redis Cluster). Nothing else in echoes-ops builds a key or channel with an f-string.
+Builders validate their ids; parsers return ``None`` for keys that are not of their family.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from echoes_ops.contract.ids import check_character_id, check_name
+
+# -- TTLs (seconds) ---------------------------------------------------------------------
+SESSION_TTL: Final = 1800
+INVENTORY_TTL: Final = 600
+WORKER_META_TTL: Final = 15
+WORKER_HEARTBEAT_INTERVAL: Final = 5
+
+# -- game keys (the plan's) -------------------------------------------------------------
+SESSION_PATTERN: Final = "player:*:session"
+INVENTORY_PATTERN: Final = "player:*:inventory"
+PRESENCE_PATTERN: Final = "location:*:players"
+LOCATION_CACHE_PATTERN: Final = "location:*:cache"
+ITEM_DEF_PATTERN: Final = "item:*:def"
+NPC_DEF_PATTERN: Final = "npc:*:def"
+WORKER_CONNECTIONS_PATTERN: Final = "worker:*:connections"
+WORKER_META_PATTERN: Final = "worker:*:meta"
+LOCK_PATTERN: Final = "lock:*"
+
+
+def session_key(character_id: object) -> str:
+    return f"player:{check_character_id(character_id)}:session"
+
+
+def inventory_key(character_id: object) -> str:
+    return f"player:{check_character_id(character_id)}:inventory"
+
+
+def presence_key(location_id: object) -> str:
+    return f"location:{check_name(location_id, 'location id')}:players"
+
+
+def location_cache_key(location_id: object) -> str:
+    return f"location:{check_name(location_id, 'location id')}:cache"
+
+
+def item_def_key(item_id: object) -> str:
+    return f"item:{check_name(item_id, 'item id')}:def"
+
+
+def npc_def_key(npc_id: object) -> str:
+    return f"npc:{check_name(npc_id, 'npc id')}:def"
+
+
+def worker_connections_key(worker_id: object) -> str:
+    return f"worker:{check_name(worker_id, 'worker id')}:connections"
+
+
+def worker_meta_key(worker_id: object) -> str:
+    return f"worker:{check_name(worker_id, 'worker id')}:meta"
+
+
+def lock_key(name: object) -> str:
+    return f"lock:{check_name(name, 'lock name')}"
+
+
+# -- channels ---------------------------------------------------------------------------
+BROADCAST_CHANNEL: Final = "game:broadcast"
+WORKERS_CHANNEL: Final = "game:workers"
+LOCATION_CHANNEL_PATTERN: Final = "location:*"
+PLAYER_CHANNEL_PATTERN: Final = "player:*"
+
+
+def location_channel(location_id: object) -> str:
+    return f"location:{check_name(location_id, 'location id')}"
+
+
+def player_channel(character_id: object) -> str:
+    return f"player:{check_character_id(character_id)}"
+
+
+# -- keys of ours, namespaced so they never collide with game keys ----------------------
+NAMESPACE: Final = "echoes"
+GAMEDATA_VERSION_KEY: Final = f"{NAMESPACE}:gamedata:version"
+FLAGS_KEY: Final = f"{NAMESPACE}:flags"
+AUDIT_STREAM_KEY: Final = f"{NAMESPACE}:audit"
+AUDIT_STREAM_MAXLEN: Final = 10_000
+
+
+# -- parsers ----------------------------------------------------------------------------
+def _middle(key: str | bytes, prefix: str, suffix: str) -> str | None:
+    if isinstance(key, bytes):
+        try:
+            key = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not (key.startswith(prefix) and key.endswith(suffix)):
+        return None
+    middle = key[len(prefix) : len(key) - len(suffix)]
+    return middle if middle and ":" not in middle else None
+
+
+def parse_session_key(key: str | bytes) -> int | None:
+    middle = _middle(key, "player:", ":session")
+    return int(middle) if middle and middle.isdigit() and middle.isascii() else None
+
+
+def parse_inventory_key(key: str | bytes) -> int | None:
+    middle = _middle(key, "player:", ":inventory")
+    return int(middle) if middle and middle.isdigit() and middle.isascii() else None
+
+
+def parse_presence_key(key: str | bytes) -> str | None:
+    return _middle(key, "location:", ":players")
+
+
+def parse_location_cache_key(key: str | bytes) -> str | None:
+    return _middle(key, "location:", ":cache")
+
+
+def parse_item_def_key(key: str | bytes) -> str | None:
+    return _middle(key, "item:", ":def")
+
+
+def parse_npc_def_key(key: str | bytes) -> str | None:
+    return _middle(key, "npc:", ":def")
+
+
+def parse_worker_meta_key(key: str | bytes) -> str | None:
+    return _middle(key, "worker:", ":meta")
+
+
+def parse_worker_connections_key(key: str | bytes) -> str | None:
+    return _middle(key, "worker:", ":connections")
+
+
+def parse_lock_key(key: str | bytes) -> str | None:
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    name = key[len("lock:") :] if key.startswith("lock:") else ""
+    return name or None

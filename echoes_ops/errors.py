@@ -1,0 +1,97 @@
+"""Error types and the exit codes they map to.
+
+Every failure an operator can cause or meet (bad input, unreachable server, wrong password)
+is an :class:`OpsError` with a one-line message and a documented exit code. The CLI prints
+``str(error)`` on stderr and exits with ``error.exit_code``; nothing else reaches the user.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in docs/cli.md."""
+
+    OK = 0
+    PROBLEMS_FOUND = 1  # validate found errors, doctor found failures, drift found
+    USAGE = 2  # bad flags or arguments (also click's own code)
+    CONFIG = 3  # invalid settings, config file or gamedata
+    UNREACHABLE = 4  # connection refused, timeout, DNS, server loading, TLS handshake
+    AUTH = 5  # wrong password or unknown user
+    PERMISSION = 6  # ACL NOPERM, read-only replica
+    REFUSED = 7  # the command refused to act (memory headroom, live owner, not found)
+    BUSY = 8  # another run holds the lock; nothing done
+    POSTGRES = 9  # PostgreSQL unreachable or failed
+    REDIS = 10  # an unexpected Redis error reply
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class OpsError(Exception):
+    """An error with an operator-facing one-line message."""
+
+    exit_code: ExitCode = ExitCode.REDIS
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class ConfigError(OpsError):
+    exit_code = ExitCode.CONFIG
+
+
+class InvalidIdError(ConfigError, ValueError):
+    """An id that would break a key name or a SCAN pattern."""
+
+
+class DecodeError(OpsError, ValueError):
+    """A stored value or message that does not decode under the contract."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class GamedataError(ConfigError):
+    """Gamedata failed validation; ``problems`` holds every finding."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class UnreachableError(OpsError):
+    exit_code = ExitCode.UNREACHABLE
+
+
+class AuthError(OpsError):
+    exit_code = ExitCode.AUTH
+
+
+class PermissionDeniedError(OpsError):
+    exit_code = ExitCode.PERMISSION
+
+
+class RefusedError(OpsError):
+    exit_code = ExitCode.REFUSED
+
+
+class NotFoundError(RefusedError):
+    pass
+
+
+class BusyError(OpsError):
+    exit_code = ExitCode.BUSY
+
+
+class PostgresError(OpsError):
+    exit_code = ExitCode.POSTGRES
+
+
+class RedisCommandError(OpsError):
+    exit_code = ExitCode.REDIS

@@ -1,0 +1,172 @@
+"""The static dataset as Redis sees it: encoding gamedata into hashes, and diffing."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import orjson
+from redis.asyncio import Redis
+
+from echoes_ops.client.bulk import bulk, pairs
+from echoes_ops.client.scan import collect_keys
+from echoes_ops.contract import codec, keys
+from echoes_ops.contract.static import StaticKind
+from echoes_ops.gamedata.models import GameData, Item, Location
+
+# kind -> {redis key -> encoded hash}
+Encoded = dict[StaticKind, dict[str, dict[str, str]]]
+
+
+def _location_hash(loc: Location) -> dict[str, str]:
+    f, j = codec.encode_float, codec.encode_json
+    return {
+        "id": loc.id,
+        "name": loc.name,
+        "description": loc.description,
+        "exits": j(dict(loc.exits)),
+        "danger_level": str(loc.danger_level),
+        "image_path": loc.image_path,
+        "x": f(loc.x),
+        "y": f(loc.y),
+        "tags": j(list(loc.tags)),
+        "interactables": j([i.to_record() for i in loc.interactables]),
+        "npcs": j([n.to_record() for n in loc.npcs]),
+    }
+
+
+def _item_hash(item: Item) -> dict[str, str]:
+    f, j, b = codec.encode_float, codec.encode_json, codec.encode_bool
+    return {
+        "id": item.id,
+        "name": item.name,
+        "description": item.description,
+        "type": item.type,
+        "weight": f(item.weight),
+        "volume": f(item.volume),
+        "emoji": item.emoji,
+        "image_path": item.image_path,
+        "equippable": b(item.equippable),
+        "consumable": b(item.consumable),
+        "tier": str(item.tier),
+        "stats": j(dict(item.stats)),
+        "effects": j(dict(item.effects)),
+    }
+
+
+def encode_gamedata(data: GameData) -> Encoded:
+    """Every static key with the exact hash fields the plan's readers expect.
+
+    Locations and items, the bulk of a world, use direct encoders (no per-field type
+    dispatch); a test keeps them identical to the generic ``codec.encode_mapping``.
+    """
+    encoded: Encoded = {
+        StaticKind.LOCATION: {
+            StaticKind.LOCATION.key(i): _location_hash(loc) for i, loc in data.locations.items()
+        },
+        StaticKind.ITEM: {
+            StaticKind.ITEM.key(i): _item_hash(item) for i, item in data.items.items()
+        },
+        StaticKind.NPC: {
+            StaticKind.NPC.key(i): codec.encode_mapping(npc.to_record())
+            for i, npc in data.npcs.items()
+        },
+    }
+    return encoded
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The dataset's content hash and the size of what was hashed (about its data size)."""
+
+    sha256: str
+    size: int
+
+
+def content_digest(encoded: Encoded) -> Digest:
+    """A stable digest of what would be stored (independent of file layout and order)."""
+    document = orjson.dumps(
+        {kind.label: encoded.get(kind, {}) for kind in StaticKind}, option=orjson.OPT_SORT_KEYS
+    )
+    return Digest(hashlib.sha256(document).hexdigest(), len(document))
+
+
+def content_hash(encoded: Encoded) -> str:
+    return content_digest(encoded).sha256
+
+
+@dataclass
+class KindDiff:
+    """How one kind's keys in Redis differ from the dataset."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    # the Redis keys behind added + changed, and behind removed (not part of the output)
+    write_keys: list[str] = field(default_factory=list, repr=False)
+    remove_keys: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def to_write(self) -> list[str]:
+        return self.added + self.changed
+
+    @property
+    def clean(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+    def as_dict(self, *, examples: int | None = None) -> dict[str, object]:
+        def cut(ids: list[str]) -> list[str]:
+            return ids if examples is None else ids[:examples]
+
+        return {
+            "added": len(self.added),
+            "changed": len(self.changed),
+            "removed": len(self.removed),
+            "unchanged": self.unchanged,
+            "added_ids": cut(self.added),
+            "changed_ids": cut(self.changed),
+            "removed_ids": cut(self.removed),
+        }
+
+
+async def diff_static(r: Redis, encoded: Encoded) -> dict[StaticKind, tuple[KindDiff, set[str]]]:
+    """Compare the dataset with Redis. Returns per kind the diff (ids) and present keys.
+
+    Walks each family with SCAN and reads existing hashes in pipelined batches.
+    """
+    result: dict[StaticKind, tuple[KindDiff, set[str]]] = {}
+    for kind in StaticKind:
+        wanted = encoded.get(kind, {})
+        present = await collect_keys(r, kind.pattern)
+        # parse also drops keys like location:a:b:cache that only match the glob
+        present = {k for k in present if kind.parse(k) is not None}
+        common = sorted(k for k in wanted if k in present)
+        current = [
+            pairs(x) for x in await bulk(r, [("HGETALL", k) for k in common], raise_on_error=False)
+        ]
+        diff = KindDiff()
+        changed_keys = []
+        for key, stored in zip(common, current, strict=True):
+            if stored == wanted[key]:
+                diff.unchanged += 1
+            else:
+                changed_keys.append(key)
+        added_keys = [k for k in wanted if k not in present]
+        diff.remove_keys = sorted(k for k in present if k not in wanted)
+        diff.write_keys = added_keys + changed_keys
+        diff.added = sorted(_id(kind, k) for k in added_keys)
+        diff.changed = sorted(_id(kind, k) for k in changed_keys)
+        diff.removed = [_id(kind, k) for k in diff.remove_keys]
+        result[kind] = (diff, present)
+    return result
+
+
+def _id(kind: StaticKind, key: str) -> str:
+    parsed = kind.parse(key)
+    return parsed if parsed is not None else key
+
+
+async def read_version(r: Redis) -> dict[str, str]:
+    value: dict[str, str] = await r.hgetall(keys.GAMEDATA_VERSION_KEY)  # type: ignore[assignment]
+    return value

@@ -1,0 +1,102 @@
+"""The one-screen status: server, gamedata version and counts of the tier's state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.scan import collect_keys
+from echoes_ops.contract import keys
+from echoes_ops.operations.static_data import read_version
+
+
+@dataclass
+class ServerInfo:
+    version: str
+    mode: str
+    role: str
+    uptime_s: int
+    used_memory: int
+    used_memory_human: str
+    maxmemory: int
+    maxmemory_policy: str
+    connected_clients: int
+    keys: int
+
+
+@dataclass
+class TierCounts:
+    sessions: int
+    locations_with_players: int
+    players_in_locations: int
+    workers: int
+    workers_alive: int
+    locks: int
+
+
+@dataclass
+class Status:
+    server: ServerInfo
+    gamedata: dict[str, str]
+    counts: TierCounts
+    checked_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def server_info(r: Redis) -> ServerInfo:
+    info = await r.info()
+    keyspace = sum(
+        int(v.get("keys", 0)) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)
+    )
+    return ServerInfo(
+        version=str(info.get("redis_version", "?")),
+        mode=str(info.get("redis_mode", "standalone")),
+        role=str(info.get("role", "?")),
+        uptime_s=int(info.get("uptime_in_seconds", 0)),
+        used_memory=int(info.get("used_memory", 0)),
+        used_memory_human=str(info.get("used_memory_human", "?")),
+        maxmemory=int(info.get("maxmemory", 0)),
+        maxmemory_policy=str(info.get("maxmemory_policy", "?")),
+        connected_clients=int(info.get("connected_clients", 0)),
+        keys=keyspace,
+    )
+
+
+async def tier_counts(r: Redis) -> TierCounts:
+    """Counts by SCAN (bounded COUNT) and pipelined SCARD/EXISTS; never KEYS."""
+    sessions = await collect_keys(r, keys.SESSION_PATTERN)
+    presence = sorted(
+        k for k in await collect_keys(r, keys.PRESENCE_PATTERN) if keys.parse_presence_key(k)
+    )
+    sizes = await bulk(r, [("SCARD", k) for k in presence], raise_on_error=False)
+    members = [int(s) for s in sizes if isinstance(s, int)]
+    metas = await collect_keys(r, keys.WORKER_META_PATTERN)
+    conns = await collect_keys(r, keys.WORKER_CONNECTIONS_PATTERN)
+    worker_ids = {keys.parse_worker_meta_key(k) for k in metas} | {
+        keys.parse_worker_connections_key(k) for k in conns
+    }
+    worker_ids.discard(None)
+    locks = await collect_keys(r, keys.LOCK_PATTERN)
+    return TierCounts(
+        sessions=sum(1 for k in sessions if keys.parse_session_key(k) is not None),
+        locations_with_players=sum(1 for m in members if m > 0),
+        players_in_locations=sum(members),
+        workers=len(worker_ids),
+        workers_alive=sum(1 for k in metas if keys.parse_worker_meta_key(k)),
+        locks=len(locks),
+    )
+
+
+async def status(r: Redis) -> Status:
+    return Status(
+        server=await server_info(r),
+        gamedata=await read_version(r),
+        counts=await tier_counts(r),
+        checked_at=time.time(),
+    )

@@ -1,0 +1,1 @@
+"""The game-worker side of the tier: tier client, locks, reference worker, simulation."""

@@ -1,0 +1,58 @@
+"""Distributed locks on ``lock:<name>`` keys (DESIGN.md decision 1).
+
+The value is ``<owner>#<random hex>``: unique per acquisition, with the owner still readable.
+Release and extend are compare-and-delete / compare-and-expire in Lua, so a holder whose TTL
+ran out can never delete or prolong the next owner's lock. Values written by the plan's own
+code (a bare worker id) are read as an owner with no token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from echoes_ops.contract import keys, scripts
+from echoes_ops.contract.ids import check_name
+
+TOKEN_SEPARATOR = "#"
+
+
+def new_token(owner: str) -> str:
+    return f"{check_name(owner, 'lock owner')}{TOKEN_SEPARATOR}{secrets.token_hex(12)}"
+
+
+def owner_of(value: str) -> str:
+    """The owner named by a lock value (ours or the plan's bare worker id)."""
+    owner, sep, _ = value.rpartition(TOKEN_SEPARATOR)
+    return owner if sep else value
+
+
+@dataclass(frozen=True)
+class LockHandle:
+    name: str
+    key: str
+    token: str
+    ttl_ms: int
+
+
+async def try_acquire(r: Redis, name: str, owner: str, ttl_seconds: float) -> LockHandle | None:
+    """SET NX PX with a fresh token; ``None`` when someone else holds the lock."""
+    key = keys.lock_key(name)
+    token = new_token(owner)
+    ttl_ms = max(1, int(ttl_seconds * 1000))
+    acquired = await r.set(key, token, nx=True, px=ttl_ms)
+    return LockHandle(name, key, token, ttl_ms) if acquired else None
+
+
+async def release(r: Redis, key: str, token: str) -> bool:
+    """Delete the lock only if it still holds ``token``."""
+    script = r.register_script(scripts.RELEASE_LOCK)
+    return bool(await script(keys=[key], args=[token]))
+
+
+async def extend(r: Redis, key: str, token: str, ttl_seconds: float) -> bool:
+    """Reset the TTL only if the lock still holds ``token``."""
+    script = r.register_script(scripts.EXTEND_LOCK)
+    return bool(await script(keys=[key], args=[token, max(1, int(ttl_seconds * 1000))]))

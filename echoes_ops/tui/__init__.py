@@ -1,0 +1,1 @@
+"""The live dashboard (Textual). Not built yet."""

@@ -1,0 +1,70 @@
+"""Shared fixtures: real servers on free loopback ports, started and stopped by the suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from echoes_ops.client.connect import Redis, open_redis
+from echoes_ops.config import Settings
+from echoes_ops.local.redis_server import RedisServer
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED_GAMEDATA = REPO / "gamedata"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up the developer's own Redis/PostgreSQL settings."""
+    for name in list(os.environ):
+        if name.startswith(("REDIS_", "ECHOES_OPS_")) or name == "DATABASE_URL":
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests get a flushed database each."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if not redis_server.running():
+        redis_server.start()
+    sync = redis.Redis.from_url(redis_server.url)
+    sync.flushall()
+    sync.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings.from_dsn(redis_url)
+
+
+@pytest.fixture
+async def r(settings: Settings) -> AsyncIterator[Redis]:
+    async with open_redis(settings.redis_target()) as client:
+        yield client
+
+
+@pytest.fixture
+def sync_r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that stop, restart or reconfigure it."""
+    server = RedisServer(tmp_path / "private-redis")
+    yield server
+    server.stop()

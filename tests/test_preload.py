@@ -1,0 +1,209 @@
+"""Preload against a real redis-server: contents, diffs, no-ops, atomicity, refusals."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+
+import pytest
+import redis
+
+from echoes_ops.client.connect import open_redis
+from echoes_ops.config import Settings
+from echoes_ops.contract import keys
+from echoes_ops.errors import BusyError, PermissionDeniedError, RefusedError
+from echoes_ops.gamedata import load_gamedata
+from echoes_ops.gamedata.models import GameData
+from echoes_ops.operations.preload import PRELOAD_LOCK, preload
+from tests.conftest import BUNDLED_GAMEDATA
+
+
+@pytest.fixture(scope="module")
+def world() -> GameData:
+    return load_gamedata(BUNDLED_GAMEDATA)
+
+
+def generation(data: GameData, tag: str) -> GameData:
+    """The same world with every description marked ``tag``."""
+    return replace(
+        data,
+        locations={k: replace(v, description=tag) for k, v in data.locations.items()},
+        items={k: replace(v, description=tag) for k, v in data.items.items()},
+        npcs={k: replace(v, description=tag) for k, v in data.npcs.items()},
+    )
+
+
+async def test_preload_writes_plan_encoding(r, sync_r, world):
+    result = await preload(r, world, operator="alice")
+    counts = world.counts()
+    assert result.keys_written == sum(counts.values())
+    assert not result.skipped and not result.dry_run
+
+    overpass = sync_r.hgetall("location:overpass:cache")
+    assert overpass["name"] == world.locations["overpass"].name
+    exits = json.loads(overpass["exits"])
+    assert exits["north"] == "gas_station" and exits["south"] == "ruins"
+    assert isinstance(json.loads(overpass["interactables"]), list)
+    assert float(overpass["x"]) == world.locations["overpass"].x
+    assert sync_r.ttl("location:overpass:cache") == -1  # static data: no TTL
+
+    item_id, item = next(iter(world.items.items()))
+    stored = sync_r.hgetall(keys.item_def_key(item_id))
+    assert stored["equippable"] in {"true", "false"}
+    assert stored["equippable"] == ("true" if item.equippable else "false")
+    assert json.loads(stored["stats"]) == dict(item.stats)
+    assert "None" not in stored.values()
+    assert int(stored["tier"]) == item.tier
+
+    npc_id = next(iter(world.npcs))
+    assert sync_r.hget(keys.npc_def_key(npc_id), "name") == world.npcs[npc_id].name
+
+    version = sync_r.hgetall(keys.GAMEDATA_VERSION_KEY)
+    assert version["content_hash"] == result.version
+    assert version["operator"] == "alice"
+    assert int(version["items"]) == counts["items"]
+    assert sync_r.dbsize() == sum(counts.values()) + 1
+    assert sync_r.exists(keys.lock_key(PRELOAD_LOCK)) == 0  # lock released
+
+
+async def test_unchanged_dataset_is_a_noop_unless_forced(r, sync_r, world):
+    await preload(r, world, operator="alice")
+    sync_r.hset("location:overpass:cache", "name", "tampered")
+    again = await preload(r, world, operator="bob")
+    assert again.skipped
+    assert sync_r.hget("location:overpass:cache", "name") == "tampered"
+    assert sync_r.hget(keys.GAMEDATA_VERSION_KEY, "operator") == "alice"
+
+    forced = await preload(r, world, operator="bob", force=True)
+    assert not forced.skipped
+    assert forced.diffs["location"].changed == ["overpass"]
+    assert sync_r.hget("location:overpass:cache", "name") == world.locations["overpass"].name
+
+
+async def test_changed_dataset_adds_changes_and_removes(r, sync_r, world):
+    await preload(r, world, operator="alice")
+    items = dict(world.items)
+    removed_id = sorted(items)[0]
+    changed_id = sorted(items)[1]
+    del items[removed_id]
+    items[changed_id] = replace(items[changed_id], name="Renamed Thing")
+    template = items[changed_id]
+    items["brand_new_item"] = replace(template, id="brand_new_item", name="Brand New")
+    changed_world = replace(world, items=items)
+
+    # a field the plan's code once wrote must disappear with the rewrite
+    sync_r.hset(keys.item_def_key(changed_id), "legacy_field", "x")
+
+    dry = await preload(r, changed_world, operator="alice", dry_run=True)
+    assert dry.diffs["item"].added == ["brand_new_item"]
+    assert dry.diffs["item"].changed == [changed_id]
+    assert dry.diffs["item"].removed == [removed_id]
+    assert sync_r.exists(keys.item_def_key(removed_id)) == 1  # dry run wrote nothing
+    assert sync_r.exists(keys.item_def_key("brand_new_item")) == 0
+
+    result = await preload(r, changed_world, operator="alice")
+    assert result.keys_removed == 1
+    assert sync_r.exists(keys.item_def_key(removed_id)) == 0
+    assert sync_r.hget(keys.item_def_key("brand_new_item"), "name") == "Brand New"
+    stored = sync_r.hgetall(keys.item_def_key(changed_id))
+    assert stored["name"] == "Renamed Thing"
+    assert "legacy_field" not in stored
+    assert sync_r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash") == result.version
+
+
+async def test_dry_run_on_empty_redis_writes_nothing(r, sync_r, world):
+    result = await preload(r, world, operator="alice", dry_run=True)
+    assert result.dry_run
+    assert result.diffs["item"].added and result.estimated_bytes > 0
+    assert sync_r.dbsize() == 0
+
+
+async def test_key_of_wrong_type_is_replaced(r, sync_r, world):
+    item_id = next(iter(world.items))
+    sync_r.set(keys.item_def_key(item_id), "a string, not a hash")
+    await preload(r, world, operator="alice")
+    assert sync_r.type(keys.item_def_key(item_id)) == "hash"
+
+
+def _reader(url: str, expected: int, stop: threading.Event, seen: list[str], errors: list[str]):
+    """Read every static description in one MULTI, as a consistency probe."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        while not stop.is_set():
+            names = sorted(client.scan_iter(match="item:*:def", count=1000))
+            pipe = client.pipeline(transaction=True)
+            for name in names:
+                pipe.hget(name, "description")
+            pipe.hget(keys.GAMEDATA_VERSION_KEY, "content_hash")
+            values = pipe.execute()
+            descriptions = set(values[:-1])
+            if not names:
+                continue
+            if len(descriptions) != 1 or None in descriptions:
+                errors.append(f"mixed or missing: {sorted(map(str, descriptions))[:4]}")
+            if len(names) != expected:
+                errors.append(f"saw {len(names)} item keys, expected {expected}")
+            seen.append(next(iter(descriptions)) or "")
+    finally:
+        client.close()
+
+
+async def test_concurrent_reader_never_sees_a_mix(r, redis_url, world):
+    """A reader polling in transactions sees all-old or all-new, never a mix or a gap."""
+    first = generation(world, "generation-a")
+    await preload(r, first, operator="alice")
+    stop = threading.Event()
+    seen: list[str] = []
+    errors: list[str] = []
+    thread = threading.Thread(
+        target=_reader, args=(redis_url, len(world.items), stop, seen, errors), daemon=True
+    )
+    thread.start()
+    try:
+        for index in range(8):
+            tag = "generation-b" if index % 2 == 0 else "generation-a"
+            await preload(r, generation(world, tag), operator="alice")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not errors, errors[:5]
+    assert len(seen) > 5
+    assert {"generation-a", "generation-b"} <= set(seen)
+
+
+async def test_refuses_without_memory_headroom(private_redis, world):
+    private_redis.extra_args = ["--maxmemory", "1200000", "--maxmemory-policy", "noeviction"]
+    private_redis.start()
+    async with open_redis(Settings.from_dsn(private_redis.url).redis_target()) as r:
+        with pytest.raises(RefusedError, match="memory headroom"):
+            await preload(r, world, operator="alice")
+        assert await r.dbsize() == 0
+
+
+async def test_busy_when_another_preload_holds_the_lock(r, sync_r, world):
+    sync_r.set(keys.lock_key(PRELOAD_LOCK), "operator.bob#abc", ex=60)
+    with pytest.raises(BusyError):
+        await preload(r, world, operator="alice")
+    assert sync_r.exists(keys.GAMEDATA_VERSION_KEY) == 0
+    assert sync_r.get(keys.lock_key(PRELOAD_LOCK)) == "operator.bob#abc"
+
+
+async def test_acl_denial_mid_transaction_applies_nothing(r, sync_r, redis_url, world):
+    """A user that may not HSET: the queued transaction aborts as a whole."""
+    await preload(r, generation(world, "old"), operator="alice")
+    sync_r.execute_command(
+        "ACL", "SETUSER", "nohset", "on", ">pw", "~*", "+@all", "-hset"
+    )
+    try:
+        settings = Settings.from_dsn(redis_url.replace("redis://", "redis://nohset:pw@"))
+        with pytest.raises(PermissionDeniedError, match="hset"):
+            async with open_redis(settings.redis_target()) as limited:
+                await preload(limited, generation(world, "new"), operator="alice")
+        descriptions = {
+            sync_r.hget(keys.item_def_key(i), "description") for i in list(world.items)[:50]
+        }
+        assert descriptions == {"old"}
+        assert sync_r.exists(keys.lock_key(PRELOAD_LOCK)) == 0
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "nohset")
