@@ -82,15 +82,23 @@ async def main() -> None:
         finally:
             server.stop()
     plan_s, ours_s, forced_s = (statistics.median(x) for x in (plans, ours, forced))
-    print(f"keys: {total:,} ({args.items:,} items, {args.locations:,} locations); "
-          f"median of {args.runs} runs")
+    print(
+        f"keys: {total:,} ({args.items:,} items, {args.locations:,} locations); "
+        f"median of {args.runs} runs"
+    )
     print(f"plan approach (awaited HSET per key): {plan_s:.3f} s  {total / plan_s:,.0f} keys/s")
-    print(f"echoes-ops preload (empty Redis):     {ours_s:.3f} s  {total / ours_s:,.0f} keys/s  "
-          f"ratio {plan_s / ours_s:.1f}x")
-    print(f"echoes-ops preload --force (reload):  {forced_s:.3f} s  {total / forced_s:,.0f} keys/s  "
-          f"ratio {plan_s / forced_s:.1f}x")
-    print(f"the atomic EXEC held the server: median {statistics.median(swaps):.1f} ms, "
-          f"max {max(swaps):.1f} ms (server-side, INFO commandstats)")
+    print(
+        f"echoes-ops preload (empty Redis):     {ours_s:.3f} s  {total / ours_s:,.0f} keys/s  "
+        f"ratio {plan_s / ours_s:.1f}x"
+    )
+    print(
+        f"echoes-ops preload --force (reload):  {forced_s:.3f} s  {total / forced_s:,.0f} keys/s  "
+        f"ratio {plan_s / forced_s:.1f}x"
+    )
+    print(
+        f"the atomic EXEC held the server: median {statistics.median(swaps):.1f} ms, "
+        f"max {max(swaps):.1f} ms (server-side, INFO commandstats)"
+    )
 
 
 if __name__ == "__main__":

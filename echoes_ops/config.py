@@ -9,12 +9,13 @@ never shows its value in ``str``/``repr``; URLs are only ever displayed through
 from __future__ import annotations
 
 import getpass
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
@@ -70,27 +71,72 @@ class Secret:
     __str__ = __repr__
 
 
+@dataclass(frozen=True)
+class _UrlParts:
+    """A URL split by hand around its credentials.
+
+    Passwords often hold characters that end a URL's authority (``#``, ``?``, ``/``) when
+    they were not percent-encoded; ``urllib`` then puts part of the secret in the path or
+    fragment. Splitting at the last ``@`` before anything else keeps the secret whole.
+    """
+
+    scheme: str
+    username: str | None
+    password: str | None
+    rest: str  # everything after the credentials: host, port, path, query
+    query_password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> _UrlParts:
+        scheme, sep, remainder = url.partition("://")
+        if not sep:
+            return cls("", None, None, url, None)
+        userinfo, at, rest = remainder.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, secret = userinfo.partition(":")
+            username = unquote(user) or None
+            password = unquote(secret) if colon else None
+        else:
+            rest = remainder
+        query_password = None
+        base, qmark, query = rest.partition("?")
+        if qmark:
+            kept = []
+            for pair in query.split("&"):
+                name, _, value = pair.partition("=")
+                if name == "password":
+                    query_password = unquote(value)
+                else:
+                    kept.append(pair)
+            rest = base + ("?" + "&".join(kept) if kept else "")
+        return cls(scheme, username, password, rest, query_password)
+
+    @property
+    def secret(self) -> str | None:
+        return self.password or self.query_password
+
+    def without_credentials(self) -> str:
+        return f"{self.scheme}://{self.rest}" if self.scheme else self.rest
+
+    def redacted(self) -> str:
+        if not self.scheme:
+            return self.rest
+        user = quote(self.username, safe="") if self.username else ""
+        shown = f"{user}:{REDACTED}" if self.password is not None else user
+        rest = self.rest
+        if self.query_password is not None:
+            rest += ("&" if "?" in rest else "?") + f"password={REDACTED}"
+        return f"{self.scheme}://{shown}@{rest}" if shown else f"{self.scheme}://{rest}"
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (user names are kept)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0] if userinfo else ""
-    has_password = ":" in userinfo or (userinfo and not user)
-    shown = f"{user}:{REDACTED}" if has_password else user
-    netloc = f"{shown}@{hostport}" if shown else hostport
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _UrlParts.parse(url).redacted()
 
 
 def url_has_password(url: str) -> bool:
-    try:
-        return urlsplit(url).password not in (None, "")
-    except ValueError:
-        return False
+    return bool(_UrlParts.parse(url).secret)
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -119,8 +165,8 @@ def _as_float(name: str, value: Any) -> float:
         number = float(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{name} must be positive, got {number}")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
     return number
 
 
@@ -245,12 +291,11 @@ class Settings:
         """Where and how to connect to Redis, password split out of the URL."""
         password = self._password()
         if self.redis_url:
-            parts = urlsplit(self.redis_url)
-            username = unquote(parts.username) if parts.username else self.redis_username
-            if parts.password:
-                password = Secret(unquote(parts.password))
-            hostport = parts.netloc.rpartition("@")[2]
-            clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+            parts = _UrlParts.parse(self.redis_url)
+            username = parts.username or self.redis_username
+            if parts.secret:
+                password = Secret(parts.secret)
+            clean = parts.without_credentials()
         else:
             scheme = "rediss" if self.redis_tls else "redis"
             host = f"[{self.redis_host}]" if ":" in self.redis_host else self.redis_host

@@ -38,12 +38,14 @@ async def test_preload_writes_plan_encoding(r, sync_r, world):
     result = await preload(r, world, operator="alice")
     counts = world.counts()
     assert result.keys_written == sum(counts.values())
-    assert not result.skipped and not result.dry_run
+    assert not result.skipped
+    assert not result.dry_run
 
     overpass = sync_r.hgetall("location:overpass:cache")
     assert overpass["name"] == world.locations["overpass"].name
     exits = json.loads(overpass["exits"])
-    assert exits["north"] == "gas_station" and exits["south"] == "ruins"
+    assert exits["north"] == "gas_station"
+    assert exits["south"] == "ruins"
     assert isinstance(json.loads(overpass["interactables"]), list)
     assert float(overpass["x"]) == world.locations["overpass"].x
     assert sync_r.ttl("location:overpass:cache") == -1  # static data: no TTL
@@ -115,7 +117,8 @@ async def test_changed_dataset_adds_changes_and_removes(r, sync_r, world):
 async def test_dry_run_on_empty_redis_writes_nothing(r, sync_r, world):
     result = await preload(r, world, operator="alice", dry_run=True)
     assert result.dry_run
-    assert result.diffs["item"].added and result.estimated_bytes > 0
+    assert result.diffs["item"].added
+    assert result.estimated_bytes > 0
     assert sync_r.dbsize() == 0
 
 
@@ -192,9 +195,7 @@ async def test_busy_when_another_preload_holds_the_lock(r, sync_r, world):
 async def test_acl_denial_mid_transaction_applies_nothing(r, sync_r, redis_url, world):
     """A user that may not HSET: the queued transaction aborts as a whole."""
     await preload(r, generation(world, "old"), operator="alice")
-    sync_r.execute_command(
-        "ACL", "SETUSER", "nohset", "on", ">pw", "~*", "+@all", "-hset"
-    )
+    sync_r.execute_command("ACL", "SETUSER", "nohset", "on", ">pw", "~*", "+@all", "-hset")
     try:
         settings = Settings.from_dsn(redis_url.replace("redis://", "redis://nohset:pw@"))
         with pytest.raises(PermissionDeniedError, match="hset"):
@@ -207,3 +208,15 @@ async def test_acl_denial_mid_transaction_applies_nothing(r, sync_r, redis_url, 
         assert sync_r.exists(keys.lock_key(PRELOAD_LOCK)) == 0
     finally:
         sync_r.execute_command("ACL", "DELUSER", "nohset")
+
+
+async def test_unchanged_version_with_missing_keys_is_repaired(r, sync_r, world):
+    """An eviction or a manual DEL leaves the version record intact; preload notices."""
+    await preload(r, world, operator="alice")
+    victim = keys.location_cache_key("ruins")
+    sync_r.delete(victim)
+    result = await preload(r, world, operator="alice")
+    assert not result.skipped
+    assert result.diffs["location"].added == ["ruins"]
+    assert result.keys_written == 1
+    assert sync_r.exists(victim) == 1

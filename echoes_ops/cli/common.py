@@ -6,7 +6,6 @@ Commands import operations lazily (inside the command function) so ``--help`` st
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -79,6 +78,8 @@ def warn(message: str) -> None:
 
 def run(ctx: typer.Context, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work()`` in a fresh event loop; every failure becomes one line and an exit code."""
+    import asyncio
+
     debug = state(ctx).debug
     try:
         return asyncio.run(_as_coroutine(work))

@@ -126,12 +126,18 @@ def status(
 
 
 @app.command("env")
-def env(ctx: typer.Context, root: DirOption = Path(".echoes-local")) -> None:
+def env(
+    ctx: typer.Context, root: DirOption = Path(".echoes-local"), json: JsonOption = False
+) -> None:
     """Print shell export lines for the local services' URLs.
 
     \b
     Examples:
       eval "$(echoes-ops local env)"
+      echoes-ops local env --json
     """
     state = guard(ctx, lambda: _stack(root, None, None).status())
-    sys.stdout.write("\n".join(state.env_lines()) + "\n")
+    if json:
+        emit_json(state.env())
+    else:
+        sys.stdout.write("\n".join(state.env_lines()) + "\n")

@@ -36,15 +36,15 @@ def translate(exc: BaseException, where: str) -> OpsError:
             f"Redis at {where} has no password set, but one was given",
             hint="unset REDIS_PASSWORD or configure requirepass/ACL users on the server",
         )
-    if isinstance(exc, rx.AuthenticationError) or "wrongpass" in lowered:
-        return AuthError(
-            f"Redis at {where} rejected the credentials (wrong password or unknown user)",
-            hint="check REDIS_USERNAME and REDIS_PASSWORD / REDIS_PASSWORD_FILE",
-        )
     if "noauth" in lowered or "authentication required" in lowered:
         return AuthError(
             f"Redis at {where} requires a password",
             hint="set REDIS_PASSWORD, REDIS_PASSWORD_FILE or a password in REDIS_URL",
+        )
+    if isinstance(exc, rx.AuthenticationError) or "wrongpass" in lowered:
+        return AuthError(
+            f"Redis at {where} rejected the credentials (wrong password or unknown user)",
+            hint="check REDIS_USERNAME and REDIS_PASSWORD / REDIS_PASSWORD_FILE",
         )
     if isinstance(exc, rx.NoPermissionError) or lowered.startswith("noperm"):
         match = _NOPERM_CMD.search(text)

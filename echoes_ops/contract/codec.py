@@ -31,9 +31,23 @@ _NULLS = frozenset({"", "None", "null", "none", "NULL"})
 def _dump_json(value: Any) -> str:
     """Compact UTF-8 JSON (orjson, C speed). Non-finite floats are refused by validation."""
     try:
-        return orjson.dumps(value).decode("utf-8")
+        text = orjson.dumps(value)
     except TypeError as exc:
         raise DecodeError(f"cannot store {type(value).__name__} as JSON: {exc}") from None
+    if b"null" in text and not _all_finite(value):
+        # orjson writes NaN and infinity as null, which would change the value silently
+        raise DecodeError(f"cannot store non-finite numbers in {value!r}")
+    return text.decode("utf-8")
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_all_finite(v) for v in value)
+    return True
 
 
 def encode_bool(value: bool) -> str:

@@ -84,18 +84,26 @@ class Envelope:
         return body
 
     def to_json(self) -> str:
-        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        try:
+            text = json.dumps(
+                self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            )
+        except ValueError:
+            raise DecodeError("message holds a non-finite number (NaN or infinity)") from None
         if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
             raise DecodeError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
         return text
 
 
-def global_broadcast(payload: Mapping[str, Any], *, stamp: bool = True) -> Envelope:
+def global_broadcast(
+    payload: Mapping[str, Any], *, stamp: bool = True, msg_id: str | None = None
+) -> Envelope:
     return Envelope(
         type=GLOBAL_BROADCAST,
         channel=keys.BROADCAST_CHANNEL,
         payload=payload,
         sent_at=time.time() if stamp else None,
+        msg_id=msg_id,
     )
 
 
@@ -182,9 +190,11 @@ def decode_message(channel: str | bytes, data: str | bytes) -> Envelope:
         value = body.get(name)
         if value is None:
             return None
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise DecodeError(f"message on {channel}: {name} is not an integer")
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except ValueError:
             raise DecodeError(f"message on {channel}: {name} is not an integer") from None
 
     sent_at = body.get("sent_at")

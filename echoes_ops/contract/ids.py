@@ -13,7 +13,7 @@ import re
 from echoes_ops.errors import InvalidIdError
 
 MAX_ID_LENGTH = 200
-_FORBIDDEN = re.compile(r"[*?\[\]{}:\\\s\x00-\x1f\x7f]")
+_FORBIDDEN = re.compile(r"[*?\[\]{}:\\\s\x00-\x1f\x7f-\x9f]")
 
 
 def check_name(value: object, what: str = "id") -> str:

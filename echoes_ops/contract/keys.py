@@ -7,9 +7,11 @@ Builders validate their ids; parsers return ``None`` for keys that are not of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from echoes_ops.contract.ids import check_character_id, check_name
+from echoes_ops.errors import InvalidIdError
 
 # -- TTLs (seconds) ---------------------------------------------------------------------
 SESSION_TTL: Final = 1800
@@ -89,54 +91,74 @@ AUDIT_STREAM_MAXLEN: Final = 10_000
 
 
 # -- parsers ----------------------------------------------------------------------------
-def _middle(key: str | bytes, prefix: str, suffix: str) -> str | None:
+# A parser returns the id only if building the key from it gives back the same key, so
+# whatever it returns is safe to pass to a builder (no glob characters, canonical numbers).
+
+
+def _text(key: str | bytes) -> str | None:
     if isinstance(key, bytes):
         try:
-            key = key.decode("utf-8")
+            return key.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if not (key.startswith(prefix) and key.endswith(suffix)):
+    return key
+
+
+def _parse_name(
+    key: str | bytes, prefix: str, suffix: str, build: Callable[[str], str]
+) -> str | None:
+    text = _text(key)
+    if text is None or not (text.startswith(prefix) and text.endswith(suffix)):
         return None
-    middle = key[len(prefix) : len(key) - len(suffix)]
-    return middle if middle and ":" not in middle else None
+    middle = text[len(prefix) : len(text) - len(suffix)]
+    try:
+        return middle if build(middle) == text else None
+    except InvalidIdError:
+        return None
+
+
+def _parse_character(key: str | bytes, prefix: str, suffix: str) -> int | None:
+    text = _text(key)
+    if text is None or not (text.startswith(prefix) and text.endswith(suffix)):
+        return None
+    middle = text[len(prefix) : len(text) - len(suffix)]
+    if not (middle.isascii() and middle.isdigit()) or middle != str(int(middle)):
+        return None
+    number = int(middle)
+    return number if number > 0 else None
 
 
 def parse_session_key(key: str | bytes) -> int | None:
-    middle = _middle(key, "player:", ":session")
-    return int(middle) if middle and middle.isdigit() and middle.isascii() else None
+    return _parse_character(key, "player:", ":session")
 
 
 def parse_inventory_key(key: str | bytes) -> int | None:
-    middle = _middle(key, "player:", ":inventory")
-    return int(middle) if middle and middle.isdigit() and middle.isascii() else None
+    return _parse_character(key, "player:", ":inventory")
 
 
 def parse_presence_key(key: str | bytes) -> str | None:
-    return _middle(key, "location:", ":players")
+    return _parse_name(key, "location:", ":players", presence_key)
 
 
 def parse_location_cache_key(key: str | bytes) -> str | None:
-    return _middle(key, "location:", ":cache")
+    return _parse_name(key, "location:", ":cache", location_cache_key)
 
 
 def parse_item_def_key(key: str | bytes) -> str | None:
-    return _middle(key, "item:", ":def")
+    return _parse_name(key, "item:", ":def", item_def_key)
 
 
 def parse_npc_def_key(key: str | bytes) -> str | None:
-    return _middle(key, "npc:", ":def")
+    return _parse_name(key, "npc:", ":def", npc_def_key)
 
 
 def parse_worker_meta_key(key: str | bytes) -> str | None:
-    return _middle(key, "worker:", ":meta")
+    return _parse_name(key, "worker:", ":meta", worker_meta_key)
 
 
 def parse_worker_connections_key(key: str | bytes) -> str | None:
-    return _middle(key, "worker:", ":connections")
+    return _parse_name(key, "worker:", ":connections", worker_connections_key)
 
 
 def parse_lock_key(key: str | bytes) -> str | None:
-    if isinstance(key, bytes):
-        key = key.decode("utf-8", "replace")
-    name = key[len("lock:") :] if key.startswith("lock:") else ""
-    return name or None
+    return _parse_name(key, "lock:", "", lock_key)

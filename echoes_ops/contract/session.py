@@ -74,7 +74,8 @@ class Session:
         values = {name: getattr(self, name) for name in SESSION_FIELDS}
         encoded = codec.encode_mapping(values)
         for name, value in self.extra.items():
-            encoded.setdefault(name, value)
+            if codec.decode_str(value) is not None:  # never write back a "None" or ""
+                encoded.setdefault(name, value)
         return encoded
 
     @classmethod

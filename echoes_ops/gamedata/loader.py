@@ -150,8 +150,12 @@ class _Entry:
         values = self.mapping(name)
         out: dict[str, float] = {}
         for key, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.fail(name, f"'{name}.{key}' must be a number, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                self.fail(name, f"'{name}.{key}' must be a finite number, got {value!r}")
                 continue
             out[key] = value
         return out
@@ -225,9 +229,9 @@ def _sub_entries(entry: _Entry, name: str, what: str) -> list[_Entry]:
 
 
 def _parse_location(entry: _Entry) -> Location:
-    entry.unknown_fields(_LOCATION_FIELDS)
     loc_id = entry.ident(what="location id")
     entry.what = f"location '{loc_id}'"
+    entry.unknown_fields(_LOCATION_FIELDS)
     exits: dict[str, str] = {}
     for direction, target in entry.mapping("exits", required=True).items():
         if direction not in DIRECTIONS:
@@ -282,9 +286,9 @@ def _parse_location(entry: _Entry) -> Location:
 
 
 def _parse_item(entry: _Entry) -> Item:
-    entry.unknown_fields(_ITEM_FIELDS)
     item_id = entry.ident(what="item id")
     entry.what = f"item '{item_id}'"
+    entry.unknown_fields(_ITEM_FIELDS)
     item_type = entry.text("type")
     if item_type and item_type not in ITEM_TYPES:
         entry.fail("type", f"unknown item type '{item_type}' (one of {', '.join(ITEM_TYPES)})")
@@ -311,9 +315,9 @@ def _parse_item(entry: _Entry) -> Item:
 
 
 def _parse_npc(entry: _Entry) -> Npc:
-    entry.unknown_fields(_NPC_FIELDS)
     npc_id = entry.ident(what="npc id")
     entry.what = f"npc '{npc_id}'"
+    entry.unknown_fields(_NPC_FIELDS)
     damage_min = entry.integer("damage_min", 0, None)
     damage_max = entry.integer("damage_max", 0, None)
     if damage_min > damage_max:

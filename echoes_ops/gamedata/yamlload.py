@@ -56,6 +56,8 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise YamlProblem(1, f"file is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise YamlProblem(1, f"cannot read file: {exc.strerror or exc}") from None
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:

@@ -39,11 +39,14 @@ class LocalState:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def env_lines(self) -> list[str]:
-        lines = [f"export REDIS_URL={self.redis_url}"]
+    def env(self) -> dict[str, str]:
+        values = {"REDIS_URL": self.redis_url}
         if self.database_url:
-            lines.append(f"export DATABASE_URL={self.database_url}")
-        return lines
+            values["DATABASE_URL"] = self.database_url
+        return values
+
+    def env_lines(self) -> list[str]:
+        return [f"export {name}={value}" for name, value in self.env().items()]
 
 
 @dataclass

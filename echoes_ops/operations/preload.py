@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 from redis.asyncio import Redis
@@ -35,10 +34,12 @@ from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.static_data import (
     Digest,
     Encoded,
+    Flat,
     KindDiff,
     content_digest,
     diff_static,
     encode_gamedata,
+    flatten,
     read_version,
 )
 from echoes_ops.runtime import lock
@@ -133,26 +134,23 @@ async def preload(
         skipped=False,
         counts=data.counts(),
     )
-    if previous == digest.sha256 and not force:
+    if previous == digest.sha256 and not force and await _all_present(r, encoded):
         result.skipped = True
         result.elapsed_s = time.perf_counter() - started
         return result
 
-    diffs = await diff_static(r, encoded)
-    result.diffs = {kind.label: diff for kind, (diff, _) in diffs.items()}
-    to_write = _keys_to_write(encoded, diffs, force=force)
-    to_remove = [key for diff, _ in diffs.values() for key in diff.remove_keys]
-    total_keys = sum(len(mappings) for mappings in encoded.values())
-    result.estimated_bytes = estimate_bytes(digest, total_keys, len(to_write))
     if dry_run:
+        await _plan(r, encoded, digest, result, force=force)
         result.elapsed_s = time.perf_counter() - started
         return result
 
-    await check_headroom(r, result.estimated_bytes)
     handle = await lock.try_acquire(r, PRELOAD_LOCK, _owner(operator), PRELOAD_LOCK_TTL)
     if handle is None:
         raise BusyError("another preload is running (lock:echoes-ops.preload is held)")
     try:
+        # diff under the lock, so a concurrent run cannot make it stale
+        to_write, to_remove = await _plan(r, encoded, digest, result, force=force)
+        await check_headroom(r, result.estimated_bytes)
         version_fields = {
             "content_hash": digest.sha256,
             "loaded_at": f"{time.time():.3f}",
@@ -171,6 +169,28 @@ async def preload(
     return result
 
 
+async def _all_present(r: Redis, encoded: Encoded) -> bool:
+    """Whether every static key still exists (eviction or a manual delete makes a gap
+    that an unchanged version record would hide). Multi-key EXISTS, 1000 keys a call."""
+    wanted = [key for mappings in encoded.values() for key in mappings]
+    commands = [("EXISTS", *wanted[i : i + 1000]) for i in range(0, len(wanted), 1000)]
+    found = sum(int(n) for n in await bulk(r, commands))
+    return found == len(wanted)
+
+
+async def _plan(
+    r: Redis, encoded: Encoded, digest: Digest, result: PreloadResult, *, force: bool
+) -> tuple[list[tuple[str, Flat]], list[str]]:
+    """Diff against Redis; fill ``result`` with the diff and the memory estimate."""
+    diffs = await diff_static(r, encoded)
+    result.diffs = {kind.label: diff for kind, (diff, _) in diffs.items()}
+    to_write = _keys_to_write(encoded, diffs, force=force)
+    to_remove = [key for diff, _ in diffs.values() for key in diff.remove_keys]
+    total_keys = sum(len(mappings) for mappings in encoded.values())
+    result.estimated_bytes = estimate_bytes(digest, total_keys, len(to_write))
+    return to_write, to_remove
+
+
 def _owner(operator: str) -> str:
     cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in operator)
     return f"operator.{cleaned or 'unknown'}"
@@ -178,8 +198,8 @@ def _owner(operator: str) -> str:
 
 def _keys_to_write(
     encoded: Encoded, diffs: dict[StaticKind, tuple[KindDiff, set[str]]], *, force: bool
-) -> list[tuple[str, dict[str, str]]]:
-    out: list[tuple[str, dict[str, str]]] = []
+) -> list[tuple[str, Flat]]:
+    out: list[tuple[str, Flat]] = []
     for kind, mappings in encoded.items():
         diff, _ = diffs[kind]
         if force or len(diff.write_keys) == len(mappings):
@@ -190,7 +210,7 @@ def _keys_to_write(
 
 
 def _transaction(
-    to_write: list[tuple[str, dict[str, str]]],
+    to_write: list[tuple[str, Flat]],
     to_remove: list[str],
     version: dict[str, str],
     *,
@@ -201,9 +221,8 @@ def _transaction(
     doomed = [key for key, _ in to_write] + to_remove
     for start in range(0, len(doomed), batch):
         commands.append(("DEL", *doomed[start : start + batch]))
-    flat = chain.from_iterable
-    commands.extend([("HSET", key, *flat(mapping.items())) for key, mapping in to_write])
+    commands.extend([("HSET", key, *fields) for key, fields in to_write])
     commands.append(("DEL", keys.GAMEDATA_VERSION_KEY))
-    commands.append(("HSET", keys.GAMEDATA_VERSION_KEY, *flat(version.items())))
+    commands.append(("HSET", keys.GAMEDATA_VERSION_KEY, *flatten(version)))
     commands.append(("EXEC",))
     return commands

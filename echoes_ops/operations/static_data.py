@@ -14,51 +14,61 @@ from echoes_ops.contract import codec, keys
 from echoes_ops.contract.static import StaticKind
 from echoes_ops.gamedata.models import GameData, Item, Location
 
+# An encoded hash as HSET takes it: (field, value, field, value, ...), in contract order.
+Flat = tuple[str, ...]
 # kind -> {redis key -> encoded hash}
-Encoded = dict[StaticKind, dict[str, dict[str, str]]]
+Encoded = dict[StaticKind, dict[str, Flat]]
 
 
-def _location_hash(loc: Location) -> dict[str, str]:
+def flatten(mapping: dict[str, str]) -> Flat:
+    return tuple(part for item in mapping.items() for part in item)
+
+
+def as_mapping(flat: Flat) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _location_hash(loc: Location) -> Flat:
     f, j = codec.encode_float, codec.encode_json
-    return {
-        "id": loc.id,
-        "name": loc.name,
-        "description": loc.description,
-        "exits": j(dict(loc.exits)),
-        "danger_level": str(loc.danger_level),
-        "image_path": loc.image_path,
-        "x": f(loc.x),
-        "y": f(loc.y),
-        "tags": j(list(loc.tags)),
-        "interactables": j([i.to_record() for i in loc.interactables]),
-        "npcs": j([n.to_record() for n in loc.npcs]),
-    }
+    return (
+        "id", loc.id,
+        "name", loc.name,
+        "description", loc.description,
+        "exits", j(dict(loc.exits)),
+        "danger_level", str(loc.danger_level),
+        "image_path", loc.image_path,
+        "x", f(loc.x),
+        "y", f(loc.y),
+        "tags", j(list(loc.tags)),
+        "interactables", j([i.to_record() for i in loc.interactables]),
+        "npcs", j([n.to_record() for n in loc.npcs]),
+    )  # fmt: skip
 
 
-def _item_hash(item: Item) -> dict[str, str]:
+def _item_hash(item: Item) -> Flat:
     f, j, b = codec.encode_float, codec.encode_json, codec.encode_bool
-    return {
-        "id": item.id,
-        "name": item.name,
-        "description": item.description,
-        "type": item.type,
-        "weight": f(item.weight),
-        "volume": f(item.volume),
-        "emoji": item.emoji,
-        "image_path": item.image_path,
-        "equippable": b(item.equippable),
-        "consumable": b(item.consumable),
-        "tier": str(item.tier),
-        "stats": j(dict(item.stats)),
-        "effects": j(dict(item.effects)),
-    }
+    return (
+        "id", item.id,
+        "name", item.name,
+        "description", item.description,
+        "type", item.type,
+        "weight", f(item.weight),
+        "volume", f(item.volume),
+        "emoji", item.emoji,
+        "image_path", item.image_path,
+        "equippable", b(item.equippable),
+        "consumable", b(item.consumable),
+        "tier", str(item.tier),
+        "stats", j(item.stats),
+        "effects", j(item.effects),
+    )  # fmt: skip
 
 
 def encode_gamedata(data: GameData) -> Encoded:
     """Every static key with the exact hash fields the plan's readers expect.
 
     Locations and items, the bulk of a world, use direct encoders (no per-field type
-    dispatch); a test keeps them identical to the generic ``codec.encode_mapping``.
+    dispatch); tests/test_static_data.py keeps them identical to ``codec.encode_mapping``.
     """
     encoded: Encoded = {
         StaticKind.LOCATION: {
@@ -68,7 +78,7 @@ def encode_gamedata(data: GameData) -> Encoded:
             StaticKind.ITEM.key(i): _item_hash(item) for i, item in data.items.items()
         },
         StaticKind.NPC: {
-            StaticKind.NPC.key(i): codec.encode_mapping(npc.to_record())
+            StaticKind.NPC.key(i): flatten(codec.encode_mapping(npc.to_record()))
             for i, npc in data.npcs.items()
         },
     }
@@ -148,7 +158,7 @@ async def diff_static(r: Redis, encoded: Encoded) -> dict[StaticKind, tuple[Kind
         diff = KindDiff()
         changed_keys = []
         for key, stored in zip(common, current, strict=True):
-            if stored == wanted[key]:
+            if stored == as_mapping(wanted[key]):
                 diff.unchanged += 1
             else:
                 changed_keys.append(key)
