@@ -68,3 +68,32 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "private-redis")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real PostgreSQL for the session (run as the postgres user when root)."""
+    from echoes_ops.local.postgres_server import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+async def database_url(pg_server) -> str:
+    """The session's PostgreSQL, emptied of our schema and the reference tables."""
+    import asyncpg
+
+    if not pg_server.running():
+        pg_server.start()
+    conn = await asyncpg.connect(pg_server.url)
+    try:
+        await conn.execute(
+            "DROP SCHEMA IF EXISTS echoes_ops CASCADE; "
+            "DROP TABLE IF EXISTS inventory, characters CASCADE"
+        )
+    finally:
+        await conn.close()
+    return pg_server.url

@@ -39,7 +39,16 @@ def test_preload_twice_then_changed_file(world_copy, redis_url, sync_r):
     assert first.code == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["skipped"] is False
-    assert report["keys_written"] == sync_r.dbsize() - 1
+    static = [
+        k
+        for p in ("location:*:cache", "item:*:def", "npc:*:def")
+        for k in sync_r.scan_iter(match=p)
+    ]
+    assert report["keys_written"] == len(static)
+    audit = sync_r.xrevrange(keys.AUDIT_STREAM_KEY, count=1)
+    assert audit[0][1]["action"] == "preload"
+    assert audit[0][1]["result"] == "ok"
+    assert audit[0][1]["operator"] == "carol"
 
     second = cli("preload", "--gamedata", str(world_copy), "--json", env=env)
     assert json.loads(second.stdout)["skipped"] is True

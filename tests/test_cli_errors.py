@@ -135,7 +135,11 @@ def test_bad_gamedata_preload_writes_nothing(tmp_path, redis_url, sync_r):
     out = cli("preload", "--gamedata", str(tmp_path), env={"REDIS_URL": redis_url})
     assert out.code == ExitCode.CONFIG
     assert "world.yaml:" in out.one_error_line()
-    assert sync_r.dbsize() == 0
+    assert sync_r.keys("location:*") == []  # no game data written
+    (record,) = sync_r.xrevrange("echoes:audit")
+    assert record[1]["action"] == "preload"
+    assert record[1]["result"] == "failed"
+    assert "world.yaml" in record[1]["detail"]
 
 
 def test_validate_reports_every_problem(tmp_path):

@@ -8,6 +8,7 @@ import typer
 
 from echoes_ops.cli import render
 from echoes_ops.cli.common import (
+    audited_redis,
     confirm,
     emit_json,
     fail,
@@ -103,10 +104,20 @@ def cache_invalidate(
                 r, StaticKind.from_label(kind or ""), ids or [], dry_run=preview
             )
 
+    async def apply() -> InvalidateResult:
+        args = {"kind": kind, "ids": ids or [], "all_static": all_static}
+        async with audited_redis(ctx, "cache.invalidate", args, dry_run=False) as (r, entry):
+            if all_static:
+                done = await invalidate_all_static(r)
+            else:
+                done = await invalidate(r, StaticKind.from_label(kind or ""), ids or [])
+            entry.detail = {"deleted": done.deleted}
+            return done
+
     preview = run(ctx, lambda: work(True))
     if not dry_run and preview.keys:
         confirm(f"Delete {len(preview.keys)} static cache key(s)?", yes=yes)
-        result = run(ctx, lambda: work(False))
+        result = run(ctx, apply)
     else:
         result = preview
     if json:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from echoes_ops.client.connect import Redis
     from echoes_ops.config import Settings
     from echoes_ops.gamedata.models import GameData
+    from echoes_ops.operations.audit import AuditEntry
 
 T = TypeVar("T")
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in echoes-ops, not in the operator's input
@@ -80,9 +81,20 @@ def run(ctx: typer.Context, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work()`` in a fresh event loop; every failure becomes one line and an exit code."""
     import asyncio
 
+    return guard(ctx, lambda: asyncio.run(_as_coroutine(work)))
+
+
+async def _as_coroutine(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
+
+
+def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
+    """Call ``work()``; an :class:`OpsError` becomes one stderr line and its exit code,
+    Ctrl-C exits 130, and anything unexpected is reported as an internal error (exit 70)
+    without a traceback unless ``--debug``."""
     debug = state(ctx).debug
     try:
-        return asyncio.run(_as_coroutine(work))
+        return work()
     except OpsError as exc:
         if debug:
             traceback.print_exc()
@@ -101,25 +113,34 @@ def run(ctx: typer.Context, work: Callable[[], Awaitable[T]]) -> T:
         )
 
 
-async def _as_coroutine(work: Callable[[], Awaitable[T]]) -> T:
-    return await work()
-
-
-def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
-    """Like :func:`run` for synchronous work (config, gamedata, local services)."""
-
-    async def wrapper() -> T:
-        return work()
-
-    return run(ctx, wrapper)
-
-
 @asynccontextmanager
 async def redis_client(ctx: typer.Context) -> AsyncIterator[Redis]:
     from echoes_ops.client.connect import open_redis
 
     async with open_redis(state(ctx).settings().redis_target()) as client:
         yield client
+
+
+@asynccontextmanager
+async def audited_redis(
+    ctx: typer.Context, action: str, args: dict[str, Any], *, dry_run: bool
+) -> AsyncIterator[tuple[Redis, AuditEntry]]:
+    """Redis for a mutating command, with its audit record written when the block ends.
+    Audit sink problems are printed as warnings after a successful command."""
+    from echoes_ops.operations.audit import audited_redis as open_audited
+
+    settings = state(ctx).settings()
+    async with open_audited(
+        settings.redis_target(),
+        operator=settings.operator_name(),
+        database_url=settings.database_dsn(),
+        action=action,
+        args=args,
+        dry_run=dry_run,
+    ) as (r, entry, log):
+        yield r, entry
+    for message in log.warnings:
+        warn(message)
 
 
 def gamedata_dir(ctx: typer.Context, given: Path | None) -> Path:

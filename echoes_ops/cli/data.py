@@ -11,12 +11,12 @@ import typer
 from echoes_ops.cli import render
 from echoes_ops.cli.common import (
     ProgressBar,
+    audited_redis,
     emit_json,
     gamedata_dir,
     guard,
     is_tty,
     load_gamedata,
-    redis_client,
     run,
     state,
 )
@@ -100,15 +100,24 @@ def preload(
     """
     from echoes_ops.operations.preload import preload as do_preload
 
-    data = guard(ctx, lambda: load_gamedata(ctx, gamedata))
-    operator = state(ctx).settings().operator_name()
+    operator = guard(ctx, lambda: state(ctx).settings().operator_name())
+    folder = gamedata_dir(ctx, gamedata)
+    args = {"gamedata": str(folder), "force": force}
 
     async def work() -> PreloadResult:
-        async with redis_client(ctx) as r:
+        async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
+            data = load_gamedata(ctx, folder)  # invalid gamedata is audited as a failure
             with ProgressBar("preloading", enabled=is_tty() and not json) as bar:
-                return await do_preload(
+                result = await do_preload(
                     r, data, operator=operator, dry_run=dry_run, force=force, progress=bar
                 )
+            entry.detail = {
+                "version": result.version,
+                "skipped": result.skipped,
+                "keys_written": result.keys_written,
+                "keys_removed": result.keys_removed,
+            }
+            return result
 
     result = run(ctx, work)
     if json:

@@ -9,7 +9,20 @@ from typing import Annotated
 import typer
 
 from echoes_ops import __version__
-from echoes_ops.cli import cache, data, local, status
+from echoes_ops.cli import (
+    audit,
+    cache,
+    data,
+    db,
+    local,
+    locations,
+    reconcile,
+    sessions,
+    simulate,
+    status,
+    tail,
+    workers,
+)
 from echoes_ops.cli.common import CliState, warn
 
 app = typer.Typer(
@@ -102,8 +115,16 @@ def main_options(
 app.command("validate")(data.validate)
 app.command("preload")(data.preload)
 app.command("status")(status.status)
+app.command("simulate")(simulate.simulate)
+app.command("tail")(tail.tail)
 app.add_typer(cache.app, name="cache")
 app.add_typer(local.app, name="local")
+app.add_typer(db.app, name="db")
+app.add_typer(sessions.app, name="sessions")
+app.add_typer(locations.app, name="locations")
+app.add_typer(workers.app, name="workers")
+app.command("reconcile")(reconcile.reconcile)
+app.command("audit")(audit.audit)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from echoes_ops.operations.cache import CacheStatus, InvalidateResult
     from echoes_ops.operations.preload import PreloadResult
     from echoes_ops.operations.status import Status
+    from echoes_ops.runtime.simulate import SimResult
 
 
 def _short(version: str | None) -> str:
@@ -176,3 +177,44 @@ def local_state(st: LocalState) -> None:
         console.print("use them with:")
         for line in st.env_lines():
             console.print(f"  {line}")
+
+
+def simulation(result: SimResult) -> None:
+    console = stdout_console()
+    lat = result.latency_ms
+    crashed = f", crashed {', '.join(result.crashed)}" if result.crashed else ""
+    note = " (interrupted)" if result.interrupted else ""
+    console.print(
+        f"simulated {result.players} players on {result.workers} workers for "
+        f"{result.duration_s:.1f} s{crashed}{note}"
+    )
+    console.print(
+        f"  activity   {result.moves} moves, {result.fights} fights, "
+        f"{result.reconnects} player reconnects, {result.spawn_runs} spawn runs"
+    )
+    published = ", ".join(f"{n} {family}" for family, n in result.published.items())
+    console.print(f"  published  {published}")
+    console.print(
+        f"  delivery   expected {result.expected}, received {result.received}, "
+        f"lost {result.lost}, duplicated {result.duplicated} (per worker); "
+        f"{result.delivered_to_inboxes} inbox deliveries"
+    )
+    console.print(
+        f"  latency    p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms, "
+        f"p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms (publish to inbox)"
+    )
+    if result.worker_reconnects:
+        console.print(f"  workers reconnected to Redis {result.worker_reconnects} time(s)")
+    left = {k: v for k, v in result.leftover.items() if v}
+    if left:
+        console.print(
+            "  left in Redis: "
+            + ", ".join(f"{v} {k}" for k, v in left.items())
+            + (
+                " (from the crashed workers: see docs/runbook.md, presence drift)"
+                if result.crashed
+                else ""
+            )
+        )
+    else:
+        console.print("  left in Redis: nothing")

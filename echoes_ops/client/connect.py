@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 from echoes_ops.client.errors import translate
 from echoes_ops.client.packing import (
@@ -19,6 +21,7 @@ from echoes_ops.client.packing import (
     HiredisPackingUnixConnection,
 )
 from echoes_ops.config import RedisTarget
+from echoes_ops.errors import ConfigError
 
 Redis = aioredis.Redis
 
@@ -30,6 +33,19 @@ def _connection_class(url: str) -> type[Any]:
     if scheme == "unix":
         return HiredisPackingUnixConnection
     return HiredisPackingConnection
+
+
+def _check_ca_file(path: str) -> None:
+    """A missing CA file is a settings problem, not a server one (redis-py reports it as a
+    connection failure, "Error 2 connecting to host:port")."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read REDIS_CA_FILE {path}: {exc.strerror or exc}",
+            hint="point REDIS_CA_FILE at the PEM file of the CA that signed the server certificate",
+        ) from None
 
 
 def make_client(target: RedisTarget, *, client_name: str | None = None, **extra: Any) -> Redis:
@@ -45,21 +61,28 @@ def make_client(target: RedisTarget, *, client_name: str | None = None, **extra:
         "password": target.password.reveal() if target.password else None,
     }
     options.update(extra)
+    tls = urlsplit(target.url).scheme == "rediss"
+    if tls:
+        options["ssl_cert_reqs"] = "required"
+        options["ssl_check_hostname"] = True
+        if target.ca_file:
+            _check_ca_file(target.ca_file)
+            options["ssl_ca_certs"] = target.ca_file
     if target.sentinels:
+        if tls:
+            # the primary is reached over TLS (REDIS_TLS=true); the Sentinels in plain text
+            options["ssl"] = True
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(target.sentinels),
             socket_timeout=target.timeout,
-            sentinel_kwargs={"socket_timeout": target.timeout},
+            # fail fast like the direct clients (from_url): redis-py's Redis() default retries
+            # a refused Sentinel ten times with backoff, ~4 s per dead Sentinel in the list
+            sentinel_kwargs={"socket_timeout": target.timeout, "retry": Retry(NoBackoff(), 0)},
             **{k: v for k, v in options.items() if k != "socket_timeout"},
         )
         assert target.sentinel_master is not None  # checked by Settings
         client: Redis = sentinel.master_for(target.sentinel_master, redis_class=aioredis.Redis)
         return client
-    if urlsplit(target.url).scheme == "rediss":
-        options["ssl_cert_reqs"] = "required"
-        options["ssl_check_hostname"] = True
-        if target.ca_file:
-            options["ssl_ca_certs"] = target.ca_file
     options["connection_class"] = _connection_class(target.url)
     return aioredis.Redis.from_url(target.url, **options)
 

@@ -6,6 +6,8 @@ import re
 import ssl
 
 from redis import exceptions as rx
+from redis import sentinel as sync_sentinel
+from redis.asyncio import sentinel as async_sentinel
 
 from echoes_ops.errors import (
     AuthError,
@@ -18,6 +20,8 @@ from echoes_ops.errors import (
 
 _NOPERM_CMD = re.compile(r"run the '([^']+)' command")
 _NOPERM_KEY = re.compile(r"no permissions to access (?:one of the keys|a key)", re.I)
+_NO_MASTER = (sync_sentinel.MasterNotFoundError, async_sentinel.MasterNotFoundError)
+_NO_MASTER_NAME = re.compile(r"no master found for ('[^']*'|\"[^\"]*\")", re.I)
 
 
 def translate(exc: BaseException, where: str) -> OpsError:
@@ -36,7 +40,12 @@ def translate(exc: BaseException, where: str) -> OpsError:
             f"Redis at {where} has no password set, but one was given",
             hint="unset REDIS_PASSWORD or configure requirepass/ACL users on the server",
         )
-    if "noauth" in lowered or "authentication required" in lowered:
+    if (
+        "noauth" in lowered
+        or "authentication required" in lowered
+        # HELLO sent before AUTH (redis-py does so on Sentinel-managed connections)
+        or "must be called with the client already authenticated" in lowered
+    ):
         return AuthError(
             f"Redis at {where} requires a password",
             hint="set REDIS_PASSWORD, REDIS_PASSWORD_FILE or a password in REDIS_URL",
@@ -68,11 +77,29 @@ def translate(exc: BaseException, where: str) -> OpsError:
             f"Redis at {where} has no such database number",
             hint="REDIS_DB / the /N in REDIS_URL must be below the server's 'databases'",
         )
+    if isinstance(exc, _NO_MASTER) or lowered.startswith("no master found for"):
+        return _no_master(text, where)
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError):
         return _connection_problem(exc, text, where)
     if isinstance(exc, rx.ResponseError):
         return RedisCommandError(f"Redis at {where} answered with an error: {text}")
     return RedisCommandError(f"Redis at {where} failed: {text}")
+
+
+def _no_master(text: str, where: str) -> OpsError:
+    """Sentinel gave no master. redis-py appends the Sentinels it could not reach (their
+    client reprs, which hold words such as ``socket_timeout``: not evidence of a timeout)."""
+    match = _NO_MASTER_NAME.search(text)
+    name = match.group(1) if match else "(unknown)"
+    if " : " in text:
+        return UnreachableError(
+            f"could not get master {name} from the Sentinels at {where}: a Sentinel did not answer",
+            hint="check REDIS_SENTINELS, that the Sentinels run, and REDIS_SENTINEL_MASTER",
+        )
+    return UnreachableError(
+        f"the Sentinels at {where} know no healthy master named {name}",
+        hint="check REDIS_SENTINEL_MASTER against SENTINEL MASTERS, or the master is down",
+    )
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -94,6 +121,10 @@ def _connection_problem(exc: BaseException, text: str, where: str) -> OpsError:
     while cause is not None:
         if isinstance(cause, ssl.SSLError):
             reason = getattr(cause, "reason", None) or cause.__class__.__name__
+            # CERTIFICATE_VERIFY_FAILED alone does not tell an untrusted CA from a wrong name
+            detail = getattr(cause, "verify_message", None)
+            if detail:
+                reason = f"{reason}: {str(detail).rstrip('.')}"
             return UnreachableError(
                 f"TLS handshake with Redis at {where} failed: {reason}",
                 hint="check REDIS_CA_FILE and that the server name matches its certificate",

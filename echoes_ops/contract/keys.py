@@ -39,8 +39,12 @@ def inventory_key(character_id: object) -> str:
     return f"player:{check_character_id(character_id)}:inventory"
 
 
+PRESENCE_PREFIX: Final = "location:"
+PRESENCE_SUFFIX: Final = ":players"
+
+
 def presence_key(location_id: object) -> str:
-    return f"location:{check_name(location_id, 'location id')}:players"
+    return f"{PRESENCE_PREFIX}{check_name(location_id, 'location id')}{PRESENCE_SUFFIX}"
 
 
 def location_cache_key(location_id: object) -> str:

@@ -80,7 +80,7 @@ class Session:
 
     @classmethod
     def decode(
-        cls, character_id: int, raw: Mapping[str | bytes, str | bytes], *, now: float | None = None
+        cls, character_id: int, raw: Mapping[Any, Any], *, now: float | None = None
     ) -> Session:
         """Tolerant decoding of whatever a writer (ours or the plan's) stored."""
         text = {

@@ -7,22 +7,18 @@ Characters outside that id range, and all other tables, are left alone.
 
 from __future__ import annotations
 
-import errno
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
-from echoes_ops.config import redact_url
+from echoes_ops.client.postgres import connect_postgres, target_of
 from echoes_ops.errors import ConfigError, PostgresError
 
-CONNECT_TIMEOUT = 10.0
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 ACTIVE_WINDOW = timedelta(hours=6)
 MIN_ITEMS, MAX_ITEMS = 2, 8
 MAX_LEVEL = 30
@@ -149,53 +145,6 @@ def demo_rows(
     return character_rows, inventory_rows
 
 
-def _target(dsn: str) -> str | None:
-    """``host:port`` of a postgresql:// URL (libpq's defaults filled in), or None if not one."""
-    try:
-        parts = urlsplit(dsn)
-        if parts.scheme not in POSTGRES_SCHEMES:
-            return None
-        host = parts.hostname or "localhost"
-        port = parts.port or 5432
-    except ValueError:
-        return None
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-async def _connect(dsn: str) -> Any:
-    target = _target(dsn)
-    if target is None:
-        # Not echoed back: a malformed URL may hide a password where redact_url cannot see it.
-        raise PostgresError(
-            "the PostgreSQL DSN is not a postgresql:// URL",
-            hint="check DATABASE_URL, e.g. postgresql://user@host:5432/dbname",
-        )
-    where = f"{target} ({redact_url(dsn)})"
-    try:
-        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
-    except TimeoutError:
-        raise PostgresError(
-            f"PostgreSQL at {where} did not answer within {CONNECT_TIMEOUT:.0f}s"
-        ) from None
-    except OSError as exc:
-        if exc.errno == errno.ECONNREFUSED:
-            reason = "connection refused"
-        else:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-        raise PostgresError(
-            f"cannot connect to PostgreSQL at {where}: {reason}".splitlines()[0]
-        ) from None
-    except asyncpg.PostgresError as exc:
-        raise PostgresError(
-            f"PostgreSQL at {where} refused the connection: {exc}".splitlines()[0]
-        ) from None
-    except (asyncpg.InterfaceError, ValueError) as exc:
-        raise PostgresError(
-            f"cannot connect to PostgreSQL at {where}: {exc}".splitlines()[0],
-            hint="check DATABASE_URL",
-        ) from None
-
-
 async def seed_demo(
     dsn: str,
     *,
@@ -220,8 +169,8 @@ async def seed_demo(
         now=anchor,
     )
     schema = load_schema_sql()
-    target = _target(dsn)
-    conn = await _connect(dsn)
+    target = target_of(dsn)
+    conn = await connect_postgres(dsn)
     try:
         async with conn.transaction():
             await conn.execute(schema)

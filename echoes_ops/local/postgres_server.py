@@ -28,7 +28,7 @@ from typing import Any
 
 from echoes_ops.errors import ConfigError, UnreachableError
 from echoes_ops.local.binaries import find_postgres_bindir
-from echoes_ops.local.redis_server import free_port
+from echoes_ops.local.redis_server import free_port, process_alive
 
 SYSTEM_USER = "postgres"
 BOOTSTRAP_SUPERUSER = "postgres"
@@ -92,13 +92,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:

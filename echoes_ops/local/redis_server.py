@@ -23,6 +23,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie (exited, not yet reaped: daemons are reparented to a
+    PID 1 that may never reap them in a container) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def _ping(host: str, port: int, password: str | None, timeout: float = 0.5) -> str | None:
     """PING over a raw socket; return the first reply line, or None if unreachable."""
     try:
@@ -99,8 +115,15 @@ class RedisServer:
                 f"{detail[-1] if detail else 'no output'}"
             )
         deadline = time.monotonic() + timeout
+        started = time.monotonic()
         while time.monotonic() < deadline:
-            reply = _ping(self.host, self.port, self.password)
+            alive = self._pid_alive()
+            if not alive and time.monotonic() - started > 1.0:
+                # the daemon exited at once (port in use, bad option): say why
+                raise ConfigError(
+                    f"redis-server on port {self.port} exited at start: {self._last_log_line()}"
+                )
+            reply = _ping(self.host, self.port, self.password) if alive else None
             if reply and not reply.startswith("-LOADING"):
                 return
             time.sleep(0.02)
@@ -109,6 +132,17 @@ class RedisServer:
             hint=f"see {self.logfile}",
         )
 
+    def _pid_alive(self) -> bool:
+        pid = self.pid()
+        return pid is not None and process_alive(pid)
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = [line for line in self.logfile.read_text().splitlines() if line.strip()]
+        except OSError:
+            return "no log written"
+        return lines[-1].split(" * ")[-1].split(" # ")[-1].strip() if lines else "empty log"
+
     def pid(self) -> int | None:
         try:
             return int(self.pidfile.read_text().strip())
@@ -116,16 +150,7 @@ class RedisServer:
             return None
 
     def running(self) -> bool:
-        pid = self.pid()
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return _ping(self.host, self.port, self.password) is not None
+        return self._pid_alive() and _ping(self.host, self.port, self.password) is not None
 
     def stop(self, timeout: float = 10.0, *, sig: int = signal.SIGTERM) -> None:
         pid = self.pid()
@@ -134,11 +159,7 @@ class RedisServer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
+        while time.monotonic() < deadline and process_alive(pid):
             time.sleep(0.02)
         with contextlib.suppress(FileNotFoundError):
             self.pidfile.unlink()

@@ -15,6 +15,7 @@ from echoes_ops.errors import ConfigError
 from echoes_ops.local.demo import DemoSummary, seed_demo
 from echoes_ops.local.postgres_server import PostgresServer
 from echoes_ops.local.redis_server import RedisServer
+from echoes_ops.operations.migrations import migrate
 
 DEFAULT_ROOT = ".echoes-local"
 DEFAULT_REDIS_PORT = 6390
@@ -107,6 +108,7 @@ class LocalStack:
             summary = await seed_demo(
                 pg.url, location_ids=location_ids, item_ids=item_ids, characters=characters
             )
+            await migrate(pg.url)  # our own tables (flags, audit)
         state = self.status()
         if summary is not None:
             state.demo_characters = summary.characters

@@ -1,0 +1,346 @@
+"""Find and repair presence drift (DESIGN.md decision 5).
+
+Drift happens when a worker dies, a fire-and-forget cleanup is lost, or a move is split
+between SREM and SADD. Each kind of drift is found with bounded reads (SCAN, SSCAN,
+pipelined HMGET/TTL) and, with ``fix``, repaired by a Lua script that re-checks the
+condition inside Redis, so a game write that lands between detection and repair is never
+undone (a player who reconnected elsewhere keeps their session). Repairs are idempotent: a
+second run finds nothing to do. Dry run by default.
+
+Kinds (the keys of the report, stable for ``--json``):
+
+- ``orphan_member``: a player in a location set with no session.
+- ``location_mismatch``: a player in a set other than the location its session names.
+- ``multi_location``: a player in more than one set (repaired as mismatches).
+- ``missing_member``: a session whose location set does not hold the player.
+- ``dead_worker``: a session (and connection entry) of a worker that is gone (no meta key,
+  no client with its name) and whose heartbeat is older than the grace period. A session
+  with an unknown heartbeat is reported but not repaired.
+- ``stale_connection``: a dead worker's connection entry whose session names another worker
+  or does not exist.
+- ``no_ttl_session``, ``no_ttl_inventory``, ``no_ttl_lock``: keys that must expire but
+  carry no TTL; repaired by giving them the contract's TTL (locks: ``LOCK_REPAIR_TTL``).
+- ``unknown_location``: a location set for a location that is not in the static cache
+  (reported only; checked when the static cache is loaded).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.scan import scan_keys
+from echoes_ops.contract import keys, scripts
+from echoes_ops.operations.tiermap import (
+    BATCH,
+    presence_sets,
+    session_batches,
+    set_members,
+    worker_liveness,
+)
+
+KINDS: tuple[str, ...] = (
+    "orphan_member",
+    "location_mismatch",
+    "multi_location",
+    "missing_member",
+    "dead_worker",
+    "stale_connection",
+    "no_ttl_session",
+    "no_ttl_inventory",
+    "no_ttl_lock",
+    "unknown_location",
+)
+DEFAULT_GRACE = 60.0
+LOCK_REPAIR_TTL = 300
+EXAMPLES = 10
+SESSION_FIELDS = ("location_id", "worker_id", "last_heartbeat")
+
+
+@dataclass
+class KindReport:
+    found: int = 0
+    fixed: int = 0
+    not_repairable: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, example: dict[str, Any]) -> None:
+        self.found += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(example)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "fixed": self.fixed,
+            "not_repairable": self.not_repairable,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class ReconcileReport:
+    dry_run: bool
+    grace_seconds: float
+    scanned: dict[str, int]
+    kinds: dict[str, KindReport]
+    elapsed_s: float = 0.0
+
+    @property
+    def drift(self) -> int:
+        return sum(k.found for k in self.kinds.values())
+
+    @property
+    def clean(self) -> bool:
+        return self.drift == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "clean": self.clean,
+            "drift": self.drift,
+            "fixed": sum(k.fixed for k in self.kinds.values()),
+            "grace_seconds": self.grace_seconds,
+            "scanned": self.scanned,
+            "kinds": {name: self.kinds[name].as_dict() for name in KINDS},
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+@dataclass
+class _Session:
+    location: str | None
+    worker: str | None
+    heartbeat: float | None
+    ttl: int
+
+
+@dataclass
+class _Repairs:
+    """Script calls to make, per kind: (script name, keys, args)."""
+
+    calls: dict[str, list[tuple[str, list[str], list[str]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def add(self, kind: str, script: str, key_list: list[str], args: list[str]) -> None:
+        self.calls[kind].append((script, key_list, args))
+
+
+async def reconcile(
+    r: Redis, *, fix: bool = False, grace: float = DEFAULT_GRACE, now: float | None = None
+) -> ReconcileReport:
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    report = ReconcileReport(
+        dry_run=not fix, grace_seconds=grace, scanned={}, kinds={k: KindReport() for k in KINDS}
+    )
+    repairs = _Repairs()
+
+    sessions: dict[int, _Session] = {}
+    async for batch in session_batches(r, fields=SESSION_FIELDS):
+        for row in batch:
+            s = row.session
+            sessions[row.character_id] = _Session(
+                s.location_id, s.worker_id, s.last_heartbeat, row.ttl
+            )
+    report.scanned["sessions"] = len(sessions)
+
+    member_locations: dict[int, list[str]] = defaultdict(list)
+    sets = await presence_sets(r)
+    for loc, key in sets:
+        for member in await set_members(r, key):
+            if member.isdigit() and member.isascii():
+                member_locations[int(member)].append(loc)
+    report.scanned["location_sets"] = len(sets)
+    report.scanned["presence_members"] = sum(len(v) for v in member_locations.values())
+
+    workers = await worker_liveness(r)
+    dead = {wid for wid, live in workers.items() if not live.alive}
+    report.scanned["workers"] = len(workers)
+
+    _presence_drift(report, repairs, sessions, member_locations)
+    await _dead_workers(r, report, repairs, sessions, dead, grace, now)
+    await _no_ttl(r, report, repairs, sessions)
+    await _unknown_locations(r, report, sets, member_locations)
+
+    if fix:
+        await _apply(r, report, repairs)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _presence_drift(
+    report: ReconcileReport,
+    repairs: _Repairs,
+    sessions: dict[int, _Session],
+    member_locations: dict[int, list[str]],
+) -> None:
+    for cid, locations in sorted(member_locations.items()):
+        session = sessions.get(cid)
+        if len(locations) > 1:
+            report.kinds["multi_location"].add({"id": cid, "locations": sorted(locations)})
+        if session is None:
+            for loc in locations:
+                report.kinds["orphan_member"].add({"id": cid, "location": loc})
+                repairs.add(
+                    "orphan_member",
+                    scripts.REMOVE_ORPHAN_MEMBER,
+                    [keys.presence_key(loc), keys.session_key(cid)],
+                    [str(cid)],
+                )
+            continue
+        for loc in locations:
+            if loc != session.location:
+                report.kinds["location_mismatch"].add(
+                    {"id": cid, "location": loc, "session_location": session.location}
+                )
+                repairs.add(
+                    "location_mismatch",
+                    scripts.REMOVE_MISPLACED_MEMBER,
+                    [keys.presence_key(loc), keys.session_key(cid)],
+                    [str(cid), loc],
+                )
+    for cid, session in sorted(sessions.items()):
+        if session.location and session.location not in member_locations.get(cid, []):
+            try:
+                key = keys.presence_key(session.location)
+            except ValueError:
+                continue  # a location id no key can be built from: nothing safe to add
+            report.kinds["missing_member"].add({"id": cid, "session_location": session.location})
+            repairs.add(
+                "missing_member",
+                scripts.ADD_MISSING_MEMBER,
+                [key, keys.session_key(cid)],
+                [str(cid), session.location],
+            )
+
+
+async def _dead_workers(
+    r: Redis,
+    report: ReconcileReport,
+    repairs: _Repairs,
+    sessions: dict[int, _Session],
+    dead: set[str],
+    grace: float,
+    now: float,
+) -> None:
+    for cid, session in sorted(sessions.items()):
+        if session.worker not in dead:
+            continue
+        assert session.worker is not None
+        age = None if session.heartbeat is None else now - session.heartbeat
+        kind = report.kinds["dead_worker"]
+        example = {"id": cid, "worker_id": session.worker, "heartbeat_age": age and round(age, 1)}
+        if age is None:
+            kind.add({**example, "repairable": False, "why": "heartbeat unknown"})
+            kind.not_repairable += 1
+        elif age <= grace:
+            continue  # within the grace period: the worker may be restarting
+        else:
+            kind.add(example)
+            repairs.add(
+                "dead_worker",
+                scripts.RELEASE_PLAYER_OF_WORKER,
+                [keys.session_key(cid), keys.worker_connections_key(session.worker)],
+                [str(cid), session.worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
+            )
+    for wid in sorted(dead):
+        connections = await r.hkeys(keys.worker_connections_key(wid))
+        for raw in connections:
+            field_name = str(raw)
+            owner_id = int(field_name) if field_name.isdigit() and int(field_name) > 0 else None
+            owned = sessions.get(owner_id) if owner_id is not None else None
+            if owned is not None and owned.worker == wid:
+                continue  # handled above (or within grace)
+            report.kinds["stale_connection"].add({"id": field_name, "worker_id": wid})
+            connections_key = keys.worker_connections_key(wid)
+            # for a field that is no character id, the hash itself stands in for the session:
+            # it has no worker_id field, so the entry is removed
+            session_key = keys.session_key(owner_id) if owner_id else connections_key
+            repairs.add(
+                "stale_connection",
+                scripts.REMOVE_STALE_CONNECTION,
+                [connections_key, session_key],
+                [field_name, wid],
+            )
+
+
+async def _no_ttl(
+    r: Redis, report: ReconcileReport, repairs: _Repairs, sessions: dict[int, _Session]
+) -> None:
+    for cid, session in sorted(sessions.items()):
+        if session.ttl == -1:
+            report.kinds["no_ttl_session"].add({"id": cid})
+            repairs.add(
+                "no_ttl_session",
+                scripts.EXPIRE_IF_PERSISTENT,
+                [keys.session_key(cid)],
+                [str(keys.SESSION_TTL)],
+            )
+    for pattern, kind, ttl in (
+        (keys.INVENTORY_PATTERN, "no_ttl_inventory", keys.INVENTORY_TTL),
+        (keys.LOCK_PATTERN, "no_ttl_lock", LOCK_REPAIR_TTL),
+    ):
+        async for batch in scan_keys(r, pattern, count=BATCH):
+            ttls = await bulk(r, [("TTL", key) for key in batch], raise_on_error=False)
+            for key, key_ttl in zip(batch, ttls, strict=True):
+                if key_ttl == -1:
+                    report.kinds[kind].add({"key": key})
+                    repairs.add(kind, scripts.EXPIRE_IF_PERSISTENT, [key], [str(ttl)])
+
+
+async def _unknown_locations(
+    r: Redis,
+    report: ReconcileReport,
+    sets: list[tuple[str, str]],
+    member_locations: dict[int, list[str]],
+) -> None:
+    if not sets:
+        return
+    cached = await bulk(
+        r, [("EXISTS", keys.location_cache_key(loc)) for loc, _ in sets], raise_on_error=False
+    )
+    if not any(cached):
+        return  # no static cache loaded: nothing to judge locations by
+    counts: dict[str, int] = defaultdict(int)
+    for locations in member_locations.values():
+        for loc in locations:
+            counts[loc] += 1
+    for (loc, _), present in zip(sets, cached, strict=True):
+        if not present:
+            kind = report.kinds["unknown_location"]
+            kind.add({"location": loc, "members": counts.get(loc, 0)})
+            kind.not_repairable += 1
+
+
+async def _apply(r: Redis, report: ReconcileReport, repairs: _Repairs) -> None:
+    """Run the repairs in dependency order: dead workers first, then presence, then TTLs."""
+    order = (
+        "dead_worker",
+        "stale_connection",
+        "orphan_member",
+        "location_mismatch",
+        "missing_member",
+        "no_ttl_session",
+        "no_ttl_inventory",
+        "no_ttl_lock",
+    )
+    registered = {}
+    for kind in order:
+        for script_text, key_list, args in repairs.calls.get(kind, []):
+            if script_text not in registered:
+                registered[script_text] = r.register_script(script_text)
+            result = await registered[script_text](keys=key_list, args=args)
+            done = int(result[0]) + int(result[1]) if isinstance(result, list) else int(result)
+            if done:
+                report.kinds[kind].fixed += 1
+    # a misplaced member removed means the player is no longer in several sets
+    report.kinds["multi_location"].fixed = min(
+        report.kinds["multi_location"].found, report.kinds["location_mismatch"].fixed
+    )

@@ -1,0 +1,418 @@
+"""The reference game worker: the plan's ConnectionManager on the contract, done right.
+
+A worker registers itself (``worker:<wid>:meta`` with a short TTL it refreshes, its Redis
+client name set to its id, ``worker_join``/``worker_leave`` on ``game:workers``), holds its
+players' "connections" in memory (an inbox per player stands in for the WebSocket), and
+routes pub/sub messages to them. Location messages are routed from an in-memory index of
+its own players per location, so a message costs no Redis round trip (the plan does an
+SMEMBERS per message; ``routing="plan"`` keeps that behaviour for comparison).
+
+It survives a Redis restart or a killed connection: the listener reconnects with capped
+backoff, resubscribes, re-registers itself and any of its players whose keys were lost,
+and counts the gap. A silent (half-open) connection is detected by PINGs on the pub/sub
+connection. A lock-guarded background task (the plan's spawn manager) runs on at most one
+worker at a time; an operator holding ``lock:spawn_manager`` pauses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from echoes_ops import __version__
+from echoes_ops.contract import envelopes, keys
+from echoes_ops.contract.session import Session
+from echoes_ops.errors import DecodeError
+from echoes_ops.runtime.lease import Lease, LockLostError
+from echoes_ops.runtime.tier import Tier
+
+SPAWN_LOCK = "spawn_manager"
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+SpawnTask = Callable[["Worker", Lease], Awaitable[None]]
+
+
+@dataclass
+class WorkerOptions:
+    worker_id: str
+    location_ids: Sequence[str] = ()
+    heartbeat_interval: float = keys.WORKER_HEARTBEAT_INTERVAL
+    meta_ttl: int = keys.WORKER_META_TTL
+    spawn_interval: float = 30.0
+    spawn_lock_ttl: float = 60.0
+    run_spawn_task: bool = True
+    idle_ping: float = 2.0
+    dead_after: float = 6.0
+    max_backoff: float = 2.0
+    routing: Literal["local", "plan"] = "local"
+    inbox_size: int = 1000
+    seen_ids: int = 200_000
+
+
+@dataclass
+class Delivery:
+    envelope: envelopes.Envelope
+    received_at: float
+
+
+@dataclass
+class Connection:
+    """A connected player on this worker (an in-memory WebSocket stand-in)."""
+
+    session: Session
+    inbox: deque[Delivery]
+    delivered: int = 0
+
+    @property
+    def character_id(self) -> int:
+        return self.session.character_id
+
+    @property
+    def location_id(self) -> str:
+        return self.session.location_id or ""
+
+
+@dataclass
+class WorkerStats:
+    received: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    duplicates: int = 0
+    undecodable: int = 0
+    reconnects: int = 0
+    gap_seconds: float = 0.0
+    spawn_runs: int = 0
+    spawn_skipped: int = 0
+    lock_lost: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    received_ids: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": dict(self.received),
+            "delivered": self.delivered,
+            "duplicates": self.duplicates,
+            "undecodable": self.undecodable,
+            "reconnects": self.reconnects,
+            "gap_seconds": round(self.gap_seconds, 3),
+            "spawn_runs": self.spawn_runs,
+            "spawn_skipped": self.spawn_skipped,
+            "lock_lost": self.lock_lost,
+        }
+
+
+async def announce_spawn(worker: Worker, lease: Lease) -> None:
+    """The default background task: an NPC appears somewhere (a location broadcast)."""
+    if not worker.options.location_ids:
+        return
+    location = random.choice(list(worker.options.location_ids))
+    lease.check()
+    await worker.tier.publish_location(
+        location,
+        {
+            "type": "location_update",
+            "data": {"message": "Something stirs nearby.", "action": "npc_spawned"},
+        },
+        msg_id=envelopes.new_msg_id(),
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        r: Redis,
+        options: WorkerOptions,
+        *,
+        spawn_task: SpawnTask = announce_spawn,
+        on_delivery: Callable[[Connection, Delivery], None] | None = None,
+    ) -> None:
+        self.r = r
+        self.options = options
+        self.worker_id = options.worker_id
+        self.tier = Tier(r, options.worker_id)
+        self.spawn_task = spawn_task
+        self.on_delivery = on_delivery
+        self.connections: dict[int, Connection] = {}
+        self._by_location: dict[str, set[int]] = {}
+        self.stats = WorkerStats()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._pubsub: PubSub | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        self.started_at = time.time()
+        self.mode = "redis"
+        self._disconnected_at: float | None = None
+        self._last_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register, subscribe, and start the listener, heartbeat and spawn loops."""
+        await self._register()
+        await self.tier.publish_worker_event(envelopes.WORKER_JOIN)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name=f"{self.worker_id} listener"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"{self.worker_id} heartbeat"),
+        ]
+        if self.options.run_spawn_task:
+            self._tasks.append(
+                asyncio.create_task(self._spawn_loop(), name=f"{self.worker_id} spawn")
+            )
+        await asyncio.wait_for(self.subscribed.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: disconnect every player, remove this worker's keys, leave."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, *_TRANSIENT, RedisError):
+                await task
+        await self._close_pubsub()
+        for cid in list(self.connections):
+            await self.disconnect_player(cid)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(keys.worker_connections_key(self.worker_id))
+        pipe.delete(keys.worker_meta_key(self.worker_id))
+        await pipe.execute()
+        await self.tier.publish_worker_event(envelopes.WORKER_LEAVE)
+
+    async def _register(self) -> None:
+        meta = keys.worker_meta_key(self.worker_id)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            meta,
+            mapping={
+                "worker_id": self.worker_id,
+                "pid": str(os.getpid()),
+                "host": socket.gethostname(),
+                "version": __version__,
+                "started_at": f"{self.started_at:.3f}",
+                "heartbeat": f"{time.time():.3f}",
+                "mode": self.mode,
+                "connections": str(len(self.connections)),
+            },
+        )
+        pipe.expire(meta, self.options.meta_ttl)
+        await pipe.execute()
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.options.heartbeat_interval)
+            with contextlib.suppress(*_TRANSIENT):
+                await self._register()
+
+    # -- players ------------------------------------------------------------------------
+
+    async def connect_player(self, session: Session) -> Connection:
+        """The plan's ConnectionManager.connect: register in Redis, subscribe, index."""
+        conn = Connection(session=session, inbox=deque(maxlen=self.options.inbox_size))
+        await self.tier.connect_player(session)
+        self.connections[session.character_id] = conn
+        self._index(conn.character_id, None, conn.location_id)
+        if self._pubsub is not None:
+            with contextlib.suppress(*_TRANSIENT):
+                await self._pubsub.subscribe(keys.player_channel(session.character_id))
+        return conn
+
+    async def disconnect_player(self, character_id: int) -> None:
+        conn = self.connections.pop(character_id, None)
+        if conn is None:
+            return
+        self._index(character_id, conn.location_id, None)
+        if self._pubsub is not None:
+            with contextlib.suppress(*_TRANSIENT):
+                await self._pubsub.unsubscribe(keys.player_channel(character_id))
+        await self.tier.disconnect_player(character_id, conn.location_id)
+
+    async def move_player(self, character_id: int, to_location: str, **fields: Any) -> None:
+        conn = self.connections[character_id]
+        from_location = conn.location_id
+        await self.tier.move(character_id, from_location, to_location, fields)
+        conn.session = _with(conn.session, location_id=to_location, **fields)
+        self._index(character_id, from_location, to_location)
+
+    async def update_player(self, character_id: int, **fields: Any) -> bool:
+        """Activity: write ``fields`` and the heartbeat, refresh the session's TTL."""
+        conn = self.connections[character_id]
+        conn.session = _with(conn.session, **fields)
+        return await self.tier.touch_session(character_id, fields)
+
+    def _index(self, cid: int, old: str | None, new: str | None) -> None:
+        if old:
+            members = self._by_location.get(old)
+            if members is not None:
+                members.discard(cid)
+                if not members:
+                    del self._by_location[old]
+        if new:
+            self._by_location.setdefault(new, set()).add(cid)
+
+    def local_players(self, location_id: str) -> set[int]:
+        return set(self._by_location.get(location_id, ()))
+
+    # -- pub/sub ------------------------------------------------------------------------
+
+    def channels(self) -> list[str]:
+        fixed = [keys.BROADCAST_CHANNEL, keys.WORKERS_CHANNEL]
+        fixed += [keys.location_channel(loc) for loc in self.options.location_ids]
+        fixed += [keys.player_channel(cid) for cid in self.connections]
+        return fixed
+
+    async def _listen(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                await self._subscribe()
+                if self._disconnected_at is not None:
+                    await self._recover()
+                backoff = 0.05
+                await self._pump()
+            except _TRANSIENT as exc:
+                self._last_error = str(exc) or type(exc).__name__
+                if self._disconnected_at is None:
+                    self._disconnected_at = time.time()
+                    self.subscribed.clear()
+                await self._close_pubsub()
+                await asyncio.sleep(backoff)
+                backoff = min(self.options.max_backoff, backoff * 2)
+
+    async def _subscribe(self) -> None:
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub
+        await pubsub.subscribe(*self.channels())
+        self.subscribed.set()
+
+    async def _recover(self) -> None:
+        """After a reconnect: count the gap, re-register, restore lost player keys."""
+        assert self._disconnected_at is not None
+        self.stats.reconnects += 1
+        self.stats.gap_seconds += time.time() - self._disconnected_at
+        self._disconnected_at = None
+        await self._register()
+        cids = list(self.connections)
+        pipe = self.r.pipeline(transaction=False)
+        for cid in cids:
+            pipe.exists(keys.session_key(cid))
+        present = await pipe.execute()
+        for cid, exists in zip(cids, present, strict=True):
+            conn = self.connections.get(cid)
+            if conn is None:
+                continue
+            if not exists:
+                await self.tier.connect_player(conn.session)
+            else:
+                pipe = self.r.pipeline(transaction=True)
+                pipe.sadd(keys.presence_key(conn.location_id), cid)
+                pipe.hset(keys.worker_connections_key(self.worker_id), str(cid), "connected")
+                await pipe.execute()
+        await self.tier.publish_worker_event(envelopes.WORKER_JOIN, rejoined=True)
+
+    async def _pump(self) -> None:
+        assert self._pubsub is not None
+        pubsub = self._pubsub
+        last_seen = time.monotonic()
+        ping_sent: float | None = None
+        while not self._stopping.is_set():
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            now = time.monotonic()
+            if message is None:
+                if ping_sent is None and now - last_seen > self.options.idle_ping:
+                    await pubsub.ping()
+                    ping_sent = now
+                elif ping_sent is not None and now - ping_sent > self.options.dead_after:
+                    raise RedisConnectionError("no reply to PING: connection is half-open")
+                continue
+            last_seen = now
+            ping_sent = None
+            if message["type"] in ("message", "pmessage"):
+                await self._on_message(message["channel"], message["data"])
+
+    async def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(*_TRANSIENT, RedisError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _on_message(self, channel: str, data: str) -> None:
+        received_at = time.time()
+        try:
+            envelope = envelopes.decode_message(channel, data)
+        except DecodeError:
+            self.stats.undecodable += 1
+            return
+        self.stats.received[envelope.type] += 1
+        if envelope.msg_id is not None:
+            if envelope.msg_id in self._seen:
+                self.stats.duplicates += 1
+                return
+            self._seen[envelope.msg_id] = None
+            self.stats.received_ids.add(envelope.msg_id)
+            if len(self._seen) > self.options.seen_ids:
+                self._seen.popitem(last=False)
+        for cid in await self._recipients(envelope):
+            conn = self.connections.get(cid)
+            if conn is None:
+                continue
+            delivery = Delivery(envelope, received_at)
+            conn.inbox.append(delivery)
+            conn.delivered += 1
+            self.stats.delivered += 1
+            if envelope.sent_at is not None:
+                self.stats.latencies_ms.append((received_at - envelope.sent_at) * 1000)
+            if self.on_delivery is not None:
+                self.on_delivery(conn, delivery)
+
+    async def _recipients(self, envelope: envelopes.Envelope) -> set[int]:
+        if envelope.type == envelopes.GLOBAL_BROADCAST:
+            return set(self.connections)
+        if envelope.type == envelopes.LOCATION_UPDATE and envelope.location_id:
+            if self.options.routing == "plan":
+                members = await self.tier.members(envelope.location_id)
+                recipients = members & self.connections.keys()
+            else:
+                recipients = self.local_players(envelope.location_id)
+            recipients.discard(envelope.exclude_player_id or 0)
+            return recipients
+        if envelope.type == envelopes.PERSONAL_MESSAGE and envelope.player_id is not None:
+            return {envelope.player_id} if envelope.player_id in self.connections else set()
+        return set()
+
+    # -- background task ----------------------------------------------------------------
+
+    async def _spawn_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                lease = await self.tier.try_lock(SPAWN_LOCK, self.options.spawn_lock_ttl)
+                if lease is None:
+                    self.stats.spawn_skipped += 1
+                else:
+                    async with lease:
+                        await self.spawn_task(self, lease)
+                    self.stats.spawn_runs += 1
+            except LockLostError:
+                self.stats.lock_lost += 1
+            except _TRANSIENT:
+                pass  # Redis is away; the listener reconnects, try again next period
+            await asyncio.sleep(self.options.spawn_interval)
+
+
+def _with(session: Session, **fields: Any) -> Session:
+    from dataclasses import replace
+
+    known = {k: v for k, v in fields.items() if k in Session.__dataclass_fields__}
+    return replace(session, **known)

@@ -1,0 +1,53 @@
+"""Building workers against a real server for the runtime tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from echoes_ops.client.connect import make_client
+from echoes_ops.config import Settings
+from echoes_ops.contract.session import Session
+from echoes_ops.runtime.worker import Worker, WorkerOptions
+
+LOCATIONS = ["overpass", "gas_station", "ruins", "bunker"]
+
+
+def make_worker(url: str, worker_id: str, **options) -> Worker:
+    target = Settings.from_dsn(url).redis_target()
+    client = make_client(target, client_name=worker_id, socket_timeout=5)
+    options.setdefault("location_ids", LOCATIONS)
+    options.setdefault("run_spawn_task", False)
+    return Worker(client, WorkerOptions(worker_id=worker_id, **options))
+
+
+def session(cid: int, location: str, worker: str = "") -> Session:
+    return Session(
+        character_id=cid,
+        username=f"player{cid}",
+        location_id=location,
+        hp=100,
+        max_hp=100,
+        stamina=50,
+        max_stamina=50,
+        level=1,
+        xp=0,
+        websocket_connected=True,
+        in_combat=False,
+    )
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, interval: float = 0.02
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)

@@ -1,0 +1,79 @@
+"""Locks and leases against a real redis-server (DESIGN.md decision 1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from echoes_ops.contract import keys
+from echoes_ops.runtime import lock
+from echoes_ops.runtime.lease import LockLostError, try_lease
+
+
+async def test_tokens_are_unique_and_name_the_owner(r):
+    first = await lock.try_acquire(r, "job", "worker-1", 5)
+    assert first is not None
+    assert await lock.try_acquire(r, "job", "worker-2", 5) is None
+    assert lock.owner_of(first.token) == "worker-1"
+    assert lock.owner_of("worker-7") == "worker-7"  # the plan's bare worker id
+    assert await lock.release(r, first.key, first.token)
+    again = await lock.try_acquire(r, "job", "worker-1", 5)
+    assert again is not None
+    assert again.token != first.token
+
+
+async def test_release_after_expiry_never_deletes_the_next_owners_lock(r, sync_r):
+    stale = await lock.try_acquire(r, "job", "worker-1", 0.1)
+    assert stale is not None
+    await asyncio.sleep(0.2)  # worker-1 stalled past its TTL
+    fresh = await lock.try_acquire(r, "job", "worker-2", 10)
+    assert fresh is not None
+    assert await lock.release(r, stale.key, stale.token) is False
+    assert await lock.extend(r, stale.key, stale.token, 10) is False
+    assert sync_r.get(keys.lock_key("job")) == fresh.token
+    assert sync_r.pttl(keys.lock_key("job")) > 5000
+
+
+async def test_lease_renews_while_work_runs(r, sync_r):
+    lease = await try_lease(r, "long-job", "worker-1", 0.3)
+    assert lease is not None
+    async with lease:
+        await asyncio.sleep(0.8)  # well past the TTL: renewals keep it
+        assert sync_r.get(keys.lock_key("long-job")) == lease.token
+        lease.check()
+    assert lease.renewals >= 3
+    assert sync_r.exists(keys.lock_key("long-job")) == 0  # released on exit
+
+
+async def test_lost_lease_raises_and_spares_the_new_owner(r, sync_r):
+    lease = await try_lease(r, "job", "worker-1", 0.2)
+    assert lease is not None
+    lease.renew_every = 10  # a stalled renewer
+    with pytest.raises(LockLostError):
+        async with lease:
+            await asyncio.sleep(0.3)
+            thief = await lock.try_acquire(r, "job", "worker-2", 10)
+            assert thief is not None
+    assert lock.owner_of(sync_r.get(keys.lock_key("job"))) == "worker-2"
+
+
+async def test_force_release_by_an_operator_is_noticed(r, sync_r):
+    lease = await try_lease(r, "job", "worker-1", 0.3)
+    assert lease is not None
+    with pytest.raises(LockLostError):
+        async with lease:
+            sync_r.delete(keys.lock_key("job"))  # operator force-released it
+            await asyncio.wait_for(lease.lost.wait(), timeout=2)
+            with pytest.raises(LockLostError):
+                lease.check()  # a long task notices between its steps
+    # leaving the block raised too: the work did not finish under the lock
+
+
+async def test_leaving_a_lost_lease_raises(r, sync_r):
+    lease = await try_lease(r, "job", "worker-1", 0.3)
+    assert lease is not None
+    with pytest.raises(LockLostError):
+        async with lease:
+            sync_r.delete(keys.lock_key("job"))
+            await asyncio.wait_for(lease.lost.wait(), timeout=2)

@@ -1,0 +1,532 @@
+"""``tail``: live decoded pub/sub against a real Redis — every envelope family, filters,
+explicit channels and patterns, surviving restarts and silent connections, and the CLI's
+human lines, JSON lines, exit codes and Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+import redis
+
+from echoes_ops.config import RedisTarget, Settings
+from echoes_ops.contract import envelopes
+from echoes_ops.errors import AuthError, ExitCode, UnreachableError
+from echoes_ops.local.redis_server import RedisServer, free_port
+from echoes_ops.operations.tail import (
+    DEFAULT_CHANNELS,
+    TailArgumentError,
+    TailEvent,
+    TailFilter,
+    TailGap,
+    TailMessage,
+    is_pattern,
+    plan_subscriptions,
+    summarize,
+    tail,
+    to_message,
+)
+from tests.cli_helpers import cli
+from tests.conftest import REPO
+
+# the plan's four example envelopes
+ANNOUNCEMENT = {
+    "type": "server_announcement",
+    "data": {"message": "Server maintenance in 5 minutes"},
+}
+PICKED_UP = {
+    "type": "location_update",
+    "data": {"message": "Jocaru picked up 3x Iron Ore", "action": "item_picked_up"},
+    "timestamp": "2025-11-09T17:52:00Z",
+}
+COMBAT = {
+    "type": "combat_update",
+    "data": {"message": "You dealt 12 damage!", "combat_over": False},
+}
+
+
+def broadcast() -> envelopes.Envelope:
+    return envelopes.global_broadcast(ANNOUNCEMENT)
+
+
+def picked_up(location: str = "overpass") -> envelopes.Envelope:
+    return envelopes.location_update(location, PICKED_UP, exclude_player_id=5)
+
+
+def combat(player: int = 5) -> envelopes.Envelope:
+    return envelopes.personal_message(player, COMBAT)
+
+
+def joined() -> envelopes.Envelope:
+    return envelopes.worker_event("worker_join", "worker-3")
+
+
+def publish(client: redis.Redis, *messages: envelopes.Envelope | tuple[str, str | bytes]) -> None:
+    for message in messages:
+        if isinstance(message, envelopes.Envelope):
+            client.publish(message.channel, message.to_json())
+        else:
+            client.publish(*message)
+
+
+class Tailer:
+    """Runs :func:`tail` in a task; events land in a queue."""
+
+    def __init__(self, target: RedisTarget, channels: Sequence[str] = (), **options: Any):
+        self.target = target
+        self.channels = channels
+        self.options = {"ping_after": 0.3, "pong_timeout": 0.4, **options}
+        self.queue: asyncio.Queue[TailEvent] = asyncio.Queue()
+        self.subscriptions = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def _subscribed(self, _: object) -> None:
+        self.subscriptions += 1
+
+    async def _consume(self) -> None:
+        events = tail(self.target, self.channels, on_subscribed=self._subscribed, **self.options)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                self.queue.put_nowait(event)
+
+    async def __aenter__(self) -> Tailer:
+        self.task = asyncio.create_task(self._consume())
+        await self.wait_subscribed(1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    async def wait_subscribed(self, times: int, timeout: float = 8.0) -> None:
+        assert self.task is not None
+        deadline = time.monotonic() + timeout
+        while self.subscriptions < times:
+            if self.task.done():
+                self.task.result()  # raises what ended it
+                raise AssertionError("tail ended before subscribing")
+            assert time.monotonic() < deadline, "tail did not subscribe in time"
+            await asyncio.sleep(0.01)
+
+    async def next(self, timeout: float = 3.0) -> TailEvent:
+        assert self.task is not None
+        getter = asyncio.ensure_future(self.queue.get())
+        done, _ = await asyncio.wait(
+            {getter, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if self.task.done():
+            self.task.result()
+        raise AssertionError(f"no event within {timeout} s")
+
+    async def message(self, timeout: float = 3.0) -> TailMessage:
+        event = await self.next(timeout)
+        assert isinstance(event, TailMessage), event
+        return event
+
+
+def target_of(url: str, timeout: float = 1.0) -> RedisTarget:
+    return dataclasses.replace(Settings.from_dsn(url).redis_target(), timeout=timeout)
+
+
+# -- decoding and summaries ---------------------------------------------------------------
+
+
+async def test_every_family_is_received_decoded_and_summarised(redis_url, sync_r):
+    async with Tailer(target_of(redis_url)) as t:
+        publish(sync_r, broadcast(), picked_up(), combat(), joined())
+        got = [await t.message() for _ in range(4)]
+
+    assert [(m.channel, m.pattern, m.type, m.summary) for m in got] == [
+        (
+            "game:broadcast",
+            None,
+            "global_broadcast",
+            "announcement: Server maintenance in 5 minutes",
+        ),
+        (
+            "location:overpass",
+            "location:*",
+            "location_update",
+            "overpass: Jocaru picked up 3x Iron Ore (exclude 5)",
+        ),
+        ("player:5", "player:*", "personal_message", "to 5: combat_update You dealt 12 damage!"),
+        ("game:workers", None, "worker_join", "worker-3 joined"),
+    ]
+    for message in got:
+        assert message.envelope is not None
+        assert message.raw is None
+        assert message.latency is not None
+        assert 0 <= message.latency < 5
+        assert abs(message.received_at - time.time()) < 5
+    assert got[2].envelope is not None
+    assert got[2].envelope.player_id == 5
+    as_json = json.loads(json.dumps(got[1].as_dict()))
+    assert as_json["event"] == "message"
+    assert as_json["message"]["exclude_player_id"] == 5
+    assert as_json["message"]["payload"] == PICKED_UP
+
+
+async def test_undecodable_messages_are_shown_and_tail_keeps_going(redis_url, sync_r):
+    async with Tailer(target_of(redis_url)) as t:
+        publish(
+            sync_r,
+            ("game:broadcast", "not json at all"),
+            ("player:9", b"\xff\xfe binary"),
+            ("location:overpass", '{"no": "type"}'),
+            ("game:workers", '{"type": "location_update", "payload": [1, 2]}'),
+            broadcast(),
+        )
+        junk = [await t.message() for _ in range(4)]
+        good = await t.message()
+
+    assert [m.type for m in junk] == ["undecodable"] * 4
+    assert all(m.envelope is None and m.error and m.latency is None for m in junk)
+    assert junk[0].summary == "not JSON: not json at all"
+    assert junk[0].raw == "not json at all"
+    assert junk[1].raw == "\\xff\\xfe binary"
+    assert junk[2].summary.startswith("has no 'type'")
+    assert "payload that is not an object" in junk[3].summary
+    assert json.loads(json.dumps(junk[1].as_dict()))["message"] is None
+    assert good.type == "global_broadcast"
+
+
+def test_summaries_of_other_shapes():
+    state = envelopes.personal_message(7, {"type": "state_update", "data": {"player": {"hp": 3}}})
+    assert summarize(state) == 'to 7: state_update {"player":{"hp":3}}'
+    event = envelopes.global_broadcast({"type": "event_start", "data": {"message": "Double XP"}})
+    assert summarize(event) == "event_start: Double XP"
+    npc = envelopes.location_update("ruins", {"type": "npc_spawn", "data": {"message": "A raider"}})
+    assert summarize(npc) == "ruins: npc_spawn A raider"
+    leave = envelopes.worker_event("worker_leave", "worker-3", reason="shutdown")
+    assert summarize(leave) == "worker-3 left (reason=shutdown)"
+    flip = envelopes.worker_event("config_changed", "w1", key="redis_enabled", value=False)
+    assert summarize(flip) == "config changed key=redis_enabled value=false (by w1)"
+    long = envelopes.global_broadcast({"data": {"message": "line one\nline two " + "x" * 500}})
+    text = summarize(long)
+    assert "\n" not in text
+    assert text.startswith("announcement: line one line two x")
+    assert len(text) == 200
+    assert text.endswith("…")
+    unknown = to_message("game:broadcast", '{"type": "mystery", "payload": {"message": "hi"}}')
+    assert (unknown.type, unknown.summary) == ("mystery", "hi")
+
+
+# -- filters and subscriptions ------------------------------------------------------------
+
+
+FILTER_SAMPLES = {
+    "picked_up": picked_up(),
+    "ruins": envelopes.location_update("ruins", {"type": "npc_spawn", "data": {"message": "!"}}),
+    "combat5": combat(5),
+    "state7": envelopes.personal_message(7, {"type": "state_update", "data": {"hp": 1}}),
+    "arrived7": envelopes.location_update(
+        "ruins", {"type": "location_update", "data": {"message": "B arrived", "player_id": 7}}
+    ),
+    "join": joined(),
+}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, [*FILTER_SAMPLES, "junk"]),
+        ({"types": ["combat_update"]}, ["combat5"]),
+        ({"types": ["location_update"]}, ["picked_up", "ruins", "arrived7"]),
+        ({"types": ["worker_join", "undecodable"]}, ["join", "junk"]),
+        ({"locations": ["overpass"]}, ["picked_up"]),
+        ({"locations": ["overpass", "ruins"]}, ["picked_up", "ruins", "arrived7"]),
+        ({"players": [5]}, ["picked_up", "combat5"]),
+        ({"players": ["7"]}, ["state7", "arrived7"]),
+        ({"types": ["personal_message"], "players": [7]}, ["state7"]),
+        ({"types": ["undecodable"], "players": [7]}, []),
+    ],
+)
+def test_filter_semantics(options, expected):
+    wanted = TailFilter.build(**options)
+    messages = {
+        name: to_message(env.channel, env.to_json()) for name, env in FILTER_SAMPLES.items()
+    }
+    messages["junk"] = to_message("player:7", "garbage")
+    assert [name for name, m in messages.items() if wanted.matches(m)] == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"types": [" "]}, {"locations": ["over pass"]}, {"locations": ["a:b"]}, {"players": [0]}],
+)
+def test_bad_filter_values_are_usage_errors(options):
+    with pytest.raises(TailArgumentError) as info:
+        TailFilter.build(**options)
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("options", "noise", "wanted"),
+    [
+        ({"types": ["combat_update"]}, [picked_up(), joined()], combat()),
+        ({"location": ["ruins"]}, [picked_up("overpass"), combat()], picked_up("ruins")),
+        ({"player": [8]}, [combat(5), picked_up()], combat(8)),
+    ],
+    ids=["type", "location", "player"],
+)
+async def test_filters_apply_to_live_traffic(redis_url, sync_r, options, noise, wanted):
+    async with Tailer(target_of(redis_url), **options) as t:
+        publish(sync_r, *noise, wanted)
+        got = await t.message()
+    assert got.envelope is not None
+    assert got.envelope.to_dict() == wanted.to_dict()
+
+
+def test_subscription_plan_and_validation():
+    assert plan_subscriptions().names == (
+        "game:broadcast",
+        "game:workers",
+        "location:*",
+        "player:*",
+    )
+    assert set(plan_subscriptions().names) == set(DEFAULT_CHANNELS)
+    plan = plan_subscriptions(["player:5", "location:over*", "player:5", "npc:[ab]", "x?"])
+    assert plan.channels == ("player:5",)
+    assert plan.patterns == ("location:over*", "npc:[ab]", "x?")
+    assert is_pattern("location:*")
+    assert not is_pattern("game:broadcast")
+    for bad in ["", "   ", "game: broadcast", "tab\there", "x" * 2000]:
+        with pytest.raises(TailArgumentError):
+            plan_subscriptions([bad])
+
+
+async def test_explicit_channels_and_patterns(redis_url, sync_r):
+    async with Tailer(target_of(redis_url), ["player:5", "location:over*"]) as t:
+        publish(sync_r, combat(6), broadcast(), picked_up("ruins"), joined(), combat(5))
+        direct = await t.message()
+        publish(sync_r, picked_up("overpass"))
+        matched = await t.message()
+    assert (direct.channel, direct.pattern, direct.type) == ("player:5", None, "personal_message")
+    assert (matched.channel, matched.pattern) == ("location:overpass", "location:over*")
+
+
+# -- surviving the server -----------------------------------------------------------------
+
+
+async def test_restart_yields_a_gap_then_messages_flow_again(private_redis: RedisServer):
+    private_redis.start()
+    lost: list[str] = []
+    async with Tailer(target_of(private_redis.url), on_disconnected=lost.append) as t:
+        publish(redis.Redis.from_url(private_redis.url), broadcast())
+        assert (await t.message()).type == "global_broadcast"
+
+        stopped_at = time.time()
+        private_redis.stop()
+        await asyncio.sleep(0.3)
+        private_redis.start()
+        gap = await t.next(timeout=8)
+        assert isinstance(gap, TailGap), gap
+        assert stopped_at <= gap.disconnected_at < gap.reconnected_at <= time.time()
+        assert gap.duration >= 0.25
+        assert gap.attempts >= 1
+        assert "closed the connection" in gap.error
+        assert lost == [gap.error]
+        assert json.loads(json.dumps(gap.as_dict()))["event"] == "gap"
+
+        await t.wait_subscribed(2)
+        publish(redis.Redis.from_url(private_redis.url), combat())
+        after = await t.message()
+        assert after.summary == "to 5: combat_update You dealt 12 damage!"
+
+
+async def test_a_silent_connection_is_detected_by_ping(private_redis: RedisServer):
+    """A frozen server (or a half-open TCP connection) never closes the socket."""
+    private_redis.start()
+    async with Tailer(target_of(private_redis.url, timeout=0.5)) as t:
+        pid = private_redis.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(1.2)  # > ping_after + pong_timeout
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        gap = await t.next(timeout=8)
+        assert isinstance(gap, TailGap), gap
+        assert "no reply to PING" in gap.error
+        await t.wait_subscribed(2)
+        publish(redis.Redis.from_url(private_redis.url), joined())
+        assert (await t.message()).summary == "worker-3 joined"
+
+
+async def test_credential_errors_are_not_retried(private_redis: RedisServer):
+    private_redis.start()
+    async with Tailer(target_of(private_redis.url)) as t:
+        private_redis.stop()
+        private_redis.password = "n3w-secret"
+        private_redis.start()
+        with pytest.raises(AuthError) as info:
+            await t.next(timeout=8)
+    assert info.value.exit_code == ExitCode.AUTH
+    assert "n3w-secret" not in str(info.value)
+
+
+async def test_unreachable_at_start_raises_instead_of_retrying():
+    events = tail(target_of(f"redis://127.0.0.1:{free_port()}/0"))
+    with pytest.raises(UnreachableError) as info:
+        await anext(events)
+    assert "connection refused" in str(info.value)
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def when_subscribed(url: str, *steps: Callable[[redis.Redis], None]) -> threading.Thread:
+    """In a thread: for each step, wait until the tail is subscribed, then run the step."""
+
+    def wait(client: redis.Redis) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.ConnectionError):
+                if client.pubsub_numpat() >= 2 and client.pubsub_numsub("game:broadcast")[0][1]:
+                    return
+            time.sleep(0.02)
+
+    def go() -> None:
+        client = redis.Redis.from_url(url)
+        for step in steps:
+            wait(client)
+            step(client)
+        client.close()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cli_json_lines(redis_url):
+    thread = when_subscribed(
+        redis_url, lambda c: publish(c, broadcast(), ("player:3", "junk"), picked_up(), joined())
+    )
+    out = cli("tail", "--json", "--count", "3", "--timeout", "10", env={"REDIS_URL": redis_url})
+    thread.join(5)
+    assert out.code == 0, out.stderr
+    assert out.stderr == ""
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(d["event"], d["channel"], d["type"]) for d in lines] == [
+        ("message", "game:broadcast", "global_broadcast"),
+        ("message", "player:3", "undecodable"),
+        ("message", "location:overpass", "location_update"),
+    ]
+    assert lines[0]["summary"] == "announcement: Server maintenance in 5 minutes"
+    assert lines[0]["latency_ms"] >= 0
+    assert lines[1]["raw"] == "junk"
+
+
+def test_cli_human_lines_with_filter(redis_url):
+    thread = when_subscribed(redis_url, lambda c: publish(c, broadcast(), combat(), picked_up()))
+    out = cli(
+        "tail", "--player", "5", "--count", "2", "--timeout", "10", env={"REDIS_URL": redis_url}
+    )
+    thread.join(5)
+    assert out.code == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    stamp = r"\d\d:\d\d:\d\d\.\d{3}"
+    assert re.fullmatch(
+        stamp + r"  player:5 +personal_message +to 5: combat_update You dealt 12 damage!", lines[0]
+    )
+    assert re.fullmatch(
+        stamp + r"  location:overpass +location_update +overpass: Jocaru picked up 3x Iron "
+        r"Ore \(exclude 5\)",
+        lines[1],
+    )
+    assert "listening on game:broadcast, game:workers, location:*, player:*" in out.stderr
+
+
+def test_cli_reports_the_gap_after_a_restart(private_redis: RedisServer):
+    private_redis.start()
+
+    def restart(client: redis.Redis) -> None:
+        publish(client, broadcast())
+        time.sleep(0.2)
+        private_redis.stop()
+        time.sleep(0.2)
+        private_redis.start()
+
+    url = private_redis.url
+    thread = when_subscribed(url, restart, lambda c: publish(c, joined()))
+    out = cli("tail", "--count", "2", "--timeout", "15", env={"REDIS_URL": url})
+    thread.join(5)
+    assert out.code == 0, out.stderr
+    assert [line.split()[2] for line in out.stdout.splitlines()] == [
+        "global_broadcast",
+        "worker_join",
+    ]
+    assert "lost the connection: Redis at" in out.stderr
+    assert re.search(
+        r"^echoes-ops: reconnected after \d+\.\d s; messages published in the gap were lost$",
+        out.stderr,
+        re.M,
+    )
+
+
+def test_cli_timeout_without_traffic_exits_zero(redis_url):
+    started = time.monotonic()
+    out = cli("tail", "--json", "--timeout", "0.3", env={"REDIS_URL": redis_url})
+    assert out.code == 0
+    assert out.stdout == ""
+    assert out.stderr == ""
+    assert time.monotonic() - started < 3
+
+
+def test_cli_unreachable_redis_is_one_line_exit_4():
+    port = free_port()
+    out = cli("tail", env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    assert out.code == ExitCode.UNREACHABLE
+    assert f"127.0.0.1:{port}" in out.one_error_line()
+
+
+@pytest.mark.parametrize("args", [["tail", " "], ["tail", "--player", "0"], ["tail", "-l", "a b"]])
+def test_cli_bad_arguments_are_usage_errors(args):
+    out = cli(*args, env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert out.code == ExitCode.USAGE
+    out.one_error_line()
+
+
+def test_ctrl_c_exits_130_without_traceback(redis_url, sync_r):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "echoes_ops", "--redis-url", redis_url, "tail"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while sync_r.pubsub_numpat() < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        publish(sync_r, combat())
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "echoes-ops: interrupted"
+    assert "to 5: combat_update You dealt 12 damage!" in stdout
