@@ -41,6 +41,8 @@ ENV_VARS: dict[str, str] = {
     "gamedata_dir": "ECHOES_OPS_GAMEDATA",
     "operator": "ECHOES_OPS_OPERATOR",
     "env_file": "ECHOES_OPS_ENV_FILE",
+    "warmup_characters_query": "ECHOES_OPS_WARMUP_CHARACTERS_QUERY",
+    "warmup_inventory_query": "ECHOES_OPS_WARMUP_INVENTORY_QUERY",
 }
 CONFIG_ENV_VAR = "ECHOES_OPS_CONFIG"
 
@@ -211,6 +213,9 @@ class Settings:
     operator: str | None = None
     env_file: str | None = None
     config_file: str | None = None
+    # SQL run by `echoes-ops warmup` (None: the defaults for the reference schema)
+    warmup_characters_query: str | None = None
+    warmup_inventory_query: str | None = None
 
     def __repr__(self) -> str:
         shown = []

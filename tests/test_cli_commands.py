@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import redis
 
 from echoes_ops.contract import keys
 from echoes_ops.errors import ExitCode
@@ -163,6 +164,8 @@ def test_status_counts_the_tier(redis_url, sync_r):
     sync_r.sadd(keys.presence_key("ruins"), 1, 2)
     sync_r.sadd(keys.presence_key("overpass"), 3)
     sync_r.hset(keys.worker_meta_key("w1"), "pid", "1")
+    w1 = redis.Redis.from_url(redis_url, client_name="w1")  # worker w1 is connected
+    w1.ping()
     sync_r.hset(keys.worker_connections_key("w2"), "9", "connected")
     sync_r.set(keys.lock_key("spawn_manager"), "w1#abc", ex=60)
     out = cli("status", "--json", env=env)
@@ -180,3 +183,4 @@ def test_status_counts_the_tier(redis_url, sync_r):
     assert status["gamedata"]["locations"] == str(len(list(sync_r.scan_iter("location:*:cache"))))
     human = cli("status", env=env)
     assert "3 players in 2 locations" in human.stdout
+    w1.close()

@@ -19,6 +19,7 @@ BUILT = [
     (keys.worker_connections_key, "w1", "worker:w1:connections"),
     (keys.worker_meta_key, "w1", "worker:w1:meta"),
     (keys.lock_key, "spawn_manager", "lock:spawn_manager"),
+    (keys.lock_info_key, "spawn_manager", "echoes:lockinfo:spawn_manager"),
     (keys.location_channel, "overpass", "location:overpass"),
     (keys.player_channel, 5, "player:5"),
 ]

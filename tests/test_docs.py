@@ -16,7 +16,18 @@ CLI_DOC = (DOCS / "cli.md").read_text(encoding="utf-8")
 COMMANDS = reference.commands()
 LEAVES = [(path, cmd, ctx) for path, cmd, ctx in COMMANDS if not hasattr(cmd, "list_commands")]
 # commands that change state; the rest are readers
-WRITERS = {"echoes-ops preload", "echoes-ops cache invalidate"}
+WRITERS = {
+    "echoes-ops preload",
+    "echoes-ops warmup",
+    "echoes-ops cache invalidate",
+    "echoes-ops broadcast global",
+    "echoes-ops broadcast location",
+    "echoes-ops broadcast player",
+    "echoes-ops locks hold",
+    "echoes-ops locks release",
+    "echoes-ops locks extend",
+    "echoes-ops flags set",
+}
 # commands that manage local processes rather than tier data
 LOCAL = {"echoes-ops local up", "echoes-ops local down"}
 

@@ -65,7 +65,8 @@ async def test_preload_writes_plan_encoding(r, sync_r, world):
     assert version["content_hash"] == result.version
     assert version["operator"] == "alice"
     assert int(version["items"]) == counts["items"]
-    assert sync_r.dbsize() == sum(counts.values()) + 1
+    assert sync_r.smembers(keys.LOCATION_INDEX_KEY) == set(world.locations)
+    assert sync_r.dbsize() == sum(counts.values()) + 2  # + version record + location index
     assert sync_r.exists(keys.lock_key(PRELOAD_LOCK)) == 0  # lock released
 
 

@@ -62,6 +62,14 @@ def audit(
         args = " ".join(f"{k}={v}" for k, v in rec.args.items() if v not in (None, False, [], ""))
         error = (rec.detail or {}).get("error")
         tail = f": {error}" if error else ""
-        console.print(
-            f"{when}  {rec.operator:<12} {rec.action:<18} {rec.result}{dry}  {args}{tail}"
-        )
+        line = f"{when}  {rec.operator:<12} {rec.action:<18} {rec.result}{dry}  {args}{tail}"
+        # arguments are stored as given, refused ones too: show control characters escaped
+        # and brackets as typed, never as terminal escapes or rich markup
+        console.print(_printable(line), markup=False)
+
+
+def _printable(text: str) -> str:
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )

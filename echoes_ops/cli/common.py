@@ -143,6 +143,26 @@ async def audited_redis(
         warn(message)
 
 
+def refuse_audited(
+    ctx: typer.Context, action: str, args: dict[str, Any], error: OpsError, *, dry_run: bool
+) -> NoReturn:
+    """A mutating command refused before touching anything (bad input, a policy check):
+    record it as failed, then exit with the error's line and code. If the record cannot
+    be written (Redis unreachable), the refusal is still what the operator is told."""
+    import asyncio
+
+    async def record() -> None:
+        async with audited_redis(ctx, action, args, dry_run=dry_run):
+            raise error
+
+    try:
+        asyncio.run(record())
+    except OpsError as exc:
+        if exc is not error:
+            warn(f"this refusal is not in the audit trail: {exc}")
+    fail(str(error), int(error.exit_code))
+
+
 def gamedata_dir(ctx: typer.Context, given: Path | None) -> Path:
     """--gamedata, else ECHOES_OPS_GAMEDATA / config, else ./gamedata, else the bundled set."""
     if given is not None:

@@ -11,11 +11,14 @@ import typer
 from echoes_ops import __version__
 from echoes_ops.cli import (
     audit,
+    broadcast,
     cache,
     data,
     db,
+    flags,
     local,
     locations,
+    locks,
     reconcile,
     sessions,
     simulate,
@@ -23,6 +26,10 @@ from echoes_ops.cli import (
     tail,
     workers,
 )
+from echoes_ops.cli import dashboard as dashboard_cli
+from echoes_ops.cli import doctor as doctor_cli
+from echoes_ops.cli import stats as stats_cli
+from echoes_ops.cli import warmup as warmup_cli
 from echoes_ops.cli.common import CliState, warn
 
 app = typer.Typer(
@@ -123,8 +130,15 @@ app.add_typer(db.app, name="db")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(locations.app, name="locations")
 app.add_typer(workers.app, name="workers")
+app.add_typer(broadcast.app, name="broadcast")
+app.add_typer(locks.app, name="locks")
 app.command("reconcile")(reconcile.reconcile)
 app.command("audit")(audit.audit)
+app.command("dashboard")(dashboard_cli.dashboard)
+app.add_typer(flags.app, name="flags")
+app.command("stats")(stats_cli.stats)
+app.command("doctor")(doctor_cli.doctor)
+app.command("warmup")(warmup_cli.warmup)
 
 
 def main() -> None:

@@ -77,6 +77,7 @@ def simulate(
         move_rate=move_rate,
         seed=seed,
         crash_workers=crash_workers,
+        database_url=guard(ctx, lambda: state(ctx).settings().database_dsn()),
     )
     if dry_run:
         _print_plan(config, target.display, json)

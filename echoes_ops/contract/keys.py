@@ -89,9 +89,17 @@ def player_channel(character_id: object) -> str:
 # -- keys of ours, namespaced so they never collide with game keys ----------------------
 NAMESPACE: Final = "echoes"
 GAMEDATA_VERSION_KEY: Final = f"{NAMESPACE}:gamedata:version"
+# the location ids of the loaded gamedata (a set), so views need not SCAN for location keys
+LOCATION_INDEX_KEY: Final = f"{NAMESPACE}:gamedata:locations"
 FLAGS_KEY: Final = f"{NAMESPACE}:flags"
 AUDIT_STREAM_KEY: Final = f"{NAMESPACE}:audit"
 AUDIT_STREAM_MAXLEN: Final = 10_000
+LOCK_INFO_PREFIX: Final = f"{NAMESPACE}:lockinfo:"
+
+
+def lock_info_key(name: object) -> str:
+    """Why an operator holds ``lock:<name>`` (reason, operator, at, value); same TTL."""
+    return f"{LOCK_INFO_PREFIX}{check_name(name, 'lock name')}"
 
 
 # -- parsers ----------------------------------------------------------------------------
@@ -166,3 +174,14 @@ def parse_worker_connections_key(key: str | bytes) -> str | None:
 
 def parse_lock_key(key: str | bytes) -> str | None:
     return _parse_name(key, "lock:", "", lock_key)
+
+
+# -- key families (stats, doctor) -------------------------------------------------------
+# Keys of ours all start with this prefix (``echoes:gamedata:version``, ``echoes:flags``, ...).
+NAMESPACE_PREFIX: Final = f"{NAMESPACE}:"
+
+
+def player_cache_keys(character_id: object) -> tuple[str, str]:
+    """``(player:<id>:session, player:<id>:inventory)``, the id validated once (bulk writers)."""
+    cid = check_character_id(character_id)
+    return f"player:{cid}:session", f"player:{cid}:inventory"

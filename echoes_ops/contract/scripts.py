@@ -27,6 +27,26 @@ end
 return 0
 """
 
+# Delete a hash only while one of its fields holds the expected value (the lock-info hash of
+# a hold, removed with the lock it describes, never a newer hold's).
+# KEYS[1] = hash; ARGV[1] = field, ARGV[2] = expected value. Returns 1 if deleted.
+DELETE_HASH_IF_FIELD: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# Set a hash's TTL only while one of its fields holds the expected value.
+# KEYS[1] = hash; ARGV[1] = field, ARGV[2] = expected value, ARGV[3] = TTL in milliseconds.
+# Returns 1 if the TTL was set.
+EXPIRE_HASH_IF_FIELD: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0
+"""
+
 # Refresh a session only if it still exists (a kicked or expired session is not recreated
 # as a partial hash by a late heartbeat).
 # KEYS[1] = session key; ARGV[1] = TTL seconds, ARGV[2..] = field, value, field, value, ...
@@ -130,4 +150,238 @@ if redis.call('HGET', KEYS[2], 'worker_id') == ARGV[2] then
   return 0
 end
 return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+# One SCAN step over a key family with each matching hash's fields and TTL read in the same
+# call, so a walk over a big keyspace costs one round trip per step. Optionally keeps only
+# hashes whose first field (a heartbeat) is a plausible epoch older than a cutoff.
+# KEYS: none: it reads the keys it scans, so it is for a single Redis, not Cluster.
+# ARGV[1] = cursor, ARGV[2] = MATCH pattern, ARGV[3] = COUNT, ARGV[4] = n fields,
+# ARGV[5 .. 4+n] = field names, ARGV[5+n] = "all" or "stale",
+# ARGV[6+n] = smallest plausible epoch, ARGV[7+n] = cutoff (stale: heartbeat < cutoff).
+# Returns {next cursor, keys matched by this step, key, ttl, value1 .. valuen, key, ttl,
+# ...}; a missing field is nil.
+SCAN_HASH_FIELDS: Final = """
+local n = tonumber(ARGV[4])
+local fields = {}
+for i = 1, n do fields[i] = ARGV[4 + i] end
+local mode = ARGV[5 + n]
+local min_epoch = tonumber(ARGV[6 + n])
+local cutoff = tonumber(ARGV[7 + n])
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local out = {step[1], #step[2]}
+for _, key in ipairs(step[2]) do
+  local values = redis.pcall('HMGET', key, unpack(fields))
+  local keep = values.err == nil  -- a key of another type under the pattern is skipped
+  if keep and mode == 'stale' then
+    local beat = tonumber(values[1])
+    keep = beat ~= nil and beat >= min_epoch and beat < cutoff
+  end
+  if keep then
+    out[#out + 1] = key
+    out[#out + 1] = redis.call('TTL', key)
+    for i = 1, n do out[#out + 1] = values[i] end
+  end
+end
+return out
+"""
+
+# One SCAN step over the whole keyspace that picks out the tier's keys and reads what the
+# views need about each, so a census of a big server is one pass with one round trip per
+# step (instead of one SCAN pass per key family).
+# KEYS: none: it reads the keys it scans, so it is for a single Redis, not Cluster.
+# ARGV[1] = cursor, ARGV[2] = COUNT.
+# Returns {next cursor, keys scanned, then records of 6 values each:
+#   "s", key, ttl, location_id, worker_id, last_heartbeat   -- player:<id>:session
+#   "i", key, ttl, false, false, false                       -- player:<id>:inventory
+#   "p", key, members, false, false, false                   -- location:<loc>:players
+#   "l", key, ttl, false, false, false                       -- lock:<name>
+#   "m" / "c", key, false, false, false, false               -- worker:<id>:meta / connections
+# }; missing values are false (nil in the reply).
+CENSUS_STEP: Final = """
+local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local out = {step[1], #step[2]}
+local function add(code, key, a, b, c, d)
+  out[#out + 1] = code
+  out[#out + 1] = key
+  out[#out + 1] = a
+  out[#out + 1] = b
+  out[#out + 1] = c
+  out[#out + 1] = d
+end
+for _, key in ipairs(step[2]) do
+  if string.find(key, '^player:%d+:session$') then
+    local v = redis.pcall('HMGET', key, 'location_id', 'worker_id', 'last_heartbeat')
+    if v.err == nil then
+      add('s', key, redis.call('TTL', key), v[1], v[2], v[3])
+    end
+  elseif string.find(key, '^player:%d+:inventory$') then
+    add('i', key, redis.call('TTL', key), false, false, false)
+  elseif string.find(key, '^location:[^:]+:players$') then
+    local n = redis.pcall('SCARD', key)
+    if type(n) == 'number' then
+      add('p', key, n, false, false, false)
+    end
+  elseif string.find(key, '^lock:.') then
+    add('l', key, redis.call('TTL', key), false, false, false)
+  elseif string.find(key, '^worker:[^:]+:meta$') then
+    add('m', key, false, false, false, false)
+  elseif string.find(key, '^worker:[^:]+:connections$') then
+    add('c', key, false, false, false, false)
+  end
+end
+return out
+"""
+
+# Warm many players' session and inventory caches from database rows, never overwriting
+# fresher data a live worker wrote (echoes-ops warmup; see docs/warmup.md). KEYS are
+# per-player pairs, so this is for a single Redis (or Sentinel), not Cluster.
+# KEYS[2i-1] = player i's session key, KEYS[2i] = player i's inventory key.
+# ARGV[1] = "1" for a dry run (read and judge only), ARGV[2] = smallest plausible epoch,
+# ARGV[3] = largest plausible epoch (now + allowed skew), ARGV[4] = session TTL seconds,
+# ARGV[5] = inventory TTL seconds, ARGV[6] = "1" to write sessions, ARGV[7] = f, the number
+# of session fields the rows carry, ARGV[8 .. 7+f] = their names; then per player:
+#   the row's last-active time (epoch seconds text); e, how many of its values are "";
+#   2f + 4 items: name, value for each of the f fields in the order above ("" = the row
+#   has no value: the field is left out, or removed from an existing session), then
+#   last_heartbeat, <row time>, websocket_connected, false;
+#   m, then m JSON inventory rows (m = -1: leave the inventory alone).
+# The existing session decides: absent -> created with the row's fields,
+# websocket_connected=false and last_heartbeat=<row time> ("W"); last_heartbeat newer than
+# the row -> fresher, left alone ("F"); last_heartbeat not epoch seconds or missing, or the
+# key not a hash -> unknown, left alone ("X"); otherwise the row's fields and
+# last_heartbeat=<row time> are merged in ("W") unless all already match and the key has a
+# TTL ("U"). Written sessions get the session TTL. The inventory is left alone when the
+# session is fresher or unknown ("F"/"X"; also "X" when the key is not a list), else
+# replaced by the rows (DEL, RPUSH, EXPIRE: "W"), deleted when there are none ("D"), or
+# left as is when equal and with a TTL ("U").
+# Returns {session codes, inventory codes}: one character per player ("-" = not asked).
+WARMUP_PLAYERS: Final = """
+local call, rpcall, unpack, tonumber = redis.call, redis.pcall, unpack, tonumber
+local dry = ARGV[1] == '1'
+local min_epoch = tonumber(ARGV[2])
+local max_epoch = tonumber(ARGV[3])
+local session_ttl = ARGV[4]
+local inventory_ttl = ARGV[5]
+local do_sessions = ARGV[6] == '1'
+local f = tonumber(ARGV[7])
+local names = {}
+for i = 1, f do names[i] = ARGV[7 + i] end
+names[f + 1] = 'last_heartbeat'
+local p = 8 + f
+local s_out, i_out = {}, {}
+for k = 1, #KEYS, 2 do
+  local skey = KEYS[k]
+  local stamp = ARGV[p]
+  local empties = tonumber(ARGV[p + 1])
+  local first = p + 2
+  local last = first + 2 * f + 3
+  local rows = tonumber(ARGV[last + 1])
+  local rows_first = last + 2
+  if not rows or not empties or rows_first + rows - 1 > #ARGV then
+    return redis.error_reply('ERR warmup: malformed arguments for player ' .. (k + 1) / 2)
+  end
+  if rows > 0 then p = rows_first + rows else p = rows_first end
+
+  -- the existing session: absent (A), fresher (F), unknown (X), same time (S), older (O)
+  local state, current
+  local ttl = call('TTL', skey)
+  if ttl == -2 then
+    state = 'A'
+  else
+    current = rpcall('HMGET', skey, unpack(names))
+    local t = current.err == nil and tonumber(current[f + 1])
+    if not t or t ~= t or t < min_epoch or t > max_epoch then
+      state = 'X'
+    else
+      local row_ts = tonumber(stamp)
+      if t > row_ts then state = 'F' elseif t == row_ts then state = 'S' else state = 'O' end
+    end
+  end
+
+  local s = '-'
+  if do_sessions then
+    if state == 'F' or state == 'X' then
+      s = state
+    else
+      local changed = state ~= 'S' or ttl < 0
+      if not changed then
+        for i = 1, f do
+          local want, have = ARGV[first + 2 * i - 1], current[i]
+          if want == '' then
+            if have then changed = true break end
+          elseif have ~= want then
+            changed = true break
+          end
+        end
+      end
+      if changed then
+        if not dry then
+          -- websocket_connected (the last pair) only on a new session
+          local stop = state == 'A' and last or last - 2
+          if empties == 0 then
+            call('HSET', skey, unpack(ARGV, first, stop))
+          else
+            local set, gone = {}, {}
+            for j = first, stop, 2 do
+              if ARGV[j + 1] == '' then
+                gone[#gone + 1] = ARGV[j]
+              else
+                set[#set + 1] = ARGV[j]
+                set[#set + 1] = ARGV[j + 1]
+              end
+            end
+            if state ~= 'A' and #gone > 0 then call('HDEL', skey, unpack(gone)) end
+            call('HSET', skey, unpack(set))
+          end
+          call('EXPIRE', skey, session_ttl)
+        end
+        s = 'W'
+      else
+        s = 'U'
+      end
+    end
+  end
+
+  local inv = '-'
+  if rows >= 0 then
+    if state == 'F' or state == 'X' then
+      inv = state
+    else
+      local ikey = KEYS[k + 1]
+      local items = rpcall('LRANGE', ikey, 0, -1)
+      if items.err then
+        inv = 'X'
+      else
+        local len = #items
+        local same = len == rows
+        if same and rows > 0 then
+          for j = 1, rows do
+            if items[j] ~= ARGV[rows_first + j - 1] then same = false break end
+          end
+          same = same and call('TTL', ikey) >= 0
+        end
+        if same then
+          inv = 'U'
+        elseif rows == 0 then
+          if not dry then call('DEL', ikey) end
+          inv = 'D'
+        else
+          if not dry then
+            if len > 0 then call('DEL', ikey) end
+            local stop = rows_first + rows - 1
+            for j = rows_first, stop, 1000 do
+              call('RPUSH', ikey, unpack(ARGV, j, math.min(j + 999, stop)))
+            end
+            call('EXPIRE', ikey, inventory_ttl)
+          end
+          inv = 'W'
+        end
+      end
+    end
+  end
+  s_out[#s_out + 1] = s
+  i_out[#i_out + 1] = inv
+end
+return {table.concat(s_out), table.concat(i_out)}
 """

@@ -128,6 +128,7 @@ async def invalidate_all_static(r: Redis, *, dry_run: bool = False) -> Invalidat
     for kind in StaticKind:
         found = await collect_keys(r, kind.pattern)
         targets.extend(sorted(k for k in found if kind.parse(k) is not None))
+    targets.append(keys.LOCATION_INDEX_KEY)
     return await _delete(r, targets, dry_run=dry_run)
 
 

@@ -38,9 +38,20 @@ class LocationList:
         }
 
 
+async def known_presence_sets(r: Redis) -> list[tuple[str, str]]:
+    """(location id, presence key) for the loaded gamedata's locations, from the location
+    index preload writes (one SSCAN pass over a few hundred ids), else by SCAN over the
+    keyspace (slow on a big server: preload to create the index)."""
+    if await r.exists(keys.LOCATION_INDEX_KEY):
+        ids = sorted(await set_members(r, keys.LOCATION_INDEX_KEY))
+        return [(loc, keys.presence_key(loc)) for loc in ids]
+    return await presence_sets(r)
+
+
 async def list_locations(r: Redis, *, top: int | None = None) -> LocationList:
-    """Players per location, most first (SCAN the sets, pipelined SCARD and names)."""
-    sets = await presence_sets(r)
+    """Players per location, most first (pipelined SCARD and names). Locations outside the
+    loaded gamedata are not listed; ``reconcile`` reports their sets as unknown_location."""
+    sets = await known_presence_sets(r)
     sizes = await bulk(r, [("SCARD", key) for _, key in sets], raise_on_error=False)
     counts = [
         (loc, size if isinstance(size, int) else 0)

@@ -144,7 +144,9 @@ async def preload(
         result.elapsed_s = time.perf_counter() - started
         return result
 
-    handle = await lock.try_acquire(r, PRELOAD_LOCK, _owner(operator), PRELOAD_LOCK_TTL)
+    handle = await lock.try_acquire(
+        r, PRELOAD_LOCK, lock.operator_owner(operator), PRELOAD_LOCK_TTL
+    )
     if handle is None:
         raise BusyError("another preload is running (lock:echoes-ops.preload is held)")
     try:
@@ -159,7 +161,9 @@ async def preload(
             "source": data.root,
             **{name: str(count) for name, count in data.counts().items()},
         }
-        commands = _transaction(to_write, to_remove, version_fields, batch=batch)
+        commands = _transaction(
+            to_write, to_remove, version_fields, location_ids=sorted(data.locations), batch=batch
+        )
         await bulk(r, commands, chunk=batch, progress=progress)
         result.keys_written = len(to_write)
         result.keys_removed = len(to_remove)
@@ -173,6 +177,7 @@ async def _all_present(r: Redis, encoded: Encoded) -> bool:
     """Whether every static key still exists (eviction or a manual delete makes a gap
     that an unchanged version record would hide). Multi-key EXISTS, 1000 keys a call."""
     wanted = [key for mappings in encoded.values() for key in mappings]
+    wanted.append(keys.LOCATION_INDEX_KEY)
     commands = [("EXISTS", *wanted[i : i + 1000]) for i in range(0, len(wanted), 1000)]
     found = sum(int(n) for n in await bulk(r, commands))
     return found == len(wanted)
@@ -189,11 +194,6 @@ async def _plan(
     total_keys = sum(len(mappings) for mappings in encoded.values())
     result.estimated_bytes = estimate_bytes(digest, total_keys, len(to_write))
     return to_write, to_remove
-
-
-def _owner(operator: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in operator)
-    return f"operator.{cleaned or 'unknown'}"
 
 
 def _keys_to_write(
@@ -214,14 +214,19 @@ def _transaction(
     to_remove: list[str],
     version: dict[str, str],
     *,
+    location_ids: list[str],
     batch: int,
 ) -> list[Command]:
-    """MULTI, DELs (in batches), one HSET per key, the version record, EXEC."""
+    """MULTI, DELs (in batches), one HSET per key, the location index, the version record,
+    EXEC."""
     commands: list[Command] = [("MULTI",)]
     doomed = [key for key, _ in to_write] + to_remove
     for start in range(0, len(doomed), batch):
         commands.append(("DEL", *doomed[start : start + batch]))
     commands.extend([("HSET", key, *fields) for key, fields in to_write])
+    commands.append(("DEL", keys.LOCATION_INDEX_KEY))
+    for start in range(0, len(location_ids), batch):
+        commands.append(("SADD", keys.LOCATION_INDEX_KEY, *location_ids[start : start + batch]))
     commands.append(("DEL", keys.GAMEDATA_VERSION_KEY))
     commands.append(("HSET", keys.GAMEDATA_VERSION_KEY, *flatten(version)))
     commands.append(("EXEC",))

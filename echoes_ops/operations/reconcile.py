@@ -12,7 +12,8 @@ Kinds (the keys of the report, stable for ``--json``):
 - ``orphan_member``: a player in a location set with no session.
 - ``location_mismatch``: a player in a set other than the location its session names.
 - ``multi_location``: a player in more than one set (repaired as mismatches).
-- ``missing_member``: a session whose location set does not hold the player.
+- ``missing_member``: a session held by a worker whose location set does not hold the
+  player (cache-only sessions without a ``worker_id``, as warmup writes, are offline).
 - ``dead_worker``: a session (and connection entry) of a worker that is gone (no meta key,
   no client with its name) and whose heartbeat is older than the grace period. A session
   with an unknown heartbeat is reported but not repaired.
@@ -38,8 +39,10 @@ from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.tiermap import (
     BATCH,
-    presence_sets,
-    session_batches,
+    Census,
+    census,
+    client_names,
+    hash_fields,
     set_members,
     worker_liveness,
 )
@@ -132,47 +135,86 @@ class _Repairs:
         self.calls[kind].append((script, key_list, args))
 
 
-async def reconcile(
-    r: Redis, *, fix: bool = False, grace: float = DEFAULT_GRACE, now: float | None = None
-) -> ReconcileReport:
+@dataclass
+class DriftPlan:
+    """What :func:`find_drift` found and the repairs it would make."""
+
+    report: ReconcileReport
+    repairs: _Repairs
+
+
+async def find_drift(
+    r: Redis, *, grace: float = DEFAULT_GRACE, now: float | None = None
+) -> DriftPlan:
+    """Detect every kind of drift (read-only)."""
     started = time.perf_counter()
     now = time.time() if now is None else now
     report = ReconcileReport(
-        dry_run=not fix, grace_seconds=grace, scanned={}, kinds={k: KindReport() for k in KINDS}
+        dry_run=True, grace_seconds=grace, scanned={}, kinds={k: KindReport() for k in KINDS}
     )
     repairs = _Repairs()
 
-    sessions: dict[int, _Session] = {}
-    async for batch in session_batches(r, fields=SESSION_FIELDS):
-        for row in batch:
-            s = row.session
-            sessions[row.character_id] = _Session(
-                s.location_id, s.worker_id, s.last_heartbeat, row.ttl
-            )
+    tier = await census(r)  # one pass over the keyspace
+    report.scanned["keys"] = tier.scanned
+    sessions = {
+        cid: _Session(brief.location_id, brief.worker_id, brief.heartbeat, brief.ttl)
+        for cid, brief in tier.sessions.items()
+    }
     report.scanned["sessions"] = len(sessions)
 
     member_locations: dict[int, list[str]] = defaultdict(list)
-    sets = await presence_sets(r)
+    sets = sorted((loc, key) for loc, (key, _) in tier.presence.items())
     for loc, key in sets:
+        if tier.presence[loc][1] == 0:
+            continue
         for member in await set_members(r, key):
             if member.isdigit() and member.isascii():
                 member_locations[int(member)].append(loc)
     report.scanned["location_sets"] = len(sets)
     report.scanned["presence_members"] = sum(len(v) for v in member_locations.values())
 
-    workers = await worker_liveness(r)
+    workers = await worker_liveness(r, tier.worker_metas | tier.worker_connections)
     dead = {wid for wid, live in workers.items() if not live.alive}
-    report.scanned["workers"] = len(workers)
+    # workers named only by sessions (no meta, no connections key left) are judged the same way
+    named = {s.worker for s in sessions.values() if s.worker} - workers.keys()
+    dead |= await _gone(r, sorted(named))
+    report.scanned["workers"] = len(workers) + len(named)
 
     _presence_drift(report, repairs, sessions, member_locations)
     await _dead_workers(r, report, repairs, sessions, dead, grace, now)
-    await _no_ttl(r, report, repairs, sessions)
+    _no_ttl(report, repairs, sessions, tier)
     await _unknown_locations(r, report, sets, member_locations)
-
-    if fix:
-        await _apply(r, report, repairs)
     report.elapsed_s = time.perf_counter() - started
-    return report
+    return DriftPlan(report, repairs)
+
+
+async def repair(r: Redis, plan: DriftPlan) -> ReconcileReport:
+    """Apply a plan's repairs; each re-checks its condition in Redis first."""
+    started = time.perf_counter()
+    plan.report.dry_run = False
+    await _apply(r, plan.report, plan.repairs)
+    plan.report.elapsed_s += time.perf_counter() - started
+    return plan.report
+
+
+async def reconcile(
+    r: Redis, *, fix: bool = False, grace: float = DEFAULT_GRACE, now: float | None = None
+) -> ReconcileReport:
+    """Find drift and, with ``fix``, repair it."""
+    plan = await find_drift(r, grace=grace, now=now)
+    return await repair(r, plan) if fix else plan.report
+
+
+async def _gone(r: Redis, worker_ids: list[str]) -> set[str]:
+    """Which of ``worker_ids`` have no connected client (or, when CLIENT LIST is not
+    allowed, no meta key)."""
+    if not worker_ids:
+        return set()
+    names = await client_names(r)
+    if names is not None:
+        return {wid for wid in worker_ids if wid not in names}
+    metas = await bulk(r, [("EXISTS", keys.worker_meta_key(w)) for w in worker_ids])
+    return {wid for wid, exists in zip(worker_ids, metas, strict=True) if not exists}
 
 
 def _presence_drift(
@@ -207,6 +249,10 @@ def _presence_drift(
                     [str(cid), loc],
                 )
     for cid, session in sorted(sessions.items()):
+        # only a session held by a worker puts the player in a location; a cache-only
+        # session (warmup writes those, with no worker_id) is an offline player
+        if session.worker is None:
+            continue
         if session.location and session.location not in member_locations.get(cid, []):
             try:
                 key = keys.presence_key(session.location)
@@ -251,7 +297,7 @@ async def _dead_workers(
                 [str(cid), session.worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
             )
     for wid in sorted(dead):
-        connections = await r.hkeys(keys.worker_connections_key(wid))
+        connections = await hash_fields(r, keys.worker_connections_key(wid))
         for raw in connections:
             field_name = str(raw)
             owner_id = int(field_name) if field_name.isdigit() and int(field_name) > 0 else None
@@ -271,8 +317,8 @@ async def _dead_workers(
             )
 
 
-async def _no_ttl(
-    r: Redis, report: ReconcileReport, repairs: _Repairs, sessions: dict[int, _Session]
+def _no_ttl(
+    report: ReconcileReport, repairs: _Repairs, sessions: dict[int, _Session], tier: Census
 ) -> None:
     for cid, session in sorted(sessions.items()):
         if session.ttl == -1:
@@ -283,16 +329,14 @@ async def _no_ttl(
                 [keys.session_key(cid)],
                 [str(keys.SESSION_TTL)],
             )
-    for pattern, kind, ttl in (
-        (keys.INVENTORY_PATTERN, "no_ttl_inventory", keys.INVENTORY_TTL),
-        (keys.LOCK_PATTERN, "no_ttl_lock", LOCK_REPAIR_TTL),
+    for found_ttls, kind, ttl in (
+        (tier.inventories, "no_ttl_inventory", keys.INVENTORY_TTL),
+        (tier.locks, "no_ttl_lock", LOCK_REPAIR_TTL),
     ):
-        async for batch in scan_keys(r, pattern, count=BATCH):
-            ttls = await bulk(r, [("TTL", key) for key in batch], raise_on_error=False)
-            for key, key_ttl in zip(batch, ttls, strict=True):
-                if key_ttl == -1:
-                    report.kinds[kind].add({"key": key})
-                    repairs.add(kind, scripts.EXPIRE_IF_PERSISTENT, [key], [str(ttl)])
+        for key, key_ttl in sorted(found_ttls.items()):
+            if key_ttl == -1:
+                report.kinds[kind].add({"key": key})
+                repairs.add(kind, scripts.EXPIRE_IF_PERSISTENT, [key], [str(ttl)])
 
 
 async def _unknown_locations(
@@ -306,7 +350,12 @@ async def _unknown_locations(
     cached = await bulk(
         r, [("EXISTS", keys.location_cache_key(loc)) for loc, _ in sets], raise_on_error=False
     )
-    if not any(cached):
+    loaded = any(cached) or bool(await r.exists(keys.GAMEDATA_VERSION_KEY, keys.LOCATION_INDEX_KEY))
+    if not loaded:
+        async for _batch in scan_keys(r, keys.LOCATION_CACHE_PATTERN, count=BATCH):
+            loaded = True
+            break
+    if not loaded:
         return  # no static cache loaded: nothing to judge locations by
     counts: dict[str, int] = defaultdict(int)
     for locations in member_locations.values():

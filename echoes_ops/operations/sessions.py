@@ -32,8 +32,6 @@ SORT_FIELDS: tuple[str, ...] = (
     "ttl",
     "heartbeat",
 )
-# Fields read in the first pass of a --stale listing (full rows only for the stale ones).
-HEARTBEAT_FIELDS = ("last_heartbeat",)
 
 
 @dataclass(frozen=True)
@@ -143,28 +141,19 @@ async def list_sessions(
     if sort not in SORT_FIELDS:
         raise ValueError(f"unknown sort field {sort!r}")
     now = time.time()
-    scanned = 0
     rows: list[SessionRow] = []
-    if stale_after is not None and location is None and worker is None:
-        stale_ids: list[int] = []
-        async for batch in session_batches(r, fields=HEARTBEAT_FIELDS):
-            scanned += len(batch)
-            for row in batch:
-                age = row.session.heartbeat_age(now)
-                if age is not None and age > stale_after:
-                    stale_ids.append(row.character_id)
-        full = await read_sessions(r, stale_ids)
-        rows = [full[cid] for cid in stale_ids if cid in full]
-    else:
-        async for batch in session_batches(r):
-            scanned += len(batch)
-            for row in batch:
-                s = row.session
-                if location is not None and s.location_id != location:
-                    continue
-                if worker is not None and s.worker_id != worker:
-                    continue
-                rows.append(row)
+    matched: list[int] = []
+    # with --stale only stale sessions come back from the server-side filter
+    cutoff = None if stale_after is None else now - stale_after
+    async for batch in session_batches(r, stale_before=cutoff, counter=matched):
+        rows.extend(batch)
+    scanned = sum(matched)
+    rows = [
+        row
+        for row in rows
+        if (location is None or row.session.location_id == location)
+        and (worker is None or row.session.worker_id == worker)
+    ]
     names = await location_names(r, sorted({row.session.location_id or "" for row in rows} - {""}))
     summaries = [_summary(row, now, stale_after, names) for row in rows]
     if stale_after is not None:
@@ -287,3 +276,83 @@ async def kick(r: Redis, character_id: int, *, reason: str, dry_run: bool = Fals
     )
     notified = int(await r.publish(notice.channel, notice.to_json()))
     return KickResult(cid, False, exists, in_locations, worker_id, notified)
+
+
+@dataclass
+class SessionPage:
+    """One page of a walk over the sessions: resume it with ``cursor`` ("0": done)."""
+
+    rows: list[SessionSummary]
+    cursor: str
+    scanned: int  # keys the steps of this page examined
+
+    @property
+    def done(self) -> bool:
+        return self.cursor == "0"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "done": self.done,
+            "scanned": self.scanned,
+            "sessions": [row.as_dict() for row in self.rows],
+        }
+
+
+PAGE_MAX_STEPS = 100  # SCAN steps one page may take while a name search finds little
+
+
+async def page_sessions(
+    r: Redis,
+    cursor: str = "0",
+    count: int = 50,
+    *,
+    name: str | None = None,
+    max_steps: int = PAGE_MAX_STEPS,
+) -> SessionPage:
+    """The next page of sessions from ``cursor``: SCAN steps of about ``count`` keys (one
+    Lua call each reads the fields and TTL of the sessions it finds) until ``count`` rows
+    are found, the walk ends, or ``max_steps`` steps were taken. ``name`` keeps sessions
+    whose username contains it (case-insensitive). A page may hold a few more than
+    ``count`` rows: a step's rows are never dropped, since the cursor has moved past them."""
+    from echoes_ops.contract import codec
+    from echoes_ops.contract.session import SESSION_FIELDS, Session
+
+    script = r.register_script(scripts.SCAN_HASH_FIELDS)
+    needle = name.casefold() if name else None
+    fields = tuple(SESSION_FIELDS)
+    width = 2 + len(fields)
+    now = time.time()
+    found: list[SessionRow] = []
+    scanned = 0
+    for _ in range(max(1, max_steps)):
+        reply = await script(
+            args=[
+                cursor,
+                keys.SESSION_PATTERN,
+                max(count, 10),
+                len(fields),
+                *fields,
+                "all",
+                repr(codec.MIN_PLAUSIBLE_EPOCH),
+                "0",
+            ]
+        )
+        cursor = str(reply[0])
+        scanned += int(reply[1])
+        items = reply[2:]
+        for start in range(0, len(items), width):
+            key, ttl, *values = items[start : start + width]
+            cid = keys.parse_session_key(key)
+            mapping = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+            if cid is None or not mapping:
+                continue
+            row = SessionRow(Session.decode(cid, mapping, now=now), int(ttl))
+            if needle is None or needle in (row.session.username or "").casefold():
+                found.append(row)
+        if cursor == "0" or len(found) >= count:
+            break
+    names = await location_names(r, sorted({row.session.location_id or "" for row in found} - {""}))
+    rows = [_summary(row, now, None, names) for row in found]
+    rows.sort(key=lambda s: s.character_id)
+    return SessionPage(rows=rows, cursor=cursor, scanned=scanned)

@@ -8,10 +8,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from echoes_ops.client.bulk import bulk
-from echoes_ops.client.scan import collect_keys
-from echoes_ops.contract import keys
 from echoes_ops.operations.static_data import read_version
+from echoes_ops.operations.tiermap import census, worker_liveness
 
 
 @dataclass
@@ -69,27 +67,17 @@ async def server_info(r: Redis) -> ServerInfo:
 
 
 async def tier_counts(r: Redis) -> TierCounts:
-    """Counts by SCAN (bounded COUNT) and pipelined SCARD/EXISTS; never KEYS."""
-    sessions = await collect_keys(r, keys.SESSION_PATTERN)
-    presence = sorted(
-        k for k in await collect_keys(r, keys.PRESENCE_PATTERN) if keys.parse_presence_key(k)
-    )
-    sizes = await bulk(r, [("SCARD", k) for k in presence], raise_on_error=False)
-    members = [int(s) for s in sizes if isinstance(s, int)]
-    metas = await collect_keys(r, keys.WORKER_META_PATTERN)
-    conns = await collect_keys(r, keys.WORKER_CONNECTIONS_PATTERN)
-    worker_ids = {keys.parse_worker_meta_key(k) for k in metas} | {
-        keys.parse_worker_connections_key(k) for k in conns
-    }
-    worker_ids.discard(None)
-    locks = await collect_keys(r, keys.LOCK_PATTERN)
+    """Counts from one census pass over the keyspace (Lua SCAN steps; never KEYS)."""
+    tier = await census(r)
+    members = [n for _, n in tier.presence.values()]
+    liveness = await worker_liveness(r, tier.worker_metas | tier.worker_connections)
     return TierCounts(
-        sessions=sum(1 for k in sessions if keys.parse_session_key(k) is not None),
+        sessions=len(tier.sessions),
         locations_with_players=sum(1 for m in members if m > 0),
         players_in_locations=sum(members),
-        workers=len(worker_ids),
-        workers_alive=sum(1 for k in metas if keys.parse_worker_meta_key(k)),
-        locks=len(locks),
+        workers=len(liveness),
+        workers_alive=sum(1 for w in liveness.values() if w.alive),
+        locks=len(tier.locks),
     )
 
 

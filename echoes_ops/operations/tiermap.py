@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -17,10 +17,11 @@ from redis.exceptions import NoPermissionError
 
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.scan import scan_keys
-from echoes_ops.contract import keys
-from echoes_ops.contract.session import Session
+from echoes_ops.contract import codec, keys, scripts
+from echoes_ops.contract.session import SESSION_FIELDS, Session
 
 BATCH = 1000
+STEP_COUNT = 400  # keys per server-side (Lua) SCAN step: each stays under a millisecond
 SSCAN_COUNT = 1000
 
 
@@ -37,36 +38,56 @@ class SessionRow:
 
 
 async def session_batches(
-    r: Redis, *, fields: Sequence[str] | None = None
+    r: Redis,
+    *,
+    fields: Sequence[str] = SESSION_FIELDS,
+    stale_before: float | None = None,
+    counter: list[int] | None = None,
 ) -> AsyncIterator[list[SessionRow]]:
-    """Every session, in batches: HGETALL (or HMGET ``fields``) and TTL per key."""
+    """Every session, one SCAN step at a time, with ``fields`` and TTL read in the same
+    server-side call (Lua, one round trip per step of ``STEP_COUNT`` keys scanned).
+
+    With ``stale_before`` only sessions whose first field (``last_heartbeat``) is a plausible
+    epoch older than it come back: a mostly-healthy server sends almost nothing. ``counter``,
+    if given, receives the number of keys each step matched (sessions scanned).
+    """
+    script = r.register_script(scripts.SCAN_HASH_FIELDS)
+    mode = "all" if stale_before is None else "stale"
+    if stale_before is not None:  # the script filters on the first field
+        fields = ("last_heartbeat", *(f for f in fields if f != "last_heartbeat"))
+    cutoff = repr(stale_before) if stale_before is not None else "0"
+    width = 2 + len(fields)
     now = time.time()
-    async for batch in scan_keys(r, keys.SESSION_PATTERN, count=BATCH):
-        ids = [(key, keys.parse_session_key(key)) for key in batch]
-        valid = [(key, cid) for key, cid in ids if cid is not None]
-        commands: list[tuple[Any, ...]] = []
-        for key, _ in valid:
-            commands.append(("HMGET", key, *fields) if fields else ("HGETALL", key))
-            commands.append(("TTL", key))
-        replies = await bulk(r, commands, raise_on_error=False)
+    cursor: str = "0"
+    while True:
+        reply = await script(
+            args=[
+                cursor,
+                keys.SESSION_PATTERN,
+                STEP_COUNT,
+                len(fields),
+                *fields,
+                mode,
+                repr(codec.MIN_PLAUSIBLE_EPOCH),
+                cutoff,
+            ]
+        )
+        cursor = str(reply[0])
+        if counter is not None:
+            counter.append(int(reply[1]))
+        items = reply[2:]
         rows = []
-        for index, (_, cid) in enumerate(valid):
-            raw, ttl = replies[2 * index], replies[2 * index + 1]
-            if fields:
-                values = raw if isinstance(raw, list) else []
-                mapping = {f: v for f, v in zip(fields, values, strict=False) if v is not None}
-            else:
-                mapping = pairs(raw)
-            if not mapping:
-                continue  # expired between SCAN and read
-            assert cid is not None
-            rows.append(
-                SessionRow(
-                    Session.decode(cid, mapping, now=now), ttl if isinstance(ttl, int) else -2
-                )
-            )
+        for start in range(0, len(items), width):
+            key, ttl, *values = items[start : start + width]
+            cid = keys.parse_session_key(key)
+            mapping = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+            if cid is None or not mapping:
+                continue
+            rows.append(SessionRow(Session.decode(cid, mapping, now=now), int(ttl)))
         if rows:
             yield rows
+        if cursor == "0":
+            return
 
 
 async def read_sessions(r: Redis, ids: Sequence[int]) -> dict[int, SessionRow]:
@@ -110,6 +131,18 @@ async def set_members(r: Redis, key: str) -> set[str]:
             return members
 
 
+async def hash_fields(r: Redis, key: str) -> list[str]:
+    """All field names of a hash, read with HSCAN (bounded work per call, unlike HKEYS)."""
+    names: list[str] = []
+    cursor = 0
+    while True:
+        # (HSCAN NOVALUES needs Redis 7.4; connection values are a short word each)
+        cursor, batch = await r.hscan(key, cursor, count=SSCAN_COUNT)
+        names.extend(str(name) for name in batch)
+        if cursor == 0:
+            return names
+
+
 async def location_names(r: Redis, location_ids: Sequence[str]) -> dict[str, str]:
     """Display names from the static cache (``name`` field); missing ones are left out."""
     replies = await bulk(
@@ -142,12 +175,16 @@ class WorkerLiveness:
         return bool(self.meta)
 
 
-async def worker_liveness(r: Redis) -> dict[str, WorkerLiveness]:
-    ids: set[str] = set()
-    async for batch in scan_keys(r, keys.WORKER_META_PATTERN, count=BATCH):
-        ids.update(w for w in map(keys.parse_worker_meta_key, batch) if w)
-    async for batch in scan_keys(r, keys.WORKER_CONNECTIONS_PATTERN, count=BATCH):
-        ids.update(w for w in map(keys.parse_worker_connections_key, batch) if w)
+async def worker_liveness(
+    r: Redis, worker_ids: set[str] | None = None
+) -> dict[str, WorkerLiveness]:
+    """Liveness of ``worker_ids`` (default: every worker with a meta or connections key)."""
+    ids: set[str] = set(worker_ids or ())
+    if worker_ids is None:
+        async for batch in scan_keys(r, keys.WORKER_META_PATTERN, count=BATCH):
+            ids.update(w for w in map(keys.parse_worker_meta_key, batch) if w)
+        async for batch in scan_keys(r, keys.WORKER_CONNECTIONS_PATTERN, count=BATCH):
+            ids.update(w for w in map(keys.parse_worker_connections_key, batch) if w)
     names = await client_names(r)
     ordered = sorted(ids)
     commands: list[tuple[Any, ...]] = []
@@ -180,3 +217,72 @@ async def client_names(r: Redis) -> set[str] | None:
     except NoPermissionError:
         return None
     return {c.get("name", "") for c in clients if c.get("name")}
+
+
+CENSUS_COUNT = STEP_COUNT
+
+
+@dataclass(frozen=True)
+class SessionBrief:
+    """What a census reads of a session: enough to judge presence and liveness."""
+
+    location_id: str | None
+    worker_id: str | None
+    heartbeat: float | None  # wall-clock epoch seconds, None when unknown
+    ttl: int
+
+
+@dataclass
+class Census:
+    """One pass over the keyspace: the tier's keys and what the views need of each."""
+
+    scanned: int = 0
+    sessions: dict[int, SessionBrief] = field(default_factory=dict)
+    presence: dict[str, tuple[str, int]] = field(default_factory=dict)  # loc -> (key, members)
+    inventories: dict[str, int] = field(default_factory=dict)  # key -> ttl
+    locks: dict[str, int] = field(default_factory=dict)  # key -> ttl
+    worker_metas: set[str] = field(default_factory=set)
+    worker_connections: set[str] = field(default_factory=set)
+
+
+async def census(r: Redis, *, count: int = CENSUS_COUNT) -> Census:
+    """Walk the keyspace once (Lua SCAN steps of ``count`` keys) and sort out the tier."""
+    script = r.register_script(scripts.CENSUS_STEP)
+    result = Census()
+    now = time.time()
+    cursor = "0"
+    while True:
+        reply = await script(args=[cursor, count])
+        cursor = str(reply[0])
+        result.scanned += int(reply[1])
+        items = reply[2:]
+        for start in range(0, len(items), 6):
+            code, key, a, b, c, d = items[start : start + 6]
+            if code == "s":
+                cid = keys.parse_session_key(key)
+                if cid is None:
+                    continue
+                result.sessions[cid] = SessionBrief(
+                    location_id=codec.decode_str(b),
+                    worker_id=codec.decode_str(c),
+                    heartbeat=codec.decode_epoch(d, now=now),
+                    ttl=int(a),
+                )
+            elif code == "p":
+                loc = keys.parse_presence_key(key)
+                if loc is not None:
+                    result.presence[loc] = (key, int(a))
+            elif code == "i":
+                result.inventories[key] = int(a)
+            elif code == "l":
+                result.locks[key] = int(a)
+            elif code == "m":
+                wid = keys.parse_worker_meta_key(key)
+                if wid:
+                    result.worker_metas.add(wid)
+            elif code == "c":
+                wid = keys.parse_worker_connections_key(key)
+                if wid:
+                    result.worker_connections.add(wid)
+        if cursor == "0":
+            return result

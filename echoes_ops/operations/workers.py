@@ -12,7 +12,7 @@ from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import NotFoundError, RefusedError
-from echoes_ops.operations.tiermap import WorkerLiveness, worker_liveness
+from echoes_ops.operations.tiermap import WorkerLiveness, hash_fields, worker_liveness
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class WorkerInfo:
 
 async def _players_naming(r: Redis, worker_id: str) -> list[int]:
     """Character ids in the worker's connections hash whose session names the worker."""
-    connections = await r.hkeys(keys.worker_connections_key(worker_id))
+    connections = await hash_fields(r, keys.worker_connections_key(worker_id))
     ids = [int(c) for c in connections if str(c).isdigit()]
     owners = await bulk(
         r, [("HGET", keys.session_key(cid), "worker_id") for cid in ids], raise_on_error=False

@@ -17,6 +17,19 @@ from echoes_ops.contract import keys, scripts
 from echoes_ops.contract.ids import check_name
 
 TOKEN_SEPARATOR = "#"
+OPERATOR_PREFIX = "operator."
+
+
+def operator_owner(operator: str) -> str:
+    """The lock owner naming an operator: ``operator.<name>``, with anything but letters,
+    digits, ``-``, ``_`` and ``.`` in the name replaced by ``_``."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in operator)
+    return f"{OPERATOR_PREFIX}{cleaned or 'unknown'}"
+
+
+def operator_of(owner: str) -> str | None:
+    """The operator name in an ``operator.<name>`` owner; ``None`` for a worker owner."""
+    return owner[len(OPERATOR_PREFIX) :] if owner.startswith(OPERATOR_PREFIX) else None
 
 
 def new_token(owner: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from echoes_ops.contract import envelopes
 from echoes_ops.contract.session import Session
-from echoes_ops.runtime.worker import Worker
+from echoes_ops.runtime.worker import _TRANSIENT, Worker
 
 NAMES = ("Ash", "Cinder", "Rook", "Vale", "Moss", "Tarn", "Quill", "Wren", "Flint", "Sable")
 
@@ -61,6 +61,7 @@ class PlayerDriver:
     moves: int = 0
     fights: int = 0
     reconnects: int = 0
+    redis_errors: int = 0  # steps that failed because Redis was away (plan: log, go on)
 
     async def connect_all(self) -> None:
         locations = sorted(self.exits)
@@ -92,7 +93,13 @@ class PlayerDriver:
             for cid, state in list(self.players.items()):
                 if stop.is_set():
                     break
-                await self._step(cid, state, started)
+                try:
+                    await self._step(cid, state, started)
+                except _TRANSIENT:
+                    self.redis_errors += 1  # until REDIS_ENABLED=false reaches this worker
+                    if state.connected and cid not in self.worker.connections:
+                        state.connected = False  # let go of before Redis failed: reconnect
+                        state.reconnect_at = started
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self.plan.tick - elapsed))
 
@@ -149,7 +156,7 @@ class PlayerDriver:
         )
         self.published.append(Published(msg_id, "personal", envelope.sent_at or 0.0, str(cid)))
         state.last_personal = time.monotonic()
-        await self.worker.tier.publish(envelope)
+        await self.worker.publish(envelope)
         self.fights += 1
 
     async def _publish_location(self, location: str, text: str, action: str, cid: int) -> None:
@@ -162,4 +169,4 @@ class PlayerDriver:
             location, payload, exclude_player_id=cid, msg_id=msg_id
         )
         self.published.append(Published(msg_id, "location", envelope.sent_at or 0.0, location))
-        await self.worker.tier.publish(envelope)
+        await self.worker.publish(envelope)

@@ -54,6 +54,7 @@ class SimConfig:
     spawn_interval: float = 5.0
     heartbeat_interval: float = 5.0
     worker_prefix: str = "sim"
+    database_url: str | None = None  # workers follow REDIS_ENABLED from PostgreSQL
 
 
 @dataclass
@@ -126,6 +127,7 @@ async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, sto
             location_ids=sorted(config.exits),
             spawn_interval=config.spawn_interval,
             spawn_lock_ttl=max(10.0, config.spawn_interval * 2),
+            database_url=config.database_url,
         ),
     )
     ids = [cid for cid in range(1, config.players + 1) if (cid - 1) % config.workers == index]

@@ -36,7 +36,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from echoes_ops import __version__
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.session import Session
-from echoes_ops.errors import DecodeError
+from echoes_ops.errors import DecodeError, PostgresError
+from echoes_ops.runtime import fallback
+from echoes_ops.runtime.flags_listener import WorkerFlags
 from echoes_ops.runtime.lease import Lease, LockLostError
 from echoes_ops.runtime.tier import Tier
 
@@ -61,6 +63,10 @@ class WorkerOptions:
     routing: Literal["local", "plan"] = "local"
     inbox_size: int = 1000
     seen_ids: int = 200_000
+    # REDIS_ENABLED switch (runtime/flags_listener.py): LISTEN here, read here in fallback
+    database_url: str | None = None
+    player_query: str = fallback.PLAYER_QUERY
+    inventory_query: str = fallback.INVENTORY_QUERY
 
 
 @dataclass
@@ -99,6 +105,10 @@ class WorkerStats:
     lock_lost: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     received_ids: set[str] = field(default_factory=set)
+    redis_reads: int = 0  # read_player/read_inventory served by Redis
+    postgres_reads: int = 0  # ... by PostgreSQL (fallback mode, or a Redis cache miss)
+    flag_changes: int = 0  # REDIS_ENABLED switches applied
+    flag_updates_ignored: int = 0  # duplicate, older or malformed flag updates
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +121,10 @@ class WorkerStats:
             "spawn_runs": self.spawn_runs,
             "spawn_skipped": self.spawn_skipped,
             "lock_lost": self.lock_lost,
+            "redis_reads": self.redis_reads,
+            "postgres_reads": self.postgres_reads,
+            "flag_changes": self.flag_changes,
+            "flag_updates_ignored": self.flag_updates_ignored,
         }
 
 
@@ -157,11 +171,13 @@ class Worker:
         self.mode = "redis"
         self._disconnected_at: float | None = None
         self._last_error: str | None = None
+        self.flags = WorkerFlags(self)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Register, subscribe, and start the listener, heartbeat and spawn loops."""
+        await self.flags.load()
         await self._register()
         await self.tier.publish_worker_event(envelopes.WORKER_JOIN)
         self._tasks = [
@@ -172,11 +188,13 @@ class Worker:
             self._tasks.append(
                 asyncio.create_task(self._spawn_loop(), name=f"{self.worker_id} spawn")
             )
+        self.flags.start()
         await asyncio.wait_for(self.subscribed.wait(), timeout=10)
 
     async def stop(self) -> None:
         """Graceful shutdown: disconnect every player, remove this worker's keys, leave."""
         self._stopping.set()
+        await self.flags.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -205,6 +223,7 @@ class Worker:
                 "heartbeat": f"{time.time():.3f}",
                 "mode": self.mode,
                 "connections": str(len(self.connections)),
+                **self.flags.meta_fields(),
             },
         )
         pipe.expire(meta, self.options.meta_ttl)
@@ -221,7 +240,10 @@ class Worker:
     async def connect_player(self, session: Session) -> Connection:
         """The plan's ConnectionManager.connect: register in Redis, subscribe, index."""
         conn = Connection(session=session, inbox=deque(maxlen=self.options.inbox_size))
-        await self.tier.connect_player(session)
+        if self.redis_enabled:
+            await self.tier.connect_player(session)
+        else:
+            self.flags.departed.pop(session.character_id, None)
         self.connections[session.character_id] = conn
         self._index(conn.character_id, None, conn.location_id)
         if self._pubsub is not None:
@@ -237,12 +259,16 @@ class Worker:
         if self._pubsub is not None:
             with contextlib.suppress(*_TRANSIENT):
                 await self._pubsub.unsubscribe(keys.player_channel(character_id))
-        await self.tier.disconnect_player(character_id, conn.location_id)
+        if self.redis_enabled:
+            await self.tier.disconnect_player(character_id, conn.location_id)
+        else:
+            self.flags.departed[character_id] = conn.location_id
 
     async def move_player(self, character_id: int, to_location: str, **fields: Any) -> None:
         conn = self.connections[character_id]
         from_location = conn.location_id
-        await self.tier.move(character_id, from_location, to_location, fields)
+        if self.redis_enabled:
+            await self.tier.move(character_id, from_location, to_location, fields)
         conn.session = _with(conn.session, location_id=to_location, **fields)
         self._index(character_id, from_location, to_location)
 
@@ -250,6 +276,8 @@ class Worker:
         """Activity: write ``fields`` and the heartbeat, refresh the session's TTL."""
         conn = self.connections[character_id]
         conn.session = _with(conn.session, **fields)
+        if not self.redis_enabled:
+            return True
         return await self.tier.touch_session(character_id, fields)
 
     def _index(self, cid: int, old: str | None, new: str | None) -> None:
@@ -264,6 +292,52 @@ class Worker:
 
     def local_players(self, location_id: str) -> set[int]:
         return set(self._by_location.get(location_id, ()))
+
+    # -- the REDIS_ENABLED switch (state and listener in runtime/flags_listener.py) -------
+
+    @property
+    def redis_enabled(self) -> bool:
+        """False in fallback mode: no Redis calls for players, reads from PostgreSQL."""
+        return self.flags.redis_enabled
+
+    async def read_player(self, character_id: int) -> Session | None:
+        """A player's state: the Redis session in redis mode (PostgreSQL on a miss when
+        configured), the game's characters table in fallback mode."""
+        if self.redis_enabled:
+            self.stats.redis_reads += 1
+            found = await self.tier.read_session(character_id)
+            if found is not None or self.flags.reader is None:
+                return found
+        self.stats.postgres_reads += 1
+        return await self._reader().player(character_id)
+
+    async def read_inventory(self, character_id: int) -> list[dict[str, Any]] | None:
+        """A player's inventory: the Redis cache in redis mode (PostgreSQL on a miss when
+        configured), the game's inventory table in fallback mode."""
+        if self.redis_enabled:
+            self.stats.redis_reads += 1
+            cached = await self.tier.read_inventory(character_id)
+            if cached is not None or self.flags.reader is None:
+                return cached
+        self.stats.postgres_reads += 1
+        return await self._reader().inventory(character_id)
+
+    def _reader(self) -> fallback.PostgresReader:
+        if self.flags.reader is None:
+            raise PostgresError(
+                f"worker {self.worker_id} is in fallback mode without a database_url to read"
+            )
+        return self.flags.reader
+
+    async def publish(self, envelope: envelopes.Envelope) -> int:
+        """Publish through Redis; in fallback mode deliver to this worker's own players
+        only (the plan's in-process connection manager). Returns the receiver count."""
+        if self.redis_enabled:
+            return await self.tier.publish(envelope)
+        if envelope.channel not in self.channels():
+            return 0
+        await self._on_message(envelope.channel, envelope.to_json())
+        return 1
 
     # -- pub/sub ------------------------------------------------------------------------
 
@@ -356,6 +430,8 @@ class Worker:
             self.stats.undecodable += 1
             return
         self.stats.received[envelope.type] += 1
+        if envelope.type == envelopes.CONFIG_CHANGED:
+            self.flags.on_config_changed(envelope)
         if envelope.msg_id is not None:
             if envelope.msg_id in self._seen:
                 self.stats.duplicates += 1

@@ -1,0 +1,297 @@
+"""What the dashboard costs at scale: refresh time, the longest server command, UI stalls.
+
+Run:  .venv/bin/python benchmarks/dashboard.py [--sessions 100000] [--locations 500]
+          [--rate 1000] [--cycles 20] [--ui-seconds 10]
+
+Starts a private redis-server and fills it with SESSIONS sessions (fields as the game
+writes them) spread over LOCATIONS locations (presence sets, static cache, the location
+index preload writes), 8 workers (meta keys, connection hashes, a connected client named
+after each) and a few locks. A separate process publishes ``location_update`` envelopes at
+RATE msg/s on an absolute schedule for the whole run. Then, with SLOWLOG catching every
+command slower than 100 us:
+
+1. ``RedisSource.snapshot()`` (the fast poll, every refresh) CYCLES times: client time
+   (median, p95, max) and the longest server-side command;
+2. ``RedisSource.tier()`` (the census, every 10 s) and ``RedisSource.drift()`` (reconcile's
+   detector, every 30 s) a few times each, the same figures;
+3. the dashboard itself, headless at 160x48 with a 1 s refresh and the live tail on, for
+   UI-SECONDS seconds while a probe on its event loop measures how late a 10 ms timer
+   fires: the longest stall bounds how long a key press can wait to be handled.
+
+Every wait is bounded; the script stops the publisher and redis-server on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# ruff: noqa: E402
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import open_redis
+from echoes_ops.config import Settings
+from echoes_ops.contract import keys
+from echoes_ops.local.redis_server import RedisServer
+from echoes_ops.tui.app import create_app
+from echoes_ops.tui.source import RedisSource
+
+SLOWLOG_US = 100
+WORKERS = 8
+
+
+async def populate(r: Any, sessions: int, locations: int) -> None:
+    rng = random.Random(7)
+    now = time.time()
+    locs = [f"loc_{i:03d}" for i in range(locations)]
+    commands: list[tuple[Any, ...]] = [("SADD", keys.LOCATION_INDEX_KEY, *locs)]
+    for loc in locs:
+        commands.append(("HSET", keys.location_cache_key(loc), "id", loc, "name", loc.title()))
+    commands.append(
+        ("HSET", keys.GAMEDATA_VERSION_KEY, "content_hash", "bench", "loaded_at", f"{now:.3f}")
+    )
+    for w in range(WORKERS):
+        wid = f"bench-w{w}"
+        commands.append(
+            (
+                "HSET",
+                keys.worker_meta_key(wid),
+                "worker_id",
+                wid,
+                "mode",
+                "redis",
+                "heartbeat",
+                f"{now:.3f}",
+            )
+        )
+        commands.append(("EXPIRE", keys.worker_meta_key(wid), 3600))
+    for cid in range(1, sessions + 1):
+        loc = rng.choice(locs)
+        wid = f"bench-w{cid % WORKERS}"
+        beat = now - (rng.uniform(200, 900) if rng.random() < 0.02 else rng.uniform(0, 10))
+        commands += [
+            (
+                "HSET",
+                keys.session_key(cid),
+                "worker_id",
+                wid,
+                "location_id",
+                loc,
+                "username",
+                f"p{cid}",
+                "hp",
+                "90",
+                "max_hp",
+                "100",
+                "stamina",
+                "40",
+                "max_stamina",
+                "50",
+                "level",
+                "7",
+                "xp",
+                "1200",
+                "websocket_connected",
+                "true",
+                "in_combat",
+                "false",
+                "last_movement_time",
+                f"{beat:.3f}",
+                "last_heartbeat",
+                f"{beat:.3f}",
+            ),
+            ("EXPIRE", keys.session_key(cid), 1800),
+            ("SADD", keys.presence_key(loc), str(cid)),
+            ("HSET", keys.worker_connections_key(wid), str(cid), "connected"),
+        ]
+        if len(commands) >= 40_000:
+            await bulk(r, commands)
+            commands = []
+    for name in ("spawn_manager", "warmup", "preload"):
+        commands.append(("SET", keys.lock_key(name), f"bench-w0#{name}", "PX", 3_600_000))
+    await bulk(r, commands)
+
+
+def publisher(port: int, rate: float, seconds: float, locations: int, stop: Any) -> None:
+    """Publish location_update envelopes at ``rate`` msg/s (absolute schedule)."""
+    client = redis.Redis(host="127.0.0.1", port=port)
+    rng = random.Random(3)
+    start = time.monotonic()
+    sent = 0
+    while not stop.is_set():
+        due = start + sent / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, 0.05))
+            continue
+        if due - start > seconds:
+            break
+        loc = f"loc_{rng.randrange(locations):03d}"
+        body = {
+            "type": "location_update",
+            "location_id": loc,
+            "exclude_player_id": None,
+            "payload": {"type": "player_moved", "data": {"message": f"p{sent} moves"}},
+            "sent_at": time.time(),
+        }
+        client.publish(keys.location_channel(loc), json.dumps(body))
+        sent += 1
+    client.close()
+
+
+async def measure(
+    r: Any, runs: int, call: Callable[[], Awaitable[object]]
+) -> tuple[list[float], float, int]:
+    """Client seconds of each run, the longest server command (ms) meanwhile and how many
+    commands took over 2 ms."""
+    await r.slowlog_reset()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - started)
+    entries = await r.slowlog_get(100_000)
+    ours = [e for e in entries if not _is_setup(e)]
+    longest = max((e["duration"] for e in ours), default=0) / 1000
+    return samples, longest, sum(1 for e in ours if e["duration"] > 2000)
+
+
+def _is_setup(entry: dict[str, Any]) -> bool:
+    command = entry["command"]
+    text = command.decode() if isinstance(command, bytes) else str(command)
+    return text.upper().startswith(("SLOWLOG", "CONFIG"))
+
+
+def report(label: str, samples: list[float], longest: float, over: int) -> None:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    print(
+        f"{label:<26}{statistics.median(ordered) * 1000:>9.1f}{p95 * 1000:>9.1f}"
+        f"{ordered[-1] * 1000:>9.1f}{longest:>12.2f}{over:>9}"
+    )
+
+
+async def ui_stalls(settings: Settings, seconds: float) -> tuple[float, float, int]:
+    """Run the dashboard headless; return the longest and p99 event-loop stall (ms) and
+    the pub/sub messages the live tab received."""
+    app = create_app(settings, refresh=1.0, **json.loads(os.environ.get("UI_OPTIONS", "{}")))
+    lags: list[float] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        switched = 0
+        tabs = ["3", "7", "2", "4", "5", "1"]
+        while loop.time() < end:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - before - 0.01)
+            if os.environ.get("TRACE_STALLS") and lags[-1] > 0.05:
+                print(
+                    f"  stall {lags[-1] * 1000:.0f} ms at {loop.time() - end + seconds:.2f} s on {app.tabs.active}"
+                )
+            if loop.time() > end - seconds + (switched + 1) * seconds / (len(tabs) + 1):
+                app.action_show_tab(
+                    {
+                        "1": "overview",
+                        "2": "workers",
+                        "3": "locations",
+                        "4": "sessions",
+                        "5": "locks",
+                        "7": "live",
+                    }[tabs[switched % len(tabs)]]
+                )
+                switched += 1
+        received = app.query_one("#live-panel").received  # type: ignore[attr-defined]
+        await pilot.pause(0)
+    lags.sort()
+    return lags[-1] * 1000, lags[int(0.99 * (len(lags) - 1))] * 1000, int(received)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--locations", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--ui-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        stop = mp.get_context("spawn").Event()
+        pub = None
+        named: list[redis.Redis] = []
+        try:
+            settings = Settings.from_dsn(server.url)
+            async with open_redis(settings.redis_target(), socket_timeout=120) as r:
+                started = time.perf_counter()
+                await populate(r, args.sessions, args.locations)
+                print(
+                    f"populated {await r.dbsize():,} keys in {time.perf_counter() - started:.1f} s"
+                )
+                for w in range(WORKERS):  # workers are alive while a client with their name is
+                    client = redis.Redis(
+                        host=server.host, port=server.port, client_name=f"bench-w{w}"
+                    )
+                    client.ping()
+                    named.append(client)
+                total = args.cycles + 6 * 30 + args.ui_seconds + 120
+                pub = mp.get_context("spawn").Process(
+                    target=publisher,
+                    args=(server.port, args.rate, total, args.locations, stop),
+                    daemon=True,
+                )
+                pub.start()
+                await asyncio.sleep(1.0)
+                await r.config_set("slowlog-log-slower-than", SLOWLOG_US)
+                await r.config_set("slowlog-max-len", 100_000)
+                source = RedisSource(settings)
+                await source.open()
+                before = await r.info("commandstats")
+                print(f"publisher: {args.rate:,.0f} msg/s; SLOWLOG threshold {SLOWLOG_US} us")
+                print(
+                    f"{'poll':<26}{'median':>9}{'p95':>9}{'max':>9}{'longest cmd':>12}{'> 2 ms':>9}"
+                )
+                print(f"{'':<26}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>12}{'cmds':>9}")
+                report("snapshot (every refresh)", *await measure(r, args.cycles, source.snapshot))
+                report("tier census (every 10 s)", *await measure(r, 3, source.tier))
+                report("drift (every 30 s)", *await measure(r, 3, source.drift))
+                after = await r.info("commandstats")
+                publishes = after.get("cmdstat_publish", {}).get("calls", 0) - before.get(
+                    "cmdstat_publish", {}
+                ).get("calls", 0)
+                print(f"(published meanwhile: {publishes:,} messages)")
+                await source.close()
+                worst, p99, received = await ui_stalls(settings, args.ui_seconds)
+                print(
+                    f"dashboard UI for {args.ui_seconds:g} s (1 s refresh, live tail on, tabs switched): "
+                    f"event-loop stall max {worst:.1f} ms, p99 {p99:.1f} ms; live tab received {received:,} messages"
+                )
+        finally:
+            stop.set()
+            if pub is not None:
+                pub.join(timeout=5)
+                if pub.is_alive():
+                    pub.terminate()
+            for client in named:
+                client.close()
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,197 @@
+"""Inspection at scale: sessions list --stale, reconcile and locations list on a big server.
+
+Run:  .venv/bin/python benchmarks/inspect_scale.py [--sessions 200000] [--keys 1000000]
+
+(Named inspect_scale.py, not inspect.py: a script folder holding an ``inspect.py`` shadows
+the standard library's ``inspect`` module for every script run from that folder.)
+
+Builds, in a private redis-server, SESSIONS session hashes (5% with a heartbeat older than
+the stale threshold), presence sets over LOCATIONS locations holding every player, and
+filler keys up to KEYS keys in all. Then times, in the same run:
+
+- ``list_sessions(stale_after=300)`` (what ``sessions list --stale 300 --json`` runs) against
+  the naive approach: KEYS, then one awaited HGETALL per session;
+- ``reconcile`` (dry run) against a naive detector: KEYS for sets and sessions, SMEMBERS and
+  HGETALL one key at a time;
+- ``list_locations`` against KEYS + one awaited SCARD per set;
+
+and reads SLOWLOG (threshold 500 us) for the longest single command each approach ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import open_redis
+from echoes_ops.config import Settings
+from echoes_ops.contract import keys
+from echoes_ops.local.redis_server import RedisServer
+from echoes_ops.operations.locations import list_locations
+from echoes_ops.operations.reconcile import reconcile
+from echoes_ops.operations.sessions import list_sessions
+
+STALE = 300.0
+SLOWLOG_US = 500
+
+
+async def populate(r, sessions: int, total_keys: int, locations: int) -> None:
+    rng = random.Random(7)
+    now = time.time()
+    locs = [f"loc_{i}" for i in range(locations)]
+    commands = []
+    for loc in locs:
+        commands.append(("HSET", keys.location_cache_key(loc), "id", loc, "name", loc.title()))
+    commands.append(("SADD", keys.LOCATION_INDEX_KEY, *locs))  # as preload writes it
+    for cid in range(1, sessions + 1):
+        loc = rng.choice(locs)
+        beat = now - (rng.uniform(STALE + 10, 3600) if rng.random() < 0.05 else rng.uniform(0, 60))
+        commands.append(
+            (
+                "HSET",
+                keys.session_key(cid),
+                "worker_id",
+                f"w{cid % 4}",
+                "location_id",
+                loc,
+                "username",
+                f"p{cid}",
+                "hp",
+                "90",
+                "max_hp",
+                "100",
+                "stamina",
+                "40",
+                "max_stamina",
+                "50",
+                "level",
+                "7",
+                "xp",
+                "1200",
+                "websocket_connected",
+                "true",
+                "in_combat",
+                "false",
+                "last_movement_time",
+                f"{beat:.3f}",
+                "last_heartbeat",
+                f"{beat:.3f}",
+            )
+        )
+        commands.append(("EXPIRE", keys.session_key(cid), "1800"))
+        commands.append(("SADD", keys.presence_key(loc), str(cid)))
+        if len(commands) >= 30_000:
+            await bulk(r, commands)
+            commands = []
+    await bulk(r, commands)
+    filler = total_keys - sessions - 2 * locations
+    if filler > 0:
+        await r.execute_command("DEBUG", "POPULATE", filler, "filler")
+
+
+async def naive_stale(r) -> int:
+    now = time.time()
+    found = 0
+    for key in await r.keys("player:*:session"):
+        fields = await r.hgetall(key)
+        beat = float(fields.get("last_heartbeat", "0") or 0)
+        if beat > 1e9 and now - beat > STALE:
+            found += 1
+    return found
+
+
+async def naive_reconcile(r) -> int:
+    members: dict[str, list[str]] = {}
+    for key in await r.keys("location:*:players"):
+        for member in await r.smembers(key):
+            members.setdefault(member, []).append(key)
+    drift = 0
+    for key in await r.keys("player:*:session"):
+        fields = await r.hgetall(key)
+        cid = key.split(":")[1]
+        if keys.presence_key(fields.get("location_id", "x")) not in members.get(cid, []):
+            drift += 1
+    return drift
+
+
+async def naive_locations(r) -> int:
+    total = 0
+    for key in await r.keys("location:*:players"):
+        total += await r.scard(key)
+    return total
+
+
+async def timed(r, label: str, coro_factory, runs: int) -> tuple[float, float, object]:
+    """Median seconds over ``runs`` and the longest command (ms) SLOWLOG saw meanwhile."""
+    samples = []
+    longest = 0.0
+    result = None
+    for _ in range(runs):
+        await r.slowlog_reset()
+        started = time.perf_counter()
+        result = await coro_factory()
+        samples.append(time.perf_counter() - started)
+        entries = await r.slowlog_get(10_000)
+        if entries:
+            longest = max(longest, max(e["duration"] for e in entries) / 1000)
+    return statistics.median(samples), longest, result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=200_000)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--locations", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), extra_args=["--enable-debug-command", "yes"])
+        server.start()
+        try:
+            target = Settings.from_dsn(server.url).redis_target()
+            async with open_redis(target, socket_timeout=120) as r:
+                started = time.perf_counter()
+                await populate(r, args.sessions, args.keys, args.locations)
+                print(
+                    f"populated {await r.dbsize():,} keys in {time.perf_counter() - started:.1f} s"
+                )
+                await r.config_set("slowlog-log-slower-than", SLOWLOG_US)
+                await r.config_set("slowlog-max-len", 10_000)
+                runs = args.runs
+                rows = [
+                    (
+                        "sessions list --stale",
+                        lambda: list_sessions(r, stale_after=STALE),
+                        lambda: naive_stale(r),
+                    ),
+                    ("reconcile (dry run)", lambda: reconcile(r), lambda: naive_reconcile(r)),
+                    ("locations list", lambda: list_locations(r), lambda: naive_locations(r)),
+                ]
+                print(
+                    f"{'what':<24}{'echoes-ops':>12}{'longest cmd':>13}{'naive':>10}"
+                    f"{'longest cmd':>13}{'ratio':>8}"
+                )
+                for label, ours, naive in rows:
+                    ours_s, ours_max, result = await timed(r, label, ours, runs)
+                    naive_s, naive_max, _ = await timed(r, label, naive, 1)
+                    print(
+                        f"{label:<24}{ours_s * 1000:>10.0f}ms{ours_max:>11.2f}ms"
+                        f"{naive_s * 1000:>8.0f}ms{naive_max:>11.2f}ms{naive_s / ours_s:>7.1f}x"
+                    )
+                    if label.startswith("sessions"):
+                        print(f"{'':<24}{result.total:,} stale of {result.scanned:,} sessions")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,390 @@
+"""Warmup throughput: ``echoes-ops warmup`` against the naive approach, in the same run.
+
+Run:  .venv/bin/python -m benchmarks.warmup [--characters 100000] [--runs 3]
+      [--with-naive-inventories] [--phases] [--memory]
+
+Starts a private PostgreSQL and a private redis-server in a temporary folder, seeds the
+reference schema with ``--characters`` characters (2-8 inventory rows each, all active in
+the last six hours: ``echoes_ops.local.demo``), then measures, each from an empty Redis:
+
+- naive: fetch the active characters with one query, then per character one awaited HSET
+  and one awaited EXPIRE (two round trips), and the same with one awaited MULTI/HSET/EXPIRE/
+  EXEC (one round trip; the contract's atomic write). The faster of the two is the baseline.
+- naive with inventories (``--with-naive-inventories``, slow): the 1-round-trip naive plus,
+  per character, the plan's ``cache_inventory`` (awaited DEL, RPUSH, EXPIRE).
+- warmup --what sessions, and warmup sessions + inventories (the CLI's default less static
+  data): the operation the CLI runs, end to end (PostgreSQL connect and snapshot, prepare,
+  lock, cursor streaming, Lua compare-and-write, lock release).
+- warmup again over unchanged data (every key compared, none written).
+
+Rows/s are characters per second; medians of ``--runs`` runs (naive runs once per run too).
+``--phases`` times each stage of a full warmup on its own (PostgreSQL reads, encoding,
+hiredis packing, Redis execution, with the server's own EVALSHA time from INFO
+commandstats) and accounts the CPU of one pipelined run per process (this one, from
+``time.process_time``; redis-server, from INFO cpu; the PostgreSQL cluster's processes,
+from /proc) to show where the time goes; ``--memory`` compares the peak Python memory
+(tracemalloc) of a streamed warmup with fetching every row at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg
+import hiredis
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import open_redis
+from echoes_ops.config import Settings
+from echoes_ops.contract import codec, keys, scripts
+from echoes_ops.gamedata import load_gamedata
+from echoes_ops.local.demo import seed_demo
+from echoes_ops.local.postgres_server import PostgresServer
+from echoes_ops.local.redis_server import RedisServer
+from echoes_ops.operations import warmup as warmup_module
+from echoes_ops.operations.warmup import (
+    DEFAULT_CHARACTERS_QUERY,
+    DEFAULT_INVENTORY_QUERY,
+    warmup,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+WINDOW = 7 * 60  # minutes: the demo spreads activity over the last six hours
+FULL = ["sessions", "inventories"]
+
+
+def session_mapping(row: asyncpg.Record) -> dict[str, str]:
+    return codec.encode_mapping(
+        {
+            "location_id": row["location_id"],
+            "username": row["username"],
+            "hp": row["hp"],
+            "max_hp": row["max_hp"],
+            "stamina": row["stamina"],
+            "max_stamina": row["max_stamina"],
+            "level": row["level"],
+            "xp": row["xp"],
+            "last_movement_time": row["last_movement_time"],
+            "websocket_connected": "false",
+            "last_heartbeat": row["last_active_at"].timestamp(),
+        }
+    )
+
+
+async def naive(r: Any, dsn: str, *, atomic: bool, inventories: bool = False) -> int:
+    """Fetch every active row, then write each character with awaited commands."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(DEFAULT_CHARACTERS_QUERY, WINDOW)
+        owned: dict[int, list[str]] = {}
+        if inventories:
+            for item in await conn.fetch(DEFAULT_INVENTORY_QUERY, [row["id"] for row in rows]):
+                owned.setdefault(item["character_id"], []).append(codec.encode_json(dict(item)))
+    finally:
+        await conn.close()
+    for row in rows:
+        key = keys.session_key(row["id"])
+        mapping: Any = session_mapping(row)
+        if atomic:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, keys.SESSION_TTL)
+            await pipe.execute()
+        else:
+            await r.hset(key, mapping=mapping)
+            await r.expire(key, keys.SESSION_TTL)
+        if inventories:
+            ikey = keys.inventory_key(row["id"])
+            await r.delete(ikey)
+            items = owned.get(row["id"])
+            if items:
+                await r.rpush(ikey, *items)
+            await r.expire(ikey, keys.INVENTORY_TTL)
+    return len(rows)
+
+
+async def timed(coro: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = await coro
+    return time.perf_counter() - started, result
+
+
+def line(label: str, seconds: float, rows: int, base: float | None = None) -> str:
+    ratio = f"  {base / seconds:5.1f}x naive" if base else ""
+    return f"  {label:<46} {seconds:7.3f} s {rows / seconds:>9,.0f} rows/s{ratio}"
+
+
+async def measure(args: argparse.Namespace, r: Any, pg_url: str) -> None:
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
+
+    rows = 0
+    for _ in range(args.runs):
+        await r.flushall()
+        seconds, rows = await timed(naive(r, pg_url, atomic=False))
+        record("naive2", seconds)
+        await r.flushall()
+        seconds, _ = await timed(naive(r, pg_url, atomic=True))
+        record("naive1", seconds)
+        if args.with_naive_inventories:
+            await r.flushall()
+            seconds, _ = await timed(naive(r, pg_url, atomic=True, inventories=True))
+            record("naive_inv", seconds)
+        await r.flushall()
+        await r.config_resetstat()
+        seconds, report = await timed(
+            warmup(r, pg_url, operator="bench", what=["sessions"], active_within=WINDOW)
+        )
+        assert report.sessions.written == rows, report.as_dict()
+        record("sessions", seconds)
+        record("sessions_server", (await r.info("commandstats"))["cmdstat_evalsha"]["usec"] / 1e6)
+        await r.flushall()
+        await r.config_resetstat()
+        seconds, report = await timed(
+            warmup(r, pg_url, operator="bench", what=FULL, active_within=WINDOW)
+        )
+        assert report.sessions.written == rows, report.as_dict()
+        assert report.inventories.written == rows, report.as_dict()
+        record("full", seconds)
+        stats = (await r.info("commandstats"))["cmdstat_evalsha"]
+        record("full_server", stats["usec"] / 1e6)
+        record("per_call_ms", stats["usec_per_call"] / 1000)
+        seconds, report = await timed(
+            warmup(r, pg_url, operator="bench", what=FULL, active_within=WINDOW)
+        )
+        assert report.sessions.unchanged == rows, report.as_dict()
+        assert report.changed == 0, report.as_dict()
+        record("again", seconds)
+
+    med = {name: statistics.median(values) for name, values in results.items()}
+    base = min(med["naive1"], med["naive2"])
+    print(f"{rows:,} characters; median of {args.runs} run(s); rows/s = characters per second")
+    print(line("naive, awaited HSET then awaited EXPIRE", med["naive2"], rows, base))
+    print(line("naive, one awaited MULTI/HSET/EXPIRE/EXEC", med["naive1"], rows, base))
+    if "naive_inv" in med:
+        print(line("naive + plan's cache_inventory (DEL/RPUSH/EXPIRE)", med["naive_inv"], rows))
+    print(line("warmup --what sessions", med["sessions"], rows, base))
+    print(line("warmup --what sessions,inventories", med["full"], rows, base))
+    if "naive_inv" in med:
+        print(f"  {'':<46} {med['naive_inv'] / med['full']:5.1f}x naive with inventories")
+    print(line("warmup again, unchanged data (no writes)", med["again"], rows, base))
+    print(
+        f"  Redis server time in EVALSHA: sessions {med['sessions_server']:.3f} s, "
+        f"sessions+inventories {med['full_server']:.3f} s "
+        f"({med['per_call_ms']:.2f} ms per call of {warmup_module.SCRIPT_BATCH} players)"
+    )
+
+
+async def phases(r: Any, pg_url: str) -> None:
+    """Each stage of a full warmup alone, to see where the time goes."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        source = await warmup_module._prepare(
+            conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, WINDOW
+        )
+        cursor = await source.characters.cursor(*source.characters_args)
+        started = time.perf_counter()
+        batches = []
+        while (batch := await warmup_module._read_batch(source, cursor, 2000)) is not None:
+            batches.append(batch)
+        read_s = time.perf_counter() - started
+        await conn.execute("ROLLBACK")
+        # the inventory query alone, rows decoded by asyncpg instead of JSON from PostgreSQL
+        ids = [row[0] for row in await conn.fetch(DEFAULT_CHARACTERS_QUERY, WINDOW)]
+        plain = await conn.prepare(DEFAULT_INVENTORY_QUERY)
+        count = 0
+        started = time.perf_counter()
+        for i in range(0, len(ids), 2000):
+            count += len(await plain.fetch(ids[i : i + 2000]))
+        plain_s = time.perf_counter() - started
+    finally:
+        await conn.close()
+    await r.flushall()
+    sha = await r.script_load(scripts.WARMUP_PLAYERS)
+    max_epoch = time.time() + codec.MAX_FUTURE_SKEW
+    names = [name for _, name, _ in source.columns.fields]
+    header = ("0", repr(codec.MIN_PLAUSIBLE_EPOCH), repr(max_epoch), "1800", "600", "1")
+    header += (str(len(names)), *names)
+    report = warmup_module.WarmupReport(False, FULL, WINDOW, time.time())
+    started = time.perf_counter()
+    encoded = [
+        warmup_module._encode_batch(
+            batch,
+            source.columns,
+            report,
+            sha=sha,
+            header=header,
+            do_inventories=True,
+            script_batch=warmup_module.SCRIPT_BATCH,
+            max_epoch=max_epoch,
+        )
+        for batch in batches
+    ]
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for item in encoded:
+        for command in item.commands:
+            hiredis.pack_command(command)
+    pack_s = time.perf_counter() - started
+    await r.config_resetstat()
+    started = time.perf_counter()
+    for item in encoded:
+        await bulk(r, item.commands)
+    redis_s = time.perf_counter() - started
+    server_s = (await r.info("commandstats"))["cmdstat_evalsha"]["usec"] / 1e6
+    characters = sum(len(b.characters) for b in batches)
+    print(f"stages of a full warmup of {characters:,} characters, each run alone:")
+    print(
+        f"  PostgreSQL reads (cursor + inventories as JSON, asyncpg decoding): {read_s:.3f} s"
+        f"  [same inventory query without row_to_json: {plain_s:.3f} s for {count:,} rows]"
+    )
+    print(f"  encoding the script calls (Python):                  {encode_s:.3f} s")
+    print(f"  packing them with hiredis (Python, C):               {pack_s:.3f} s")
+    print(
+        f"  sending and running them (packing included):         {redis_s:.3f} s, "
+        f"of which the server ran EVALSHA {server_s:.3f} s"
+    )
+
+
+def process_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (from /proc), with the first one's
+    ended children (a backend's CPU moves to the postmaster when its connection closes)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for n, pid in enumerate(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a backend that ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        if n == 0:
+            total += (int(fields[13]) + int(fields[14])) / ticks
+    return total
+
+
+def postgres_pids(pg: PostgresServer) -> list[int]:
+    """The postmaster and all its children (backends of this cluster only)."""
+    root = pg.pid()
+    pids = [root] if root else []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == root:
+                pids.append(int(entry.name))
+    return pids
+
+
+async def cpu(r: Any, pg: PostgresServer, what: list[str]) -> None:
+    """Where the CPU of one full warmup goes: this process, redis-server, PostgreSQL."""
+    await r.flushall()
+    before_redis = await r.info("cpu")
+    before_pg = process_cpu(postgres_pids(pg))
+    before_py = time.process_time()
+    started = time.perf_counter()
+    await warmup(r, pg.url, operator="bench", what=what, active_within=WINDOW)
+    wall = time.perf_counter() - started
+    py = time.process_time() - before_py
+    pg_cpu = process_cpu(postgres_pids(pg)) - before_pg
+    after_redis = await r.info("cpu")
+    redis_cpu = sum(
+        float(after_redis[k]) - float(before_redis[k]) for k in ("used_cpu_user", "used_cpu_sys")
+    )
+    total = py + redis_cpu + pg_cpu
+    print(
+        f"CPU of one warmup --what {','.join(what)}: wall {wall:.2f} s; Python {py:.2f} s, "
+        f"redis-server {redis_cpu:.2f} s, PostgreSQL {pg_cpu:.2f} s = {total:.2f} CPU-s "
+        f"(needs >= {total / 2:.2f} s on 2 free cores)"
+    )
+
+
+async def memory(r: Any, pg_url: str) -> None:
+    await r.flushall()
+    tracemalloc.start()
+    await warmup(r, pg_url, operator="bench", what=FULL, active_within=WINDOW)
+    streamed = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    tracemalloc.start()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(DEFAULT_CHARACTERS_QUERY, WINDOW)
+        items = await conn.fetch(DEFAULT_INVENTORY_QUERY, [row["id"] for row in rows])
+    finally:
+        await conn.close()
+    everything = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(
+        f"peak Python memory: streamed warmup {streamed / 1e6:.1f} MB; fetching all "
+        f"{len(rows):,} characters and {len(items):,} inventory rows at once "
+        f"{everything / 1e6:.1f} MB (rows only, before any encoding)"
+    )
+
+
+async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> None:
+    pg_url = pg.url
+    data = load_gamedata(REPO / "gamedata")
+    started = time.perf_counter()
+    summary = await seed_demo(
+        pg_url,
+        location_ids=sorted(data.locations),
+        item_ids=sorted(data.items),
+        characters=args.characters,
+    )
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("VACUUM ANALYZE characters")
+        await conn.execute("VACUUM ANALYZE inventory")
+    finally:
+        await conn.close()
+    print(
+        f"seeded {summary.characters:,} characters and {summary.inventory_rows:,} inventory "
+        f"rows in {time.perf_counter() - started:.1f} s"
+    )
+    async with open_redis(Settings.from_dsn(redis_url).redis_target()) as r:
+        await measure(args, r, pg_url)
+        if args.phases:
+            await phases(r, pg_url)
+            await cpu(r, pg, ["sessions"])
+            await cpu(r, pg, FULL)
+        if args.memory:
+            await memory(r, pg_url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--characters", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--with-naive-inventories", action="store_true")
+    parser.add_argument("--phases", action="store_true")
+    parser.add_argument("--memory", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="echoes-warmup-bench-") as tmp:
+        pg = PostgresServer(Path(tmp) / "pg")
+        redis_server = RedisServer(Path(tmp) / "redis")
+        pg.start()
+        redis_server.start()
+        try:
+            asyncio.run(run(args, pg, redis_server.url))
+        finally:
+            redis_server.stop()
+            pg.destroy()
+
+
+if __name__ == "__main__":
+    main()

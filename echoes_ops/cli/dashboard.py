@@ -1,0 +1,67 @@
+"""``dashboard``: the live Textual dashboard (or, with --json, one reading of its data)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from echoes_ops.cli.common import emit_json, fail, guard, run, state
+from echoes_ops.errors import ExitCode
+
+
+def dashboard(
+    ctx: typer.Context,
+    refresh: Annotated[
+        float,
+        typer.Option(
+            "--refresh", metavar="SECONDS", min=0.2, help="Seconds between two fast polls."
+        ),
+    ] = 2.0,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Hide and refuse every write (kick, locks, ...).")
+    ] = False,
+    json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one reading (what the screen shows) as JSON and exit."),
+    ] = False,
+) -> None:
+    """Watch the tier live: connection, REDIS_ENABLED, gamedata, players, sessions, workers,
+    locks, memory, hit rate, ops/s and pub/sub rates, drift; drill into workers, locations
+    and sessions; kick, hold and release locks, broadcast and flip REDIS_ENABLED with a
+    confirmation (each audited). Survives Redis restarts. Keys: ? in the dashboard.
+
+    \b
+    Examples:
+      echoes-ops dashboard
+      echoes-ops dashboard --refresh 5 --read-only
+      echoes-ops dashboard --json
+    """
+    settings = state(ctx).settings()
+    if json:
+        emit_json(run(ctx, lambda: _one_reading(settings)))
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail("the dashboard needs a terminal (use --json for one reading)", int(ExitCode.USAGE))
+    from echoes_ops.tui.app import create_app
+
+    app = guard(ctx, lambda: create_app(settings, refresh=refresh, read_only=read_only))
+    app.run()
+
+
+async def _one_reading(settings: Any) -> dict[str, Any]:
+    from echoes_ops.tui.source import RedisSource
+
+    source = RedisSource(settings, read_only=True)
+    try:
+        access = await source.open()
+        return {
+            "target": source.display,
+            "write_access": access.as_dict(),
+            "snapshot": (await source.snapshot()).as_dict(),
+            "tier": (await source.tier()).as_dict(),
+            "drift": (await source.drift()).as_dict(),
+        }
+    finally:
+        await source.close()

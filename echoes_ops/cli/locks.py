@@ -1,0 +1,404 @@
+"""``locks list|show|hold|release|extend``: the tier's distributed locks."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from echoes_ops.cli.common import (
+    audited_redis,
+    confirm,
+    emit_json,
+    redis_client,
+    refuse_audited,
+    run,
+    state,
+    stdout_console,
+)
+from echoes_ops.errors import OpsError
+
+if TYPE_CHECKING:
+    from echoes_ops.operations.locks import ExtendResult, HoldResult, LockInfo, ReleaseResult
+
+app = typer.Typer(
+    help="Distributed locks: who holds what, operator holds, safe release.",
+    no_args_is_help=True,
+)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+NameArgument = Annotated[str, typer.Argument(help="Lock name (the part after lock:).")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Check and show; change nothing.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="T",
+        help="The lock's exact value, as printed by locks hold. Default: the current value, "
+        "if its owner is you (operator.<your name>).",
+        show_default=False,
+    ),
+]
+
+
+def _line(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _ttl(ttl_ms: int) -> str:
+    if ttl_ms == -1:
+        return "NO TTL!"
+    if ttl_ms == -2:
+        return "gone"
+    return f"{ttl_ms / 1000:.1f}s"
+
+
+def _alive(info: LockInfo) -> str:
+    if info.owner_kind == "operator":
+        return "operator"
+    return "alive" if info.alive else "DEAD"
+
+
+def _ttl_seconds(
+    ctx: typer.Context, text: str, action: str, args: dict[str, Any], *, dry_run: bool
+) -> float:
+    """--ttl as seconds; a bad one is refused (and audited)."""
+    from echoes_ops.operations.broadcast import parse_duration
+    from echoes_ops.operations.locks import LockArgumentError
+
+    try:
+        return parse_duration(text)
+    except OpsError as exc:
+        error = LockArgumentError(f"--ttl: {exc}")
+        refuse_audited(ctx, action, args, error, dry_run=dry_run)
+
+
+def _operator(ctx: typer.Context) -> str:
+    return state(ctx).settings().operator_name()
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Every lock:* key (SCAN): owner (worker id or operator), TTL, and whether the owner
+    is alive (a client with its name in CLIENT LIST; its worker:<id>:meta key when the ACL
+    forbids CLIENT LIST). A lock without a TTL never expires by itself and is flagged.
+
+    \b
+    Examples:
+      echoes-ops locks list
+      echoes-ops locks list --json
+    """
+    from echoes_ops.operations.locks import list_locks
+
+    async def work() -> list[LockInfo]:
+        async with redis_client(ctx) as r:
+            return await list_locks(r)
+
+    found = run(ctx, work)
+    if json:
+        emit_json({"locks": [info.as_dict() for info in found]})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} lock(s)")
+    for column in ("lock", "owner", "ttl", "owner state", "reason / value"):
+        table.add_column(column)
+    for info in found:
+        note = info.hold.get("reason", "") if info.hold else info.value
+        table.add_row(info.name, info.owner, _ttl(info.ttl_ms), _alive(info), note)
+    stdout_console().print(table, markup=False)
+    for info in found:
+        if info.no_ttl:
+            _line(f"warning: {info.key} has no TTL: it never expires by itself")
+
+
+def _show(info: LockInfo) -> None:
+    _line(f"{info.key}")
+    _line(f"  value     {info.value}")
+    kind = "operator" if info.owner_kind == "operator" else "worker"
+    token = "" if info.has_token else " (bare value: the plan's code, no token)"
+    _line(f"  owner     {info.owner} ({kind}){token}")
+    alive = {True: "alive", False: "not alive", None: "n/a"}[info.alive]
+    _line(f"  state     {alive}: {info.liveness}")
+    ttl = "none: it never expires by itself" if info.no_ttl else _ttl(info.ttl_ms)
+    _line(f"  ttl       {ttl}")
+    if info.hold:
+        _line(f"  reason    {info.hold.get('reason', '')}")
+        _line(f"  held by   {info.hold.get('operator', '?')} at {_when(info.hold.get('at'))}")
+
+
+def _when(epoch: str | None) -> str:
+    import time
+
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch or "")))
+    except ValueError:
+        return "?"
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: NameArgument, json: JsonOption = False) -> None:
+    """One lock: value, owner, TTL, the owner's liveness and, for an operator hold, why.
+
+    \b
+    Examples:
+      echoes-ops locks show spawn_manager
+      echoes-ops locks show spawn_manager --json
+    """
+    from echoes_ops.operations.locks import show_lock
+
+    async def work() -> LockInfo:
+        async with redis_client(ctx) as r:
+            return await show_lock(r, name)
+
+    info = run(ctx, work)
+    if json:
+        emit_json(info.as_dict())
+    else:
+        _show(info)
+
+
+@app.command("hold")
+def hold(
+    ctx: typer.Context,
+    name: NameArgument,
+    ttl: Annotated[
+        str,
+        typer.Option(
+            "--ttl", metavar="S", help="How long to hold it: seconds, or 90s, 10m, 1h (max 24h)."
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", metavar="R", help="Why; shown to others.")],
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Take a lock as operator.<your name> so the background task that uses it pauses
+    (the reference worker's spawn task uses spawn_manager). Prints the token to release or
+    extend it with. Refuses (exit 8) while anyone else holds it; audited.
+
+    \b
+    Examples:
+      echoes-ops locks hold spawn_manager --ttl 30m --reason "event setup"
+      echoes-ops locks hold spawn_manager --ttl 600 --reason "db migration" --json
+    """
+    from echoes_ops.operations.locks import hold as do_hold
+
+    args = {"name": name, "ttl": ttl, "reason": reason}
+    seconds = _ttl_seconds(ctx, ttl, "locks.hold", args, dry_run=dry_run)
+    operator = _operator(ctx)
+
+    async def work() -> HoldResult:
+        async with audited_redis(ctx, "locks.hold", args, dry_run=dry_run) as (r, entry):
+            held = await do_hold(
+                r, name, operator=operator, ttl=seconds, reason=reason, dry_run=dry_run
+            )
+            entry.detail = {"owner": held.owner, "value": held.token, "ttl_ms": held.ttl_ms}
+            return held
+
+    result = run(ctx, work)
+    if json:
+        emit_json(result.as_dict())
+        return
+    if result.dry_run:
+        _line(
+            f"dry run: {result.key} is free; would hold it as {result.owner} for "
+            f"{result.ttl_ms / 1000:g} s"
+        )
+        return
+    _line(f"holding {result.key} as {result.owner} for {result.ttl_ms / 1000:g} s")
+    _line(f"token: {result.token}")
+    _line(f"release with: echoes-ops locks release {result.name} --token '{result.token}'")
+
+
+def _release_report(result: ReleaseResult, json: bool) -> None:
+    if json:
+        emit_json(result.as_dict())
+        return
+    if result.dry_run:
+        _line(f"dry run: would release {result.key}; compared {result.compared}")
+    elif result.released:
+        how = "force-released" if result.forced else "released"
+        _line(f"{how} {result.key} (owner {result.owner}); compared {result.compared}")
+        if result.note:
+            _line(f"  {result.note}")
+    else:
+        _line(f"{result.key}: {result.note}")
+
+
+@app.command("release")
+def release(
+    ctx: typer.Context,
+    name: NameArgument,
+    token: TokenOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Break a lock you do not hold (a dead owner's): shows the owner and asks; "
+            "deletes only the value you saw.",
+        ),
+    ] = False,
+    even_if_alive: Annotated[
+        bool,
+        typer.Option(
+            "--even-if-alive",
+            help="With --force: break it even though its owner is alive (or is an operator hold).",
+        ),
+    ] = False,
+    dry_run: DryRunOption = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json: JsonOption = False,
+) -> None:
+    """Release a lock you hold: with --token, only while the lock holds exactly that
+    value; without, only while its owner is you (operator.<your name>). The compare and
+    the delete are one atomic step (Lua), so a newer owner's lock is never deleted.
+
+    --force breaks someone else's lock: it shows the owner and whether it is alive, asks,
+    and deletes only the exact value shown (if the lock expired and a new owner took it
+    meanwhile, nothing is deleted, exit 8). It refuses while the owner is alive (or the
+    lock is an operator hold) unless --even-if-alive is given too. Audited.
+
+    \b
+    Examples:
+      echoes-ops locks release spawn_manager --token 'operator.alice#3f9c...'
+      echoes-ops locks release spawn_manager
+      echoes-ops locks release spawn_manager --force
+      echoes-ops locks release spawn_manager --force --even-if-alive --yes
+    """
+    from echoes_ops.operations.locks import release as do_release
+
+    args = {
+        "name": name,
+        "token": token,
+        "force": force,
+        "even_if_alive": even_if_alive,
+    }
+    from echoes_ops.operations.locks import LockArgumentError
+
+    if even_if_alive and not force:
+        error = LockArgumentError("--even-if-alive only goes with --force")
+        refuse_audited(ctx, "locks.release", args, error, dry_run=dry_run)
+    if force and token is not None:
+        error = LockArgumentError("--force and --token do not go together")
+        refuse_audited(ctx, "locks.release.force", args, error, dry_run=dry_run)
+    if force:
+        _force_release(
+            ctx, name, args, even_if_alive=even_if_alive, dry_run=dry_run, yes=yes, json=json
+        )
+        return
+    operator = _operator(ctx)
+
+    async def work() -> ReleaseResult:
+        async with audited_redis(ctx, "locks.release", args, dry_run=dry_run) as (r, entry):
+            done = await do_release(r, name, operator=operator, token=token, dry_run=dry_run)
+            entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
+            return done
+
+    _release_report(run(ctx, work), json)
+
+
+def _force_release(
+    ctx: typer.Context,
+    name: str,
+    args: dict[str, Any],
+    *,
+    even_if_alive: bool,
+    dry_run: bool,
+    yes: bool,
+    json: bool,
+) -> None:
+    from echoes_ops.errors import NotFoundError
+    from echoes_ops.operations.locks import force_refusal, force_release, show_lock
+
+    action = "locks.release.force"
+
+    async def look() -> LockInfo | NotFoundError:
+        async with redis_client(ctx) as r:
+            try:
+                return await show_lock(r, name)
+            except NotFoundError as exc:
+                return exc
+
+    seen = run(ctx, look)
+    if isinstance(seen, NotFoundError):
+        refuse_audited(ctx, action, args, seen, dry_run=dry_run)
+    refusal = force_refusal(seen, even_if_alive=even_if_alive)
+    if not json:
+        _show(seen)
+    if refusal is not None:
+        refuse_audited(ctx, action, {**args, "seen": seen.value}, refusal, dry_run=dry_run)
+    if dry_run:
+
+        async def record() -> None:
+            async with audited_redis(ctx, action, {**args, "seen": seen.value}, dry_run=True):
+                pass
+
+        run(ctx, record)
+        if json:
+            emit_json({"dry_run": True, "would_delete": seen.value, "lock": seen.as_dict()})
+        else:
+            _line(f"dry run: would delete {seen.key} only while it still holds {seen.value!r}")
+        return
+    state_ = (
+        "operator hold"
+        if seen.owner_kind == "operator"
+        else ("alive" if seen.alive else "not alive")
+    )
+    confirm(f"Delete {seen.key} held by {seen.owner} ({state_}), value {seen.value!r}?", yes=yes)
+
+    async def work() -> ReleaseResult:
+        async with audited_redis(ctx, action, {**args, "seen": seen.value}, dry_run=False) as (
+            r,
+            entry,
+        ):
+            done = await force_release(r, name, seen_value=seen.value, even_if_alive=even_if_alive)
+            entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
+            if done.note:
+                entry.detail["note"] = done.note
+            return done
+
+    _release_report(run(ctx, work), json)
+
+
+@app.command("extend")
+def extend(
+    ctx: typer.Context,
+    name: NameArgument,
+    ttl: Annotated[
+        str,
+        typer.Option(
+            "--ttl", metavar="S", help="New TTL from now: seconds, or 90s, 10m, 1h (max 24h)."
+        ),
+    ],
+    token: TokenOption = None,
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Reset a lock's TTL, only while it holds your token (compare-and-PEXPIRE in Lua);
+    without --token, only while its owner is you. Audited.
+
+    \b
+    Examples:
+      echoes-ops locks extend spawn_manager --ttl 30m --token 'operator.alice#3f9c...'
+      echoes-ops locks extend spawn_manager --ttl 600
+    """
+    from echoes_ops.operations.locks import extend as do_extend
+
+    args = {"name": name, "ttl": ttl, "token": token}
+    seconds = _ttl_seconds(ctx, ttl, "locks.extend", args, dry_run=dry_run)
+    operator = _operator(ctx)
+
+    async def work() -> ExtendResult:
+        async with audited_redis(ctx, "locks.extend", args, dry_run=dry_run) as (r, entry):
+            done = await do_extend(
+                r, name, ttl=seconds, operator=operator, token=token, dry_run=dry_run
+            )
+            entry.detail = {"value": done.value, "ttl_ms": done.ttl_ms}
+            return done
+
+    result = run(ctx, work)
+    if json:
+        emit_json(result.as_dict())
+        return
+    verb = "dry run: would set" if result.dry_run else "set"
+    _line(f"{verb} {result.key} TTL to {result.ttl_ms / 1000:g} s; compared {result.compared}")

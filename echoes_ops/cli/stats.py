@@ -1,0 +1,245 @@
+"""``stats``: health metrics of the tier, once, as Prometheus text, or refreshed live."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from echoes_ops.cli.common import emit_json, fail, redis_client, run, stdout_console
+from echoes_ops.cli.data import JsonOption
+from echoes_ops.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from echoes_ops.operations.stats import StatsSnapshot
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _pct(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1%}"
+
+
+def render(s: StatsSnapshot, console: Console) -> None:
+    from datetime import datetime
+
+    from rich.table import Table
+
+    from echoes_ops.operations.keyspace import FAMILY_DESCRIPTIONS
+
+    when = datetime.fromtimestamp(s.taken_at).strftime("%Y-%m-%d %H:%M:%S")
+    console.print(
+        f"[bold]Redis {s.version}[/] ({s.role}), up {s.uptime_s:,} s, {s.db_keys:,} keys "
+        f"in this database; at {when} (server clock), took {s.elapsed_s:.2f} s"
+    )
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    c = s.counters
+    summary.add_row(
+        "cache",
+        f"hit rate {_pct(c.hit_rate)} since start ({c.keyspace_hits:,} hits, "
+        f"{c.keyspace_misses:,} misses); {c.evicted_keys:,} evicted, {c.expired_keys:,} expired",
+    )
+    if s.interval is not None:
+        i = s.interval
+        summary.add_row(
+            "last interval",
+            f"{i.seconds:.1f} s: hit rate {_pct(i.hit_rate)} ({i.keyspace_hits:,} hits, "
+            f"{i.keyspace_misses:,} misses), {i.ops_per_sec:,.1f} ops/s, "
+            f"{i.evicted_keys:,} evicted, {i.expired_keys:,} expired",
+        )
+    summary.add_row(
+        "ops",
+        f"{s.instantaneous_ops_per_sec:,} ops/s (Redis' estimate), "
+        f"{c.commands_processed:,} commands since start",
+    )
+    m = s.memory
+    limit = _bytes(m.max_bytes) if m.max_bytes else "no limit"
+    share = f" ({_pct(m.used_of_max)})" if m.used_of_max is not None else ""
+    frag = f"{m.fragmentation_ratio:.2f}" if m.fragmentation_ratio is not None else "?"
+    summary.add_row(
+        "memory",
+        f"{_bytes(m.used_bytes)} used{share} of maxmemory {limit}, peak {_bytes(m.peak_bytes)}, "
+        f"rss {_bytes(m.rss_bytes)}, fragmentation {frag}, policy {m.policy}",
+    )
+    cl = s.clients
+    if cl.visible:
+        workers = ", ".join(cl.workers_connected[:8]) + (
+            f", ... ({len(cl.workers_connected) - 8} more)" if len(cl.workers_connected) > 8 else ""
+        )
+        summary.add_row(
+            "clients",
+            f"{cl.connected:,} connected: {cl.worker_connections:,} of "
+            f"{len(cl.workers_connected)} worker(s){': ' + workers if workers else ''}; "
+            f"{cl.pubsub_clients:,} subscribed ({cl.pattern_subscribers:,} to patterns); "
+            f"{cl.blocked:,} blocked",
+        )
+    else:
+        summary.add_row("clients", f"{cl.connected:,} connected (CLIENT LIST not allowed)")
+    p = s.pubsub
+    pub = f"{p.channels_total:,} channels, {p.patterns_total:,} patterns"
+    if p.listed:
+        parts = [
+            f"{name} {f.channels:,} ({f.subscriptions:,} subs)"
+            if name != "other"
+            else f"other {f.channels:,}"
+            for name, f in p.families.items()
+        ]
+        pub += ": " + ", ".join(parts)
+    elif p.why_not_listed:
+        pub += f" ({p.why_not_listed})"
+    summary.add_row("pub/sub", pub)
+    if p.top_channels:
+        summary.add_row("busiest", ", ".join(f"{channel} {n}" for channel, n in p.top_channels[:5]))
+    version = s.gamedata.get("content_hash")
+    summary.add_row(
+        "gamedata", version[:12] if version else "no version record (run: echoes-ops preload)"
+    )
+    console.print(summary)
+
+    if s.families is not None:
+        table = Table(title="keys by family (memory: ~ = estimate from a sample)")
+        for column in ("family", "keys", "memory", "sampled", "what"):
+            table.add_column(column, justify="left" if column in ("family", "what") else "right")
+        for name, f in s.families.items():
+            mark = "" if f.exact or f.estimated_bytes in (None, 0) else "~"
+            table.add_row(
+                name,
+                f"{f.keys:,}",
+                mark + _bytes(f.estimated_bytes),
+                f"{f.sampled:,}",
+                FAMILY_DESCRIPTIONS[name],
+            )
+        console.print(table)
+    if s.ttl is not None:
+        from echoes_ops.operations.stats import ttl_bucket_labels
+
+        labels = ttl_bucket_labels()
+        table = Table(title="remaining TTL (~ = estimate from a sample)")
+        table.add_column("family")
+        for label in labels:
+            table.add_column(label, justify="right")
+        for name, t in s.ttl.items():
+            mark = "" if t.exact else "~"
+            table.add_row(name, *(f"{mark}{t.buckets[label]:,}" for label in labels))
+        console.print(table)
+
+
+def stats(
+    ctx: typer.Context,
+    json: JsonOption = False,
+    prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus",
+            help="Print the Prometheus text exposition format (for the node-exporter "
+            "textfile collector or a scrape).",
+        ),
+    ] = False,
+    watch: Annotated[
+        float | None,
+        typer.Option(
+            "--watch",
+            min=0.1,
+            metavar="SECONDS",
+            help="Refresh every SECONDS (counted from the end of the previous poll), with "
+            "per-interval hit rate and ops/s. Ctrl-C stops (exit 130).",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            "-n",
+            min=1,
+            metavar="N",
+            help="With --watch: stop after N polls (exit 0).",
+            show_default=False,
+        ),
+    ] = None,
+    no_keys: Annotated[
+        bool,
+        typer.Option(
+            "--no-keys",
+            help="Skip the key walk (families, memory estimates, TTL buckets): cheaper on "
+            "a big keyspace.",
+        ),
+    ] = False,
+) -> None:
+    """Cache hit rate, evictions, expirations, memory, clients (and which are workers),
+    ops/s, pub/sub channels and subscribers, keys and estimated memory per key family,
+    sessions and inventories by remaining TTL, gamedata version.
+
+    Key counts come from one SCAN pass; memory per family is estimated from MEMORY USAGE of
+    a random sample of up to 64 keys per family, and TTL buckets from up to 1000 keys per
+    family (marked ~ and "estimate": true). --watch adds per-interval figures that leave
+    out the reads stats itself makes. With --json and --watch, one JSON object per line.
+
+    \b
+    Examples:
+      echoes-ops stats
+      echoes-ops stats --json | jq .cache.hit_rate
+      echoes-ops stats --prometheus > /var/lib/node_exporter/textfile/echoes.prom.tmp
+      echoes-ops stats --watch 5
+      echoes-ops stats --watch 10 --count 6 --json --no-keys
+    """
+    if prometheus and json:
+        fail("--prometheus and --json are two output formats: pick one", int(ExitCode.USAGE))
+    if prometheus and watch is not None:
+        fail(
+            "--prometheus prints one snapshot: run it from cron or a timer instead of --watch",
+            int(ExitCode.USAGE),
+        )
+    if count is not None and watch is None:
+        fail("--count needs --watch", int(ExitCode.USAGE))
+
+    from echoes_ops.operations import stats as ops
+
+    if watch is None:
+
+        async def once() -> StatsSnapshot:
+            async with redis_client(ctx) as r:
+                return await ops.snapshot(r, keyspace=not no_keys)
+
+        result = run(ctx, once)
+        if prometheus:
+            sys.stdout.write(ops.prometheus_text(result))
+        elif json:
+            emit_json(result.as_dict())
+        else:
+            render(result, stdout_console())
+        return
+
+    console = stdout_console()
+    every = watch
+
+    async def poll() -> None:
+        async with redis_client(ctx) as r:
+            async for snap in ops.watch(r, every, count=count, keyspace=not no_keys):
+                if json:
+                    line = jsonlib.dumps(snap.as_dict(), ensure_ascii=False, default=str)
+                    sys.stdout.write(line + "\n")
+                    sys.stdout.flush()
+                else:
+                    if console.is_terminal:
+                        console.clear()
+                    else:
+                        console.rule()
+                    render(snap, console)
+
+    run(ctx, poll)

@@ -1,0 +1,178 @@
+"""Key families and one bounded walk over the whole keyspace, shared by stats and doctor.
+
+Every key falls in exactly one family, decided by the contract's parsers (a key that merely
+looks like a game key but that no builder would produce is ``other``). The walk is one SCAN
+pass without MATCH (COUNT 1000 per step, keys read as raw bytes so other applications' keys
+cannot break it); per family it counts keys, keeps uniform random samples (reservoirs) for
+the caller's per-key reads, and, for the families asked, reads every key's TTL in pipelined
+batches of at most one SCAN step.
+
+Reads that look keys up (TTL) are counted by Redis as keyspace hits or misses; the walk
+reports how many it caused, so a caller can keep its own reads out of hit-rate figures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Final
+
+from redis.asyncio import Redis
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.rawscan import scan_raw
+from echoes_ops.contract import keys
+
+FAMILIES: Final[tuple[str, ...]] = (
+    "sessions",
+    "inventories",
+    "presence",
+    "location_cache",
+    "item_defs",
+    "npc_defs",
+    "worker_keys",
+    "locks",
+    "echoes",
+    "other",
+)
+
+FAMILY_DESCRIPTIONS: Final[dict[str, str]] = {
+    "sessions": "player:<id>:session hashes",
+    "inventories": "player:<id>:inventory lists",
+    "presence": "location:<loc>:players sets",
+    "location_cache": "location:<loc>:cache hashes (static)",
+    "item_defs": "item:<id>:def hashes (static)",
+    "npc_defs": "npc:<id>:def hashes (static)",
+    "worker_keys": "worker:<wid>:meta and worker:<wid>:connections",
+    "locks": "lock:<name> strings",
+    "echoes": "keys of echoes-ops (echoes:*)",
+    "other": "everything else",
+}
+
+SCAN_COUNT: Final = 1000
+EXAMPLES: Final = 5
+
+
+def family_of(key: bytes | str) -> str:
+    """The family of ``key`` (``other`` for keys that are not UTF-8)."""
+    if isinstance(key, bytes):
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return "other"
+    else:
+        text = key
+    if keys.parse_session_key(text) is not None:
+        return "sessions"
+    if keys.parse_inventory_key(text) is not None:
+        return "inventories"
+    if keys.parse_presence_key(text) is not None:
+        return "presence"
+    if keys.parse_location_cache_key(text) is not None:
+        return "location_cache"
+    if keys.parse_item_def_key(text) is not None:
+        return "item_defs"
+    if keys.parse_npc_def_key(text) is not None:
+        return "npc_defs"
+    if (
+        keys.parse_worker_meta_key(text) is not None
+        or keys.parse_worker_connections_key(text) is not None
+    ):
+        return "worker_keys"
+    if keys.parse_lock_key(text) is not None:
+        return "locks"
+    if text.startswith(keys.NAMESPACE_PREFIX):
+        return "echoes"
+    return "other"
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class FamilyWalk:
+    """What the walk saw of one family."""
+
+    keys: int = 0
+    memory_sample: list[bytes] = field(default_factory=list)
+    ttl_sample: list[bytes] = field(default_factory=list)
+    # only for the families whose every TTL was read:
+    ttl_read: int = 0
+    no_ttl: int = 0
+    no_ttl_examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class KeyspaceWalk:
+    families: dict[str, FamilyWalk]
+    worker_ids: set[str]
+    scanned: int = 0
+    commands: int = 0  # commands sent (SCAN steps, TTL reads)
+    hits: int = 0  # keyspace hits our TTL reads caused
+    misses: int = 0
+
+
+def _offer(sample: list[bytes], seen: int, key: bytes, size: int, rng: random.Random) -> None:
+    """Reservoir sampling: after ``seen`` offers, ``sample`` is uniform over them."""
+    if size <= 0:
+        return
+    if len(sample) < size:
+        sample.append(key)
+        return
+    slot = rng.randrange(seen)
+    if slot < size:
+        sample[slot] = key
+
+
+async def walk_keyspace(
+    r: Redis,
+    *,
+    memory_sample: int = 0,
+    ttl_sample: int = 0,
+    ttl_sample_families: Collection[str] = (),
+    ttl_all_families: Collection[str] = (),
+    rng: random.Random | None = None,
+) -> KeyspaceWalk:
+    """One SCAN pass: key counts per family, random samples of up to ``memory_sample`` keys
+    per family and ``ttl_sample`` keys of ``ttl_sample_families``, and every key's TTL for
+    ``ttl_all_families`` (counting keys without one)."""
+    rng = rng or random.Random()
+    walk = KeyspaceWalk(families={name: FamilyWalk() for name in FAMILIES}, worker_ids=set())
+    calls: list[int] = []
+    async for batch in scan_raw(r, count=SCAN_COUNT, calls=calls):
+        walk.scanned += len(batch)
+        ttl_keys: list[tuple[str, bytes]] = []
+        for key in batch:
+            name = family_of(key)
+            fam = walk.families[name]
+            fam.keys += 1
+            _offer(fam.memory_sample, fam.keys, key, memory_sample, rng)
+            if name in ttl_sample_families:
+                _offer(fam.ttl_sample, fam.keys, key, ttl_sample, rng)
+            if name in ttl_all_families:
+                ttl_keys.append((name, key))
+            if name == "worker_keys":
+                text = _text(key)
+                wid = keys.parse_worker_meta_key(text) or keys.parse_worker_connections_key(text)
+                if wid:
+                    walk.worker_ids.add(wid)
+        if ttl_keys:
+            replies = await bulk(r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False)
+            walk.commands += len(ttl_keys)
+            for (name, key), ttl in zip(ttl_keys, replies, strict=True):
+                if not isinstance(ttl, int):
+                    continue
+                if ttl == -2:
+                    walk.misses += 1
+                    continue
+                walk.hits += 1
+                fam = walk.families[name]
+                fam.ttl_read += 1
+                if ttl == -1:
+                    fam.no_ttl += 1
+                    if len(fam.no_ttl_examples) < EXAMPLES:
+                        fam.no_ttl_examples.append(_text(key))
+    walk.commands += len(calls)
+    return walk

@@ -1,0 +1,106 @@
+"""A table of rows with a detail pane below: the shape of most panels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from echoes_ops.tui.messages import Loaded, LoadFailed
+from echoes_ops.tui.source import Source
+
+Row = tuple[str, Sequence[RenderableType]]  # (row key, cells)
+
+
+def error_text(message: str) -> Text:
+    return Text(message, style="bold red")
+
+
+class TablePanel(Vertical):
+    """Subclasses set ``COLUMNS`` and implement :meth:`drill` (Enter on a row) and
+    :meth:`render_detail` (a :class:`Loaded` value to show)."""
+
+    COLUMNS: tuple[str, ...] = ()
+    DEFAULT_CSS = """
+    TablePanel > DataTable { height: 1fr; min-height: 5; }
+    TablePanel > .detail-box { height: 1fr; border-top: solid $primary-background; }
+    TablePanel > .hint { height: 1; color: $text-muted; }
+    """
+
+    def __init__(self, source: Source, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.source = source
+        self.selected: str | None = None
+        self._rows: list[Row] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="hint")
+        table: DataTable[RenderableType] = DataTable(cursor_type="row", zebra_stripes=True)
+        yield table
+        with VerticalScroll(classes="detail-box"):
+            yield Static("", classes="detail")
+
+    def on_mount(self) -> None:
+        self.table.add_columns(*self.COLUMNS)
+
+    @property
+    def table(self) -> DataTable[RenderableType]:
+        table: DataTable[RenderableType] = self.query_one(DataTable)
+        return table
+
+    def set_hint(self, text: str) -> None:
+        self.query_one(".hint", Static).update(text)
+
+    def set_detail(self, renderable: RenderableType) -> None:
+        self.query_one(".detail", Static).update(renderable)
+
+    def set_rows(self, rows: Sequence[Row]) -> None:
+        """Replace the rows, keeping the cursor on the same key when it is still there."""
+        if list(rows) == self._rows:
+            return
+        self._rows = list(rows)
+        table = self.table
+        current = None
+        if table.row_count and 0 <= table.cursor_row < table.row_count:
+            current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if current is not None:
+            keys = [key for key, _ in rows]
+            if current in keys:
+                table.move_cursor(row=keys.index(current), animate=False)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        key = event.row_key.value
+        if key is not None:
+            self.selected = key
+            self.set_detail(Text("loading…", style="dim"))
+            self.drill(key)
+
+    def cursor_key(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def drill(self, key: str) -> None:
+        """Start loading the detail of ``key``."""
+
+    def render_detail(self, value: object) -> RenderableType:
+        return Text(str(value))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.key.startswith("detail"):
+            message.stop()
+            self.set_detail(self.render_detail(message.value))
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        if message.key.startswith("detail"):
+            message.stop()
+            self.set_detail(error_text(str(message.error)))

@@ -1,0 +1,114 @@
+"""Overview: players, sessions, workers, locks, memory, hit rate, evictions, rates, drift."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Sparkline, Static
+
+from echoes_ops.tui.fmt import clock_time, number, percent, size
+from echoes_ops.tui.model import DashboardState
+
+
+def overview_rows(state: DashboardState) -> list[tuple[str, str]]:
+    """(label, value) rows of the overview; "-" where nothing is known yet."""
+    snap, tier, rates = state.snapshot, state.tier, state.history.last
+    rows: list[tuple[str, str]] = []
+    if snap is None:
+        return [("status", "waiting for the first reading")]
+    loc = snap.locations
+    rows.append(
+        (
+            "players online",
+            f"{number(loc.total_players)} in {number(loc.total_locations)} locations",
+        )
+    )
+    if tier is None:
+        rows.append(("sessions", "counting…"))
+    else:
+        t = tier.summary
+        rows.append(
+            (
+                "sessions",
+                f"{number(t.sessions)}, stale {number(t.stale_sessions)} "
+                f"(heartbeat > {t.stale_after:g}s), unknown {number(t.unknown_heartbeat)}"
+                f"  [as of {clock_time(tier.taken_at)}]",
+            )
+        )
+    alive = sum(1 for w in snap.workers if w.alive)
+    rows.append(("workers", f"{alive} alive, {len(snap.workers) - alive} dead"))
+    rows.append(("locks", number(len(snap.locks))))
+    c = snap.counters
+    if c.maxmemory:
+        memory = (
+            f"{size(c.used_memory)} of {size(c.maxmemory)} ({percent(c.used_memory / c.maxmemory)})"
+        )
+    else:
+        memory = f"{size(c.used_memory)} (no maxmemory)"
+    rows.append(("memory", f"{memory}, policy {c.maxmemory_policy}"))
+    rows.append(("hit rate", percent(rates.hit_rate) if rates else "-"))
+    rows.append(
+        (
+            "evictions",
+            f"{number(rates.evicted) if rates else '-'} last interval, {number(c.evicted_keys)} since start",
+        )
+    )
+    rows.append(("clients", f"{number(c.connected_clients)} connected, {number(c.keys)} keys"))
+    rows.append(("drift", _drift(state)))
+    return rows
+
+
+def _drift(state: DashboardState) -> str:
+    drift = state.drift
+    if drift is None:
+        return "checking…"
+    found = {kind: n for kind, n in drift.counts.items() if n}
+    when = f"  [as of {clock_time(drift.taken_at)}]"
+    if not found:
+        return "none found" + when
+    return ", ".join(f"{kind} {n}" for kind, n in found.items()) + when
+
+
+def render_overview(state: DashboardState) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value in overview_rows(state):
+        style = "red" if label == "drift" and value[:1].isalpha() and "_" in value else ""
+        table.add_row(label, Text(value, style=style))
+    return table
+
+
+def rate_label(name: str, samples: list[float]) -> str:
+    if not samples:
+        return f"{name}: -"
+    return f"{name}: {number(round(samples[-1]))}  (max {number(round(max(samples)))} over {len(samples)} readings)"
+
+
+class OverviewPanel(VerticalScroll):
+    DEFAULT_CSS = """
+    OverviewPanel { padding: 0 1; }
+    OverviewPanel > #overview-table { height: auto; margin-bottom: 1; }
+    OverviewPanel > Sparkline { height: 1fr; min-height: 2; max-height: 8; margin-bottom: 1; }
+    OverviewPanel > .label { height: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="overview-table")
+        yield Static("ops/s", classes="label", id="ops-label")
+        yield Sparkline([], id="ops")
+        yield Static("pub/sub messages/s", classes="label", id="pub-label")
+        yield Sparkline([], id="pub")
+
+    def show_state(self, state: DashboardState) -> None:
+        self.query_one("#overview-table", Static).update(render_overview(state))
+        ops = list(state.history.ops)
+        pub = list(state.history.publishes)
+        self.query_one("#ops-label", Static).update(rate_label("ops/s (all clients)", ops))
+        self.query_one("#pub-label", Static).update(rate_label("pub/sub messages/s", pub))
+        self.query_one("#ops", Sparkline).data = ops
+        self.query_one("#pub", Sparkline).data = pub
+        stale = " — STALE (disconnected)" if state.stale else ""
+        self.border_title = f"overview{stale}"

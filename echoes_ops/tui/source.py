@@ -1,0 +1,239 @@
+"""The dashboard's data source: the only thing that reaches Redis and PostgreSQL.
+
+:class:`Source` is the interface the app and panels use; :class:`RedisSource` implements it
+with the operations the CLI uses (tests and snapshots use a deterministic in-memory one).
+Every method returns typed results and raises :class:`~echoes_ops.errors.OpsError` only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from echoes_ops.client.live import translated
+from echoes_ops.errors import NotFoundError
+from echoes_ops.operations import overview
+from echoes_ops.operations.audit import AuditLog, AuditRecord, read_audit
+from echoes_ops.operations.broadcast import BroadcastResult
+from echoes_ops.operations.drilldown import (
+    InventoryPreview,
+    WorkerDetail,
+    inventory_preview,
+    worker_detail,
+)
+from echoes_ops.operations.flags import FlagStatus, LazyRedis, SetResult, flag_status
+from echoes_ops.operations.locations import LocationDetail, list_locations, show_location
+from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult, list_locks, show_lock
+from echoes_ops.operations.overview import WriteAccess
+from echoes_ops.operations.reconcile import find_drift
+from echoes_ops.operations.sessions import (
+    KickResult,
+    SessionDetail,
+    SessionPage,
+    page_sessions,
+    show_session,
+)
+from echoes_ops.operations.static_data import read_version
+from echoes_ops.operations.tail import Subscriptions, TailEvent, tail
+from echoes_ops.operations.tiermap import worker_liveness
+from echoes_ops.tui.background import offloaded
+from echoes_ops.tui.model import (
+    BroadcastDraft,
+    BroadcastPlan,
+    DriftView,
+    Snapshot,
+    TierView,
+)
+from echoes_ops.tui.writes import WriteActions
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class SessionView:
+    detail: SessionDetail
+    inventory: InventoryPreview
+
+
+@dataclass(frozen=True)
+class AuditView:
+    source: str  # "postgresql" or "redis"
+    records: list[AuditRecord] = field(default_factory=list)
+    note: str = ""
+
+
+class Source(Protocol):
+    """What the dashboard needs from the tier."""
+
+    display: str  # where it is connected, without secrets
+    operator: str
+    postgres: bool  # DATABASE_URL configured
+    read_only: bool
+
+    def clock(self) -> float: ...
+    def take_warnings(self) -> list[str]: ...
+    async def open(self) -> WriteAccess: ...
+    async def close(self) -> None: ...
+    async def snapshot(self) -> Snapshot: ...
+    async def tier(self) -> TierView: ...
+    async def drift(self) -> DriftView: ...
+    async def session_page(self, query: str, cursor: str) -> SessionPage: ...
+    async def session_detail(self, character_id: int) -> SessionView: ...
+    async def location_detail(self, location_id: str) -> LocationDetail: ...
+    async def worker_detail(self, worker_id: str) -> WorkerDetail: ...
+    async def lock_detail(self, name: str) -> LockInfo: ...
+    async def flag_status(self) -> FlagStatus: ...
+    async def audit(self, limit: int) -> AuditView: ...
+    def tail(self, on_status: Callable[[str], None]) -> AsyncIterator[TailEvent]: ...
+    async def kick(self, character_id: int, reason: str) -> KickResult: ...
+    async def hold_lock(self, name: str, ttl: float, reason: str) -> HoldResult: ...
+    async def release_lock(self, name: str) -> ReleaseResult: ...
+    async def force_release_lock(
+        self, name: str, seen_value: str, reason: str
+    ) -> ReleaseResult: ...
+    async def preview_broadcast(self, draft: BroadcastDraft) -> BroadcastPlan: ...
+    async def send_broadcast(self, plan: BroadcastPlan) -> BroadcastResult: ...
+    async def set_flag(self, value: str, reason: str) -> SetResult: ...
+
+
+class RedisSource(WriteActions):
+    """A :class:`Source` over a real Redis (and PostgreSQL when configured). Its calls run
+    on its own background loop (:mod:`echoes_ops.tui.background`)."""
+
+    @offloaded
+    async def open(self) -> WriteAccess:
+        """Connect and find out whether this user may write (a replica or an ACL user
+        without write permissions makes the dashboard read-only)."""
+        with translated(self.display):
+            await self.redis().ping()
+            access = await overview.write_access(self.redis())
+        if not access.writable:
+            self.read_only = True
+        return access
+
+    @offloaded
+    async def snapshot(self) -> Snapshot:
+        """The fast poll. Workers and locks are read by name: those the last census found
+        plus live workers (a connected client named after a worker with a meta key) and
+        locks taken here, so no refresh walks the keyspace; the very first one does."""
+        started = time.perf_counter()
+        r = self.redis()
+        with translated(self.display):
+            counters = await overview.read_counters(r)
+            gamedata = await read_version(r)
+            flag = await overview.flag_mirror(r)
+            if self.known_workers is None:
+                live = await worker_liveness(r)
+                self.known_workers = set(live)
+            else:
+                ids = self.known_workers | await overview.live_worker_ids(r)
+                live = await worker_liveness(r, ids)
+            locations = await list_locations(r)
+            held = await self._locks()
+        workers = [w for w in live.values() if w.meta or w.connections or w.client_connected]
+        return Snapshot(
+            taken_at=self.clock(),
+            counters=counters,
+            gamedata=gamedata,
+            flag=flag,
+            workers=sorted(workers, key=lambda w: (not w.alive, w.worker_id)),
+            locations=locations,
+            locks=held,
+            elapsed_s=time.perf_counter() - started,
+        )
+
+    async def _locks(self) -> list[LockInfo]:
+        if self.known_locks is None:
+            found = await list_locks(self.redis())
+            self.known_locks = {info.name for info in found}
+            return found
+        out = []
+        for name in sorted(self.known_locks):
+            try:
+                out.append(await show_lock(self.redis(), name))
+            except NotFoundError:
+                self.known_locks.discard(name)  # expired or released
+        return out
+
+    @offloaded
+    async def tier(self) -> TierView:
+        with translated(self.display):
+            summary = await overview.tier_summary(self.redis())
+        self.known_workers = set(summary.worker_ids)
+        self.known_locks = set(summary.lock_names)
+        return TierView(summary, self.clock())
+
+    @offloaded
+    async def drift(self) -> DriftView:
+        started = time.perf_counter()
+        with translated(self.display):
+            plan = await find_drift(self.redis())
+        counts = {kind: report.found for kind, report in plan.report.kinds.items()}
+        return DriftView(counts, self.clock(), time.perf_counter() - started)
+
+    @offloaded
+    async def session_page(self, query: str, cursor: str) -> SessionPage:
+        """Sessions by id (digits: that one session), by name (a substring), or all;
+        paged through SCAN from ``cursor``."""
+        text = query.strip()
+        with translated(self.display):
+            if text.isascii() and text.isdigit():
+                try:
+                    found = await show_session(self.redis(), int(text))
+                except NotFoundError:
+                    return SessionPage([], "0", 1)
+                return SessionPage([found.summary], "0", 1)
+            return await page_sessions(self.redis(), cursor, PAGE_SIZE, name=text or None)
+
+    @offloaded
+    async def session_detail(self, character_id: int) -> SessionView:
+        with translated(self.display):
+            detail = await show_session(self.redis(), character_id)
+            inventory = await inventory_preview(self.redis(), character_id)
+        return SessionView(detail, inventory)
+
+    @offloaded
+    async def location_detail(self, location_id: str) -> LocationDetail:
+        with translated(self.display):
+            return await show_location(self.redis(), location_id)
+
+    @offloaded
+    async def worker_detail(self, worker_id: str) -> WorkerDetail:
+        with translated(self.display):
+            return await worker_detail(self.redis(), worker_id)
+
+    @offloaded
+    async def lock_detail(self, name: str) -> LockInfo:
+        with translated(self.display):
+            return await show_lock(self.redis(), name)
+
+    @offloaded
+    async def flag_status(self) -> FlagStatus:
+        """REDIS_ENABLED in PostgreSQL, the env file and the Redis mirror, and what each
+        live worker applied. Unreadable sources are reported in the result, not raised."""
+        async with LazyRedis(self.target) as lazy:
+            return await flag_status(self.dsn, env_file=self.env_file, redis=lazy)
+
+    @offloaded
+    async def audit(self, limit: int) -> AuditView:
+        log = AuditLog(operator=self.operator, redis=self.redis(), database_url=self.dsn)
+        with translated(self.display):
+            source, records = await read_audit(log, limit=limit)
+        note = "" if self.postgres else "PostgreSQL not configured: the Redis stream's records"
+        return AuditView(source, records, note)
+
+    def tail(self, on_status: Callable[[str], None]) -> AsyncIterator[TailEvent]:
+        """Decoded messages on the four channel families, reconnecting by itself; read
+        and decoded on the background loop. ``on_status`` is called there too."""
+
+        def subscribed(subs: Subscriptions) -> None:
+            on_status("listening on " + ", ".join(subs.names))
+
+        def lost(error: str) -> None:
+            on_status(f"connection lost ({error}); reconnecting")
+
+        return self.runner.stream(
+            lambda: tail(self.target, on_subscribed=subscribed, on_disconnected=lost)
+        )

@@ -1,0 +1,354 @@
+"""The dashboard driven like an operator would (Textual's Pilot), against a real
+redis-server: navigation, each write with its confirmation and its effect in Redis, the
+read-only modes, and a Redis outage and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from rich.console import Console
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, TabbedContent
+
+from echoes_ops.config import Settings
+from echoes_ops.contract import keys
+from echoes_ops.errors import RefusedError, UnreachableError
+from echoes_ops.tui import messages as m
+from echoes_ops.tui.app import TABS, DashboardApp, create_app
+from echoes_ops.tui.modals import ConfirmScreen, HelpScreen, HoldScreen
+from echoes_ops.tui.panels.broadcast import BroadcastPanel
+from echoes_ops.tui.panels.header import render_header
+from echoes_ops.tui.panels.live import LivePanel
+
+OPERATOR = "tester"
+
+
+def make_app(url: str, *, read_only: bool = False, **options: object) -> DashboardApp:
+    settings = Settings.from_dsn(url).with_overrides(operator=OPERATOR)
+    return create_app(settings, refresh=0.2, read_only=read_only, **options)  # type: ignore[arg-type]
+
+
+async def until(pilot: Pilot, check: Callable[[], object], timeout: float = 8.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.03)
+    await pilot.pause()
+
+
+def text_of(widget: object) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)  # type: ignore[attr-defined]
+    return console.export_text()
+
+
+def table_keys(app: DashboardApp, panel: str) -> list[str]:
+    table = app.query_one(f"#{panel}-panel").query_one(DataTable)
+    return [str(row.value) for row in table.rows]
+
+
+async def select_row(pilot: Pilot, app: DashboardApp, panel: str, key: str) -> None:
+    await until(pilot, lambda: key in table_keys(app, panel))
+    table = app.query_one(f"#{panel}-panel").query_one(DataTable)
+    table.focus()
+    table.move_cursor(row=table_keys(app, panel).index(key))
+    await pilot.pause()
+
+
+def audit_actions(sync_r: redis.Redis) -> list[tuple[str, dict[str, object]]]:
+    return [
+        (fields["action"], json.loads(fields["args"]))
+        for _, fields in sync_r.xrange(keys.AUDIT_STREAM_KEY)
+    ]
+
+
+@pytest.fixture
+def players(sync_r: redis.Redis) -> None:
+    sync_r.hset(keys.location_cache_key("overpass"), mapping={"id": "overpass", "name": "Overpass"})
+    for cid in (1, 2):
+        sync_r.hset(
+            keys.session_key(cid),
+            mapping={
+                "worker_id": "w1",
+                "location_id": "overpass",
+                "username": f"Ash{cid}",
+                "last_heartbeat": f"{time.time():.3f}",
+            },
+        )
+        sync_r.expire(keys.session_key(cid), 1800)
+        sync_r.sadd(keys.presence_key("overpass"), cid)
+        sync_r.hset(keys.worker_connections_key("w1"), str(cid), "connected")
+
+
+async def test_navigation_help_and_palette(redis_url: str, players: None) -> None:
+    app = make_app(redis_url, live_tail=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.state.snapshot is not None)
+        for index, (tab, _) in enumerate(TABS):
+            await pilot.press(str(index + 1))
+            assert app.query_one(TabbedContent).active == tab
+        await pilot.press("1", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Go to Locks" in titles
+        assert "Flip REDIS_ENABLED" in titles
+        await pilot.press("3")
+        await select_row(pilot, app, "locations", "overpass")
+        await pilot.press("enter")
+        detail = app.query_one("#locations-panel .detail")
+        await until(pilot, lambda: "Ash1" in text_of(detail))
+
+
+async def test_kick_asks_for_a_reason_then_kicks(
+    redis_url: str, sync_r: redis.Redis, players: None
+) -> None:
+    seen: list[Message] = []
+    app = make_app(redis_url, live_tail=False)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await pilot.press("4")
+        await select_row(pilot, app, "sessions", "2")
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # no reason: refused, the modal stays
+        assert isinstance(app.screen, ConfirmScreen)
+        assert sync_r.exists(keys.session_key(2))
+        app.screen.query_one("#reason", Input).value = "stuck player"
+        await pilot.press("enter")
+        await until(pilot, lambda: not sync_r.exists(keys.session_key(2)))
+        await until(pilot, lambda: any(isinstance(x, m.ActionDone) for x in seen))
+    assert not sync_r.sismember(keys.presence_key("overpass"), 2)
+    assert sync_r.exists(keys.session_key(1))
+    action, args = audit_actions(sync_r)[-1]
+    assert action == "sessions.kick"
+    assert args == {"id": 2, "reason": "stuck player", "via": "dashboard"}
+
+
+async def test_lock_hold_release_and_force_release(redis_url: str, sync_r: redis.Redis) -> None:
+    # locks taken elsewhere show up with the next census (every 10 s by default)
+    app = make_app(redis_url, live_tail=False, tier_every=0.3)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.state.snapshot is not None)
+        await pilot.press("5", "h")
+        assert isinstance(app.screen, HoldScreen)
+        hold = app.screen
+        hold.query_one("#name", Input).value = "spawn_manager"
+        hold.query_one("#ttl", Input).value = "120"
+        hold.query_one("#reason", Input).value = "event setup"
+        await pilot.press("enter")
+        await until(pilot, lambda: sync_r.get(keys.lock_key("spawn_manager")))
+        assert str(sync_r.get(keys.lock_key("spawn_manager"))).startswith(f"operator.{OPERATOR}#")
+        assert 0 < sync_r.pttl(keys.lock_key("spawn_manager")) <= 120_000
+
+        await select_row(pilot, app, "locks", "spawn_manager")
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.click("#confirm")
+        await until(pilot, lambda: not sync_r.exists(keys.lock_key("spawn_manager")))
+
+        # a lock left by a worker that is gone: force release shows it is not alive
+        sync_r.set(keys.lock_key("stuck"), "w-gone#abcd", px=60_000)
+        await select_row(pilot, app, "locks", "stuck")
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        body = text_of(app.screen.query_one("#confirm-body"))
+        assert "NOT alive" in body
+        assert "w-gone#abcd" in body
+        app.screen.query_one("#reason", Input).value = "owner crashed"
+        await pilot.press("enter")
+        await until(pilot, lambda: not sync_r.exists(keys.lock_key("stuck")))
+    actions = [a for a, _ in audit_actions(sync_r)]
+    assert actions == ["locks.hold", "locks.release", "locks.release.force"]
+    assert audit_actions(sync_r)[-1][1]["reason"] == "owner crashed"
+
+
+async def test_broadcast_previews_then_sends_the_exact_envelope(
+    redis_url: str, sync_r: redis.Redis
+) -> None:
+    listener = sync_r.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(keys.BROADCAST_CHANNEL)
+    app = make_app(redis_url, live_tail=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.state.snapshot is not None)
+        await pilot.press("6")
+        panel = app.query_one(BroadcastPanel)
+        panel.query_one("#message", Input).value = "Restart in 5 minutes"
+        await pilot.click("#preview")
+        await until(pilot, lambda: panel.plan is not None)
+        plan = panel.plan
+        assert plan is not None
+        assert plan.preview.audience.channel_subscribers == 1
+        assert listener.get_message(timeout=0.1) is None  # nothing sent by a preview
+        await pilot.click("#send")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.click("#confirm")
+        received = None
+        for _ in range(100):
+            received = listener.get_message(timeout=0.05)
+            if received:
+                break
+            await asyncio.sleep(0.02)
+    assert received is not None
+    body = json.loads(received["data"])
+    assert body["msg_id"] == plan.envelope.msg_id
+    assert body["payload"] == {
+        "type": "server_announcement",
+        "data": {"message": "Restart in 5 minutes"},
+    }
+    assert audit_actions(sync_r)[-1][0] == "broadcast.global"
+    listener.close()
+
+
+@pytest.mark.postgres
+async def test_flag_flip_asks_for_a_reason(redis_url: str, database_url: str) -> None:
+    from echoes_ops.operations.flags import get_flag
+    from echoes_ops.operations.migrations import migrate
+
+    await migrate(database_url)
+    settings = Settings.from_dsn(redis_url, database_url).with_overrides(operator=OPERATOR)
+    app = create_app(settings, refresh=0.2, live_tail=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        panel = app.query_one("#flags-panel")
+        await until(pilot, lambda: getattr(panel, "status", None) is not None)
+        await pilot.press("t")
+        assert isinstance(app.screen, ConfirmScreen)
+        app.screen.query_one("#reason", Input).value = "redis outage drill"
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        for _ in range(100):
+            if (await get_flag(database_url, "REDIS_ENABLED")).value == "false":
+                break
+            await asyncio.sleep(0.05)
+        flag = await get_flag(database_url, "REDIS_ENABLED")
+        assert (flag.value, flag.updated_by, flag.reason) == (
+            "false",
+            OPERATOR,
+            "redis outage drill",
+        )
+        await until(pilot, lambda: panel.status is not None and panel.status.expected == "false")
+        await pilot.press("t")
+        app.screen.query_one("#reason", Input).value = "drill over"
+        await pilot.press("enter")
+        for _ in range(100):
+            if (await get_flag(database_url, "REDIS_ENABLED")).value == "true":
+                break
+            await asyncio.sleep(0.05)
+        assert (await get_flag(database_url, "REDIS_ENABLED")).value == "true"
+
+
+async def test_read_only_hides_and_refuses_writes(
+    redis_url: str, sync_r: redis.Redis, players: None
+) -> None:
+    app = make_app(redis_url, read_only=True, live_tail=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        await select_row(pilot, app, "sessions", "1")
+        panel = app.query_one("#sessions-panel")
+        assert panel.check_action("kick", ()) is False
+        await pilot.press("k")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("5", "h")
+        assert not isinstance(app.screen, HoldScreen)
+        assert "READ-ONLY" in render_header(app.state).plain
+        assert not [c for c in app.get_system_commands(app.screen) if c.title == "Hold a lock"]
+        with pytest.raises(RefusedError):
+            await app.source.kick(1, "no")
+    assert sync_r.exists(keys.session_key(1))
+    assert not sync_r.exists(keys.AUDIT_STREAM_KEY)
+
+
+async def test_acl_user_that_cannot_write_makes_it_read_only(
+    redis_server, sync_r: redis.Redis
+) -> None:
+    sync_r.acl_setuser(
+        "viewer",
+        enabled=True,
+        passwords=["+viewerpw"],
+        keys=["*"],
+        channels=["*"],
+        commands=[
+            "+@read",
+            "+@connection",
+            "+info",
+            "+client",
+            "+@scripting",
+            "+acl|whoami",
+            "+acl|dryrun",
+            "-@write",
+        ],
+    )
+    try:
+        url = f"redis://viewer:viewerpw@{redis_server.host}:{redis_server.port}/0"
+        app = make_app(url, live_tail=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.state.access is not None)
+            assert app.state.access is not None
+            assert not app.state.access.writable
+            assert "may not SET" in app.state.access.reason
+            assert app.state.read_only
+            assert app.source.read_only
+            with pytest.raises(RefusedError):
+                await app.source.hold_lock("x", 10, "no")
+    finally:
+        sync_r.acl_deluser("viewer")
+
+
+async def test_survives_a_redis_outage(private_redis) -> None:
+    private_redis.start()
+    seen: list[Message] = []
+    app = make_app(private_redis.url, tier_every=0.5, drift_every=0.5)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await until(pilot, lambda: app.state.connected and app.state.tier is not None)
+        await asyncio.to_thread(private_redis.stop)
+        await until(pilot, lambda: app.state.connected is False)
+        before = app.state.snapshot
+        assert before is not None
+        await asyncio.sleep(0.6)  # a few failed polls later
+        header = render_header(app.state).plain
+        assert "DISCONNECTED since" in header
+        assert "stale: last data" in header
+        assert app.state.snapshot is before  # the last known data stays, marked stale
+        failed = [x for x in seen if isinstance(x, m.SourceFailed)]
+        assert failed
+        assert isinstance(failed[0].error, UnreachableError)
+        await pilot.press("2")
+        assert "STALE" in text_of(app.query_one("#workers-panel .hint"))
+
+        await asyncio.to_thread(private_redis.start)
+        await until(pilot, lambda: app.state.connected is True, timeout=10)
+        assert app.state.snapshot is not before
+        assert "connected" in render_header(app.state).plain
+        assert isinstance(seen[-1], Message)
+        after = seen.index(failed[0])
+        assert any(isinstance(x, m.SnapshotReady) for x in seen[after:])
+
+
+async def test_live_tail_shows_published_messages(redis_url: str, sync_r: redis.Redis) -> None:
+    app = make_app(redis_url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("7")
+        live = app.query_one(LivePanel)
+        await until(pilot, lambda: live.status.startswith("listening"))
+        body = {
+            "type": "global_broadcast",
+            "payload": {"type": "server_announcement", "data": {"message": "hello there"}},
+        }
+        sync_r.publish(keys.BROADCAST_CHANNEL, json.dumps(body))
+        sync_r.publish(keys.location_channel("ruins"), "not json")
+        await until(pilot, lambda: live.received >= 2)
+        assert [e.type for e in live.events] == ["global_broadcast", "undecodable"]
+        live.query_one(Input).value = "undecodable"
+        await pilot.click("#filter")
+        await pilot.press("enter")
+        assert live.needle == "undecodable"
