@@ -1,0 +1,69 @@
+"""Operator-facing translation of redis-py errors (pure: exceptions built by hand; the real
+servers' versions of these are exercised in test_cli_errors, test_tls and test_sentinel)."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from redis import exceptions as rx
+
+from echoes_ops.client.errors import translate
+from echoes_ops.errors import (
+    AuthError,
+    ConfigError,
+    ExitCode,
+    PermissionDeniedError,
+    RedisCommandError,
+    UnreachableError,
+)
+
+WHERE = "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "fragment"),
+    [
+        (
+            rx.BusyLoadingError("Redis is loading the dataset in memory"),
+            UnreachableError,
+            "loading",
+        ),
+        (rx.AuthenticationError("invalid username-password pair"), AuthError, "credentials"),
+        (rx.AuthenticationError("Authentication required."), AuthError, "requires a password"),
+        (
+            rx.NoPermissionError("this user has no permissions to run the 'flushall' command"),
+            PermissionDeniedError,
+            "'flushall'",
+        ),
+        (
+            rx.ReadOnlyError("You can't write against a read only replica."),
+            PermissionDeniedError,
+            "replica",
+        ),
+        (rx.ResponseError("ERR DB index is out of range"), ConfigError, "no such database"),
+        (
+            rx.ConnectionError("Error 111 connecting to cache:6379. Connection refused."),
+            UnreachableError,
+            "refused",
+        ),
+        (rx.TimeoutError("Timeout connecting to server"), UnreachableError, "timed out"),
+        (rx.ResponseError("WRONGTYPE Operation against a key"), RedisCommandError, "WRONGTYPE"),
+    ],
+)
+def test_translation(exc, kind, fragment):
+    error = translate(exc, WHERE)
+    assert isinstance(error, kind)
+    assert fragment in str(error)
+    assert WHERE in str(error)
+    assert "\n" not in str(error)
+
+
+def test_tls_failure_is_reported_as_tls():
+    cause = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    exc = rx.ConnectionError("Error connecting")
+    exc.__cause__ = cause
+    error = translate(exc, WHERE)
+    assert isinstance(error, UnreachableError)
+    assert error.exit_code == ExitCode.UNREACHABLE
+    assert "TLS" in str(error)
