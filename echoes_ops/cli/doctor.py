@@ -91,15 +91,20 @@ def doctor(
     if json:
         emit_json({**report.as_dict(), "strict": strict, "exit_code": code})
     else:
+        from rich.table import Table
+
         console = stdout_console()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
         for check in report.checks:
             style = STYLES.get(check.verdict, "")
-            label = f"[{style}]{check.verdict.upper():<7}[/]"
-            console.print(f"{label} {check.title}: {check.summary}")
+            grid.add_row(f"[{style}]{check.verdict.upper()}[/]", f"{check.title}: {check.summary}")
             if check.verdict != "ok" or verbose:
-                console.print(f"        why: {check.why}", style="dim")
+                grid.add_row("", f"[dim]why:[/] {check.why}")
                 if check.fix:
-                    console.print(f"        fix: {check.fix}")
+                    grid.add_row("", f"[dim]fix:[/] {check.fix}")
+        console.print(grid, markup=True)
         counts = report.counts()
         console.print(
             f"\n{counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail, "

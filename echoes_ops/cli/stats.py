@@ -83,8 +83,8 @@ def render(s: StatsSnapshot, console: Console) -> None:
         )
         summary.add_row(
             "clients",
-            f"{cl.connected:,} connected: {cl.worker_connections:,} of "
-            f"{len(cl.workers_connected)} worker(s){': ' + workers if workers else ''}; "
+            f"{cl.connected:,} connected, {cl.worker_connections:,} of them from "
+            f"{len(cl.workers_connected)} worker(s){' (' + workers + ')' if workers else ''}; "
             f"{cl.pubsub_clients:,} subscribed ({cl.pattern_subscribers:,} to patterns); "
             f"{cl.blocked:,} blocked",
         )
@@ -229,17 +229,50 @@ def stats(
     every = watch
 
     async def poll() -> None:
-        async with redis_client(ctx) as r:
-            async for snap in ops.watch(r, every, count=count, keyspace=not no_keys):
-                if json:
-                    line = jsonlib.dumps(snap.as_dict(), ensure_ascii=False, default=str)
-                    sys.stdout.write(line + "\n")
-                    sys.stdout.flush()
-                else:
-                    if console.is_terminal:
-                        console.clear()
+        import asyncio
+        import signal
+
+        from echoes_ops.errors import OpsError
+
+        # Ctrl-C: asyncio.run cancels the main task, but on Python 3.11 redis-py's writes
+        # (asyncio.wait_for) can swallow that cancellation; the flag makes the loop stop at
+        # the next poll boundary anyway, so one Ctrl-C always exits 130.
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        stop = False
+
+        def on_sigint() -> None:
+            nonlocal stop
+            stop = True
+            if main_task is not None:
+                main_task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False  # not the main thread (embedded use): asyncio.run's handling
+        try:
+            async with redis_client(ctx) as r:
+                async for snap in ops.watch(r, every, count=count, keyspace=not no_keys):
+                    if stop:
+                        raise KeyboardInterrupt
+                    if json:
+                        line = jsonlib.dumps(snap.as_dict(), ensure_ascii=False, default=str)
+                        sys.stdout.write(line + "\n")
+                        sys.stdout.flush()
                     else:
-                        console.rule()
-                    render(snap, console)
+                        if console.is_terminal:
+                            console.clear()
+                        else:
+                            console.rule()
+                        render(snap, console)
+        except (asyncio.CancelledError, OpsError):
+            if stop:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
 
     run(ctx, poll)

@@ -213,7 +213,8 @@ async def doctor(
         ttl_sample_families=("sessions",),
         rng=rng,
     )
-    ctx = _Context(r, info, info_error, _Config(r), server_time, walk, await worker_liveness(r))
+    liveness = await worker_liveness(r, walk.worker_ids)
+    ctx = _Context(r, info, info_error, _Config(r), server_time, walk, liveness)
 
     runs: list[tuple[str, Callable[[], Awaitable[Check]]]] = [
         ("redis_version", lambda: _redis_version(ctx)),
@@ -535,6 +536,15 @@ async def _keys_without_ttl(ctx: _Context) -> Check:
         f"{found['locks']} lock(s) without a TTL"
     )
     details = {"without_ttl": found, "examples": examples}
+    if ctx.walk.ttl_errors:
+        return _check(
+            "keys_without_ttl",
+            "unknown",
+            f"{summary}, but {ctx.walk.ttl_errors} TTL read(s) were refused: {ctx.walk.ttl_error}",
+            why,
+            "allow TTL for the user echoes-ops connects as, or check by hand",
+            **details,
+        )
     if found["locks"]:
         return _check("keys_without_ttl", "fail", summary, why, fix, **details)
     if found["sessions"] or found["inventories"]:
@@ -850,7 +860,8 @@ async def _clock_skew(ctx: _Context) -> Check:
         if beat is None or not isinstance(pttl, int) or pttl <= 0:
             continue
         if pttl <= keys.WORKER_META_TTL * 1000:
-            # heartbeat and EXPIRE are written together: the key says when, by the server
+            # heartbeat and EXPIRE (the contract's 15 s) are written together, so the
+            # remaining TTL says when, by the server's clock, the heartbeat was written
             written = now - (keys.WORKER_META_TTL - pttl / 1000)
             offsets[wid].append(beat - written)
         elif beat > now:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.rawscan import scan_raw
@@ -112,6 +113,8 @@ class KeyspaceWalk:
     commands: int = 0  # commands sent (SCAN steps, TTL reads)
     hits: int = 0  # keyspace hits our TTL reads caused
     misses: int = 0
+    ttl_errors: int = 0  # TTL reads refused (e.g. by ACL)
+    ttl_error: str | None = None
 
 
 def _offer(sample: list[bytes], seen: int, key: bytes, size: int, rng: random.Random) -> None:
@@ -162,6 +165,9 @@ async def walk_keyspace(
             replies = await bulk(r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False)
             walk.commands += len(ttl_keys)
             for (name, key), ttl in zip(ttl_keys, replies, strict=True):
+                if isinstance(ttl, ResponseError):
+                    walk.ttl_errors += 1
+                    walk.ttl_error = str(ttl).splitlines()[0] if str(ttl) else "error"
                 if not isinstance(ttl, int):
                     continue
                 if ttl == -2:

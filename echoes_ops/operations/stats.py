@@ -29,14 +29,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.bulk import bulk
-from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.contract import keys
-from echoes_ops.operations.keyspace import (
-    FAMILIES,
-    FAMILY_DESCRIPTIONS,
-    SCAN_COUNT,
-    walk_keyspace,
-)
+from echoes_ops.errors import InvalidIdError
+from echoes_ops.operations.keyspace import FAMILIES, FAMILY_DESCRIPTIONS, walk_keyspace
 from echoes_ops.operations.static_data import read_version
 
 MEMORY_SAMPLE: Final = 64  # keys per family measured with MEMORY USAGE
@@ -360,11 +355,11 @@ async def snapshot(
             rng=rng,
         )
         own.commands += walk.commands
-        worker_ids = walk.worker_ids
+        worker_ids: set[str] | None = walk.worker_ids
         families = await _family_memory(r, walk.families, own)
         ttl = await _ttl_buckets(r, walk.families, own)
     else:
-        worker_ids = await _worker_ids(r, own)
+        worker_ids = None  # found from the client names instead of a key walk
 
     clients = await _clients(r, info, worker_ids, own)
     pubsub = await _pubsub(r, info, own)
@@ -490,24 +485,34 @@ async def _ttl_buckets(r: Redis, walked: dict[str, Any], own: OwnLoad) -> dict[s
     return out
 
 
-async def _worker_ids(r: Redis, own: OwnLoad) -> set[str]:
-    """Ids of workers with a meta or connections key (the walk finds them when it runs)."""
-    ids: set[str] = set()
-    calls: list[int] = []
-    for pattern in (keys.WORKER_META_PATTERN, keys.WORKER_CONNECTIONS_PATTERN):
-        async for batch in scan_raw(r, match=pattern, count=SCAN_COUNT, calls=calls):
-            for raw in batch:
-                text = raw.decode("utf-8", "replace")
-                wid = keys.parse_worker_meta_key(text) or keys.parse_worker_connections_key(text)
-                if wid:
-                    ids.add(wid)
-    own.commands += len(calls)
-    return ids
+async def _named_workers(r: Redis, names: set[str], own: OwnLoad) -> set[str]:
+    """The client names that are workers: those with a meta or connections key (EXISTS,
+    pipelined; no key walk)."""
+    candidates = []
+    for name in sorted(names):
+        try:
+            candidates.append((name, keys.worker_meta_key(name), keys.worker_connections_key(name)))
+        except InvalidIdError:
+            continue  # a name no worker key can have
+    replies = await bulk(
+        r, [("EXISTS", meta, conns) for _, meta, conns in candidates], raise_on_error=False
+    )
+    own.commands += len(candidates)
+    found = set()
+    for (name, _, _), count in zip(candidates, replies, strict=True):
+        if isinstance(count, int):
+            own.keyspace_hits += count
+            own.keyspace_misses += 2 - count
+            if count:
+                found.add(name)
+    return found
 
 
 async def _clients(
-    r: Redis, info: dict[str, Any], worker_ids: set[str], own: OwnLoad
+    r: Redis, info: dict[str, Any], worker_ids: set[str] | None, own: OwnLoad
 ) -> ClientStats:
+    """Connections, and which belong to workers (a client named after a worker with keys;
+    ``worker_ids`` None: look the names up)."""
     connected = _int(info, "connected_clients")
     blocked = _int(info, "blocked_clients")
     own.commands += 1
@@ -516,6 +521,8 @@ async def _clients(
     except NoPermissionError:
         return ClientStats(connected, False, 0, [], 0, 0, blocked)
     names = [str(c.get("name", "")) for c in listed]
+    if worker_ids is None:
+        worker_ids = await _named_workers(r, {n for n in names if n}, own)
     workers = sorted({n for n in names if n and n in worker_ids})
     worker_conns = sum(1 for n in names if n and n in worker_ids)
     pubsub = sum(1 for c in listed if _int(c, "sub") > 0 or _int(c, "psub") > 0)
