@@ -1,30 +1,41 @@
 """Pub/sub delivery: latency, loss and duplicates from publish to the player's inbox.
 
-Run:  .venv/bin/python benchmarks/pubsub.py [--duration 10] [--rate 1000] [--skip-ceiling]
-      .venv/bin/python benchmarks/pubsub.py --quick          # smoke run, ~30 s
+Run:  .venv/bin/python benchmarks/pubsub.py                    # ~1.5 min
+      .venv/bin/python benchmarks/pubsub.py --skip-ceiling --rounds 5
+      .venv/bin/python benchmarks/pubsub.py --quick            # smoke run, ~25 s
 
 Starts a private redis-server, then:
 
 1. Delivery: 4 worker processes, each a reference ``Worker`` (unchanged) with 250 of the
    1,000 players connected, placed once in the 71 gamedata locations (they do not move).
    A separate publisher process sends ``location_update`` envelopes at ``--rate`` msg/s
-   on an absolute schedule (message i at t0 + i/rate, each written on its own, ``sent_at``
-   stamped at the write) to random locations, half of them excluding one member (the
-   actor). Measured twice in the same run against the same server: ``routing="local"``
-   (ours: in-memory index) and ``routing="plan"`` (the plan: SMEMBERS per message per
-   worker). Latency is ``sent_at`` to the delivery in the player's inbox (the worker's
-   ``on_delivery`` hook), over every delivery. Loss is counted per worker (every worker
-   subscribes to every location, so each should receive every message) and per inbox
-   (the publisher knows the placement, so it knows how many deliveries each message
-   should make); duplicates are the worker's own count plus any extra inbox deliveries.
-2. Ceiling: 1 worker process (local routing, 250 players) while the publish rate ramps
-   up; per step the achieved rate (what the publishers really sent), p50/p95/p99 and
-   loss; the ceiling is the highest achieved rate with p99 < 10 ms and nothing lost.
-   After the first failing step the gap is bisected ``--refine`` times.
+   on an absolute schedule (message i at t0 + i/rate) to random locations, half of them
+   excluding one member (the actor). Each message is written to the socket on its own
+   as soon as it is due, ``sent_at`` stamped as it is built; only when the publisher is
+   behind schedule does it build up to 8 due messages before one write, each still with
+   its own ``sent_at`` (at most a few tens of µs early, which can only add latency).
+   Measured twice in the same run against the same server, with the same messages:
+   ``routing="local"`` (ours: in-memory index) and ``routing="plan"`` (the plan: SMEMBERS
+   per message per worker). Latency is ``sent_at`` to the delivery in the player's inbox
+   (the worker's ``on_delivery`` hook), over every delivery. Loss is counted per worker
+   (every worker subscribes to every location, so each should receive every message) and
+   per inbox (the publisher knows the placement, so it knows how many deliveries each
+   message should make); duplicates are the worker's own count plus any extra inbox
+   deliveries.
+2. Ceiling: 1 worker process (local routing, 250 players; a fresh one per step) while the
+   publish rate ramps up; per step the achieved rate (what the publishers really sent),
+   p50/p95/p99 and loss; the ceiling is the highest achieved rate with p99 < 10 ms and
+   nothing lost. After the first failing step the gap is bisected ``--refine`` times.
+
+The machine is shared: each window also reports how much CPU other processes used while
+it ran (from /proc, approximate); a window where they used more than 15% of a core is
+marked NOISY, and a failing ceiling step that was noisy is run once more.
 
 Every wait is bounded and the script stops its redis-server and all child processes on
-the way out, Ctrl-C included. ``--profile FILE`` runs the delivery phase (local routing)
-with cProfile in worker 1 and prints where its time went (latencies are then inflated).
+the way out, Ctrl-C included. ``--inbox-size`` and ``--gc-freeze`` are experiments on the
+workers' garbage-collector pauses (see docs/benchmarks.md). ``--profile FILE`` runs the
+delivery phase (local routing) with cProfile in worker 1 and prints where its time went
+(latencies are then inflated).
 """
 
 from __future__ import annotations
@@ -581,7 +592,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", help="ceiling rates, msg/s (default: 1000,2000,4000,...,32000)")
     parser.add_argument("--refine", type=int, default=2, help="bisections after a failed step")
     parser.add_argument(
-        "--inbox-size", type=int, default=1000, help="WorkerOptions.inbox_size (default 1000)"
+        "--inbox-size", type=int, default=32, help="WorkerOptions.inbox_size (default 32)"
     )
     parser.add_argument(
         "--gc-freeze",

@@ -12,13 +12,14 @@ with its players connected, and answers commands from the parent:
 
 Latency is measured in the worker's ``on_delivery`` hook, i.e. when the delivery is in the
 player's inbox: ``time.time()`` there minus the envelope's ``sent_at``. (The worker's own
-``stats.latencies_ms`` uses the time the message was read, before decoding and routing.)
+``stats.latencies_ms`` is also stamped after routing now; the probe measures the same.)
 
-A publisher process writes ``PUBLISH`` commands to a raw socket, each one written on its
-own at its scheduled time (message ``i`` of ``n`` publishers at ``t0 + i / rate``), with
-``sent_at`` stamped just before the write; replies are read without waiting for them, so
-the round trip does not limit the rate. It knows where every player is, so it records how
-many inbox deliveries each message should make.
+A publisher process writes ``PUBLISH`` commands to a raw socket, each one written as soon
+as it is due (message ``i`` of ``n`` publishers at ``t0 + i / rate``), with ``sent_at``
+stamped as it is built; only when it is behind schedule does it build up to ``coalesce``
+due messages before one write. Replies are read without waiting for them, so the round
+trip does not limit the rate. It knows where every player is, so it records how many inbox
+deliveries each message should make.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class WorkerSpec:
     location_ids: tuple[str, ...]
     players: tuple[tuple[int, str], ...]  # (character id, location id)
     profile_path: str | None = None  # cProfile the measured windows into this file
-    inbox_size: int = 1000  # WorkerOptions.inbox_size (deliveries kept per player)
+    inbox_size: int = 32  # WorkerOptions.inbox_size (deliveries kept per player)
     gc_freeze: bool = False  # experiment: gc.freeze() once the players are connected
 
 
@@ -152,6 +153,7 @@ async def _worker_main(spec: WorkerSpec, commands: Any, replies: Any) -> None:
             run_spawn_task=False,
             routing="plan" if spec.routing == "plan" else "local",
             inbox_size=spec.inbox_size,
+            record_deliveries=True,
         ),
         on_delivery=probe.on_delivery,
     )
