@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import make_client, open_redis
 from echoes_ops.client.scan import collect_keys
 from echoes_ops.config import RedisTarget
@@ -331,10 +332,9 @@ class Simulation:
 async def leftovers(target: RedisTarget) -> dict[str, int]:
     """Sessions, presence members, connections, worker metas and locks still in Redis."""
     async with open_redis(target) as r:
-        presence = await collect_keys(r, keys.PRESENCE_PATTERN)
-        members = 0
-        for key in presence:
-            members += int(await r.scard(key))
+        presence = sorted(await collect_keys(r, keys.PRESENCE_PATTERN))
+        sizes = await bulk(r, [("SCARD", key) for key in presence], raise_on_error=False)
+        members = sum(n for n in sizes if isinstance(n, int))
         return {
             "sessions": len(await collect_keys(r, keys.SESSION_PATTERN)),
             "presence_members": members,
