@@ -17,7 +17,8 @@ the last six hours: ``echoes_ops.local.demo``), then measures, each from an empt
   lock, cursor streaming, Lua compare-and-write, lock release).
 - warmup again over unchanged data (every key compared, none written).
 
-Rows/s are characters per second; medians of ``--runs`` runs (naive runs once per run too).
+Rows/s are characters per second; the full warmup also prints PostgreSQL rows/s (characters
+plus inventory rows read). Medians of ``--runs`` runs (naive runs once per run too).
 ``--phases`` times each stage of a full warmup on its own (PostgreSQL reads, encoding,
 hiredis packing, Redis execution, with the server's own EVALSHA time from INFO
 commandstats) and accounts the CPU of one pipelined run per process (this one, from
@@ -159,6 +160,7 @@ async def measure(args: argparse.Namespace, r: Any, pg_url: str) -> None:
         assert report.sessions.written == rows, report.as_dict()
         assert report.inventories.written == rows, report.as_dict()
         record("full", seconds)
+        record("full_pg_rows", report.characters + report.inventories.rows)
         stats = (await r.info("commandstats"))["cmdstat_evalsha"]
         record("full_server", stats["usec"] / 1e6)
         record("per_call_ms", stats["usec_per_call"] / 1000)
@@ -180,6 +182,11 @@ async def measure(args: argparse.Namespace, r: Any, pg_url: str) -> None:
     print(line("warmup --what sessions,inventories", med["full"], rows, base))
     if "naive_inv" in med:
         print(f"  {'':<46} {med['naive_inv'] / med['full']:5.1f}x naive with inventories")
+    pg_rows = int(med["full_pg_rows"])
+    print(
+        f"  {'':<46} {pg_rows / med['full']:>19,.0f} PostgreSQL rows/s "
+        f"({pg_rows:,} rows: characters and inventory rows)"
+    )
     print(line("warmup again, unchanged data (no writes)", med["again"], rows, base))
     print(
         f"  Redis server time in EVALSHA: sessions {med['sessions_server']:.3f} s, "
@@ -217,7 +224,14 @@ async def phases(r: Any, pg_url: str) -> None:
     sha = await r.script_load(scripts.WARMUP_PLAYERS)
     max_epoch = time.time() + codec.MAX_FUTURE_SKEW
     names = [name for _, name, _ in source.columns.fields]
-    header = ("0", repr(codec.MIN_PLAUSIBLE_EPOCH), repr(max_epoch), "1800", "600", "1")
+    header: tuple[str, ...] = (
+        "0",
+        repr(codec.MIN_PLAUSIBLE_EPOCH),
+        repr(max_epoch),
+        "1800",
+        "600",
+        "1",
+    )
     header += (str(len(names)), *names)
     report = warmup_module.WarmupReport(False, FULL, WINDOW, time.time())
     started = time.perf_counter()

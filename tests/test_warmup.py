@@ -389,6 +389,55 @@ def test_queries_adapt_to_another_schema(database_url, redis_url, sync_r):
     assert player_keys(sync_r) == [keys.inventory_key(1), keys.session_key(1)]
 
 
+def test_inventory_lists_keep_the_query_order_and_any_text(database_url, redis_url, sync_r):
+    """Items come back from PostgreSQL grouped per character, joined by a control
+    character: the order is the query's (here not by owner first) and no item text, even
+    one holding that control character, is split or altered."""
+    sql(database_url, "CREATE TABLE characters (id int PRIMARY KEY, last_active_at timestamptz)")
+    sql(database_url, "CREATE TABLE inventory (owner int, item text, rank int)")
+    sql(database_url, "INSERT INTO characters SELECT g, now() FROM generate_series(1, 400) g")
+    tricky = ["plain", "sep\x1einside", "line\nbreak", 'quote " and \\', "ünïcødé ✓"]
+    sql(
+        database_url,
+        "INSERT INTO inventory SELECT c, ($1::text[])[1 + (c * 7 + k) % 5] || '#' || k, "
+        "(c * 31 + k * 17) % 11 FROM generate_series(1, 400) c, generate_series(1, 6) k "
+        "WHERE (c + k) % 9 <> 0",
+        tricky,
+    )
+    order = "ORDER BY rank DESC, item"
+    env = env_for(
+        database_url,
+        redis_url,
+        ECHOES_OPS_WARMUP_CHARACTERS_QUERY="SELECT id, last_active_at FROM characters",
+        ECHOES_OPS_WARMUP_INVENTORY_QUERY=(
+            f"SELECT owner AS character_id, item, rank FROM inventory "
+            f"WHERE owner = ANY($1::int[]) {order}"
+        ),
+    )
+    # a sorted grouping re-sorts by owner with an unstable sort: only an explicit order keeps
+    # each list in the query's order then
+    database = sql(database_url, "SELECT current_database()")[0][0]
+    sql(database_url, f'ALTER DATABASE "{database}" SET enable_hashagg = off')
+    try:
+        out = cli("warmup", "--json", "--what", "inventories", env=env)
+    finally:
+        sql(database_url, f'ALTER DATABASE "{database}" RESET enable_hashagg')
+    assert out.code == 0, out.stderr
+    rows = sql(database_url, f"SELECT owner, item, rank FROM inventory {order}")
+    expected: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        expected.setdefault(row["owner"], []).append(
+            {"character_id": row["owner"], "item": row["item"], "rank": row["rank"]}
+        )
+    report = json.loads(out.stdout)
+    assert report["inventories"]["rows"] == len(rows)
+    assert report["inventories"]["written"] == len(expected)
+    for owner, items in expected.items():
+        stored = sync_r.lrange(keys.inventory_key(owner), 0, -1)
+        assert [json.loads(text) for text in stored] == items, owner
+    assert any("\x1e" in item["item"] for items in expected.values() for item in items)
+
+
 def test_a_query_that_does_not_fit_is_a_config_error(database_url, redis_url, sync_r):
     seed(database_url, 20)
     env = env_for(

@@ -7,8 +7,9 @@
 2. Take ``lock:echoes-ops.warmup`` (a second, overlapping run stops with exit code 8).
 3. Optionally re-preload the static data, which is a no-op when gamedata is unchanged.
 4. Stream the recently active characters through a server-side cursor, ``batch_size``
-   rows at a time, and fetch each batch's inventories with one query. While one batch is encoded, the
-   previous one is being written to Redis and the next one read from PostgreSQL.
+   rows at a time, and fetch each batch's inventories with one query (one row per
+   character, its items already JSON). While one batch is encoded, the previous one is
+   being written to Redis and the next one read from PostgreSQL.
 5. Write each batch with the ``WARMUP_PLAYERS`` Lua script, ``script_batch`` players per
    EVALSHA (a few milliseconds of server time per call), commands packed by hiredis and
    streamed on one connection (``client.bulk``).
@@ -339,9 +340,18 @@ _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 # The inventory query's rows become JSON in PostgreSQL (row_to_json: compact, every column of
-# the row, in column order), which costs PostgreSQL less than Python; each character's rows
-# keep the order the query returns them in (PostgreSQL keeps a subquery's ORDER BY here).
-INVENTORY_WRAPPER = "SELECT q.character_id, row_to_json(q)::text FROM ({query}\n) q"
+# the row, in column order), which costs PostgreSQL less than Python, and each character's
+# rows come back as one text, joined by ITEM_SEPARATOR in the order the query returns them
+# (row_number() numbers the rows in that order): one row per character instead of one per
+# item, and no grouping in Python. JSON text never holds a raw control character, so the
+# separator cannot occur inside an item.
+ITEM_SEPARATOR = "\x1e"
+INVENTORY_WRAPPER = """\
+SELECT character_id, string_agg(item, chr(30) ORDER BY n)
+FROM (SELECT q.character_id, row_to_json(q)::text AS item, row_number() OVER () AS n
+      FROM ({query}
+) q) numbered
+GROUP BY character_id"""
 
 
 @dataclass
@@ -441,18 +451,19 @@ async def _read_batch(source: _Source, cursor: Any, size: int) -> _Batch | None:
             grouped = await source.inventory.fetch(ids)
         except _PG_ERRORS as exc:
             raise _query_error(exc, "inventory", source.where) from None
-        for owner, item in grouped:
+        for owner, joined in grouped:
             if type(owner) is not int:
                 try:
                     owner = check_character_id(owner)
                 except ValueError:
                     continue  # not a character id: no player of this batch owns it
+            items = joined.split(ITEM_SEPARATOR)
+            count += len(items)
             bucket = inventory.get(owner)
             if bucket is None:
-                inventory[owner] = [item]
-            else:
-                bucket.append(item)
-        count = len(grouped)
+                inventory[owner] = items
+            else:  # ids that differ only in form ("5" and "05")
+                bucket += items
     return _Batch(rows, inventory, count)
 
 
@@ -542,6 +553,23 @@ def _encode_batch(
         commands.append(("EVALSHA", sha, len(keys_part), *keys_part, *header, *args_part))
         calls.append(call_ids)
     return _Encoded(commands, calls, len(batch.characters), batch.inventory_rows)
+
+
+async def _encode_yielding(
+    batch: _Batch, columns: CharacterColumns, report: WarmupReport, **options: Any
+) -> _Encoded:
+    """:func:`_encode_batch`, one script call at a time, giving the event loop a turn
+    between calls: the next batch's PostgreSQL reads are sent (and their replies taken in)
+    while this one is encoded, so PostgreSQL, Redis and this process work at the same time."""
+    rows, step = batch.characters, options["script_batch"]
+    whole = _Encoded([], [], len(rows), batch.inventory_rows)
+    for start in range(0, len(rows), step):
+        part = _Batch(rows[start : start + step], batch.inventory, 0)
+        encoded = _encode_batch(part, columns, report, **options)
+        whole.commands += encoded.commands
+        whole.calls += encoded.calls
+        await asyncio.sleep(0)
+    return whole
 
 
 def _tally(report: WarmupReport, calls: list[list[int]], replies: list[Any]) -> None:
@@ -639,9 +667,14 @@ async def warmup(
         where = target_of(database_url) or "?"
         if conn is not None:
             # one read-only snapshot for every read (characters and inventories agree); the
-            # statements are prepared inside it. Closing the connection ends it.
+            # statements are prepared inside it. Closing the connection ends it. No parallel
+            # workers: each batch's inventory query is small, and a background job should not
+            # start worker processes on the game's database (they cost more than they save).
             try:
-                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                await conn.execute(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+                    " SET LOCAL max_parallel_workers_per_gather = 0"
+                )
             except _PG_ERRORS as exc:
                 reason = (str(exc).splitlines() or [type(exc).__name__])[0]
                 raise PostgresError(f"PostgreSQL at {where} failed: {reason}") from None
@@ -771,7 +804,7 @@ async def _players(
             if batch is None:
                 break
             reading = asyncio.ensure_future(_read_batch(source, cursor, batch_size))
-            encoded = _encode_batch(
+            encoded = await _encode_yielding(
                 batch,
                 source.columns,
                 report,
