@@ -385,3 +385,70 @@ for k = 1, #KEYS, 2 do
 end
 return {table.concat(s_out), table.concat(i_out)}
 """
+
+# One SCAN step of the dashboard's tier count: like CENSUS_STEP, but sessions are counted
+# on the server instead of shipped, so a count of 100,000 sessions moves a few kilobytes.
+# KEYS: none: it reads the keys it scans, so it is for a single Redis, not Cluster.
+# ARGV[1] = cursor, ARGV[2] = COUNT, ARGV[3] = now (epoch seconds), ARGV[4] = stale after
+# (seconds), ARGV[5] = smallest plausible epoch, ARGV[6] = allowed future skew (seconds).
+# A session is a hash at player:<id>:session (<id> canonical: no leading zero). Its
+# last_heartbeat, when plain decimal digits, is judged here: outside [min epoch, now + skew]
+# unknown, older than now - stale after stale, else fresh; any other text is returned as is
+# for the caller to judge with the codec.
+# Returns {next cursor, keys scanned, fresh ids, stale ids, unknown ids (each a
+# comma-separated string of ids), {id, raw heartbeat, ...} for the caller to judge,
+# {code, key, n, ...} for the other tier keys: "p" location:<loc>:players (n = SCARD),
+# "l" lock:<name>, "m" worker:<id>:meta, "c" worker:<id>:connections (n = 0)}.
+TIER_COUNT_STEP: Final = """
+local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local now = tonumber(ARGV[3])
+local stale_before = now - tonumber(ARGV[4])
+local min_epoch = tonumber(ARGV[5])
+local max_epoch = now + tonumber(ARGV[6])
+local find, match, pcall_ = string.find, string.match, redis.pcall
+local fresh, stale, unknown, odd, rows = {}, {}, {}, {}, {}
+for _, key in ipairs(step[2]) do
+  local id = match(key, '^player:([1-9]%d*):session$')
+  if id then
+    local beat = pcall_('HGET', key, 'last_heartbeat')
+    if type(beat) ~= 'table' then
+      if not beat then
+        unknown[#unknown + 1] = id
+      elseif find(beat, '^%d+%.?%d*$') then
+        local value = tonumber(beat)
+        if value < min_epoch or value > max_epoch then
+          unknown[#unknown + 1] = id
+        elseif value < stale_before then
+          stale[#stale + 1] = id
+        else
+          fresh[#fresh + 1] = id
+        end
+      else
+        odd[#odd + 1] = id
+        odd[#odd + 1] = beat
+      end
+    end
+  elseif find(key, '^location:[^:]+:players$') then
+    local n = pcall_('SCARD', key)
+    if type(n) == 'number' then
+      rows[#rows + 1] = 'p'
+      rows[#rows + 1] = key
+      rows[#rows + 1] = n
+    end
+  elseif find(key, '^lock:.') then
+    rows[#rows + 1] = 'l'
+    rows[#rows + 1] = key
+    rows[#rows + 1] = 0
+  elseif find(key, '^worker:[^:]+:meta$') then
+    rows[#rows + 1] = 'm'
+    rows[#rows + 1] = key
+    rows[#rows + 1] = 0
+  elseif find(key, '^worker:[^:]+:connections$') then
+    rows[#rows + 1] = 'c'
+    rows[#rows + 1] = key
+    rows[#rows + 1] = 0
+  end
+end
+return {step[1], #step[2], table.concat(fresh, ','), table.concat(stale, ','),
+  table.concat(unknown, ','), odd, rows}
+"""

@@ -18,9 +18,10 @@ from redis.exceptions import NoPermissionError, ResponseError
 from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import flags as flag_contract
 from echoes_ops.contract import keys
-from echoes_ops.operations.tiermap import census, client_names
+from echoes_ops.operations.tiercount import COUNT_STEP, count_tier
+from echoes_ops.operations.tiermap import client_names
 
-CENSUS_STEP: Final = 100  # keys per Lua SCAN step of the census (well under 1 ms each)
+CENSUS_STEP: Final = COUNT_STEP  # keys per Lua SCAN step of the tier count (under 1 ms each)
 STALE_AFTER: Final = 120.0  # a session whose heartbeat is older is counted stale
 PUBLISH_COMMANDS: Final = ("cmdstat_publish", "cmdstat_spublish")
 
@@ -160,23 +161,23 @@ class TierSummary:
 async def tier_summary(
     r: Redis, *, stale_after: float = STALE_AFTER, step: int = CENSUS_STEP
 ) -> TierSummary:
+    """The tier's counts, counted on the server (:mod:`echoes_ops.operations.tiercount`):
+    the client receives ids and a few rows per step, never the sessions."""
     started = time.perf_counter()
-    tier = await census(r, count=step)
-    now = time.time()
-    beats = [s.heartbeat for s in tier.sessions.values()]
-    members = [n for _, n in tier.presence.values()]
+    tier = await count_tier(r, stale_after=stale_after, step=step)
+    members = list(tier.presence.values())
     return TierSummary(
         sessions=len(tier.sessions),
-        stale_sessions=sum(1 for b in beats if b is not None and now - b > stale_after),
-        unknown_heartbeat=sum(1 for b in beats if b is None),
+        stale_sessions=len(tier.stale),
+        unknown_heartbeat=len(tier.unknown),
         players_in_locations=sum(members),
         locations_with_players=sum(1 for n in members if n > 0),
-        locks=len(tier.locks),
+        locks=len(tier.lock_keys),
         scanned=tier.scanned,
         stale_after=stale_after,
         elapsed_s=time.perf_counter() - started,
         worker_ids=tuple(sorted(tier.worker_metas | tier.worker_connections)),
-        lock_names=tuple(sorted(n for n in map(keys.parse_lock_key, tier.locks) if n)),
+        lock_names=tuple(sorted(n for n in map(keys.parse_lock_key, tier.lock_keys) if n)),
     )
 
 

@@ -39,6 +39,7 @@ from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.tiermap import (
     BATCH,
+    CENSUS_COUNT,
     Census,
     census,
     client_names,
@@ -144,9 +145,10 @@ class DriftPlan:
 
 
 async def find_drift(
-    r: Redis, *, grace: float = DEFAULT_GRACE, now: float | None = None
+    r: Redis, *, grace: float = DEFAULT_GRACE, now: float | None = None, step: int = CENSUS_COUNT
 ) -> DriftPlan:
-    """Detect every kind of drift (read-only)."""
+    """Detect every kind of drift (read-only). ``step``: keys per census step (smaller
+    steps: shorter server commands, more round trips)."""
     started = time.perf_counter()
     now = time.time() if now is None else now
     report = ReconcileReport(
@@ -154,7 +156,7 @@ async def find_drift(
     )
     repairs = _Repairs()
 
-    tier = await census(r)  # one pass over the keyspace
+    tier = await census(r, count=step)  # one pass over the keyspace
     report.scanned["keys"] = tier.scanned
     sessions = {
         cid: _Session(brief.location_id, brief.worker_id, brief.heartbeat, brief.ttl)

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, RichLog, TabbedContent, TabPane
 from echoes_ops.config import Settings
 from echoes_ops.errors import AuthError, OpsError, UnreachableError
 from echoes_ops.tui import messages as m
+from echoes_ops.tui.gcpolicy import GcPolicy
 from echoes_ops.tui.modals import HelpScreen
 from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.audit import AuditPanel
@@ -31,7 +32,8 @@ from echoes_ops.tui.panels.overview import OverviewPanel
 from echoes_ops.tui.panels.sessions import SessionsPanel
 from echoes_ops.tui.panels.workers import WorkersPanel
 from echoes_ops.tui.polling import Poll
-from echoes_ops.tui.source import RedisSource, Source
+from echoes_ops.tui.process_source import ProcessSource
+from echoes_ops.tui.source import Source
 from echoes_ops.tui.tailfeed import run_tail
 
 TABS: tuple[tuple[str, str], ...] = (
@@ -88,6 +90,7 @@ class DashboardApp(App[None]):
         self.tier = Poll(self, "tier", self._tier, max(tier_every, refresh), clock)
         self.drift = Poll(self, "drift", self._drift, max(drift_every, refresh), clock)
         self.opened = False
+        self.gc_policy = GcPolicy()
         # kept so handlers reach them whatever screen (a modal) is on top
         self.header = StatusHeader(id="header")
         self.tabs = TabbedContent(initial="overview", id="tabs")
@@ -116,6 +119,7 @@ class DashboardApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.gc_policy.start()
         self._render()
         self.run_worker(self._open(), group="open", exclusive=True)
         self.fast.run_now()
@@ -123,14 +127,15 @@ class DashboardApp(App[None]):
             self.run_worker(run_tail(self, self.source), group="tail")
 
     async def on_unmount(self) -> None:
+        self.gc_policy.restore()
         await self.source.close()
 
     def active_panel(self) -> Any:
         return self.panels[self.tabs.active or "overview"]
 
     def _render(self) -> None:
-        if not self.header.is_mounted:
-            return  # shutting down
+        if not self.is_running or not self.header.is_mounted:
+            return  # shutting down: widgets are being removed
         self.header.show_state(self.state)
         panel = self.active_panel()
         self.live.showing = panel is self.live
@@ -178,6 +183,8 @@ class DashboardApp(App[None]):
                 poll.run_now()
         self._render()
         self.fast.done()
+        if not self.gc_policy.settled:
+            self.call_after_refresh(self.gc_policy.settle)  # once the first data is shown
 
     def on_tier_ready(self, message: m.TierReady) -> None:
         self.state.tier = message.tier
@@ -286,6 +293,7 @@ def create_app(
     source: Source | None = None,
     **options: Any,
 ) -> DashboardApp:
-    """The dashboard for ``settings`` (or for ``source``: tests pass a fake one)."""
-    chosen = source if source is not None else RedisSource(settings, read_only=read_only)
+    """The dashboard for ``settings`` (or for ``source``: tests pass a fake one). By
+    default its source runs in a poller process of its own (:mod:`echoes_ops.tui.poller`)."""
+    chosen = source if source is not None else ProcessSource(settings, read_only=read_only)
     return DashboardApp(chosen, refresh=refresh, read_only=read_only, **options)

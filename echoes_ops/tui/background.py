@@ -1,9 +1,10 @@
 """The data source's own event loop, in a background thread.
 
-Everything the source does (Redis and PostgreSQL I/O, and the Python work of decoding
-100,000 sessions or 1,000 pub/sub messages a second) runs there, so the screen's event loop
-only renders and handles keys: a heavy poll never delays a key press by more than a GIL
-switch interval. Results come back as ordinary awaitables.
+A :class:`~echoes_ops.tui.source.RedisSource` runs its I/O there, off the caller's loop;
+results come back as ordinary awaitables. A thread still shares the process's GIL and
+garbage collector: decoding 100,000 sessions on it stalled a screen in the same process for
+up to 300 ms (docs/benchmarks.md), so the dashboard runs its source in a process of its own
+(:mod:`echoes_ops.tui.poller`, which swaps this runner for an inline one).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The dashboard's data source: the only thing that reaches Redis and PostgreSQL.
 
 :class:`Source` is the interface the app and panels use; :class:`RedisSource` implements it
-with the operations the CLI uses (tests and snapshots use a deterministic in-memory one).
+with the operations the CLI uses. The dashboard runs it in its poller process
+(:class:`~echoes_ops.tui.process_source.ProcessSource`); ``dashboard --json`` runs it here;
+tests and snapshots use a deterministic in-memory one.
 Every method returns typed results and raises :class:`~echoes_ops.errors.OpsError` only.
 """
 
@@ -49,6 +51,7 @@ from echoes_ops.tui.model import (
 from echoes_ops.tui.writes import WriteActions
 
 PAGE_SIZE = 50
+DRIFT_STEP = 100  # keys per census step of the drift poll (0.4 ms at 100,000 sessions)
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ class RedisSource(WriteActions):
     async def drift(self) -> DriftView:
         started = time.perf_counter()
         with translated(self.display):
-            plan = await find_drift(self.redis())
+            plan = await find_drift(self.redis(), step=DRIFT_STEP)
         counts = {kind: report.found for kind, report in plan.report.kinds.items()}
         return DriftView(counts, self.clock(), time.perf_counter() - started)
 

@@ -9,11 +9,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from echoes_ops.tui.messages import Loaded, LoadFailed
+from echoes_ops.tui.panels.tablesync import Filler, Row, patch
 from echoes_ops.tui.source import Source
 
-Row = tuple[str, Sequence[RenderableType]]  # (row key, cells)
+__all__ = ["Row", "TablePanel", "error_text"]
 
 
 def error_text(message: str) -> Text:
@@ -35,7 +37,11 @@ class TablePanel(Vertical):
         super().__init__(id=id)
         self.source = source
         self.selected: str | None = None
-        self._rows: list[Row] = []
+        self._rows: list[Row] = []  # what the table shows
+        self._target: list[Row] = []  # what it was last asked to show
+        self._columns: list[ColumnKey] = []
+        self._filler = Filler(self.call_after_refresh)
+        self._fill_cursor: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="hint")
@@ -45,7 +51,7 @@ class TablePanel(Vertical):
             yield Static("", classes="detail")
 
     def on_mount(self) -> None:
-        self.table.add_columns(*self.COLUMNS)
+        self._columns = self.table.add_columns(*self.COLUMNS)
 
     @property
     def table(self) -> DataTable[RenderableType]:
@@ -59,21 +65,43 @@ class TablePanel(Vertical):
         self.query_one(".detail", Static).update(renderable)
 
     def set_rows(self, rows: Sequence[Row]) -> None:
-        """Replace the rows, keeping the cursor on the same key when it is still there."""
-        if list(rows) == self._rows:
+        """Show ``rows``, keeping the cursor on the same key when it is still there. Only
+        what changed is applied (:func:`tablesync.patch`); a refill of a big table is
+        spread over several turns of the event loop."""
+        new = list(rows)
+        if new == self._target:
             return
-        self._rows = list(rows)
+        self._target = new
         table = self.table
-        current = None
+        filler = self._filler
+        current = self._fill_cursor if filler.filling else self._cursor_at()
+        if not filler.filling and patch(table, self._columns, self._rows, new):
+            self._rows = new
+            self._restore_cursor(current)
+            return
+        self._fill_cursor = current
+
+        def filled() -> None:
+            self._rows = new
+            self._restore_cursor(current)
+
+        filler.fill(table, new, filled)
+
+    def _cursor_at(self) -> str | None:
+        table = self.table
         if table.row_count and 0 <= table.cursor_row < table.row_count:
-            current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-        if current is not None:
-            keys = [key for key, _ in rows]
-            if current in keys:
-                table.move_cursor(row=keys.index(current), animate=False)
+            key: str | None = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            return key
+        return None
+
+    def _restore_cursor(self, key: str | None) -> None:
+        if key is None:
+            return
+        for index, (row_key, _) in enumerate(self._rows):
+            if row_key == key:
+                if self.table.cursor_row != index:
+                    self.table.move_cursor(row=index, animate=False)
+                return
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

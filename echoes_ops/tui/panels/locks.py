@@ -115,6 +115,8 @@ class LocksPanel(TablePanel):
         self.set_hint(f"{len(snap.locks)} locks{writes}{stale}")
 
     def _tick(self) -> None:
+        if not self.app.is_running:
+            return  # shutting down: the table may already be gone
         if self.locks or self.table.row_count:
             self.set_rows(lock_rows(self.locks, self.source.clock() - self.read_at))
 
