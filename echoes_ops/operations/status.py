@@ -8,8 +8,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from echoes_ops.operations.overview import STALE_AFTER
 from echoes_ops.operations.static_data import read_version
-from echoes_ops.operations.tiermap import census, worker_liveness
+from echoes_ops.operations.tiercount import count_tier
+from echoes_ops.operations.tiermap import worker_liveness
 
 
 @dataclass
@@ -67,9 +69,10 @@ async def server_info(r: Redis) -> ServerInfo:
 
 
 async def tier_counts(r: Redis) -> TierCounts:
-    """Counts from one census pass over the keyspace (Lua SCAN steps; never KEYS)."""
-    tier = await census(r)
-    members = [n for _, n in tier.presence.values()]
+    """Counts from one pass over the keyspace, counted on the server (Lua SCAN steps that
+    return ids, not sessions; never KEYS)."""
+    tier = await count_tier(r, stale_after=STALE_AFTER)
+    members = list(tier.presence.values())
     liveness = await worker_liveness(r, tier.worker_metas | tier.worker_connections)
     return TierCounts(
         sessions=len(tier.sessions),
@@ -77,7 +80,7 @@ async def tier_counts(r: Redis) -> TierCounts:
         players_in_locations=sum(members),
         workers=len(liveness),
         workers_alive=sum(1 for w in liveness.values() if w.alive),
-        locks=len(tier.locks),
+        locks=len(tier.lock_keys),
     )
 
 
