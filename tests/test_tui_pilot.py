@@ -310,6 +310,7 @@ async def test_survives_a_redis_outage(private_redis) -> None:
     app = make_app(private_redis.url, tier_every=0.5, drift_every=0.5)
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         await until(pilot, lambda: app.state.connected and app.state.tier is not None)
+        await until(pilot, lambda: len(app.state.history.ops) >= 8)
         await asyncio.to_thread(private_redis.stop)
         await until(pilot, lambda: app.state.connected is False)
         before = app.state.snapshot
@@ -324,11 +325,21 @@ async def test_survives_a_redis_outage(private_redis) -> None:
         assert isinstance(failed[0].error, UnreachableError)
         await pilot.press("2")
         assert "STALE" in text_of(app.query_one("#workers-panel .hint"))
+        await pilot.press("1")
+        assert "STALE" in text_of(app.query_one("#overview-table"))
 
         await asyncio.to_thread(private_redis.start)
         await until(pilot, lambda: app.state.connected is True, timeout=10)
         assert app.state.snapshot is not before
         assert "connected" in render_header(app.state).plain
+        assert "STALE" not in text_of(app.query_one("#overview-table"))
+        # a restarted server: the rate history starts again from its first readings
+        assert len(app.state.history.ops) < 8
+        # the live tail's gap stays in its status line after the log has scrolled it away
+        live = app.query_one(LivePanel)
+        await until(pilot, lambda: live.last_gap is not None, timeout=10)
+        await pilot.press("7")
+        assert "last gap" in text_of(app.query_one("#live-panel .hint"))
         assert isinstance(seen[-1], Message)
         after = seen.index(failed[0])
         assert any(isinstance(x, m.SnapshotReady) for x in seen[after:])

@@ -4,22 +4,31 @@ the pure render functions (no terminal)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import redis
+from rich.console import Console, RenderableType
 
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
-from echoes_ops.operations.drilldown import inventory_preview, worker_detail
+from echoes_ops.operations.drilldown import InventoryPreview, inventory_preview, worker_detail
 from echoes_ops.operations.overview import rates_between, read_counters, write_access
 from echoes_ops.operations.sessions import page_sessions
-from echoes_ops.tui.model import DashboardState
+from echoes_ops.tui.model import DashboardState, History
 from echoes_ops.tui.panels.header import render_header
 from echoes_ops.tui.panels.live import matches, tail_line
 from echoes_ops.tui.panels.locations import location_rows
 from echoes_ops.tui.panels.locks import remaining
-from echoes_ops.tui.panels.overview import overview_rows
+from echoes_ops.tui.panels.overview import overview_rows, render_overview
+from echoes_ops.tui.panels.sessions import render_session
 from echoes_ops.tui.source import RedisSource
-from tests.tui_fake import NOW, FakeSource
+from tests.tui_fake import NOW, FakeSource, counters
+
+
+def render_plain(renderable: RenderableType) -> str:
+    console = Console(width=160, record=True)
+    console.print(renderable)
+    return console.export_text()
 
 
 def _sessions(sync_r: redis.Redis, count: int) -> None:
@@ -122,6 +131,65 @@ def test_pure_renderers() -> None:
     assert rows[0][0] == "overpass"
     assert str(rows[0][1][3]) == "█" * 10
     assert str(rows[-1][1][3]) == "█"
+
+
+def test_overview_marks_its_data_stale_while_disconnected() -> None:
+    import asyncio
+
+    state = DashboardState("redis://x:6379/0", read_only_flag=False)
+    state.snapshot = asyncio.run(FakeSource().snapshot())
+    state.mark_connected()
+    assert all(label != "STALE" for label, _ in overview_rows(state))
+    state.mark_disconnected(NOW + 5, "refused")
+    label, value = overview_rows(state)[0]
+    assert label == "STALE"
+    assert "disconnected" in value
+    assert "STALE" in render_plain(render_overview(state))
+
+
+def test_rate_history_restarts_with_a_restarted_server() -> None:
+    history = History()
+    for step in range(5):
+        history.add(counters(step))
+    assert len(history.ops) == 4
+    assert history.last is not None
+    restarted = replace(counters(0), at=counters(5).at, run_id="run-2", uptime_s=1, commands=10)
+    history.add(restarted)
+    assert len(history.ops) == 0  # no reading of the old server stays in the sparkline
+    assert history.last is None
+    history.add(replace(restarted, at=restarted.at + 2, uptime_s=3, commands=1010))
+    assert list(history.ops) == [500.0]
+
+
+def test_session_detail_says_when_no_inventory_is_cached() -> None:
+    import asyncio
+
+    view = asyncio.run(FakeSource().session_detail(5))
+    assert "inventory: 3 items, TTL 9m00s" in render_plain(render_session(view))
+    empty = replace(view, inventory=InventoryPreview(5, 0, -2))
+    text = render_plain(render_session(empty))
+    assert "inventory: not cached" in text
+    assert "TTL gone" not in text
+
+
+def test_flags_tab_reads_again_soon_while_a_worker_has_not_applied(monkeypatch) -> None:
+    import asyncio
+
+    from echoes_ops.tui.panels import flags as flags_panel
+
+    source = FakeSource()
+    status = asyncio.run(source.flag_status())
+    loads: list[str] = []
+    monkeypatch.setattr(flags_panel, "load", lambda panel, key, fn: loads.append(key))
+    panel = flags_panel.FlagsPanel(source)  # type: ignore[arg-type]
+    state = DashboardState("redis://x:6379/0", read_only_flag=False)
+    panel.status, panel.loaded_at = status, NOW - 3
+    panel.show_state(state)
+    assert loads == []  # every worker applied it: the next read is RELOAD_AFTER away
+    pending = replace(status.workers[0], applied=False)
+    panel.status = replace(status, workers=[pending, *status.workers[1:]])
+    panel.show_state(state)
+    assert loads == ["flag"]  # one has not (right after a flip): read again within 2 s
 
 
 async def test_tail_lines_and_filter() -> None:

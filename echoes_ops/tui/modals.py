@@ -27,6 +27,7 @@ def modal_css(name: str) -> str:
     {name} .buttons {{ height: auto; align-horizontal: right; margin-top: 1; }}
     {name} .buttons Button {{ margin-left: 2; }}
     {name} .error {{ color: $error; height: auto; }}
+    {name} .hint {{ color: $text-muted; height: auto; margin-bottom: 1; }}
     """
 
 
@@ -123,6 +124,10 @@ class HoldScreen(ModalScreen[HoldRequest | None]):
         with Vertical():
             yield Label(
                 "Hold a lock (its background task pauses while you hold it)", classes="title"
+            )
+            yield Static(
+                "lock name, seconds to hold it, reason (Tab: next field, Enter: hold)",
+                classes="hint",
             )
             yield Input(
                 self.lock_name, placeholder="lock name, e.g. spawn_manager", compact=True, id="name"

@@ -121,7 +121,14 @@ class History:
     previous: ServerCounters | None = None
 
     def add(self, counters: ServerCounters) -> None:
-        if self.previous is not None:
+        if self.previous is not None and self.previous.run_id != counters.run_id:
+            # another server (a restart or a failover): its counters start anew, and so
+            # does the history, so the sparklines and their "max over N readings" never
+            # mix two servers' rates
+            self.ops.clear()
+            self.publishes.clear()
+            self.last = None
+        elif self.previous is not None:
             rates = rates_between(self.previous, counters)
             if rates is not None:
                 self.last = rates

@@ -22,6 +22,7 @@ from echoes_ops.tui.panels.base import error_text
 from echoes_ops.tui.source import Source
 
 RELOAD_AFTER = 10.0  # seconds between reads while the tab is shown
+RELOAD_PENDING = 2.0  # ... while a live worker has not applied the value yet (after a flip)
 NO_POSTGRES = (
     "PostgreSQL is not configured (DATABASE_URL): REDIS_ENABLED's source of truth cannot be "
     "read here and the switch cannot be flipped from this dashboard."
@@ -91,7 +92,11 @@ class FlagsPanel(VerticalScroll):
             self.read_only = state.read_only
             self.refresh_bindings()
         now = self.source.clock()
-        if self.loaded_at is None or now - self.loaded_at >= RELOAD_AFTER:
+        # right after a flip the workers switch within a second: read again soon, so their
+        # "applied: NO" is not left on the screen for the whole RELOAD_AFTER
+        pending = self.status is not None and bool(self.status.stale_workers)
+        every = RELOAD_PENDING if pending else RELOAD_AFTER
+        if self.loaded_at is None or now - self.loaded_at >= every:
             self.loaded_at = now
             load(self, "flag", self.source.flag_status)
 

@@ -71,6 +71,7 @@ class LivePanel(Vertical):
         self.status = "connecting…"
         self.showing = False  # the Live tab is the one shown
         self.behind = False  # events arrived while hidden: redraw when shown
+        self.last_gap: TailGap | None = None  # kept in the status line: the log scrolls it away
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -82,9 +83,15 @@ class LivePanel(Vertical):
     def _hint(self) -> None:
         state = "PAUSED (space to resume)" if self.paused else "space pause, c clear"
         shown = f"filter '{self.needle}'" if self.needle else "no filter"
+        gap = self.last_gap
         self.query_one(".hint", Static).update(
             f"{self.status} — {self.received:,} received, {shown}, {state}"
             + (f", {self.hidden:,} not shown" if self.hidden else "")
+            + (
+                f" — last gap {clock_time(gap.reconnected_at)}: {duration(gap.duration)} lost"
+                if gap
+                else ""
+            )
         )
 
     def set_status(self, text: str) -> None:
@@ -95,6 +102,9 @@ class LivePanel(Vertical):
     def add_events(self, events: list[TailEvent], dropped: int = 0) -> None:
         """Keep the events; draw them only while the tab is shown (drawing is what costs)."""
         self.events.extend(events)
+        for event in events:
+            if isinstance(event, TailGap):
+                self.last_gap = event
         self.received += sum(1 for e in events if isinstance(e, TailMessage)) + dropped
         if not self.is_mounted or not self.children:
             return
@@ -140,5 +150,6 @@ class LivePanel(Vertical):
     def action_clear(self) -> None:
         self.events.clear()
         self.hidden = 0
+        self.last_gap = None
         self.query_one(RichLog).clear()
         self._hint()

@@ -18,6 +18,8 @@ def overview_rows(state: DashboardState) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if snap is None:
         return [("status", "waiting for the first reading")]
+    if state.stale:
+        rows.append(("STALE", f"disconnected: last data read at {clock_time(snap.taken_at)}"))
     loc = snap.locations
     rows.append(
         (
@@ -77,6 +79,8 @@ def render_overview(state: DashboardState) -> Table:
     table.add_column(overflow="fold")
     for label, value in overview_rows(state):
         style = "red" if label == "drift" and value[:1].isalpha() and "_" in value else ""
+        if label == "STALE":
+            style = "bold red"
         table.add_row(label, Text(value, style=style))
     return table
 
@@ -110,5 +114,3 @@ class OverviewPanel(VerticalScroll):
         self.query_one("#pub-label", Static).update(rate_label("pub/sub messages/s", pub))
         self.query_one("#ops", Sparkline).data = ops
         self.query_one("#pub", Sparkline).data = pub
-        stale = " — STALE (disconnected)" if state.stale else ""
-        self.border_title = f"overview{stale}"

@@ -54,9 +54,14 @@ def render_session(view: SessionView) -> RenderableType:
     )
     alive = {True: "alive", False: "DEAD", None: "?"}[d.worker_alive]
     head.append(f" ({alive})", style="green" if d.worker_alive else "red")
+    cached = view.inventory
+    if cached.ttl == -2:  # no player:<id>:inventory key: nothing cached (not an empty inventory)
+        inventory = "not cached"
+    else:
+        inventory = f"{number(cached.total)} items, TTL {ttl(cached.ttl)}"
     ttls = Text(
-        f"session TTL {ttl(s.ttl)}   inventory: {number(view.inventory.total)} items, "
-        f"TTL {ttl(view.inventory.ttl)}   in location sets: {', '.join(d.in_locations) or 'none'}"
+        f"session TTL {ttl(s.ttl)}   inventory: {inventory}   "
+        f"in location sets: {', '.join(d.in_locations) or 'none'}"
     )
     fields = Table.grid(padding=(0, 1))
     for name, value in sorted(d.fields.items()):
