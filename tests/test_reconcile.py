@@ -259,3 +259,49 @@ async def test_cache_only_sessions_are_not_presences(r, sync_r):
     report = await reconcile(r, fix=True, grace=0)
     assert report.clean, found(report)
     assert sync_r.exists(keys.presence_key("ruins")) == 0
+
+
+async def test_players_moving_during_the_walk_are_not_drift(r, sync_r, redis_url, monkeypatch):
+    """The walk reads sessions first and location sets later: players who move in between
+    look misplaced until the confirmation re-reads them at one instant. Real drift stays."""
+    from echoes_ops.operations import reconcile as module
+
+    w = make_worker(redis_url, "mover")
+    await w.start()
+    try:
+        for cid in range(1, 7):
+            await w.connect_player(session(cid, "ruins"))
+        sync_r.sadd(keys.presence_key("overpass"), 5)  # real drift: 5 is in two sets
+        original = module.set_members
+        moved = False
+        route = ("ruins", "overpass")
+
+        async def move_then_read(conn, key):  # type: ignore[no-untyped-def]
+            nonlocal moved
+            if not moved:  # after the census read the sessions, before the sets are read
+                moved = True
+                for cid in (1, 2, 3):
+                    await w.tier.move(cid, *route)
+            return await original(conn, key)
+
+        monkeypatch.setattr(module, "set_members", move_then_read)
+        plan = await find_drift(r, grace=0)
+        assert moved
+        assert found(plan.report) == {"multi_location": 1, "location_mismatch": 1}
+        assert plan.report.kinds["location_mismatch"].examples == [
+            {"id": 5, "location": "overpass", "session_location": "ruins"}
+        ]
+        assert plan.report.scanned["rechecked_players"] == 4
+
+        monkeypatch.setattr(module, "_recheck_presence", _no_recheck)
+        moved, route = False, ("overpass", "ruins")
+        unconfirmed = await find_drift(r, grace=0)  # what the walk alone would report
+        assert moved
+        assert unconfirmed.report.kinds["location_mismatch"].found > 1
+    finally:
+        await w.stop()
+        await w.r.aclose()
+
+
+async def _no_recheck(*_args: object) -> None:
+    return None

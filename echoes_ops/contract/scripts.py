@@ -452,3 +452,44 @@ end
 return {step[1], #step[2], table.concat(fresh, ','), table.concat(stale, ','),
   table.concat(unknown, ','), odd, rows}
 """
+
+# Reconcile's confirmation: re-read, at one instant, the presence state of players the
+# keyspace walk found inconsistent (a player who moved while the walk ran is seen in the old
+# set and under the new location: not drift).
+# KEYS: per player, its session key, then the presence sets of the locations it was seen in.
+# ARGV[1], ARGV[2] = presence key prefix and suffix (for the session's own location); then per
+# player: character id, n (how many presence sets follow in KEYS), the n location ids.
+# Returns per player {state, location_id, worker_id, member locations joined by "\n"}; state
+# is 0 (no session), 1 (a session hash) or 2 (not readable: keep what the walk saw).
+PRESENCE_RECHECK: Final = """
+local call, pcall = redis.call, redis.pcall
+local out, k, a = {}, 1, 3
+while a <= #ARGV do
+  local cid, n = ARGV[a], tonumber(ARGV[a + 1])
+  local skey = KEYS[k]
+  local state, loc, wid = 0, '', ''
+  if call('EXISTS', skey) == 1 then
+    local v = pcall('HMGET', skey, 'location_id', 'worker_id')
+    if v.err then
+      state = 2
+    else
+      state, loc, wid = 1, v[1] or '', v[2] or ''
+    end
+  end
+  local members, checked = {}, {}
+  for i = 1, n do
+    local l = ARGV[a + 1 + i]
+    checked[l] = true
+    local m = pcall('SISMEMBER', KEYS[k + i], cid)
+    if type(m) == 'table' then state = 2 elseif m == 1 then members[#members + 1] = l end
+  end
+  if loc ~= '' and not checked[loc] then
+    local m = pcall('SISMEMBER', ARGV[1] .. loc .. ARGV[2], cid)
+    if type(m) == 'number' and m == 1 then members[#members + 1] = loc end
+  end
+  out[#out + 1] = {state, loc, wid, table.concat(members, '\\n')}
+  k = k + 1 + n
+  a = a + 2 + n
+end
+return out
+"""

@@ -64,6 +64,7 @@ DEFAULT_GRACE = 60.0
 LOCK_REPAIR_TTL = 300
 EXAMPLES = 10
 SESSION_FIELDS = ("location_id", "worker_id", "last_heartbeat")
+RECHECK_BATCH = 100  # suspects per PRESENCE_RECHECK call
 
 
 @dataclass
@@ -182,6 +183,9 @@ async def find_drift(
     dead |= await _gone(r, sorted(named))
     report.scanned["workers"] = len(workers) + len(named)
 
+    suspects = _presence_suspects(sessions, member_locations)
+    report.scanned["rechecked_players"] = len(suspects)
+    await _recheck_presence(r, sessions, member_locations, suspects)
     _presence_drift(report, repairs, sessions, member_locations)
     await _dead_workers(r, report, repairs, sessions, dead, grace, now)
     _no_ttl(report, repairs, sessions, tier)
@@ -217,6 +221,66 @@ async def _gone(r: Redis, worker_ids: list[str]) -> set[str]:
         return {wid for wid in worker_ids if wid not in names}
     metas = await bulk(r, [("EXISTS", keys.worker_meta_key(w)) for w in worker_ids])
     return {wid for wid, exists in zip(worker_ids, metas, strict=True) if not exists}
+
+
+def _presence_suspects(
+    sessions: dict[int, _Session], member_locations: dict[int, list[str]]
+) -> list[int]:
+    """Players whose session and location sets disagree in what the walk read."""
+    out = set()
+    for cid, locations in member_locations.items():
+        session = sessions.get(cid)
+        if session is None or len(locations) > 1 or locations[0] != session.location:
+            out.add(cid)
+    for cid, session in sessions.items():
+        if (
+            session.worker
+            and session.location
+            and session.location not in member_locations.get(cid, [])
+        ):
+            out.add(cid)
+    return sorted(out)
+
+
+async def _recheck_presence(
+    r: Redis,
+    sessions: dict[int, _Session],
+    member_locations: dict[int, list[str]],
+    suspects: list[int],
+) -> None:
+    """Re-read each suspect's session and memberships at one instant (``PRESENCE_RECHECK``,
+    ``RECHECK_BATCH`` players per call) and replace what the walk saw with it. The walk
+    reads sessions and sets at different moments, so a player who moved meanwhile looks
+    misplaced; only what is still inconsistent at one instant is drift. A session that
+    appeared after the walk is left to the next run."""
+    script = r.register_script(scripts.PRESENCE_RECHECK)
+    for start in range(0, len(suspects), RECHECK_BATCH):
+        chunk = suspects[start : start + RECHECK_BATCH]
+        key_list: list[str] = []
+        args: list[str] = [keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX]
+        for cid in chunk:
+            seen = member_locations.get(cid, [])
+            key_list.append(keys.session_key(cid))
+            key_list.extend(keys.presence_key(loc) for loc in seen)
+            args += [str(cid), str(len(seen)), *seen]
+        replies = await script(keys=key_list, args=args)
+        for cid, (state, location, worker, joined) in zip(chunk, replies, strict=True):
+            if int(state) == 2:
+                continue  # a key of the wrong type: keep what the walk saw
+            members = str(joined).split("\n") if joined else []
+            session = sessions.get(cid)
+            if int(state) == 0:
+                sessions.pop(cid, None)
+            elif session is None:
+                member_locations.pop(cid, None)  # a session newer than the walk
+                continue
+            else:
+                session.location = str(location) or None
+                session.worker = str(worker) or None
+            if members:
+                member_locations[cid] = members
+            else:
+                member_locations.pop(cid, None)
 
 
 def _presence_drift(
