@@ -15,7 +15,7 @@ import redis
 from rich.console import Console
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, TabbedContent
+from textual.widgets import DataTable, Input, RichLog, TabbedContent
 
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
@@ -359,7 +359,8 @@ async def test_live_tail_shows_published_messages(redis_url: str, sync_r: redis.
         sync_r.publish(keys.location_channel("ruins"), "not json")
         await until(pilot, lambda: live.received >= 2)
         assert [e.type for e in live.events] == ["global_broadcast", "undecodable"]
-        live.query_one(Input).value = "undecodable"
-        await pilot.click("#filter")
-        await pilot.press("enter")
+        await pilot.press("slash")  # the filter box, from the keyboard
+        assert app.focused is live.query_one(Input)
+        await pilot.press(*"undecodable", "enter")
         assert live.needle == "undecodable"
+        assert isinstance(app.focused, RichLog)  # back on the log: keys switch tabs again

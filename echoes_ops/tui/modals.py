@@ -177,10 +177,10 @@ HELP = """\
       n next page (paged through SCAN)  k kick (asks why)
 [b]Locks[/b]  h hold  d release yours
       f force release (shows the owner's liveness, asks why)
-[b]Broadcast[/b]  Preview shows the exact envelope and listeners;
-      Send asks before publishing it
+[b]Broadcast[/b]  Tab between fields; Preview shows the exact envelope
+      and listeners; Send asks before publishing it
 [b]Live[/b]  filter: words in channel, type or text
-      space pause  c clear
+      / filter  space pause  c clear
 [b]Flags[/b]  t flip REDIS_ENABLED (asks why, then confirms)
 
 Every write runs the CLI's operation and is audited. --read-only

@@ -74,7 +74,8 @@ class BroadcastPanel(Vertical):
         with VerticalScroll(id="preview-box"):
             yield Static(
                 Text(
-                    "Preview shows the exact envelope and who listens before anything is sent.",
+                    "Tab moves between the fields and buttons. Preview shows the exact "
+                    "envelope and who listens before anything is sent.",
                     style="dim",
                 ),
                 id="preview-text",

@@ -57,6 +57,7 @@ class LivePanel(Vertical):
     LivePanel > RichLog { height: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter"),
         Binding("space", "pause", "Pause"),
         Binding("c", "clear", "Clear"),
     ]
@@ -140,6 +141,10 @@ class LivePanel(Vertical):
         self.needle = event.value.strip()
         self.redraw()
         self.query_one(RichLog).focus()
+
+    def action_filter(self) -> None:
+        """Focus the filter box (Enter applies it and returns to the log)."""
+        self.query_one(Input).focus()
 
     def action_pause(self) -> None:
         self.paused = not self.paused
