@@ -156,9 +156,13 @@ async def test_lock_hold_release_and_force_release(redis_url: str, sync_r: redis
         await pilot.click("#confirm")
         await until(pilot, lambda: not sync_r.exists(keys.lock_key("spawn_manager")))
 
-        # a lock left by a worker that is gone: force release shows it is not alive
+        # a lock left by a worker that is gone: release is refused (not ours, nothing
+        # asked), force release shows it is not alive
         sync_r.set(keys.lock_key("stuck"), "w-gone#abcd", px=60_000)
         await select_row(pilot, app, "locks", "stuck")
+        await pilot.press("d")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert sync_r.exists(keys.lock_key("stuck"))
         await pilot.press("f")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         body = text_of(app.screen.query_one("#confirm-body"))

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult
+from echoes_ops.runtime.lock import operator_owner
 from echoes_ops.tui.fmt import duration
 from echoes_ops.tui.jobs import act, load
 from echoes_ops.tui.messages import Loaded, LoadFailed
@@ -112,7 +113,8 @@ class LocksPanel(TablePanel):
         self._tick()
         writes = "" if state.read_only else " — h hold, d release yours, f force release"
         stale = "  STALE" if state.stale else ""
-        self.set_hint(f"{len(snap.locks)} locks{writes}{stale}")
+        count = len(snap.locks)
+        self.set_hint(f"{count} lock{'' if count == 1 else 's'}{writes}{stale}")
 
     def _tick(self) -> None:
         if not self.app.is_running:
@@ -153,6 +155,16 @@ class LocksPanel(TablePanel):
     def action_release(self) -> None:
         if self._refuse() or (name := self.cursor_key()) is None:
             return
+        mine = operator_owner(self.source.operator)
+        held = next((info for info in self.locks if info.name == name), None)
+        if held is not None and held.owner != mine:
+            self.notify(
+                f"lock:{name} is held by {held.owner}, not by you ({mine}); "
+                "f force-releases it after showing whether its owner is alive",
+                severity="warning",
+                timeout=8,
+            )
+            return
 
         def confirmed(reason: str | None) -> None:
             if reason is not None:
@@ -164,7 +176,7 @@ class LocksPanel(TablePanel):
                     describe_release,
                 )
 
-        body = Text(f"Release lock:{name}? Only a lock you hold is released (compare-and-delete).")
+        body = Text("Deleted only while it still holds your value (compare-and-delete).")
         self.app.push_screen(
             ConfirmScreen(
                 f"Release lock:{name}?", body, confirm_label="Release", reason=False, danger=False
