@@ -108,6 +108,7 @@ async def test_navigation_help_and_palette(redis_url: str, players: None) -> Non
         await pilot.press("enter")
         detail = app.query_one("#locations-panel .detail")
         await until(pilot, lambda: "Ash1" in text_of(detail))
+        assert "read at " in text_of(detail)  # a detail is read once and says when
 
 
 async def test_kick_asks_for_a_reason_then_kicks(

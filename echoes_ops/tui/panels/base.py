@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
+from echoes_ops.tui.fmt import clock_time
 from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.panels.tablesync import Filler, Row, patch
 from echoes_ops.tui.source import Source
@@ -126,7 +127,10 @@ class TablePanel(Vertical):
     def on_loaded(self, message: Loaded) -> None:
         if message.key.startswith("detail"):
             message.stop()
-            self.set_detail(self.render_detail(message.value))
+            # a detail is read once: say when, so an old one is never taken for live data
+            read = Text(f"read at {clock_time(self.source.clock())}; Enter reads it again")
+            read.stylize("dim")
+            self.set_detail(Group(read, self.render_detail(message.value)))
 
     def on_load_failed(self, message: LoadFailed) -> None:
         if message.key.startswith("detail"):
