@@ -187,6 +187,11 @@ async def test_broadcast_previews_then_sends_the_exact_envelope(
         await until(pilot, lambda: app.state.snapshot is not None)
         await pilot.press("6")
         panel = app.query_one(BroadcastPanel)
+        assert app.focused is panel.query_one("#kind")  # the form starts at its first field
+        await pilot.press("7")  # tab keys still switch tabs from there
+        assert app.tabs.active == "live"
+        await pilot.press("6")
+        assert app.tabs.active == "broadcast"
         panel.query_one("#message", Input).value = "Restart in 5 minutes"
         await pilot.click("#preview")
         await until(pilot, lambda: panel.plan is not None)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, RichLog, Select, TabbedContent, TabPane
 
 from echoes_ops.config import Settings
 from echoes_ops.errors import AuthError, OpsError, UnreachableError
@@ -241,10 +241,11 @@ class DashboardApp(App[None]):
         self._focus_panel()
 
     def _focus_panel(self) -> None:
-        """Move focus into the shown panel (its table or log, else nothing): a widget left
-        focused in a hidden pane would make the tabs switch back to it."""
+        """Move focus into the shown panel (its table, log or first selector, else nothing):
+        a widget left focused in a hidden pane would make the tabs switch back to it. Never
+        a text box: the tab keys would type into it."""
         panel = self.active_panel()
-        for kind in (DataTable, RichLog):
+        for kind in (DataTable, RichLog, Select):
             found = panel.query(kind)
             if found:
                 found.first().focus()
