@@ -159,7 +159,7 @@ class LocksPanel(TablePanel):
         held = next((info for info in self.locks if info.name == name), None)
         if held is not None and held.owner != mine:
             self.notify(
-                f"lock:{name} is held by {held.owner}, not by you ({mine}); "
+                f"{held.key} is held by {held.owner}, not by you ({mine}); "
                 "f force-releases it after showing whether its owner is alive",
                 severity="warning",
                 timeout=8,
