@@ -24,6 +24,7 @@ from echoes_ops.errors import ExitCode
 from echoes_ops.gamedata import load_gamedata
 from echoes_ops.local.redis_server import RedisServer, free_port
 from echoes_ops.operations import stats as ops
+from echoes_ops.operations.stats import prometheus
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA, REPO
 
@@ -197,7 +198,7 @@ def test_prometheus_output_parses_with_the_official_parser(populated):
 
 
 def test_prometheus_escapes_label_values():
-    text = ops._Exposition()
+    text = prometheus._Exposition()
     text.metric("x_info", "gauge", "help with \\ and\nnewline", [({"v": 'a"b\\c\nd'}, 1)])
     parsed = _families(text.text())["echoes_redis_x_info"]
     assert parsed.samples[0].labels == {"v": 'a"b\\c\nd'}
