@@ -53,12 +53,15 @@ from echoes_ops.gamedata import load_gamedata
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.local.postgres_server import PostgresServer
 from echoes_ops.local.redis_server import RedisServer
-from echoes_ops.operations import warmup as warmup_module
 from echoes_ops.operations.warmup import (
     DEFAULT_CHARACTERS_QUERY,
     DEFAULT_INVENTORY_QUERY,
+    SCRIPT_BATCH,
+    WarmupReport,
     warmup,
 )
+from echoes_ops.operations.warmup.encoding import encode_batch
+from echoes_ops.operations.warmup.queries import prepare, read_batch
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW = 7 * 60  # minutes: the demo spreads activity over the last six hours
@@ -191,7 +194,7 @@ async def measure(args: argparse.Namespace, r: Any, pg_url: str) -> None:
     print(
         f"  Redis server time in EVALSHA: sessions {med['sessions_server']:.3f} s, "
         f"sessions+inventories {med['full_server']:.3f} s "
-        f"({med['per_call_ms']:.2f} ms per call of {warmup_module.SCRIPT_BATCH} players)"
+        f"({med['per_call_ms']:.2f} ms per call of {SCRIPT_BATCH} players)"
     )
 
 
@@ -200,13 +203,13 @@ async def phases(r: Any, pg_url: str) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
         await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        source = await warmup_module._prepare(
+        source = await prepare(
             conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, WINDOW
         )
         cursor = await source.characters.cursor(*source.characters_args)
         started = time.perf_counter()
         batches = []
-        while (batch := await warmup_module._read_batch(source, cursor, 2000)) is not None:
+        while (batch := await read_batch(source, cursor, 2000)) is not None:
             batches.append(batch)
         read_s = time.perf_counter() - started
         await conn.execute("ROLLBACK")
@@ -233,17 +236,17 @@ async def phases(r: Any, pg_url: str) -> None:
         "1",
     )
     header += (str(len(names)), *names)
-    report = warmup_module.WarmupReport(False, FULL, WINDOW, time.time())
+    report = WarmupReport(False, FULL, WINDOW, time.time())
     started = time.perf_counter()
     encoded = [
-        warmup_module._encode_batch(
+        encode_batch(
             batch,
             source.columns,
             report,
             sha=sha,
             header=header,
             do_inventories=True,
-            script_batch=warmup_module.SCRIPT_BATCH,
+            script_batch=SCRIPT_BATCH,
             max_epoch=max_epoch,
         )
         for batch in batches

@@ -473,7 +473,7 @@ def test_settings_file_provides_the_queries(tmp_path: Path):
 
 
 async def test_edge_cases_of_the_compare_and_write(database_url, r, monkeypatch):
-    from echoes_ops.operations import warmup as warmup_module
+    from echoes_ops.operations.warmup import run as warmup_run
 
     await seed_demo(
         database_url,
@@ -483,7 +483,7 @@ async def test_edge_cases_of_the_compare_and_write(database_url, r, monkeypatch)
     )
 
     async def run(**kw: Any) -> Any:
-        return await warmup_module.warmup(
+        return await warmup_run.warmup(
             r, database_url, operator="test", what=["sessions", "inventories"],
             active_within=420, **kw,
         )  # fmt: skip
@@ -502,7 +502,7 @@ async def test_edge_cases_of_the_compare_and_write(database_url, r, monkeypatch)
 
     # the server lost its scripts (restart, SCRIPT FLUSH) between loading and running
     calls = 0
-    real_bulk = warmup_module.bulk
+    real_bulk = warmup_run.bulk
 
     async def flushing_bulk(client: Any, commands: Any, **kw: Any) -> Any:
         nonlocal calls
@@ -511,7 +511,7 @@ async def test_edge_cases_of_the_compare_and_write(database_url, r, monkeypatch)
             await client.script_flush()
         return await real_bulk(client, commands, **kw)
 
-    monkeypatch.setattr(warmup_module, "bulk", flushing_bulk)
+    monkeypatch.setattr(warmup_run, "bulk", flushing_bulk)
     again = await run()
     assert calls == 2  # NOSCRIPT, reloaded, sent again
     assert (again.sessions.written, again.sessions.unchanged) == (1, 5)

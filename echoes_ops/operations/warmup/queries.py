@@ -1,0 +1,175 @@
+"""The PostgreSQL side of a warmup: the two (configurable) queries, prepared and checked
+against the schema, and the batches read through a server-side cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from echoes_ops.contract.ids import check_character_id
+from echoes_ops.errors import ConfigError, OpsError, PostgresError
+from echoes_ops.operations.warmup.encoding import Batch, CharacterColumns
+
+DEFAULT_CHARACTERS_QUERY = """\
+SELECT id, name AS username, location_id, hp, max_hp, stamina, max_stamina, level, xp,
+       last_movement_time, last_active_at
+FROM characters
+WHERE last_active_at >= now() - make_interval(mins => $1::int)"""
+
+DEFAULT_INVENTORY_QUERY = """\
+SELECT character_id, item_id, quantity, durability, is_equipped
+FROM inventory
+WHERE character_id = ANY($1::integer[])
+ORDER BY character_id, item_id"""
+
+INVENTORY_OWNER_COLUMN = "character_id"
+
+
+def query_error(exc: BaseException, which: str, where: str) -> OpsError:
+    setting = f"warmup_{which}_query"
+    env = f"ECHOES_OPS_WARMUP_{which.upper()}_QUERY"
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if isinstance(
+        exc,
+        asyncpg.exceptions.SyntaxOrAccessError
+        | asyncpg.exceptions.DataError
+        | asyncpg.exceptions.FeatureNotSupportedError,
+    ) or (isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)):
+        return ConfigError(
+            f"the warmup {which} query failed on PostgreSQL at {where}: {text}",
+            hint=f"check {setting} / {env} against the game's schema (see docs/warmup.md)",
+        )
+    return PostgresError(f"PostgreSQL at {where} failed during warmup: {text}")
+
+
+PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+# The inventory query's rows become JSON in PostgreSQL (row_to_json: compact, every column of
+# the row, in column order), which costs PostgreSQL less than Python, and each character's
+# rows come back as one text, joined by ITEM_SEPARATOR in the order the query returns them
+# (row_number() numbers the rows in that order): one row per character instead of one per
+# item, and no grouping in Python. JSON text never holds a raw control character, so the
+# separator cannot occur inside an item.
+ITEM_SEPARATOR = "\x1e"
+INVENTORY_WRAPPER = """\
+SELECT character_id, string_agg(item, chr(30) ORDER BY n)
+FROM (SELECT q.character_id, row_to_json(q)::text AS item, row_number() OVER () AS n
+      FROM ({query}
+) q) numbered
+GROUP BY character_id"""
+
+
+@dataclass
+class Source:
+    """The prepared queries and how to read their rows."""
+
+    where: str
+    characters: Any
+    inventory: Any | None
+    columns: CharacterColumns
+    characters_args: tuple[Any, ...]
+    ids_as_text: bool
+
+
+def _strip_sql(query: str) -> str:
+    return query.strip().rstrip(";").rstrip()
+
+
+async def prepare(
+    conn: Any,
+    where: str,
+    characters_query: str,
+    inventory_query: str | None,
+    minutes: int,
+) -> Source:
+    try:
+        characters = await conn.prepare(_strip_sql(characters_query))
+    except PG_ERRORS as exc:
+        raise query_error(exc, "characters", where) from None
+    params = characters.get_parameters()
+    if len(params) > 1:
+        raise ConfigError(
+            f"the warmup characters query takes {len(params)} parameters; it may use only "
+            "$1, the --active-within window in minutes"
+        )
+    columns = CharacterColumns.resolve([a.name for a in characters.get_attributes()])
+    inventory = None
+    ids_as_text = False
+    if inventory_query is not None:
+        query = _strip_sql(inventory_query)
+        try:
+            plain = await conn.prepare(query)
+        except PG_ERRORS as exc:
+            raise query_error(exc, "inventory", where) from None
+        inv_params = plain.get_parameters()
+        if len(inv_params) != 1 or inv_params[0].kind != "array":
+            raise ConfigError(
+                "the warmup inventory query must take exactly one parameter, $1, the array "
+                "of character ids of a batch (e.g. WHERE character_id = ANY($1::integer[]))"
+            )
+        element = inv_params[0].name.removeprefix("_").removesuffix("[]")
+        ids_as_text = element in {"text", "varchar", "bpchar", "name"}
+        names = [a.name for a in plain.get_attributes()]
+        if INVENTORY_OWNER_COLUMN not in names:
+            raise ConfigError(
+                "the warmup inventory query returns no character_id column "
+                f"(it returns: {', '.join(names) or 'nothing'})",
+                hint="alias the owner column: SELECT owner AS character_id, ...",
+            )
+        try:
+            inventory = await conn.prepare(INVENTORY_WRAPPER.format(query=query))
+        except PG_ERRORS as exc:
+            raise query_error(exc, "inventory", where) from None
+    return Source(
+        where=where,
+        characters=characters,
+        inventory=inventory,
+        columns=columns,
+        characters_args=(minutes,) if params else (),
+        ids_as_text=ids_as_text,
+    )
+
+
+async def read_batch(source: Source, cursor: Any, size: int) -> Batch | None:
+    """The next characters (and their inventories), or None at the end."""
+    try:
+        rows = await cursor.fetch(size)
+    except PG_ERRORS as exc:
+        raise query_error(exc, "characters", source.where) from None
+    if not rows:
+        return None
+    inventory: dict[int, list[str]] = {}
+    count = 0
+    if source.inventory is not None:
+        id_index = source.columns.id_index
+        ids = [row[id_index] for row in rows]
+        if source.ids_as_text:
+            ids = [str(i) for i in ids]
+        try:
+            grouped = await source.inventory.fetch(ids)
+        except PG_ERRORS as exc:
+            raise query_error(exc, "inventory", source.where) from None
+        for owner, joined in grouped:
+            if type(owner) is not int:
+                try:
+                    owner = check_character_id(owner)
+                except ValueError:
+                    continue  # not a character id: no player of this batch owns it
+            items = joined.split(ITEM_SEPARATOR)
+            count += len(items)
+            bucket = inventory.get(owner)
+            if bucket is None:
+                inventory[owner] = items
+            else:  # ids that differ only in form ("5" and "05")
+                bucket += items
+    return Batch(rows, inventory, count)
+
+
+async def close(conn: Any) -> None:
+    try:
+        await conn.close(timeout=5.0)
+    except (*PG_ERRORS, TimeoutError):
+        conn.terminate()

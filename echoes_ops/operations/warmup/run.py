@@ -1,0 +1,306 @@
+"""The warmup operation: checks, the lock, and the loop in which reading PostgreSQL,
+encoding and writing Redis overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from echoes_ops.client.bulk import bulk
+from echoes_ops.client.postgres import connect_postgres, target_of
+from echoes_ops.contract import codec, keys, scripts
+from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
+from echoes_ops.gamedata.models import GameData
+from echoes_ops.operations.warmup.encoding import Batch, Encoded, encode_yielding
+from echoes_ops.operations.warmup.queries import (
+    DEFAULT_CHARACTERS_QUERY,
+    DEFAULT_INVENTORY_QUERY,
+    PG_ERRORS,
+    Source,
+    close,
+    prepare,
+    query_error,
+    read_batch,
+)
+from echoes_ops.operations.warmup.report import WHAT_CHOICES, WarmupReport, parse_what, tally
+from echoes_ops.runtime import lock
+
+WARMUP_LOCK = "echoes-ops.warmup"
+# Lock TTL; the lock is extended after each batch, so a long run keeps it.
+LOCK_TTL = 300.0
+# PostgreSQL rows per cursor fetch (one inventory query per fetch).
+BATCH_SIZE = 2000
+# Players per EVALSHA call: bounds the server time of one call (a few ms).
+SCRIPT_BATCH = 200
+MAX_SCRIPT_BATCH = 1000
+
+Progress = Callable[[int], None]
+
+
+async def _run_scripts(r: Redis, encoded: Encoded, sha: str) -> list[Any]:
+    """Send the batch's script calls; reload the script once if the server lost it."""
+    replies = await bulk(r, encoded.commands, raise_on_error=False)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        # no call that failed with NOSCRIPT ran; the script is idempotent anyway
+        await r.script_load(scripts.WARMUP_PLAYERS)
+        retried = await bulk(r, [encoded.commands[i] for i in missing], raise_on_error=False)
+        for i, reply in zip(missing, retried, strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
+
+
+async def warmup(
+    r: Redis,
+    database_url: str,
+    *,
+    operator: str,
+    what: Collection[str] = WHAT_CHOICES,
+    active_within: int = 30,
+    characters_query: str | None = None,
+    inventory_query: str | None = None,
+    gamedata: GameData | None = None,
+    dry_run: bool = False,
+    max_seconds: float | None = None,
+    batch_size: int = BATCH_SIZE,
+    script_batch: int = SCRIPT_BATCH,
+    session_ttl: int = keys.SESSION_TTL,
+    inventory_ttl: int = keys.INVENTORY_TTL,
+    clock: Callable[[], float] = time.time,
+    progress: Progress | None = None,
+) -> WarmupReport:
+    """Warm sessions and inventories of characters active in the last ``active_within``
+    minutes (and, with ``"static"`` in ``what``, re-preload ``gamedata`` if it changed).
+
+    Raises :class:`PostgresError` / :class:`ConfigError` before writing anything when
+    PostgreSQL is unreachable or a query does not fit the schema, and :class:`BusyError`
+    when another warmup holds the lock. Stops after the batch during which ``max_seconds``
+    passed and reports ``partial``.
+    """
+    chosen = parse_what(list(what))
+    if active_within < 1:
+        raise ConfigError(f"--active-within must be at least 1 minute, got {active_within}")
+    if batch_size < 1 or not 1 <= script_batch <= MAX_SCRIPT_BATCH:
+        raise ConfigError(f"batch sizes must be positive (script batch at most {MAX_SCRIPT_BATCH})")
+    if "static" in chosen and gamedata is None:
+        raise ConfigError("warming static data needs gamedata")
+    started = time.perf_counter()
+    report = WarmupReport(
+        dry_run=dry_run,
+        what=chosen,
+        active_within_minutes=active_within,
+        started_at=clock(),
+        max_seconds=max_seconds,
+    )
+    do_sessions = "sessions" in chosen
+    do_inventories = "inventories" in chosen
+    do_players = do_sessions or do_inventories
+
+    conn = None
+    if do_players:
+        # PostgreSQL first: if it is unreachable or a query does not fit, nothing is written
+        conn = await connect_postgres(database_url)
+    try:
+        source = None
+        where = target_of(database_url) or "?"
+        if conn is not None:
+            # one read-only snapshot for every read (characters and inventories agree); the
+            # statements are prepared inside it. Closing the connection ends it. No parallel
+            # workers: each batch's inventory query is small, and a background job should not
+            # start worker processes on the game's database (they cost more than they save).
+            try:
+                await conn.execute(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+                    " SET LOCAL max_parallel_workers_per_gather = 0"
+                )
+            except PG_ERRORS as exc:
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise PostgresError(f"PostgreSQL at {where} failed: {reason}") from None
+            source = await prepare(
+                conn,
+                where,
+                characters_query or DEFAULT_CHARACTERS_QUERY,
+                (inventory_query or DEFAULT_INVENTORY_QUERY) if do_inventories else None,
+                active_within,
+            )
+            report.ignored_columns = list(source.columns.ignored)
+        handle = None
+        if not dry_run:
+            handle = await lock.try_acquire(
+                r, WARMUP_LOCK, lock.operator_owner(operator), _lock_ttl(max_seconds)
+            )
+            if handle is None:
+                holder = await r.get(keys.lock_key(WARMUP_LOCK))
+                who = f" by {lock.owner_of(str(holder))}" if holder else ""
+                raise BusyError(
+                    f"another warmup is running (lock:{WARMUP_LOCK} is held{who}); skipped"
+                )
+        try:
+            if "static" in chosen:
+                assert gamedata is not None
+                report.static = await _static(r, gamedata, operator=operator, dry_run=dry_run)
+            if source is not None:
+                await _players(
+                    r,
+                    source,
+                    report,
+                    handle=handle,
+                    dry_run=dry_run,
+                    do_sessions=do_sessions,
+                    do_inventories=do_inventories,
+                    batch_size=batch_size,
+                    script_batch=script_batch,
+                    session_ttl=session_ttl,
+                    inventory_ttl=inventory_ttl,
+                    deadline=None if max_seconds is None else started + max_seconds,
+                    clock=clock,
+                    progress=progress,
+                )
+        finally:
+            if handle is not None:
+                await lock.release(r, handle.key, handle.token)
+    finally:
+        if conn is not None:
+            await close(conn)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _lock_ttl(max_seconds: float | None) -> float:
+    return LOCK_TTL if max_seconds is None else max(LOCK_TTL, max_seconds + 60.0)
+
+
+async def _static(r: Redis, data: GameData, *, operator: str, dry_run: bool) -> dict[str, Any]:
+    from echoes_ops.operations.preload import preload
+
+    try:
+        result = await preload(r, data, operator=operator, dry_run=dry_run)
+    except BusyError:
+        return {"result": "busy", "detail": "a preload is running (its lock is held)"}
+    outcome = "unchanged" if result.skipped else ("would_load" if dry_run else "loaded")
+    return {
+        "result": outcome,
+        "version": result.version,
+        "previous_version": result.previous_version,
+        "keys_written": result.keys_written,
+        "keys_removed": result.keys_removed,
+    }
+
+
+async def _players(
+    r: Redis,
+    source: Source,
+    report: WarmupReport,
+    *,
+    handle: lock.LockHandle | None,
+    dry_run: bool,
+    do_sessions: bool,
+    do_inventories: bool,
+    batch_size: int,
+    script_batch: int,
+    session_ttl: int,
+    inventory_ttl: int,
+    deadline: float | None,
+    clock: Callable[[], float],
+    progress: Progress | None,
+) -> None:
+    """Stream the characters and write them. Three stages overlap: PostgreSQL reads the
+    next batch and Redis runs the previous batch's scripts while this batch is encoded."""
+    sha = str(await r.script_load(scripts.WARMUP_PLAYERS))
+    max_epoch = clock() + codec.MAX_FUTURE_SKEW
+    header = (
+        "1" if dry_run else "0",
+        repr(codec.MIN_PLAUSIBLE_EPOCH),
+        repr(max_epoch),
+        str(session_ttl),
+        str(inventory_ttl),
+        "1" if do_sessions else "0",
+        str(len(source.columns.fields)),
+        *(name for _, name, _ in source.columns.fields),
+    )
+    last_extend = time.perf_counter()
+    try:
+        cursor = await source.characters.cursor(*source.characters_args)
+    except PG_ERRORS as exc:
+        raise query_error(exc, "characters", source.where) from None
+
+    reading: asyncio.Future[Batch | None] | None = None
+    writing: asyncio.Future[list[Any]] | None = None
+    written: Encoded | None = None
+    try:
+        reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
+        while True:
+            batch = await reading
+            reading = None
+            if batch is None:
+                break
+            reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
+            encoded = await encode_yielding(
+                batch,
+                source.columns,
+                report,
+                sha=sha,
+                header=header,
+                do_inventories=do_inventories,
+                script_batch=script_batch,
+                max_epoch=max_epoch,
+            )
+            if writing is not None:
+                assert written is not None
+                task, writing = writing, None
+                _done(report, written, await task, progress)
+                stop = None
+                if deadline is not None and time.perf_counter() >= deadline:
+                    stop = "max_seconds"
+                elif handle is not None and time.perf_counter() - last_extend > LOCK_TTL / 3:
+                    if await lock.extend(r, handle.key, handle.token, handle.ttl_ms / 1000):
+                        last_extend = time.perf_counter()
+                    else:
+                        stop = "lock_lost"
+                if stop is not None:
+                    # this batch is read but not written: stop here
+                    report.partial = True
+                    report.stopped_because = stop
+                    break
+            writing = asyncio.ensure_future(_run_scripts(r, encoded, sha))
+            written = encoded
+        if writing is not None:
+            assert written is not None
+            task, writing = writing, None
+            _done(report, written, await task, progress)
+    finally:
+        # never leave a read or a write running behind an error
+        if reading is not None:
+            await _settle(reading, cancel=True)
+        if writing is not None:
+            await _settle(writing, cancel=False)  # let sent scripts finish and be read
+
+
+def _done(
+    report: WarmupReport, encoded: Encoded, replies: list[Any], progress: Progress | None
+) -> None:
+    tally(report, encoded.calls, replies)
+    report.characters += encoded.characters
+    report.inventories.rows += encoded.inventory_rows
+    report.batches += 1
+    report.script_calls += len(encoded.commands)
+    if progress is not None:
+        progress(report.characters)
+
+
+async def _settle(task: asyncio.Future[Any], *, cancel: bool) -> None:
+    """Wait for a read or write that an error or the deadline overtook; its own outcome no
+    longer matters (the error that stopped the run, if any, is the one reported)."""
+    if cancel and not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, OpsError, ResponseError, *PG_ERRORS):
+        await task
