@@ -1,7 +1,8 @@
 """The tier client: what a game worker does to Redis, on the contract, corrected per DESIGN.md.
 
-It covers the surface of the plan's RedisManager: sessions, presence, worker connections,
-inventory cache, static cache reads and publishing. Differences from the plan:
+It holds what the simulated workers (:mod:`echoes_ops.runtime.worker`) do: heartbeats, moves,
+connecting and disconnecting players, the inventory cache, publishing and the spawn lock;
+calls nobody made were removed rather than kept untested. Differences from the plan:
 
 - heartbeats are wall-clock epoch seconds (decision 2);
 - a session write and its TTL, an inventory replace and its TTL, and a move between location
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -23,7 +24,6 @@ from redis.asyncio import Redis
 from echoes_ops.contract import codec, envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id, check_name
 from echoes_ops.contract.session import Session
-from echoes_ops.contract.static import StaticKind
 from echoes_ops.errors import DecodeError
 from echoes_ops.runtime.lease import Lease, try_lease
 
@@ -33,11 +33,6 @@ CONNECTED = "connected"
 def _fields(values: dict[str, str]) -> Any:
     """redis-py's hset(mapping=) is typed with invariant key/value unions; ours are str."""
     return values
-
-
-def _text(raw: Mapping[Any, Any]) -> dict[str, str]:
-    """A hash read with decode_responses=True: keys and values are already str."""
-    return {str(k): str(v) for k, v in raw.items()}
 
 
 class Tier:
@@ -50,16 +45,6 @@ class Tier:
         self._touch = r.register_script(scripts.TOUCH_SESSION)
 
     # -- sessions ---------------------------------------------------------------------
-
-    async def write_session(self, session: Session, *, ttl: int = keys.SESSION_TTL) -> None:
-        """Merge the session's fields (stamped with this worker and the time) and set the
-        TTL, in one transaction."""
-        fields = self._stamped(session)
-        key = keys.session_key(session.character_id)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(key, mapping=_fields(fields))
-        pipe.expire(key, ttl)
-        await pipe.execute()
 
     async def touch_session(
         self,
@@ -83,9 +68,6 @@ class Tier:
         raw = await self.r.hgetall(keys.session_key(cid))
         return Session.decode(cid, raw, now=self.clock()) if raw else None
 
-    async def delete_session(self, character_id: int) -> bool:
-        return bool(await self.r.delete(keys.session_key(character_id)))
-
     def _stamped(self, session: Session) -> dict[str, str]:
         fields = session.encode()
         fields["worker_id"] = self.worker_id
@@ -93,12 +75,6 @@ class Tier:
         return fields
 
     # -- presence ---------------------------------------------------------------------
-
-    async def add_presence(self, character_id: int, location_id: str) -> None:
-        await self.r.sadd(keys.presence_key(location_id), check_character_id(character_id))
-
-    async def remove_presence(self, character_id: int, location_id: str) -> None:
-        await self.r.srem(keys.presence_key(location_id), check_character_id(character_id))
 
     async def move(
         self,
@@ -127,12 +103,6 @@ class Tier:
         raw = await self.r.smembers(keys.presence_key(location_id))
         return {int(m) for m in raw if str(m).isdigit()}
 
-    async def counts(self, location_ids: Sequence[str]) -> dict[str, int]:
-        pipe = self.r.pipeline(transaction=False)
-        for loc in location_ids:
-            pipe.scard(keys.presence_key(loc))
-        return dict(zip(location_ids, await pipe.execute(), strict=True))
-
     # -- connect / disconnect (the ConnectionManager's Redis side) ----------------------
 
     async def connect_player(self, session: Session, *, ttl: int = keys.SESSION_TTL) -> None:
@@ -158,10 +128,6 @@ class Tier:
             pipe.srem(keys.presence_key(location_id), cid)
         pipe.hdel(keys.worker_connections_key(self.worker_id), str(cid))
         await pipe.execute()
-
-    async def connections(self) -> dict[int, str]:
-        raw = _text(await self.r.hgetall(keys.worker_connections_key(self.worker_id)))
-        return {int(k): v for k, v in raw.items() if k.isdigit()}
 
     # -- inventory cache ------------------------------------------------------------------
 
@@ -195,29 +161,6 @@ class Tier:
             if isinstance(value, dict):
                 decoded.append(value)
         return decoded
-
-    async def invalidate_inventory(self, character_id: int) -> None:
-        await self.r.delete(keys.inventory_key(character_id))
-
-    # -- static caches ----------------------------------------------------------------
-
-    async def read_static(self, kind: StaticKind, entry_id: str) -> dict[str, Any] | None:
-        raw = _text(await self.r.hgetall(kind.key(entry_id)))
-        if not raw:
-            return None
-        out: dict[str, Any] = dict(raw)
-        for name in kind.json_fields & raw.keys():
-            try:
-                out[name] = codec.decode_json(raw[name])
-            except DecodeError:
-                out[name] = None
-        return out
-
-    async def read_location(self, location_id: str) -> dict[str, Any] | None:
-        return await self.read_static(StaticKind.LOCATION, location_id)
-
-    async def read_item(self, item_id: str) -> dict[str, Any] | None:
-        return await self.read_static(StaticKind.ITEM, item_id)
 
     # -- publishing -------------------------------------------------------------------
 
