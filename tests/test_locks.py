@@ -94,7 +94,7 @@ def test_list_shows_ours_and_the_plans_values(env, sync_r, connected):
     assert maint["hold"]["operator"] == "alice"
 
     human = cli("locks", "list", env=env)
-    assert "NO TTL!" in human.stdout
+    assert "no TTL" in human.stdout
     assert "warning: lock:stuck has no TTL" in human.stdout
 
     show = cli("locks", "show", "plans", env=env)

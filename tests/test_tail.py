@@ -475,7 +475,7 @@ def test_cli_reports_the_gap_after_a_restart(private_redis: RedisServer):
     ]
     assert "lost the connection: Redis at" in out.stderr
     assert re.search(
-        r"^echoes-ops: reconnected after \d+\.\d s; messages published in the gap were lost$",
+        r"^echoes-ops: reconnected after \d+\.\d\ds; messages published in the gap were lost$",
         out.stderr,
         re.M,
     )

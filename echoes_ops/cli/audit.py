@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import emit_json, run, state, stdout_console
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.operations.audit import AuditRecord
@@ -26,7 +27,7 @@ def audit(
             show_default=False,
         ),
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json: JsonOption = False,
 ) -> None:
     """Show who did what and when: every mutating command, with its arguments (secrets
     redacted), dry run or not, and how it ended. Reads PostgreSQL when DATABASE_URL is set,
@@ -57,7 +58,7 @@ def audit(
     console = stdout_console()
     console.print(f"{len(records)} record(s) from {source}, newest first")
     for rec in records:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.at))
+        when = fmt.timestamp(rec.at)
         dry = " (dry run)" if rec.dry_run else ""
         args = " ".join(f"{k}={v}" for k, v in rec.args.items() if v not in (None, False, [], ""))
         error = (rec.detail or {}).get("error")

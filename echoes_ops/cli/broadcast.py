@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import audited_redis, confirm, emit_json, refuse_audited, run
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import OpsError
 
 if TYPE_CHECKING:
@@ -21,7 +23,6 @@ app = typer.Typer(
     help="Send announcements, location updates and personal messages (the plan's envelopes).",
     no_args_is_help=True,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 DryRunOption = Annotated[
     bool,
     typer.Option(
@@ -189,10 +190,12 @@ def global_(
             emit_json({**result.as_dict(), "countdown": countdown})
             return
         _report(result, False)
-        _line(f"countdown of {len(steps)} announcement(s) over {steps[-1].at:g} s: {_plan(steps)}")
+        _line(
+            f"countdown of {len(steps)} announcement(s) over {fmt.duration(steps[-1].at)}: {_plan(steps)}"
+        )
         return
     confirm(
-        f"Announce to every player {len(steps)} time(s) over {steps[-1].at:g} s: {_plan(steps)}?",
+        f"Announce to every player {len(steps)} time(s) over {fmt.duration(steps[-1].at)}: {_plan(steps)}?",
         yes=yes,
     )
     done = _run_countdown(ctx, action, args, steps, json)

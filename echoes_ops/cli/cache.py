@@ -17,7 +17,8 @@ from echoes_ops.cli.common import (
     redis_client,
     run,
 )
-from echoes_ops.cli.data import GamedataOption, JsonOption
+from echoes_ops.cli.data import GamedataOption
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:

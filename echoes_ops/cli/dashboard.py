@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from echoes_ops.cli.common import emit_json, fail, guard, run, state
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 
@@ -22,15 +23,13 @@ def dashboard(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Hide and refuse every write (kick, locks, ...).")
     ] = False,
-    json: Annotated[
-        bool,
-        typer.Option("--json", help="Print one reading (what the screen shows) as JSON and exit."),
-    ] = False,
+    json: JsonOption = False,
 ) -> None:
     """Watch the tier live: connection, REDIS_ENABLED, gamedata, players, sessions, workers,
     locks, memory, hit rate, ops/s and pub/sub rates, drift; drill into workers, locations
     and sessions; kick, hold and release locks, broadcast and flip REDIS_ENABLED with a
     confirmation (each audited). Survives Redis restarts. Keys: ? in the dashboard.
+    With --json, prints one reading (what the screen shows) and exits.
 
     \b
     Examples:

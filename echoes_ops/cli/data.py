@@ -20,6 +20,7 @@ from echoes_ops.cli.common import (
     run,
     state,
 )
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ GamedataOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 def validate(ctx: typer.Context, gamedata: GamedataOption = None, json: JsonOption = False) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops.cli.common import emit_json, fail, run, state, stdout_console
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def migrate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List pending migrations only.")
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json: JsonOption = False,
 ) -> None:
     """Create or upgrade the echoes_ops schema (flags and audit tables) in DATABASE_URL.
 

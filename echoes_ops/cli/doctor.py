@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops.cli.common import emit_json, gamedata_dir, redis_client, run, state, stdout_console
-from echoes_ops.cli.data import JsonOption
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import confirm, emit_json, fail, guard, run, state, stdout_console, warn
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode, OpsError
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ app = typer.Typer(
     help="Operational flags: the REDIS_ENABLED switch (works while Redis is down).",
     no_args_is_help=True,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 EnvFileOption = Annotated[
     Path | None,
     typer.Option(
@@ -86,9 +87,7 @@ def _version_time(version: str | None) -> str:
 
 
 def _when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+    return fmt.timestamp(epoch)
 
 
 @app.command("list")
@@ -352,7 +351,6 @@ def _print_status(st: FlagStatus) -> None:
             table.add_column(column)
         for w in st.workers:
             applied = {True: "yes", False: "NO", None: "?"}[w.applied]
-            beat = "?" if w.heartbeat_age is None else f"{w.heartbeat_age:.0f}s ago"
             table.add_row(
                 w.worker_id,
                 w.mode or "?",
@@ -360,7 +358,7 @@ def _print_status(st: FlagStatus) -> None:
                 _version_time(w.flags_version),
                 w.flags_source or "?",
                 applied,
-                beat,
+                fmt.age(w.heartbeat_age),
             )
         console.print(table)
     for problem in st.problems:

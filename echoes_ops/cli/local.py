@@ -10,6 +10,7 @@ import typer
 
 from echoes_ops.cli import render
 from echoes_ops.cli.common import emit_json, guard, load_gamedata, run
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.local.stack import LocalStack, LocalState
@@ -41,7 +42,6 @@ PgPortOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 def _stack(

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops.cli.common import emit_json, redis_client, run, stdout_console
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.operations.locations import LocationDetail, LocationList
 
 app = typer.Typer(help="Players per location.", no_args_is_help=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 @app.command("list")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import (
     audited_redis,
     confirm,
@@ -17,6 +18,7 @@ from echoes_ops.cli.common import (
     state,
     stdout_console,
 )
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import OpsError
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ app = typer.Typer(
     help="Distributed locks: who holds what, operator holds, safe release.",
     no_args_is_help=True,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 NameArgument = Annotated[str, typer.Argument(help="Lock name (the part after lock:).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Check and show; change nothing.")]
 TokenOption = Annotated[
@@ -43,14 +44,6 @@ TokenOption = Annotated[
 
 def _line(text: str = "") -> None:
     sys.stdout.write(text + "\n")
-
-
-def _ttl(ttl_ms: int) -> str:
-    if ttl_ms == -1:
-        return "NO TTL!"
-    if ttl_ms == -2:
-        return "gone"
-    return f"{ttl_ms / 1000:.1f}s"
 
 
 def _alive(info: LockInfo) -> str:
@@ -105,7 +98,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
         table.add_column(column)
     for info in found:
         note = info.hold.get("reason", "") if info.hold else info.value
-        table.add_row(info.name, info.owner, _ttl(info.ttl_ms), _alive(info), note)
+        table.add_row(info.name, info.owner, fmt.ttl_ms(info.ttl_ms), _alive(info), note)
     stdout_console().print(table, markup=False)
     for info in found:
         if info.no_ttl:
@@ -120,7 +113,7 @@ def _show(info: LockInfo) -> None:
     _line(f"  owner     {info.owner} ({kind}){token}")
     alive = {True: "alive", False: "not alive", None: "n/a"}[info.alive]
     _line(f"  state     {alive}: {info.liveness}")
-    ttl = "none: it never expires by itself" if info.no_ttl else _ttl(info.ttl_ms)
+    ttl = "none: it never expires by itself" if info.no_ttl else fmt.ttl_ms(info.ttl_ms)
     _line(f"  ttl       {ttl}")
     if info.hold:
         _line(f"  reason    {info.hold.get('reason', '')}")
@@ -128,10 +121,8 @@ def _show(info: LockInfo) -> None:
 
 
 def _when(epoch: str | None) -> str:
-    import time
-
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch or "")))
+        return fmt.timestamp(float(epoch or ""))
     except ValueError:
         return "?"
 
@@ -202,10 +193,10 @@ def hold(
     if result.dry_run:
         _line(
             f"dry run: {result.key} is free; would hold it as {result.owner} for "
-            f"{result.ttl_ms / 1000:g} s"
+            f"{fmt.ttl_ms(result.ttl_ms)}"
         )
         return
-    _line(f"holding {result.key} as {result.owner} for {result.ttl_ms / 1000:g} s")
+    _line(f"holding {result.key} as {result.owner} for {fmt.ttl_ms(result.ttl_ms)}")
     _line(f"token: {result.token}")
     _line(f"release with: echoes-ops locks release {result.name} --token '{result.token}'")
 
@@ -401,4 +392,4 @@ def extend(
         emit_json(result.as_dict())
         return
     verb = "dry run: would set" if result.dry_run else "set"
-    _line(f"{verb} {result.key} TTL to {result.ttl_ms / 1000:g} s; compared {result.compared}")
+    _line(f"{verb} {result.key} TTL to {fmt.ttl_ms(result.ttl_ms)}; compared {result.compared}")

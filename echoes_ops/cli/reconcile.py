@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops.cli.common import audited_redis, emit_json, redis_client, run, stdout_console
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def reconcile(
         float,
         typer.Option("--grace", min=0, help="Seconds a dead worker's players are left alone."),
     ] = 60.0,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json: JsonOption = False,
 ) -> None:
     """Find every kind of drift between sessions, location sets and workers, count it per
     kind with examples, and with --fix repair it. Dry run by default (exit 1 when drift is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import stdout_console
 
 if TYPE_CHECKING:
@@ -17,18 +18,6 @@ if TYPE_CHECKING:
 
 def _short(version: str | None) -> str:
     return version[:12] if version else "none"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
 
 
 def preload(result: PreloadResult) -> None:
@@ -63,14 +52,14 @@ def preload(result: PreloadResult) -> None:
     if result.dry_run:
         console.print(
             f"would write {sum(len(d.to_write) for d in result.diffs.values())} keys "
-            f"(~{result.estimated_bytes:,} B) and remove "
+            f"(~{fmt.size(result.estimated_bytes)}) and remove "
             f"{sum(len(d.removed) for d in result.diffs.values())}; "
             f"version {_short(result.previous_version)} -> {_short(result.version)}"
         )
     else:
         console.print(
             f"preloaded version {_short(result.version)}: wrote {result.keys_written} keys, "
-            f"removed {result.keys_removed}, in {result.elapsed_s:.2f} s"
+            f"removed {result.keys_removed}, in {fmt.timing(result.elapsed_s)}"
         )
 
 
@@ -128,21 +117,21 @@ def status(s: Status) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    maxmem = f"{server.maxmemory:,} B" if server.maxmemory else "unlimited"
+    maxmem = fmt.size(server.maxmemory) if server.maxmemory else "unlimited"
     table.add_row(
         "server",
-        f"Redis {server.version} ({server.mode}, {server.role}), up {_duration(server.uptime_s)}",
+        f"Redis {server.version} ({server.mode}, {server.role}), up {fmt.duration(server.uptime_s)}",
     )
     table.add_row(
         "memory",
-        f"{server.used_memory_human} used, maxmemory {maxmem}, policy {server.maxmemory_policy}",
+        f"{fmt.size(server.used_memory)} used, maxmemory {maxmem}, policy {server.maxmemory_policy}",
     )
     table.add_row("clients", str(server.connected_clients))
     table.add_row("keys", f"{server.keys:,}")
     version = s.gamedata
     if version:
         loaded_at = float(version.get("loaded_at", "0") or 0)
-        age = _duration(time.time() - loaded_at) + " ago" if loaded_at else "?"
+        age = fmt.age(time.time() - loaded_at) if loaded_at else "?"
         table.add_row(
             "gamedata",
             f"{_short(version.get('content_hash'))} loaded {age} by {version.get('operator', '?')}: "
@@ -186,7 +175,7 @@ def simulation(result: SimResult) -> None:
     note = " (interrupted)" if result.interrupted else ""
     console.print(
         f"simulated {result.players} players on {result.workers} workers for "
-        f"{result.duration_s:.1f} s{crashed}{note}"
+        f"{fmt.duration(result.duration_s)}{crashed}{note}"
     )
     console.print(
         f"  activity   {result.moves} moves, {result.fights} fights, "

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import (
     audited_redis,
     confirm,
@@ -14,26 +15,12 @@ from echoes_ops.cli.common import (
     run,
     stdout_console,
 )
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.operations.sessions import KickResult, SessionDetail, SessionList
 
 app = typer.Typer(help="List, inspect and kick player sessions.", no_args_is_help=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def _ttl(ttl: int) -> str:
-    return {-1: "none!", -2: "gone"}.get(ttl, f"{ttl}s")
 
 
 @app.command("list")
@@ -126,8 +113,8 @@ def list_(
             f"{row.hp}/{row.max_hp}",
             f"{row.stamina}/{row.max_stamina}",
             str(row.level),
-            _ttl(row.ttl),
-            _age(row.heartbeat_age) + (" STALE" if row.stale else ""),
+            fmt.ttl(row.ttl),
+            fmt.age(row.heartbeat_age) + (" STALE" if row.stale else ""),
         )
     stdout_console().print(table)
 
@@ -162,9 +149,9 @@ def show(
     console.print(f"player {s.character_id} ({s.username or '?'})")
     console.print(f"  location   {s.location_name or '?'} ({s.location_id})")
     console.print(f"  worker     {s.worker_id or '?'} ({alive})")
-    console.print(f"  session    TTL {_ttl(s.ttl)}, heartbeat {_age(s.heartbeat_age)} ago")
+    console.print(f"  session    TTL {fmt.ttl(s.ttl)}, heartbeat {fmt.age(s.heartbeat_age)}")
     console.print(
-        f"  inventory  {detail.inventory_items} item(s), TTL {_ttl(detail.inventory_ttl)}"
+        f"  inventory  {detail.inventory_items} item(s), TTL {fmt.ttl(detail.inventory_ttl)}"
     )
     sets = ", ".join(detail.in_locations) or "none"
     drift = (

@@ -10,6 +10,7 @@ import typer
 from echoes_ops.cli import render
 from echoes_ops.cli.common import confirm, emit_json, guard, is_tty, load_gamedata, state
 from echoes_ops.cli.data import GamedataOption
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.runtime.simulate import Progress, SimConfig
@@ -44,7 +45,7 @@ def simulate(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask before writing to a non-local Redis.")
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
+    json: JsonOption = False,
 ) -> None:
     """Run game workers with simulated players against Redis, then report delivery.
 

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import emit_json, fail, redis_client, run, stdout_console
-from echoes_ops.cli.data import JsonOption
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -18,32 +19,15 @@ if TYPE_CHECKING:
     from echoes_ops.operations.stats import StatsSnapshot
 
 
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def _pct(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.1%}"
-
-
 def render(s: StatsSnapshot, console: Console) -> None:
-    from datetime import datetime
-
     from rich.table import Table
 
     from echoes_ops.operations.keyspace import FAMILY_DESCRIPTIONS
 
-    when = datetime.fromtimestamp(s.taken_at).strftime("%Y-%m-%d %H:%M:%S")
     console.print(
-        f"[bold]Redis {s.version}[/] ({s.role}), up {s.uptime_s:,} s, {s.db_keys:,} keys "
-        f"in this database; at {when} (server clock), took {s.elapsed_s:.2f} s"
+        f"[bold]Redis {s.version}[/] ({s.role}), up {fmt.duration(s.uptime_s)}, {s.db_keys:,} keys "
+        f"in this database; at {fmt.timestamp(s.taken_at)} (server clock), "
+        f"took {fmt.timing(s.elapsed_s)}"
     )
     summary = Table(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="bold")
@@ -51,14 +35,14 @@ def render(s: StatsSnapshot, console: Console) -> None:
     c = s.counters
     summary.add_row(
         "cache",
-        f"hit rate {_pct(c.hit_rate)} since start ({c.keyspace_hits:,} hits, "
+        f"hit rate {fmt.percent(c.hit_rate)} since start ({c.keyspace_hits:,} hits, "
         f"{c.keyspace_misses:,} misses); {c.evicted_keys:,} evicted, {c.expired_keys:,} expired",
     )
     if s.interval is not None:
         i = s.interval
         summary.add_row(
             "last interval",
-            f"{i.seconds:.1f} s: hit rate {_pct(i.hit_rate)} ({i.keyspace_hits:,} hits, "
+            f"{fmt.duration(i.seconds)}: hit rate {fmt.percent(i.hit_rate)} ({i.keyspace_hits:,} hits, "
             f"{i.keyspace_misses:,} misses), {i.ops_per_sec:,.1f} ops/s, "
             f"{i.evicted_keys:,} evicted, {i.expired_keys:,} expired",
         )
@@ -68,13 +52,13 @@ def render(s: StatsSnapshot, console: Console) -> None:
         f"{c.commands_processed:,} commands since start",
     )
     m = s.memory
-    limit = _bytes(m.max_bytes) if m.max_bytes else "no limit"
-    share = f" ({_pct(m.used_of_max)})" if m.used_of_max is not None else ""
+    limit = fmt.size(m.max_bytes) if m.max_bytes else "no limit"
+    share = f" ({fmt.percent(m.used_of_max)})" if m.used_of_max is not None else ""
     frag = f"{m.fragmentation_ratio:.2f}" if m.fragmentation_ratio is not None else "?"
     summary.add_row(
         "memory",
-        f"{_bytes(m.used_bytes)} used{share} of maxmemory {limit}, peak {_bytes(m.peak_bytes)}, "
-        f"rss {_bytes(m.rss_bytes)}, fragmentation {frag}, policy {m.policy}",
+        f"{fmt.size(m.used_bytes)} used{share} of maxmemory {limit}, peak {fmt.size(m.peak_bytes)}, "
+        f"rss {fmt.size(m.rss_bytes)}, fragmentation {frag}, policy {m.policy}",
     )
     cl = s.clients
     if cl.visible:
@@ -120,7 +104,7 @@ def render(s: StatsSnapshot, console: Console) -> None:
             table.add_row(
                 name,
                 f"{f.keys:,}",
-                mark + _bytes(f.estimated_bytes),
+                mark + fmt.size(f.estimated_bytes),
                 f"{f.sampled:,}",
                 FAMILY_DESCRIPTIONS[name],
             )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoes_ops.cli import render
 from echoes_ops.cli.common import emit_json, redis_client, run
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.operations.status import Status
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 def status(
     ctx: typer.Context,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json: JsonOption = False,
 ) -> None:
     """Server (version, mode, memory, eviction policy, uptime), gamedata version, and counts
     of sessions, players in locations, workers and locks.

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import fail, run, state
-from echoes_ops.cli.data import JsonOption
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def human_line(message: TailMessage) -> str:
 
 
 def gap_line(gap: TailGap) -> str:
-    return f"reconnected after {gap.duration:.1f} s; messages published in the gap were lost"
+    return f"reconnected after {fmt.timing(gap.duration)}; messages published in the gap were lost"
 
 
 def _json_line(data: dict[str, Any]) -> str:

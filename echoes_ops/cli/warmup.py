@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import audited_redis, emit_json, guard, is_tty, run, state, warn
 from echoes_ops.cli.data import GamedataOption
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import BusyError, ConfigError, ExitCode, OpsError
 
 if TYPE_CHECKING:
@@ -76,11 +78,11 @@ def _summary(report: WarmupReport) -> str:
     verb, removed = ("to write", "to remove") if report.dry_run else ("written", "removed")
     head = "warmup (dry run, nothing written)" if report.dry_run else "warmup"
     if d["sessions"] is None and d["inventories"] is None:
-        parts = [f"{head}: {report.elapsed_s:.2f} s"]
+        parts = [f"{head}: {fmt.timing(report.elapsed_s)}"]
     else:
         parts = [
             f"{head}: {report.characters:,} characters active in the last "
-            f"{report.active_within_minutes} min, {report.elapsed_s:.2f} s "
+            f"{fmt.duration(report.active_within_minutes * 60)}, {fmt.timing(report.elapsed_s)} "
             f"({report.rows_per_s:,.0f}/s)"
         ]
     if d["sessions"] is not None:
@@ -148,7 +150,7 @@ def warmup(
         bool,
         typer.Option("--dry-run", help="Read and report what would be written; write nothing."),
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")] = False,
+    json: JsonOption = False,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Print a one-line summary on stderr."),

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import (
     audited_redis,
     confirm,
@@ -14,12 +15,12 @@ from echoes_ops.cli.common import (
     run,
     stdout_console,
 )
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.operations.workers import CleanupResult, WorkerInfo
 
 app = typer.Typer(help="Game workers: liveness, connections, cleanup.", no_args_is_help=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 @app.command("list")
@@ -58,12 +59,11 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     ):
         table.add_column(column)
     for w in workers:
-        beat = "unknown" if w.heartbeat_age is None else f"{w.heartbeat_age:.0f}s ago"
         table.add_row(
             w.worker_id,
             "alive" if w.alive else "DEAD",
-            beat,
-            {-2: "gone", -1: "none"}.get(w.meta_ttl, f"{w.meta_ttl}s"),
+            fmt.age(w.heartbeat_age),
+            fmt.ttl(w.meta_ttl),
             "yes" if w.client_connected else "no",
             str(w.connections),
             str(w.players),

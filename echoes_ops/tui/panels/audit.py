@@ -7,8 +7,8 @@ import json
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from echoes_ops.fmt import clock_time
 from echoes_ops.operations.audit import AuditRecord
-from echoes_ops.tui.fmt import clock_time
 from echoes_ops.tui.jobs import load
 from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.model import DashboardState

@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
-from echoes_ops.tui.fmt import clock_time
+from echoes_ops.fmt import clock_time
 from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.panels.tablesync import Filler, Row, patch
 from echoes_ops.tui.source import Source

@@ -12,8 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from echoes_ops.fmt import duration, maybe
 from echoes_ops.operations.flags import FlagStatus, SetResult
-from echoes_ops.tui.fmt import duration, maybe
 from echoes_ops.tui.jobs import act, load
 from echoes_ops.tui.messages import ActionDone, Loaded, LoadFailed
 from echoes_ops.tui.modals import ConfirmScreen

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from echoes_ops.tui.fmt import clock_time
+from echoes_ops.fmt import clock_time
 from echoes_ops.tui.model import DashboardState
 
 

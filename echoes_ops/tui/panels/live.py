@@ -11,8 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Input, RichLog, Static
 
+from echoes_ops.fmt import clock_time, duration
 from echoes_ops.operations.tail import TailEvent, TailGap, TailMessage
-from echoes_ops.tui.fmt import clock_time, duration
 
 KEEP = 2000  # events kept for re-filtering
 SHOW_PER_BATCH = 25  # lines drawn per batch (about 6 a second) at most; the rest counted

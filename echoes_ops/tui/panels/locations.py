@@ -6,8 +6,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from echoes_ops.fmt import bar, duration, maybe, number
 from echoes_ops.operations.locations import LocationDetail, LocationList
-from echoes_ops.tui.fmt import bar, duration, maybe, number
 from echoes_ops.tui.jobs import load
 from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.base import Row, TablePanel

@@ -8,9 +8,9 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
+from echoes_ops.fmt import duration, ttl_ms
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult
 from echoes_ops.runtime.lock import operator_owner
-from echoes_ops.tui.fmt import duration
 from echoes_ops.tui.jobs import act, load
 from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.modals import ConfirmScreen, HoldRequest, HoldScreen
@@ -21,10 +21,8 @@ from echoes_ops.tui.source import Source
 
 def remaining(info: LockInfo, elapsed: float) -> str:
     """The lock's TTL as of ``elapsed`` seconds after it was read (counting down)."""
-    if info.ttl_ms == -1:
-        return "no TTL"
     if info.ttl_ms < 0:
-        return "gone"
+        return ttl_ms(info.ttl_ms)
     left = info.ttl_ms / 1000 - elapsed
     return "expired?" if left <= 0 else duration(left)
 
@@ -75,7 +73,7 @@ def render_lock(info: LockInfo, elapsed: float = 0.0) -> RenderableType:
 
 
 def describe_hold(result: HoldResult) -> str:
-    return f"holding {result.key} as {result.owner} for {result.ttl_ms / 1000:g} s"
+    return f"holding {result.key} as {result.owner} for {ttl_ms(result.ttl_ms)}"
 
 
 def describe_release(result: ReleaseResult) -> str:

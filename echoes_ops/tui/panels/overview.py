@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Sparkline, Static
 
-from echoes_ops.tui.fmt import clock_time, number, percent, size
+from echoes_ops.fmt import clock_time, number, percent, size
 from echoes_ops.tui.model import DashboardState
 
 

@@ -12,8 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
+from echoes_ops.fmt import duration, maybe, number, ttl
 from echoes_ops.operations.sessions import KickResult, SessionPage, SessionSummary
-from echoes_ops.tui.fmt import duration, maybe, number, ttl
 from echoes_ops.tui.jobs import act, load
 from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.modals import ConfirmScreen

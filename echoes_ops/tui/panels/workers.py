@@ -7,9 +7,9 @@ from rich.table import Table
 from rich.text import Text
 
 from echoes_ops.contract import codec
+from echoes_ops.fmt import duration, maybe, number, ttl
 from echoes_ops.operations.drilldown import WorkerDetail
 from echoes_ops.operations.tiermap import WorkerLiveness
-from echoes_ops.tui.fmt import duration, maybe, number, ttl
 from echoes_ops.tui.jobs import load
 from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.base import Row, TablePanel
