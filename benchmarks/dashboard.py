@@ -1,7 +1,7 @@
 """What the dashboard costs at scale: refresh time, the longest server command, UI stalls.
 
 Run:  .venv/bin/python benchmarks/dashboard.py [--sessions 100000] [--locations 500]
-          [--rate 1000] [--cycles 20] [--ui-seconds 10] [--source process|thread]
+          [--rate 1000] [--cycles 20] [--ui-seconds 10] [--source process|inline]
           [--rt-redis]      (TRACE_STALLS=1: print stalls over 50 ms, full collections)
 
 Starts a private redis-server and fills it with SESSIONS sessions (fields as the game
@@ -28,9 +28,10 @@ machine's scheduling (on a loaded 2-core machine a preempted command waits out a
 task's time slice, ~2.5 ms). It goes back to normal scheduling before stage 3. The script
 prints redis-server's involuntary context switches during stages 1-2 either way.
 
-``--source process`` (the default, what ``echoes-ops dashboard`` runs) polls in the
-dashboard's poller process; ``--source thread`` runs the same source on a thread of the
-screen's process (the design before issue #7's fix) for comparison.
+``--source process`` (the default, the only way ``echoes-ops dashboard`` runs) polls in the
+dashboard's poller process; ``--source inline`` runs the same ``RedisSource`` on the
+screen's own event loop, for comparison (the thread runner of issue #7's comparison was
+removed with issue #19: the dashboard runs its source one way).
 
 For each poll, ``cpu`` is this process's CPU time per run (the source runs here in stages
 1-2) and the slowest server command is printed below the table. Every wait is bounded; the
@@ -296,7 +297,7 @@ async def ui_stalls(
     """Run the dashboard headless; return the longest and p99 event-loop stall (ms), the
     pub/sub messages the live tab received and the key-press latencies (s)."""
     options = json.loads(os.environ.get("UI_OPTIONS", "{}"))
-    if source == "thread":
+    if source == "inline":
         options["source"] = RedisSource(settings)
     app = create_app(settings, refresh=1.0, **options)
     lags: list[float] = []
@@ -332,7 +333,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--ui-seconds", type=float, default=10.0)
-    parser.add_argument("--source", choices=("process", "thread"), default="process")
+    parser.add_argument("--source", choices=("process", "inline"), default="process")
     parser.add_argument("--rt-redis", action="store_true", help="redis-server at SCHED_FIFO")
     args = parser.parse_args()
     print(f"start: {load()}")

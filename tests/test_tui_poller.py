@@ -118,3 +118,41 @@ async def test_no_poller_starts_after_close(redis_url: str) -> None:
     with pytest.raises(PollerGone, match="stopped"):
         await source.snapshot()
     assert source.poller.proc is None
+
+
+def test_the_calls_are_declared_once() -> None:
+    """CALLS is the one list: the Protocol's async calls, all implemented by RedisSource,
+    each proxied by ProcessSource; writes carry the words a read-only dashboard refuses
+    them with."""
+    import inspect
+
+    from echoes_ops.tui.source import CALLS, RedisSource, Source
+
+    declared = {n for n, v in vars(Source).items() if inspect.iscoroutinefunction(v)}
+    assert set(CALLS) == declared - {"close"}
+    for name in CALLS:
+        assert inspect.iscoroutinefunction(getattr(RedisSource, name)), name
+    source = ProcessSource(Settings.from_dsn("redis://127.0.0.1:1/0"))
+    assert callable(source.snapshot)
+    with pytest.raises(AttributeError):
+        _ = source.no_such_call
+    assert {n for n, refused in CALLS.items() if refused} == {
+        "kick",
+        "hold_lock",
+        "release_lock",
+        "force_release_lock",
+        "send_broadcast",
+        "set_flag",
+    }
+
+
+async def test_dashboard_json_reads_through_the_poller(redis_url: str) -> None:
+    """``dashboard --json`` reads the way the screen does (one way in production)."""
+    import json
+
+    from tests.cli_helpers import cli
+
+    out = await asyncio.to_thread(cli, "dashboard", "--json", env={"REDIS_URL": redis_url})
+    assert out.code == 0, out.stderr
+    reading = json.loads(out.stdout)
+    assert set(reading) >= {"target", "write_access", "snapshot", "tier", "drift"}

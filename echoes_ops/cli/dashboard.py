@@ -50,9 +50,9 @@ def dashboard(
 
 
 async def _one_reading(settings: Any) -> dict[str, Any]:
-    from echoes_ops.tui.source import RedisSource
+    from echoes_ops.tui.process_source import ProcessSource
 
-    source = RedisSource(settings, read_only=True)
+    source = ProcessSource(settings, read_only=True)  # the same way the screen reads
     try:
         access = await source.open()
         return {

@@ -21,37 +21,18 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Coroutine
+from typing import Any
 
 from echoes_ops.config import Settings
 from echoes_ops.errors import OpsError
 from echoes_ops.operations.tail import TailEvent
-from echoes_ops.tui.background import BackgroundLoop
-from echoes_ops.tui.source import RedisSource
-from echoes_ops.tui.wire import CALLS, BrokenStreamError, frame, portable, read_frame
+from echoes_ops.tui.source import CALLS, RedisSource
+from echoes_ops.tui.wire import BrokenStreamError, frame, portable, read_frame
 
-T = TypeVar("T")
 FLUSH_EVERY = 0.05  # seconds between two batches of tail events
 MAX_PENDING = 5000  # tail events held while the dashboard does not read; older ones dropped
 NICENESS = 5
-
-
-class InlineLoop(BackgroundLoop):
-    """The poller's runner: calls run on the poller's own (only) event loop."""
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await coro
-
-    async def stream(self, make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
-        async for item in make():
-            yield item
-
-    async def cancel_all(self) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
 
 
 class Server:
@@ -179,7 +160,6 @@ async def main() -> None:
     if not isinstance(settings, Settings):
         raise SystemExit("poller: the first frame must be (settings, read_only)")
     source = RedisSource(settings, read_only=bool(read_only))
-    source.runner = InlineLoop()
     server = Server(source, writer)
     try:
         await server.serve(reader)

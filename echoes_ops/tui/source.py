@@ -1,18 +1,20 @@
 """The dashboard's data source: the only thing that reaches Redis and PostgreSQL.
 
 :class:`Source` is the interface the app and panels use; :class:`RedisSource` implements it
-with the operations the CLI uses. The dashboard runs it in its poller process
-(:class:`~echoes_ops.tui.process_source.ProcessSource`); ``dashboard --json`` runs it here;
-tests and snapshots use a deterministic in-memory one.
+with the operations the CLI uses. The dashboard, ``dashboard --json`` included, runs it one way: in its poller process,
+through :class:`~echoes_ops.tui.process_source.ProcessSource`, whose proxies and the wire
+protocol are generated from :data:`CALLS`. Tests of the calls themselves and the dashboard
+benchmark's first stages call a :class:`RedisSource` directly; snapshot and pilot tests use
+a deterministic in-memory one.
 Every method returns typed results and raises :class:`~echoes_ops.errors.OpsError` only.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from echoes_ops.client.live import translated
 from echoes_ops.errors import NotFoundError
@@ -40,7 +42,6 @@ from echoes_ops.operations.sessions import (
 from echoes_ops.operations.static_data import read_version
 from echoes_ops.operations.tail import Subscriptions, TailEvent, tail
 from echoes_ops.operations.tiermap import worker_liveness
-from echoes_ops.tui.background import offloaded
 from echoes_ops.tui.model import (
     BroadcastDraft,
     BroadcastPlan,
@@ -101,11 +102,38 @@ class Source(Protocol):
     async def set_flag(self, value: str, reason: str) -> SetResult: ...
 
 
+# The Source calls that cross to the poller, declared once: each name with the words a
+# read-only dashboard refuses it with (None: a read). The poller runs only these
+# (:mod:`echoes_ops.tui.poller`), ProcessSource's proxies are made from them
+# (:mod:`echoes_ops.tui.process_source`), and a test holds them equal to the Protocol's
+# async methods (``close`` and the ``tail`` stream have their own frames).
+CALLS: Final[Mapping[str, str | None]] = {
+    "open": None,
+    "snapshot": None,
+    "tier": None,
+    "drift": None,
+    "session_page": None,
+    "session_detail": None,
+    "location_detail": None,
+    "worker_detail": None,
+    "lock_detail": None,
+    "flag_status": None,
+    "audit": None,
+    "preview_broadcast": None,
+    "kick": "kick",
+    "hold_lock": "lock hold",
+    "release_lock": "lock release",
+    "force_release_lock": "force release",
+    "send_broadcast": "broadcast",
+    "set_flag": "flag change",
+}
+
+
 class RedisSource(WriteActions):
     """A :class:`Source` over a real Redis (and PostgreSQL when configured). Its calls run
-    on its own background loop (:mod:`echoes_ops.tui.background`)."""
+    on the caller's event loop: the poller process's (:mod:`echoes_ops.tui.poller`) for
+    the dashboard; a test's or a benchmark's when they time the calls themselves."""
 
-    @offloaded
     async def open(self) -> WriteAccess:
         """Connect and find out whether this user may write (a replica or an ACL user
         without write permissions makes the dashboard read-only)."""
@@ -116,7 +144,6 @@ class RedisSource(WriteActions):
             self.read_only = True
         return access
 
-    @offloaded
     async def snapshot(self) -> Snapshot:
         """The fast poll. Workers and locks are read by name: those the last census found
         plus live workers (a connected client named after a worker with a meta key) and
@@ -160,7 +187,6 @@ class RedisSource(WriteActions):
                 self.known_locks.discard(name)  # expired or released
         return out
 
-    @offloaded
     async def tier(self) -> TierView:
         with translated(self.display):
             summary = await overview.tier_summary(self.redis())
@@ -168,7 +194,6 @@ class RedisSource(WriteActions):
         self.known_locks = set(summary.lock_names)
         return TierView(summary, self.clock())
 
-    @offloaded
     async def drift(self) -> DriftView:
         started = time.perf_counter()
         with translated(self.display):
@@ -176,7 +201,6 @@ class RedisSource(WriteActions):
         counts = {kind: report.found for kind, report in plan.report.kinds.items()}
         return DriftView(counts, self.clock(), time.perf_counter() - started)
 
-    @offloaded
     async def session_page(self, query: str, cursor: str) -> SessionPage:
         """Sessions by id (digits: that one session), by name (a substring), or all;
         paged through SCAN from ``cursor``."""
@@ -190,36 +214,30 @@ class RedisSource(WriteActions):
                 return SessionPage([found.summary], "0", 1)
             return await page_sessions(self.redis(), cursor, PAGE_SIZE, name=text or None)
 
-    @offloaded
     async def session_detail(self, character_id: int) -> SessionView:
         with translated(self.display):
             detail = await show_session(self.redis(), character_id)
             inventory = await inventory_preview(self.redis(), character_id)
         return SessionView(detail, inventory)
 
-    @offloaded
     async def location_detail(self, location_id: str) -> LocationDetail:
         with translated(self.display):
             return await show_location(self.redis(), location_id)
 
-    @offloaded
     async def worker_detail(self, worker_id: str) -> WorkerDetail:
         with translated(self.display):
             return await worker_detail(self.redis(), worker_id)
 
-    @offloaded
     async def lock_detail(self, name: str) -> LockInfo:
         with translated(self.display):
             return await show_lock(self.redis(), name)
 
-    @offloaded
     async def flag_status(self) -> FlagStatus:
         """REDIS_ENABLED in PostgreSQL, the env file and the Redis mirror, and what each
         live worker applied. Unreadable sources are reported in the result, not raised."""
         async with LazyRedis(self.target) as lazy:
             return await flag_status(self.dsn, env_file=self.env_file, redis=lazy)
 
-    @offloaded
     async def audit(self, limit: int) -> AuditView:
         log = AuditLog(operator=self.operator, redis=self.redis(), database_url=self.dsn)
         with translated(self.display):
@@ -228,8 +246,7 @@ class RedisSource(WriteActions):
         return AuditView(source, records, note)
 
     def tail(self, on_status: Callable[[str], None]) -> AsyncIterator[TailEvent]:
-        """Decoded messages on the four channel families, reconnecting by itself; read
-        and decoded on the background loop. ``on_status`` is called there too."""
+        """Decoded messages on the four channel families, reconnecting by itself."""
 
         def subscribed(subs: Subscriptions) -> None:
             on_status("listening on " + ", ".join(subs.names))
@@ -237,6 +254,4 @@ class RedisSource(WriteActions):
         def lost(error: str) -> None:
             on_status(f"connection lost ({error}); reconnecting")
 
-        return self.runner.stream(
-            lambda: tail(self.target, on_subscribed=subscribed, on_disconnected=lost)
-        )
+        return tail(self.target, on_subscribed=subscribed, on_disconnected=lost)

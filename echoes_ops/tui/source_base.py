@@ -18,7 +18,6 @@ from echoes_ops.client.live import make_polling_client, translated
 from echoes_ops.config import Settings
 from echoes_ops.errors import OpsError, RefusedError
 from echoes_ops.operations.audit import AuditEntry, AuditLog, audited
-from echoes_ops.tui.background import BackgroundLoop
 
 CLIENT_NAME = "echoes-ops-dashboard"
 
@@ -34,7 +33,6 @@ class SourceBase:
         self.operator = settings.operator_name()
         self.read_only = read_only  # --read-only, or the ACL user may not write
         self.warnings: list[str] = []
-        self.runner = BackgroundLoop()
         self._client: Redis | None = None
         # names the fast poll reads (from the last census); None: not known yet
         self.known_workers: set[str] | None = None
@@ -49,11 +47,6 @@ class SourceBase:
         return self._client
 
     async def close(self) -> None:
-        await self.runner.run(self.runner.cancel_all())
-        await self.runner.run(self._close())
-        self.runner.stop()
-
-    async def _close(self) -> None:
         if self._client is not None:
             with contextlib.suppress(OpsError), translated(self.display):
                 await self._client.aclose()

@@ -3,7 +3,8 @@
 A frame is a 4-byte big-endian length and a pickle of one tuple. Both ends are this
 package, started together: pickle carries the operations' typed results as they are.
 
-Dashboard to poller: ``("call", id, method, args, read_only)``, ``("tail", id)``,
+Dashboard to poller: ``("call", id, method, args, read_only)`` (``method`` one of
+:data:`echoes_ops.tui.source.CALLS`), ``("tail", id)``,
 ``("cancel", id)``. Poller to dashboard: ``("ok", id, value, warnings)``, ``("err", id,
 error, warnings)``, and for a tail ``("items", id, events)``, ``("status", id, text)``,
 ``("end", id, error or None)``.
@@ -20,30 +21,6 @@ from echoes_ops.errors import OpsError
 
 HEADER: Final = struct.Struct(">I")
 MAX_FRAME: Final = 256 * 1024 * 1024  # a frame longer than this is a broken stream
-
-# The Source methods the poller runs for the dashboard (nothing else is callable).
-CALLS: Final = frozenset(
-    {
-        "open",
-        "snapshot",
-        "tier",
-        "drift",
-        "session_page",
-        "session_detail",
-        "location_detail",
-        "worker_detail",
-        "lock_detail",
-        "flag_status",
-        "audit",
-        "kick",
-        "hold_lock",
-        "release_lock",
-        "force_release_lock",
-        "preview_broadcast",
-        "send_broadcast",
-        "set_flag",
-    }
-)
 
 
 class BrokenStreamError(OpsError):

@@ -18,7 +18,6 @@ from echoes_ops.operations.flags import SetResult
 from echoes_ops.operations.locks import HoldResult, ReleaseResult
 from echoes_ops.operations.sessions import KickResult
 from echoes_ops.operations.sessions import kick as kick_player
-from echoes_ops.tui.background import offloaded
 from echoes_ops.tui.model import BroadcastDraft, BroadcastPlan
 from echoes_ops.tui.source_base import SourceBase
 
@@ -26,7 +25,6 @@ KINDS = ("global", "location", "player")
 
 
 class WriteActions(SourceBase):
-    @offloaded
     async def kick(self, character_id: int, reason: str) -> KickResult:
         self.check_writable("kick")
         args = {"id": character_id, "reason": reason}
@@ -35,7 +33,6 @@ class WriteActions(SourceBase):
             entry.detail = result.as_dict()
             return result
 
-    @offloaded
     async def hold_lock(self, name: str, ttl: float, reason: str) -> HoldResult:
         self.check_writable("lock hold")
         args = {"name": name, "ttl": ttl, "reason": reason}
@@ -48,7 +45,6 @@ class WriteActions(SourceBase):
             self.known_locks.add(held.name)
         return held
 
-    @offloaded
     async def release_lock(self, name: str) -> ReleaseResult:
         self.check_writable("lock release")
         async with self.audited("locks.release", {"name": name}) as entry:
@@ -56,7 +52,6 @@ class WriteActions(SourceBase):
             entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
             return done
 
-    @offloaded
     async def force_release_lock(self, name: str, seen_value: str, reason: str) -> ReleaseResult:
         """Delete the lock only while it still holds the value the operator confirmed; the
         operator confirmed after seeing the owner's liveness, so a live owner is broken
@@ -72,7 +67,6 @@ class WriteActions(SourceBase):
                 entry.detail["note"] = done.note
             return done
 
-    @offloaded
     async def preview_broadcast(self, draft: BroadcastDraft) -> BroadcastPlan:
         """Check the draft, build its envelope and count its audience (a dry run)."""
         envelope = await self._envelope(draft)
@@ -80,7 +74,6 @@ class WriteActions(SourceBase):
             preview = await bc.send(self.redis(), draft.kind, envelope, dry_run=True)
         return BroadcastPlan(draft, envelope, preview)
 
-    @offloaded
     async def send_broadcast(self, plan: BroadcastPlan) -> BroadcastResult:
         """Publish the previewed envelope as shown (only ``sent_at`` is stamped anew)."""
         self.check_writable("broadcast")
@@ -115,7 +108,6 @@ class WriteActions(SourceBase):
             raise bc.BroadcastArgumentError(f"player id must be a number, got {target!r}")
         return bc.personal_envelope(int(target), draft.message)
 
-    @offloaded
     async def set_flag(self, value: str, reason: str) -> SetResult:
         """Flip REDIS_ENABLED as ``flags set`` does: PostgreSQL first, the env file, then the
         Redis mirror when reachable; audited as flags.set."""
