@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from echoes_ops.contract import keys
-from echoes_ops.runtime import lock
+from echoes_ops.primitives import lock
 from echoes_ops.runtime.lease import LockLostError, try_lease
 
 

@@ -1,6 +1,6 @@
 """Distributed locks as operators see them: list, show, hold, release, force-release, extend.
 
-Values are ``<owner>#<hex>`` (ours, ``runtime/lock.py``) or a bare worker id (the plan's
+Values are ``<owner>#<hex>`` (ours, ``primitives/lock.py``) or a bare worker id (the plan's
 code). An operator's owner is ``operator.<name>``. Every write is compare-and-act in Lua:
 release deletes only the exact value the caller holds or saw, extend prolongs only that
 value, so a lock that expired and was taken by a new owner meanwhile is never touched.
@@ -24,7 +24,7 @@ from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import BusyError, ExitCode, NotFoundError, OpsError, RefusedError
 from echoes_ops.operations.broadcast import BroadcastArgumentError, check_text
 from echoes_ops.operations.tiermap import client_names
-from echoes_ops.runtime import lock
+from echoes_ops.primitives import lock
 
 MAX_HOLD_SECONDS = 86_400
 MAX_REASON_CHARS = 500

@@ -42,7 +42,7 @@ from echoes_ops.operations.static_data import (
     flatten,
     read_version,
 )
-from echoes_ops.runtime import lock
+from echoes_ops.primitives import lock
 
 PRELOAD_LOCK = "echoes-ops.preload"
 PRELOAD_LOCK_TTL = 600.0

@@ -28,7 +28,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncpg
 from redis.asyncio import Redis
@@ -42,9 +42,25 @@ from echoes_ops.contract import flags as contract
 from echoes_ops.contract.flags import FlagUpdate
 from echoes_ops.errors import DecodeError, PostgresError
 from echoes_ops.runtime.fallback import PostgresReader
+from echoes_ops.runtime.state import Connection, WorkerOptions, WorkerStats
+from echoes_ops.runtime.tier import Tier
 
-if TYPE_CHECKING:
-    from echoes_ops.runtime.worker import Worker
+
+class FlagHost(Protocol):
+    """What :class:`WorkerFlags` needs of its worker (the reference
+    :class:`~echoes_ops.runtime.worker.Worker`), so this module does not import it back."""
+
+    worker_id: str
+    r: Redis
+    options: WorkerOptions
+    stats: WorkerStats
+    connections: dict[int, Connection]
+    tier: Tier
+    mode: str
+
+    async def _register(self) -> None:
+        """Write the worker's meta hash (its mode and flag fields) now."""
+
 
 _PG_ERRORS = (PostgresError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _REDIS_ERRORS = (RedisError, RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
@@ -177,7 +193,7 @@ class WorkerFlags:
     """A worker's flag state: the applied ``REDIS_ENABLED`` value, where it came from, the
     PostgreSQL listener and reader, and the switch back to Redis."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: FlagHost) -> None:
         self.worker = worker
         self.redis_enabled = True
         self.version: str | None = None

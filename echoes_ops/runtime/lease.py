@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.errors import OpsError
-from echoes_ops.runtime import lock
+from echoes_ops.primitives import lock
 
 
 class LockLostError(OpsError):

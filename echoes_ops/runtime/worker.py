@@ -22,10 +22,9 @@ import os
 import random
 import socket
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -40,98 +39,15 @@ from echoes_ops.errors import DecodeError, PostgresError
 from echoes_ops.runtime import fallback
 from echoes_ops.runtime.flags_listener import WorkerFlags
 from echoes_ops.runtime.lease import Lease, LockLostError
+from echoes_ops.runtime.state import Connection, Delivery, WorkerOptions, WorkerStats
 from echoes_ops.runtime.tier import Tier
+
+__all__ = ["SPAWN_LOCK", "Connection", "Delivery", "Worker", "WorkerOptions", "WorkerStats"]
 
 SPAWN_LOCK = "spawn_manager"
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 SpawnTask = Callable[["Worker", Lease], Awaitable[None]]
-
-
-@dataclass
-class WorkerOptions:
-    worker_id: str
-    location_ids: Sequence[str] = ()
-    heartbeat_interval: float = keys.WORKER_HEARTBEAT_INTERVAL
-    meta_ttl: int = keys.WORKER_META_TTL
-    spawn_interval: float = 30.0
-    spawn_lock_ttl: float = 60.0
-    run_spawn_task: bool = True
-    idle_ping: float = 2.0
-    dead_after: float = 6.0
-    max_backoff: float = 2.0
-    routing: Literal["local", "plan"] = "local"
-    # an inbox stands in for a WebSocket, which keeps nothing: a short one keeps the garbage
-    # collector's work (and its pauses) small (benchmarks/pubsub.py: 1000 -> 32 took p99.9
-    # from 13 ms to 2.3 ms and the per-worker ceiling from 3,500 to 20,000 msg/s)
-    inbox_size: int = 32
-    seen_ids: int = 200_000
-    # keep every received msg_id and latency sample (simulate and benchmarks need them);
-    # off for a long-running worker, whose memory would otherwise grow with traffic
-    record_deliveries: bool = False
-    # REDIS_ENABLED switch (runtime/flags_listener.py): LISTEN here, read here in fallback
-    database_url: str | None = None
-    player_query: str = fallback.PLAYER_QUERY
-    inventory_query: str = fallback.INVENTORY_QUERY
-
-
-@dataclass
-class Delivery:
-    envelope: envelopes.Envelope
-    received_at: float
-
-
-@dataclass
-class Connection:
-    """A connected player on this worker (an in-memory WebSocket stand-in)."""
-
-    session: Session
-    inbox: deque[Delivery]
-    delivered: int = 0
-
-    @property
-    def character_id(self) -> int:
-        return self.session.character_id
-
-    @property
-    def location_id(self) -> str:
-        return self.session.location_id or ""
-
-
-@dataclass
-class WorkerStats:
-    received: Counter[str] = field(default_factory=Counter)
-    delivered: int = 0
-    duplicates: int = 0
-    undecodable: int = 0
-    reconnects: int = 0
-    gap_seconds: float = 0.0
-    spawn_runs: int = 0
-    spawn_skipped: int = 0
-    lock_lost: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    received_ids: set[str] = field(default_factory=set)
-    redis_reads: int = 0  # read_player/read_inventory served by Redis
-    postgres_reads: int = 0  # ... by PostgreSQL (fallback mode, or a Redis cache miss)
-    flag_changes: int = 0  # REDIS_ENABLED switches applied
-    flag_updates_ignored: int = 0  # duplicate, older or malformed flag updates
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "received": dict(self.received),
-            "delivered": self.delivered,
-            "duplicates": self.duplicates,
-            "undecodable": self.undecodable,
-            "reconnects": self.reconnects,
-            "gap_seconds": round(self.gap_seconds, 3),
-            "spawn_runs": self.spawn_runs,
-            "spawn_skipped": self.spawn_skipped,
-            "lock_lost": self.lock_lost,
-            "redis_reads": self.redis_reads,
-            "postgres_reads": self.postgres_reads,
-            "flag_changes": self.flag_changes,
-            "flag_updates_ignored": self.flag_updates_ignored,
-        }
 
 
 async def announce_spawn(worker: Worker, lease: Lease) -> None:

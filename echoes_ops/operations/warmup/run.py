@@ -29,7 +29,7 @@ from echoes_ops.operations.warmup.queries import (
     read_batch,
 )
 from echoes_ops.operations.warmup.report import WHAT_CHOICES, WarmupReport, parse_what, tally
-from echoes_ops.runtime import lock
+from echoes_ops.primitives import lock
 
 WARMUP_LOCK = "echoes-ops.warmup"
 # Lock TTL; the lock is extended after each batch, so a long run keeps it.

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 
 from echoes_ops.fmt import duration, ttl_ms
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult
-from echoes_ops.runtime.lock import operator_owner
+from echoes_ops.primitives.lock import operator_owner
 from echoes_ops.tui.jobs import act, load
 from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.modals import ConfirmScreen, HoldRequest, HoldScreen
