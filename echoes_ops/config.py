@@ -141,15 +141,34 @@ def url_has_password(url: str) -> bool:
     return bool(_UrlParts.parse(url).secret)
 
 
+# The words read as true and false, everywhere (settings, flags, env files, worker meta).
+TRUE_WORDS: frozenset[str] = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS: frozenset[str] = frozenset({"false", "0", "no", "off"})
+
+
+def parse_bool(text: str | None) -> bool | None:
+    """``text`` as a bool (any of :data:`TRUE_WORDS` / :data:`FALSE_WORDS`, any case,
+    surrounding blanks ignored); None when absent or not one of them."""
+    if text is None:
+        return None
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None
+
+
 def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}")
+    text = str(value)
+    if not text.strip():
+        return False  # an empty setting means off
+    parsed = parse_bool(text)
+    if parsed is None:
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return parsed
 
 
 def _as_int(name: str, value: Any, *, low: int, high: int) -> int:

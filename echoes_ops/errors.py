@@ -93,5 +93,9 @@ class PostgresError(OpsError):
     exit_code = ExitCode.POSTGRES
 
 
+class PostgresUnreachableError(PostgresError):
+    """PostgreSQL cannot be reached (refused, timed out, DNS): nothing was asked of it."""
+
+
 class RedisCommandError(OpsError):
     exit_code = ExitCode.REDIS

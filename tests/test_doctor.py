@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -154,13 +153,13 @@ def test_doctor_flags_each_misconfiguration(private_redis, client, tmp_path):
     skew = checks["clock_skew"]["details"]["workers"]["w-skew"]
     assert skew["source"] == "meta"
     assert skew["offset_s"] == pytest.approx(-40, abs=1.5)
-    sources = checks["redis_enabled"]["details"]["sources"]
-    assert {name: s["state"] for name, s in sources.items()} == {
-        "postgresql": "unknown",
-        "env_file": "true",
-        "redis_mirror": "false",
-        "workers": "true",
+    details = checks["redis_enabled"]["details"]
+    assert {s["source"]: (s["state"], s["effective"]) for s in details["sources"]} == {
+        "postgresql": ("not configured", None),
+        "env_file": ("set", "true"),
+        "redis": ("set", "false"),
     }
+    assert details["worker_values"] == {"true": 1}  # mode redis: REDIS_ENABLED true
 
 
 def test_doctor_human_output_explains_and_exits_1(private_redis, client):
@@ -202,7 +201,7 @@ def test_doctor_passes_a_good_tier(private_redis, client, tmp_path):
     code, checks = doctor(url, "--strict", env={"ECHOES_OPS_ENV_FILE": str(env_file)})
     named.close()
 
-    assert verdicts(checks) == dict.fromkeys(ops.CHECKS, "ok"), {
+    assert verdicts(checks) == dict.fromkeys(ops.CHECK_IDS, "ok"), {
         k: v["summary"] for k, v in checks.items() if v["verdict"] != "ok"
     }
     assert code == ExitCode.OK
@@ -359,6 +358,11 @@ async def _set_flag(dsn: str, value: str) -> None:
         await conn.close()
 
 
+def source(check: dict[str, Any], name: str) -> dict[str, Any]:
+    """One source of the REDIS_ENABLED check's details (a flag_status reading)."""
+    return next(s for s in check["details"]["sources"] if s["source"] == name)
+
+
 @pytest.mark.postgres
 def test_redis_enabled_against_postgresql(private_redis, client, database_url, tmp_path):
     c = client()
@@ -366,19 +370,19 @@ def test_redis_enabled_against_postgresql(private_redis, client, database_url, t
     env = {"DATABASE_URL": database_url}
     named = live_worker(url, c, "w1", server_now(c), mode="redis", redis_enabled="true")
     try:
-        # no table yet: the source is unknown, nothing fails
+        # no table yet: PostgreSQL cannot say, which is worth a warning, not a failure
         _, checks = doctor(url, env=env)
-        postgres = checks["redis_enabled"]["details"]["sources"]["postgresql"]
-        assert postgres["state"] == "unknown"
-        assert "db migrate" in postgres["note"]
-        assert checks["redis_enabled"]["verdict"] == "ok"
+        postgres = source(checks["redis_enabled"], "postgresql")
+        assert postgres["state"] == "error"
+        assert "db migrate" in postgres["detail"]
+        assert checks["redis_enabled"]["verdict"] == "warn"
 
         assert cli("db", "migrate", env=env).code == 0
         asyncio.run(_set_flag(database_url, "false"))
         # PostgreSQL says false, a live worker still runs on Redis: split
         code, checks = doctor(url, env=env)
         assert checks["redis_enabled"]["verdict"] == "fail"
-        assert "PostgreSQL says False" in checks["redis_enabled"]["summary"]
+        assert "have not applied REDIS_ENABLED=false: w1" in checks["redis_enabled"]["summary"]
         assert code == ExitCode.PROBLEMS_FOUND
 
         asyncio.run(_set_flag(database_url, "true"))
@@ -396,9 +400,9 @@ def test_postgresql_unreachable_is_unknown_not_fatal(private_redis, client):
     _, checks = doctor(
         private_redis.url, env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
     )
-    postgres = checks["redis_enabled"]["details"]["sources"]["postgresql"]
-    assert postgres["state"] == "unknown"
-    assert "cannot connect to PostgreSQL" in postgres["note"]
+    postgres = source(checks["redis_enabled"], "postgresql")
+    assert postgres["state"] == "unreachable"
+    assert "cannot connect to PostgreSQL" in postgres["detail"]
 
 
 # -- with the reference worker ------------------------------------------------------------------
@@ -421,7 +425,8 @@ async def test_doctor_with_a_running_reference_worker(private_redis):
     assert abs(checks["clock_skew"].details["workers"]["w1"]["offset_s"]) < 1.0
     assert checks["dead_workers"].verdict == "ok"
     assert checks["keys_without_ttl"].verdict == "ok"
-    assert checks["redis_enabled"].details["sources"]["workers"]["state"] == "true"
+    assert checks["redis_enabled"].details["worker_values"] == {"true": 1}
+    assert checks["redis_enabled"].details["modes"] == "1/1 workers redis"
     assert checks["static_data"].verdict == "fail"  # nothing preloaded
 
 
@@ -457,25 +462,6 @@ def test_buffer_limits_and_sizes():
     assert ops.parse_bytes("1k") == 1000
     assert ops.parse_bytes("1gb") == 2**30
     assert ops.parse_bytes("lots") is None
-
-
-def test_env_file_reading(tmp_path: Path):
-    path = tmp_path / "app.env"
-    path.write_text(
-        '# comment\nREDIS_ENABLED=true\nOTHER=1\nexport REDIS_ENABLED="false"  \n'
-        "REDIS_ENABLEDX=true\n"
-    )
-    assert ops.read_env_file(str(path), "REDIS_ENABLED") == ("false", str(path))
-    path.write_text("REDIS_ENABLED=off # rollback\n")
-    assert ops.read_env_file(str(path), "REDIS_ENABLED")[0] == "off"
-    path.write_text("NOTHING=1\n")
-    assert ops.read_env_file(str(path), "REDIS_ENABLED")[0] is None
-    value, note = ops.read_env_file(str(tmp_path / "missing.env"), "REDIS_ENABLED")
-    assert value is None
-    assert "cannot read" in note
-    assert [ops.flag_value(v) for v in ("TRUE", "0", "'yes'", "maybe", None)] == [
-        True, False, True, None, None,
-    ]  # fmt: skip
 
 
 def test_exit_code_mapping():

@@ -353,7 +353,7 @@ async def test_env_file_rename_failure_after_postgres_is_reported(migrated, env_
     def broken(tmp: Path, real: Path) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(ops, "_commit", broken)
+    monkeypatch.setattr(ops.envfile, "commit_replacement", broken)
     result = await ops.set_flag(
         migrated, "REDIS_ENABLED", "false", reason="x", operator="o", env_file=str(env_file)
     )
@@ -367,7 +367,7 @@ def test_partial_failure_exits_1_and_is_audited_as_failed(migrated, env_file, mo
     def broken(tmp: Path, real: Path) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(ops, "_commit", broken)
+    monkeypatch.setattr(ops.envfile, "commit_replacement", broken)
     env = env_of(migrated, ECHOES_OPS_ENV_FILE=str(env_file))
     out = cli("flags", "set", "REDIS_ENABLED", "false", "--reason", "x", "--yes", env=env)
     assert out.code == ExitCode.PROBLEMS_FOUND

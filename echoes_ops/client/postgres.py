@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from echoes_ops.config import redact_url
-from echoes_ops.errors import PostgresError
+from echoes_ops.errors import PostgresError, PostgresUnreachableError
 
 CONNECT_TIMEOUT = 5.0
 POSTGRES_SCHEMES = ("postgres", "postgresql")
@@ -46,7 +46,7 @@ async def connect_postgres(dsn: str) -> Any:
     try:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
     except TimeoutError:
-        raise PostgresError(
+        raise PostgresUnreachableError(
             f"PostgreSQL at {where} did not answer within {CONNECT_TIMEOUT:.0f}s"
         ) from None
     except OSError as exc:
@@ -54,7 +54,7 @@ async def connect_postgres(dsn: str) -> Any:
             reason = "connection refused"
         else:
             reason = exc.strerror or str(exc) or type(exc).__name__
-        raise PostgresError(
+        raise PostgresUnreachableError(
             f"cannot connect to PostgreSQL at {where}: {reason}".splitlines()[0]
         ) from None
     except asyncpg.PostgresError as exc:

@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
+from echoes_ops.config import parse_bool
 from echoes_ops.errors import ConfigError, DecodeError, NotFoundError
 
 # NOTIFY channel of the trigger on echoes_ops.flags (migration 1; kept equal by a test).
 PG_CHANNEL: Final = "echoes_ops_flags"
 
 REDIS_ENABLED: Final = "REDIS_ENABLED"
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -42,11 +40,9 @@ class FlagSpec:
 
     def parse(self, text: object) -> str:
         """The canonical stored form of ``text``; :class:`ConfigError` if it is not one."""
-        value = str(text).strip().lower()
-        if value in _TRUE:
-            return "true"
-        if value in _FALSE:
-            return "false"
+        parsed = parse_bool(str(text))
+        if parsed is not None:
+            return "true" if parsed else "false"
         raise ConfigError(f"{self.name} is a boolean flag: use true or false, not {text!r}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,14 +81,7 @@ def spec(name: str) -> FlagSpec:
 def as_bool(value: str | None) -> bool | None:
     """``"true"``/``"false"`` (any accepted spelling) as a bool; None when absent or not
     a boolean."""
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    return None
+    return parse_bool(value)
 
 
 def version_from_epoch(epoch: object) -> str:
@@ -180,3 +169,15 @@ META_FLAGS_SOURCE: Final = "flags_source"  # where it came from: postgresql, red
 META_FLAGS_APPLIED_AT: Final = "flags_applied_at"  # epoch seconds of the last change
 MODE_REDIS: Final = "redis"
 MODE_FALLBACK: Final = "fallback"
+# other spellings of the fallback mode a game's own workers may report
+FALLBACK_MODES: Final = frozenset({MODE_FALLBACK, "postgres", "postgresql", "local", "disabled"})
+
+
+def mode_means_enabled(mode: str | None) -> bool | None:
+    """What a worker's reported mode says about REDIS_ENABLED (None: cannot tell)."""
+    word = (mode or "").strip().lower()
+    if word == MODE_REDIS:
+        return True
+    if word in FALLBACK_MODES:
+        return False
+    return None
