@@ -1,4 +1,4 @@
-"""Distributed locks on ``lock:<name>`` keys (DESIGN.md decision 1).
+"""Distributed locks on ``lock:<name>`` keys (docs/design.md, decision 1).
 
 The value is ``<owner>#<random hex>``: unique per acquisition, with the owner still readable.
 Release and extend are compare-and-delete / compare-and-expire in Lua, so a holder whose TTL

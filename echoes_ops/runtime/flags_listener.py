@@ -1,6 +1,6 @@
 """How a reference worker follows the ``REDIS_ENABLED`` switch without a restart.
 
-Two paths bring a change (DESIGN.md, decision 8):
+Two paths bring a change (docs/design.md, decision 8):
 
 - PostgreSQL, the source of truth: a dedicated connection LISTENs on the channel the
   ``echoes_ops.flags`` trigger NOTIFYs. The connection is watched (termination callback,

@@ -1,7 +1,7 @@
 """Flag values in PostgreSQL (the source of truth), and setting them everywhere.
 
 Setting a flag must work while Redis is down, since that is when ``REDIS_ENABLED=false``
-is needed (DESIGN.md, decision 8). :func:`set_flag` therefore writes, in this order:
+is needed (docs/design.md, decision 8). :func:`set_flag` therefore writes, in this order:
 
 1. PostgreSQL (``echoes_ops.flags``), the source of truth. Its trigger NOTIFYs running
    workers, which switch within a second. If this fails, nothing else is written.
