@@ -314,11 +314,14 @@ def test_force_release_racing_a_new_owner_never_deletes_its_lock(env, sync_r, mo
     the operator confirms: nothing is deleted, and the message says why."""
     import echoes_ops.cli.locks as cli_locks
 
-    sync_r.set(SPAWN, "worker-1", px=300)  # dead owner, short TTL
+    # dead owner; its TTL runs out while the operator confirms (made to run out then, not
+    # after a fixed time the CLI may need to start on a loaded machine)
+    sync_r.set(SPAWN, "worker-1", px=60_000)
     asked: list[str] = []
 
     def confirm_slowly(message: str, *, yes: bool) -> None:
         asked.append(message)
+        sync_r.pexpire(SPAWN, 1)
         while sync_r.exists(SPAWN):  # the old lock runs out ...
             pass
         assert sync_r.set(SPAWN, "worker-2#fresh", nx=True, ex=60)  # ... and a new owner
@@ -337,9 +340,10 @@ def test_force_release_racing_a_new_owner_never_deletes_its_lock(env, sync_r, mo
     assert "new owner" in record["detail"]["error"]
 
     # gone and not retaken: nothing to delete, said so, exit 0
-    sync_r.set(SPAWN, "worker-3", px=300)
+    sync_r.set(SPAWN, "worker-3", px=60_000)
 
     def confirm_after_expiry(message: str, *, yes: bool) -> None:
+        sync_r.pexpire(SPAWN, 1)
         while sync_r.exists(SPAWN):
             pass
 
