@@ -41,6 +41,9 @@ ENV_VARS: dict[str, str] = {
     "gamedata_dir": "ECHOES_OPS_GAMEDATA",
     "operator": "ECHOES_OPS_OPERATOR",
     "env_file": "ECHOES_OPS_ENV_FILE",
+    "pg_statement_timeout": "ECHOES_OPS_PG_STATEMENT_TIMEOUT",
+    "pg_lock_timeout": "ECHOES_OPS_PG_LOCK_TIMEOUT",
+    "flags_timeout": "ECHOES_OPS_FLAGS_TIMEOUT",
     "warmup_characters_query": "ECHOES_OPS_WARMUP_CHARACTERS_QUERY",
     "warmup_inventory_query": "ECHOES_OPS_WARMUP_INVENTORY_QUERY",
 }
@@ -192,6 +195,30 @@ def _as_float(name: str, value: Any) -> float:
 
 
 @dataclass(frozen=True)
+class PgTimeouts:
+    """How long one PostgreSQL statement may run, and wait for a lock, before the server
+    cancels it (sent as ``statement_timeout`` / ``lock_timeout`` on every connection)."""
+
+    statement: float = 60.0  # seconds
+    lock: float = 10.0  # seconds
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(max(1, round(self.statement * 1000))),
+            "lock_timeout": str(max(1, round(self.lock * 1000))),
+        }
+
+
+FLAGS_TIMEOUT = 3.0  # seconds: the REDIS_ENABLED switch's wait for its row (lock_timeout)
+
+
+def switch_timeouts(seconds: float = FLAGS_TIMEOUT) -> PgTimeouts:
+    """The flag commands' timeouts: they must answer during an incident, so a short wait
+    for the flag's row (``lock_timeout``) and twice that for any statement."""
+    return PgTimeouts(statement=2 * seconds, lock=seconds)
+
+
+@dataclass(frozen=True)
 class RedisTarget:
     """Everything needed to open a Redis connection. ``url`` never holds a password."""
 
@@ -228,6 +255,11 @@ class Settings:
     redis_sentinel_master: str | None = None
     redis_timeout: float = 5.0
     database_url: Secret | None = None
+    # PostgreSQL: statement_timeout and lock_timeout of every connection, and the shorter
+    # wait of the REDIS_ENABLED switch (flags commands: lock_timeout, statement twice that)
+    pg_statement_timeout: float = 60.0
+    pg_lock_timeout: float = 10.0
+    flags_timeout: float = FLAGS_TIMEOUT
     gamedata_dir: str | None = None
     operator: str | None = None
     env_file: str | None = None
@@ -351,6 +383,12 @@ class Settings:
             return self.redis_password
         return None
 
+    def pg_timeouts(self) -> PgTimeouts:
+        return PgTimeouts(statement=self.pg_statement_timeout, lock=self.pg_lock_timeout)
+
+    def flag_timeouts(self) -> PgTimeouts:
+        return switch_timeouts(self.flags_timeout)
+
     def database_dsn(self) -> str | None:
         return self.database_url.reveal() if self.database_url else None
 
@@ -369,6 +407,7 @@ class Settings:
 
 _SECRETS = {"redis_password", "database_url"}
 _INTS = {"redis_port": (1, 65535), "redis_db": (0, 10_000)}
+_SECONDS = {"redis_timeout", "pg_statement_timeout", "pg_lock_timeout", "flags_timeout"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -382,8 +421,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _as_int(ENV_VARS.get(name, name).upper(), value, low=low, high=high)
     if name == "redis_tls":
         return _as_bool("REDIS_TLS", value)
-    if name == "redis_timeout":
-        return _as_float("REDIS_TIMEOUT", value)
+    if name in _SECONDS:
+        return _as_float(ENV_VARS[name], value)
     text = str(value)
     return text if text != "" else None
 

@@ -137,6 +137,7 @@ async def audited_redis(
         action=action,
         args=args,
         dry_run=dry_run,
+        pg_timeouts=settings.pg_timeouts(),
     ) as (r, entry, log):
         yield r, entry
     for message in log.warnings:

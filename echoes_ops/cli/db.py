@@ -35,12 +35,13 @@ def migrate(
     """
     from echoes_ops.operations.migrations import migrate as do_migrate
 
-    dsn = state(ctx).settings().database_dsn()
+    settings = state(ctx).settings()
+    dsn = settings.database_dsn()
     if not dsn:
         fail("DATABASE_URL is not set (or pass --database-url)", int(ExitCode.CONFIG))
 
     async def work() -> MigrateResult:
-        return await do_migrate(dsn, dry_run=dry_run)
+        return await do_migrate(dsn, dry_run=dry_run, timeouts=settings.pg_timeouts())
 
     result = run(ctx, work)
     if json:

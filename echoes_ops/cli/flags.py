@@ -102,10 +102,11 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """
     from echoes_ops.operations.flags import list_flags
 
-    dsn = _require_dsn(_settings(ctx))
+    settings = _settings(ctx)
+    dsn = _require_dsn(settings)
 
     async def work() -> list[FlagValue]:
-        return await list_flags(dsn)
+        return await list_flags(dsn, timeouts=settings.flag_timeouts())
 
     flags = run(ctx, work)
     if json:
@@ -144,10 +145,11 @@ def get(
     """
     from echoes_ops.operations.flags import get_flag
 
-    dsn = _require_dsn(_settings(ctx))
+    settings = _settings(ctx)
+    dsn = _require_dsn(settings)
 
     async def work() -> FlagValue:
-        return await get_flag(dsn, name)
+        return await get_flag(dsn, name, timeouts=settings.flag_timeouts())
 
     flag = run(ctx, work)
     if json:
@@ -180,7 +182,10 @@ def set_(
     LISTEN/NOTIFY), then the env file for restarts (replaced atomically, other lines and
     comments kept), then the Redis mirror and a config_changed message when Redis answers.
     Works while Redis is down (reported as a warning). If PostgreSQL fails nothing is
-    written. Asks for confirmation for REDIS_ENABLED; audited as flags.set.
+    written. If another session holds the flag's row in PostgreSQL, gives up after
+    ECHOES_OPS_FLAGS_TIMEOUT seconds (default 3) naming that session (pid, application,
+    how long), exit 8. Asks for confirmation for REDIS_ENABLED; audited as flags.set,
+    failures included.
 
     \b
     Examples:
@@ -213,6 +218,7 @@ def set_(
                 operator=operator,
                 env_file=env_path,
                 dry_run=True,
+                timeouts=settings.flag_timeouts(),
             )
 
         import asyncio
@@ -238,7 +244,9 @@ def set_(
         async with LazyRedis(target) as lazy:
             if target_error is not None:
                 lazy.error = target_error
-            log = FlagsAuditLog(operator=operator, database_url=dsn, lazy=lazy)
+            log = FlagsAuditLog(
+                operator=operator, database_url=dsn, lazy=lazy, pg_timeouts=settings.pg_timeouts()
+            )
             try:
                 async with audited(log, "flags.set", args, dry_run=dry_run) as entry:
                     result = await set_flag(
@@ -250,6 +258,7 @@ def set_(
                         env_file=env_path,
                         redis=lazy,
                         dry_run=dry_run,
+                        timeouts=settings.flag_timeouts(),
                     )
                     entry.detail = {
                         "previous": result.previous,
@@ -317,7 +326,11 @@ def status(
             if target_error is not None:
                 lazy.error = target_error
             return await flag_status(
-                settings.database_dsn(), spec.name, env_file=env_path, redis=lazy
+                settings.database_dsn(),
+                spec.name,
+                env_file=env_path,
+                redis=lazy,
+                timeouts=settings.flag_timeouts(),
             )
 
     st = run(ctx, work)

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from echoes_ops import __version__
-from echoes_ops.config import REDACTED, RedisTarget, Secret, redact_url
+from echoes_ops.config import REDACTED, PgTimeouts, RedisTarget, Secret, redact_url
 from echoes_ops.contract import keys
 from echoes_ops.errors import OpsError, PostgresError
 
@@ -72,6 +72,7 @@ class AuditLog:
     redis: Redis | None = None
     database_url: str | None = None
     warnings: list[str] = field(default_factory=list)
+    pg_timeouts: PgTimeouts = field(default_factory=PgTimeouts)
 
     async def write(self, record: AuditRecord) -> None:
         if self.redis is None and not self.database_url:
@@ -89,7 +90,7 @@ class AuditLog:
                 self.warnings.append(f"audit record not stored in Redis: {exc}")
         if self.database_url:
             try:
-                await _insert_pg(self.database_url, record)
+                await _insert_pg(self.database_url, record, self.pg_timeouts)
             except OpsError as exc:
                 self.warnings.append(f"audit record not stored in PostgreSQL: {exc}")
 
@@ -108,12 +109,12 @@ def _stream_fields(record: AuditRecord) -> Any:
     }
 
 
-async def _insert_pg(dsn: str, record: AuditRecord) -> None:
+async def _insert_pg(dsn: str, record: AuditRecord, timeouts: PgTimeouts) -> None:
     import asyncpg
 
     from echoes_ops.client.postgres import open_postgres
 
-    async with open_postgres(dsn) as conn:
+    async with open_postgres(dsn, timeouts=timeouts) as conn:
         try:
             await conn.execute(
                 "INSERT INTO echoes_ops.audit (at, operator, action, args, dry_run, result, "
@@ -180,7 +181,7 @@ async def read_audit(
     if log.database_url:
         from echoes_ops.client.postgres import open_postgres
 
-        async with open_postgres(log.database_url) as conn:
+        async with open_postgres(log.database_url, timeouts=log.pg_timeouts) as conn:
             import asyncpg
 
             try:
@@ -261,12 +262,15 @@ async def audited_redis(
     action: str,
     args: Mapping[str, Any],
     dry_run: bool,
+    pg_timeouts: PgTimeouts | None = None,
 ) -> AsyncIterator[tuple[Redis, AuditEntry, AuditLog]]:
     """Open Redis and run the block audited. A failure to connect is recorded too (in
     PostgreSQL, the one sink left), then re-raised."""
     from echoes_ops.client.connect import open_redis
 
     log = AuditLog(operator=operator, database_url=database_url)
+    if pg_timeouts is not None:
+        log.pg_timeouts = pg_timeouts
     connected = False
     try:
         async with open_redis(target) as r:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from echoes_ops.client.postgres import open_postgres
+from echoes_ops.client.postgres import DEFAULT_TIMEOUTS, open_postgres
+from echoes_ops.config import PgTimeouts
 
 SCHEMA: Final = "echoes_ops"
 FLAGS_CHANNEL: Final = "echoes_ops_flags"  # NOTIFY channel for flag changes
@@ -81,9 +82,11 @@ async def current_version(conn: Any) -> int:
     )
 
 
-async def migrate(dsn: str, *, dry_run: bool = False) -> MigrateResult:
+async def migrate(
+    dsn: str, *, dry_run: bool = False, timeouts: PgTimeouts = DEFAULT_TIMEOUTS
+) -> MigrateResult:
     """Apply pending migrations, each in its own transaction."""
-    async with open_postgres(dsn) as conn:
+    async with open_postgres(dsn, timeouts=timeouts) as conn:
         current = await current_version(conn)
         pending = [number for number, _, _ in MIGRATIONS if number > current]
         if dry_run or not pending:

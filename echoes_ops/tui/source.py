@@ -236,7 +236,12 @@ class RedisSource(WriteActions):
         """REDIS_ENABLED in PostgreSQL, the env file and the Redis mirror, and what each
         live worker applied. Unreadable sources are reported in the result, not raised."""
         async with LazyRedis(self.target) as lazy:
-            return await flag_status(self.dsn, env_file=self.env_file, redis=lazy)
+            return await flag_status(
+                self.dsn,
+                env_file=self.env_file,
+                redis=lazy,
+                timeouts=self.settings.flag_timeouts(),
+            )
 
     async def audit(self, limit: int) -> AuditView:
         log = AuditLog(operator=self.operator, redis=self.redis(), database_url=self.dsn)

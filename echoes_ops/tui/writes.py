@@ -136,6 +136,7 @@ class WriteActions(SourceBase):
                         operator=self.operator,
                         env_file=self.env_file,
                         redis=lazy,
+                        timeouts=self.settings.flag_timeouts(),
                     )
                     entry.detail = {
                         "previous": result.previous,

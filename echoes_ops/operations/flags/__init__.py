@@ -4,6 +4,7 @@
 - :mod:`.store`: values in PostgreSQL, the source of truth, and :func:`set_flag`, which
   writes PostgreSQL, then the env file, then the Redis mirror.
 - :mod:`.status`: :func:`flag_status`, every source and live worker in one reading.
+- :mod:`.rowlock`: waiting for a flag's row, bounded, naming who holds it.
 - :mod:`.link`: Redis opened only when needed (flags work while Redis is down).
 """
 
@@ -18,6 +19,7 @@ from echoes_ops.operations.flags.link import (
     FlagsAuditLog,
     LazyRedis,
 )
+from echoes_ops.operations.flags.rowlock import Blocker, FlagLockedError
 from echoes_ops.operations.flags.status import FlagStatus, SourceValue, WorkerFlagView, flag_status
 from echoes_ops.operations.flags.store import (
     FlagValue,
@@ -35,8 +37,10 @@ __all__ = [
     "UNCHANGED",
     "UNREACHABLE",
     "WOULD_CHANGE",
+    "Blocker",
     "EnvChange",
     "EnvPlan",
+    "FlagLockedError",
     "FlagStatus",
     "FlagValue",
     "FlagsAuditLog",

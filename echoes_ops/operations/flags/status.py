@@ -18,12 +18,13 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from echoes_ops.config import PgTimeouts
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract import flags as contract
 from echoes_ops.errors import ConfigError, OpsError, PostgresUnreachableError
 from echoes_ops.operations.flags import envfile
 from echoes_ops.operations.flags.link import LazyRedis, text_of
-from echoes_ops.operations.flags.store import get_flag
+from echoes_ops.operations.flags.store import FLAG_TIMEOUTS, get_flag
 from echoes_ops.operations.tiermap import WorkerLiveness, worker_liveness
 
 # severities, from best to worst (doctor maps them onto its verdicts)
@@ -180,12 +181,13 @@ async def flag_status(
     env_file: str | None = None,
     redis: LazyRedis | None = None,
     liveness: dict[str, WorkerLiveness] | None = None,
+    timeouts: PgTimeouts = FLAG_TIMEOUTS,
 ) -> FlagStatus:
     """The flag in PostgreSQL, the env file and the Redis mirror, and what each live worker
     reports having applied (``liveness``: already read, else read here). Sources that
     cannot be read are reported, not raised."""
     spec = contract.spec(name)
-    pg = await _pg_source(dsn, spec)
+    pg = await _pg_source(dsn, spec, timeouts)
     sources = [pg, env_source(env_file, spec)]
     r = await redis.get() if redis is not None else None
     workers: list[WorkerFlagView] = []
@@ -209,11 +211,11 @@ def _canonical(value: str) -> str:
     return value if parsed is None else ("true" if parsed else "false")
 
 
-async def _pg_source(dsn: str | None, spec: contract.FlagSpec) -> SourceValue:
+async def _pg_source(dsn: str | None, spec: contract.FlagSpec, timeouts: PgTimeouts) -> SourceValue:
     if not dsn:
         return SourceValue("postgresql", "not configured", None, None, "DATABASE_URL is not set")
     try:
-        flag = await get_flag(dsn, spec.name)
+        flag = await get_flag(dsn, spec.name, timeouts=timeouts)
     except PostgresUnreachableError as exc:
         return SourceValue("postgresql", "unreachable", None, None, str(exc))
     except OpsError as exc:

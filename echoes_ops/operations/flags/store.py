@@ -24,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from echoes_ops.client.postgres import open_postgres
+from echoes_ops.config import PgTimeouts, switch_timeouts
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract import flags as contract
 from echoes_ops.errors import ConfigError, PostgresError
@@ -40,8 +41,11 @@ from echoes_ops.operations.flags.link import (
     redis_status,
     text_of,
 )
+from echoes_ops.operations.flags.rowlock import lock_flag_row
 
 _MIGRATE_HINT = "run: echoes-ops db migrate"
+# the switch's own wait (ECHOES_OPS_FLAGS_TIMEOUT): it must answer during an incident
+FLAG_TIMEOUTS = switch_timeouts()
 
 
 # -- values --------------------------------------------------------------------------------
@@ -109,9 +113,9 @@ async def _fetch(conn: Any, query: str, *args: Any) -> list[Any]:
     return rows
 
 
-async def list_flags(dsn: str) -> list[FlagValue]:
+async def list_flags(dsn: str, *, timeouts: PgTimeouts = FLAG_TIMEOUTS) -> list[FlagValue]:
     """Every known flag (its default when never set), then any other row in the table."""
-    async with open_postgres(dsn) as conn:
+    async with open_postgres(dsn, timeouts=timeouts) as conn:
         rows = {row["name"]: _from_row(row) for row in await _fetch(conn, _SELECT)}
     out = [
         rows.pop(name) if name in rows else _default(spec)
@@ -120,9 +124,9 @@ async def list_flags(dsn: str) -> list[FlagValue]:
     return out + sorted(rows.values(), key=lambda f: f.name)
 
 
-async def get_flag(dsn: str, name: str) -> FlagValue:
+async def get_flag(dsn: str, name: str, *, timeouts: PgTimeouts = FLAG_TIMEOUTS) -> FlagValue:
     spec = contract.spec(name)
-    async with open_postgres(dsn) as conn:
+    async with open_postgres(dsn, timeouts=timeouts) as conn:
         rows = await _fetch(conn, _SELECT + " WHERE name = $1", spec.name)
     return _from_row(rows[0]) if rows else _default(spec)
 
@@ -184,9 +188,6 @@ class SetResult:
         }
 
 
-_LOCK_ROW = (
-    "SELECT value FROM echoes_ops.flags WHERE name = $1 FOR UPDATE"  # serialises two setters
-)
 _UPSERT = (
     "INSERT INTO echoes_ops.flags AS f (name, value, updated_at, updated_by, reason) "
     "VALUES ($1, $2, now(), $3, $4) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, "
@@ -207,11 +208,13 @@ async def set_flag(
     env_file: str | None = None,
     redis: LazyRedis | None = None,
     dry_run: bool = False,
+    timeouts: PgTimeouts = FLAG_TIMEOUTS,
 ) -> SetResult:
     """Set a flag in PostgreSQL, the env file and the Redis mirror (see the module doc).
 
     Raises (nothing written) when the flag or value is invalid, the reason is empty, the
-    env file cannot be read or written, or PostgreSQL fails. Afterwards, an env file that
+    env file cannot be read or written, or PostgreSQL fails (another session holding the
+    flag's row past ``timeouts.lock``: :class:`FlagLockedError`, naming it). Afterwards, an env file that
     could not be renamed into place is a failed target and Redis problems are warnings.
     """
     spec = contract.spec(name)
@@ -231,7 +234,7 @@ async def set_flag(
         if plan.changed and not dry_run:
             tmp = envfile.prepare_replacement(real, plan.new_text)
     try:
-        await _write_postgres(dsn, result, dry_run=dry_run)
+        await _write_postgres(dsn, result, dry_run=dry_run, timeouts=timeouts)
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -242,13 +245,16 @@ async def set_flag(
     return result
 
 
-async def _write_postgres(dsn: str, result: SetResult, *, dry_run: bool) -> None:
-    async with open_postgres(dsn) as conn:
+async def _write_postgres(
+    dsn: str, result: SetResult, *, dry_run: bool, timeouts: PgTimeouts
+) -> None:
+    async with open_postgres(dsn, timeouts=timeouts) as conn:
         import asyncpg
 
         try:
             async with conn.transaction():
-                row = await conn.fetchrow(_LOCK_ROW, result.name)
+                # serialises two setters; a row held elsewhere fails within timeouts.lock
+                row = await lock_flag_row(dsn, conn, result.name, timeouts)
                 if row is not None:
                     result.previous = row["value"]
                 if dry_run:
