@@ -129,12 +129,3 @@ class Context:
     gamedata_problem: str | None = None  # why gamedata is None
     database_url: str | None = None
     env_file: str | None = None
-
-
-def size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"

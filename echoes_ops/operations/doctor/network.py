@@ -10,7 +10,8 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from echoes_ops.operations.doctor.base import Context, Finding, found, refused, size
+from echoes_ops.fmt import size
+from echoes_ops.operations.doctor.base import Context, Finding, found, refused
 from echoes_ops.operations.doctor.server import parse_version
 
 PUBSUB_MIN_BYTES: Final = 8 * 1024 * 1024  # a hard limit below this drops workers in bursts

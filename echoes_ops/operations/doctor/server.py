@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from echoes_ops.operations.doctor.base import Context, Finding, found, size
+from echoes_ops.fmt import size
+from echoes_ops.operations.doctor.base import Context, Finding, found
 
 MIN_VERSION: Final = (6, 0)  # below: fail
 RECOMMENDED_VERSION: Final = (6, 2)  # below: warn

@@ -18,6 +18,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from echoes_ops import fmt
 from echoes_ops.config import PgTimeouts
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract import flags as contract
@@ -224,7 +225,7 @@ async def _pg_source(dsn: str | None, spec: contract.FlagSpec, timeouts: PgTimeo
         return SourceValue(
             "postgresql", "unset", None, spec.default, "never set: the default applies"
         )
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(flag.updated_at or 0))
+    when = fmt.timestamp(flag.updated_at)
     return SourceValue(
         "postgresql",
         "set",
