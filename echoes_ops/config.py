@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "redis_timeout": "REDIS_TIMEOUT",
     "database_url": "DATABASE_URL",
     "gamedata_dir": "ECHOES_OPS_GAMEDATA",
+    "cache_dir": "ECHOES_OPS_CACHE_DIR",
     "operator": "ECHOES_OPS_OPERATOR",
     "env_file": "ECHOES_OPS_ENV_FILE",
     "pg_statement_timeout": "ECHOES_OPS_PG_STATEMENT_TIMEOUT",
@@ -261,6 +262,8 @@ class Settings:
     pg_lock_timeout: float = 10.0
     flags_timeout: float = FLAGS_TIMEOUT
     gamedata_dir: str | None = None
+    # parsed-gamedata cache (None: $XDG_CACHE_HOME/echoes-ops; "off": no cache)
+    cache_dir: str | None = None
     operator: str | None = None
     env_file: str | None = None
     config_file: str | None = None

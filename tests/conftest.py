@@ -18,11 +18,13 @@ BUNDLED_GAMEDATA = REPO / "gamedata"
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never pick up the developer's own Redis/PostgreSQL settings."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never pick up the developer's own Redis/PostgreSQL settings, and each test has
+    its own (empty) gamedata cache."""
     for name in list(os.environ):
         if name.startswith(("REDIS_", "ECHOES_OPS_")) or name == "DATABASE_URL":
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ECHOES_OPS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="session")

@@ -662,13 +662,13 @@ def test_unreadable_file_is_a_problem_not_a_crash(
 ) -> None:
     (tmp_path / "broken.yaml").write_text("items: []\n")
     (tmp_path / "ok.yaml").write_text("items: []\n")
-    real_read_text = Path.read_text
+    real_read_bytes = Path.read_bytes
 
-    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+    def read_bytes(self: Path) -> bytes:
         if self.name == "broken.yaml":
             raise PermissionError(13, "Permission denied")
-        return real_read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real_read_bytes(self)
 
-    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     result = validate_gamedata(tmp_path)
     assert any(p.startswith("broken.yaml:1: cannot read file") for p in result.problems)

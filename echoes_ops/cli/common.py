@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from echoes_ops.client.connect import Redis
     from echoes_ops.config import Settings
+    from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
     from echoes_ops.operations.audit import AuditEntry
 
@@ -177,10 +178,26 @@ def gamedata_dir(ctx: typer.Context, given: Path | None) -> Path:
     return Path(__file__).resolve().parents[2] / "gamedata"
 
 
-def load_gamedata(ctx: typer.Context, given: Path | None) -> GameData:
-    from echoes_ops.gamedata import load_gamedata as load
+def world_cache(ctx: typer.Context) -> WorldCache | None:
+    """The parsed-gamedata cache: ECHOES_OPS_CACHE_DIR / config, else the XDG cache folder;
+    None when set to ``off``."""
+    from echoes_ops.gamedata.cache import OFF, WorldCache, default_dir
 
-    return load(gamedata_dir(ctx, given))
+    configured = state(ctx).settings().cache_dir
+    if configured is not None and configured.strip().lower() == OFF:
+        return None
+    return WorldCache(Path(configured) if configured else default_dir())
+
+
+def load_world(ctx: typer.Context, given: Path | None) -> World:
+    """The validated gamedata (from the cache when unchanged); GamedataError if invalid."""
+    from echoes_ops.gamedata import load_world as load
+
+    return load(gamedata_dir(ctx, given), cache=world_cache(ctx))
+
+
+def load_gamedata(ctx: typer.Context, given: Path | None) -> GameData:
+    return load_world(ctx, given).data()
 
 
 def emit_json(data: Any) -> None:

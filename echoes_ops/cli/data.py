@@ -16,9 +16,10 @@ from echoes_ops.cli.common import (
     gamedata_dir,
     guard,
     is_tty,
-    load_gamedata,
+    load_world,
     run,
     state,
+    world_cache,
 )
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
@@ -49,21 +50,21 @@ def validate(ctx: typer.Context, gamedata: GamedataOption = None, json: JsonOpti
     from echoes_ops.gamedata import validate_gamedata
 
     folder = gamedata_dir(ctx, gamedata)
-    result = guard(ctx, lambda: validate_gamedata(folder))
+    result = guard(ctx, lambda: validate_gamedata(folder, cache=world_cache(ctx)))
     if json:
         emit_json(
             {
                 "ok": result.ok,
                 "problems": result.problems,
                 "files": len(result.files),
-                "counts": result.data.counts() if result.data else None,
+                "counts": result.world.counts if result.world else None,
             }
         )
     else:
         for problem in result.problems:
             sys.stdout.write(f"{problem}\n")
-        if result.data is not None:
-            counts = result.data.counts()
+        if result.world is not None:
+            counts = result.world.counts
             sys.stdout.write(
                 f"ok: {counts['locations']} locations, {counts['items']} items, "
                 f"{counts['npcs']} npcs in {len(result.files)} files\n"
@@ -106,10 +107,10 @@ def preload(
 
     async def work() -> PreloadResult:
         async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
-            data = load_gamedata(ctx, folder)  # invalid gamedata is audited as a failure
+            world = load_world(ctx, folder)  # invalid gamedata is audited as a failure
             with ProgressBar("preloading", enabled=is_tty() and not json) as bar:
                 result = await do_preload(
-                    r, data, operator=operator, dry_run=dry_run, force=force, progress=bar
+                    r, world, operator=operator, dry_run=dry_run, force=force, progress=bar
                 )
             entry.detail = {
                 "version": result.version,

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from echoes_ops.cli.common import emit_json, gamedata_dir, redis_client, run, state, stdout_console
+from echoes_ops.cli.common import (
+    emit_json,
+    gamedata_dir,
+    redis_client,
+    run,
+    state,
+    stdout_console,
+    world_cache,
+)
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
@@ -72,7 +80,7 @@ def doctor(
     problem = None
     data = None
     try:
-        data = load_gamedata(folder)
+        data = load_gamedata(folder, cache=world_cache(ctx))
     except ConfigError as exc:
         problem = f"gamedata at {folder}: {exc}"
 

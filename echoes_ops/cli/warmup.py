@@ -14,13 +14,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import audited_redis, emit_json, guard, is_tty, run, state, warn
+from echoes_ops.cli.common import (
+    audited_redis,
+    emit_json,
+    guard,
+    is_tty,
+    run,
+    state,
+    warn,
+    world_cache,
+)
 from echoes_ops.cli.data import GamedataOption
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import BusyError, ConfigError, ExitCode, OpsError
 
 if TYPE_CHECKING:
-    from echoes_ops.gamedata.models import GameData
+    from echoes_ops.gamedata import World
     from echoes_ops.operations.warmup import WarmupReport
 
 DEFAULT_WHAT = "sessions,inventories,static"
@@ -196,11 +205,11 @@ def warmup(
                     "warmup reads PostgreSQL, but DATABASE_URL is not set",
                     hint="set DATABASE_URL or --database-url",
                 )
-            data: GameData | None = None
+            data: World | None = None
             if "static" in chosen:
-                from echoes_ops.gamedata import load_gamedata
+                from echoes_ops.gamedata import load_world
 
-                data = load_gamedata(_gamedata_for_static(ctx, gamedata))
+                data = load_world(_gamedata_for_static(ctx, gamedata), cache=world_cache(ctx))
             report = await do_warmup(
                 r,
                 dsn or "",

@@ -1,4 +1,10 @@
-"""YAML loading that remembers the line of every mapping, for ``file:line`` messages."""
+"""The precise YAML loader: pure-Python PyYAML that remembers the line of every mapping and
+key, for ``file:line`` messages.
+
+It is the reference for what gamedata YAML means. :mod:`echoes_ops.gamedata.fastyaml` reads
+the common case much faster and hands everything else (and every error) to this loader, so
+messages and values are the ones this loader gives.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,11 @@ class LineDict(dict[str, Any]):
     key_lines: dict[str, int]
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+class PreciseLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings are :class:`LineDict` (repeated or non-plain keys refused)."""
 
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+def _construct_mapping(loader: PreciseLoader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
     result = LineDict()
     result.line = node.start_mark.line + 1
@@ -40,7 +46,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     return result
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+PreciseLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 class YamlProblem(Exception):
@@ -50,16 +56,34 @@ class YamlProblem(Exception):
         self.message = message
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse one YAML file; raise :class:`YamlProblem` with the offending line."""
+def read_source(path: Path) -> bytes:
+    """The file's bytes; raise :class:`YamlProblem` when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise YamlProblem(1, f"file is not UTF-8 text ({exc.reason})") from None
+        return path.read_bytes()
     except OSError as exc:
         raise YamlProblem(1, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def decode_source(data: bytes) -> str:
+    """UTF-8 text with universal newlines (what ``Path.read_text`` gives)."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlProblem(1, f"file is not UTF-8 text ({exc.reason})") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML file; raise :class:`YamlProblem` with the offending line."""
+    return load_yaml_text(decode_source(read_source(path)))
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text; raise :class:`YamlProblem` with the offending line."""
+    try:
+        return yaml.load(text, Loader=PreciseLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

@@ -18,19 +18,24 @@ and drops fields that left a record. The server is held only while EXEC runs (ab
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from echoes_ops import __version__
 from echoes_ops.client.bulk import Command, bulk
-from echoes_ops.contract import keys
+from echoes_ops.contract import codec, keys, static
 from echoes_ops.contract.static import StaticKind
 from echoes_ops.errors import BusyError, RefusedError
+from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
+from echoes_ops.operations import static_data
 from echoes_ops.operations.static_data import (
     Digest,
     Encoded,
@@ -113,7 +118,7 @@ async def check_headroom(r: Redis, needed: int) -> None:
 
 async def preload(
     r: Redis,
-    data: GameData,
+    data: GameData | World,
     *,
     operator: str,
     dry_run: bool = False,
@@ -121,10 +126,33 @@ async def preload(
     progress: Progress | None = None,
     batch: int = WRITE_BATCH,
 ) -> PreloadResult:
-    """Make the static caches equal ``data``; see the module docstring for the steps."""
+    """Make the static caches equal ``data``; see the module docstring for the steps.
+
+    Given a :class:`World` from the gamedata cache, an unchanged dataset is recognised from
+    what an earlier preload of the same world noted beside it (content hash and keys),
+    without reading the world itself."""
     started = time.perf_counter()
+    world = data if isinstance(data, World) else None
+    if world is not None and not force:
+        memo = _read_memo(world)
+        if memo is not None:
+            previous = (await read_version(r)).get("content_hash")
+            if previous == memo.sha256 and await _all_present(r, memo.keys):
+                return PreloadResult(
+                    version=memo.sha256,
+                    previous_version=previous,
+                    dry_run=dry_run,
+                    skipped=True,
+                    counts=dict(world.counts),
+                    elapsed_s=time.perf_counter() - started,
+                )
+    data = world.data() if world is not None else data
+    assert isinstance(data, GameData)
     encoded = encode_gamedata(data)
     digest = content_digest(encoded)
+    static_keys = [key for mappings in encoded.values() for key in mappings]
+    if world is not None:
+        _write_memo(world, _Memo(digest.sha256, static_keys))
     stored = await read_version(r)
     previous = stored.get("content_hash")
     result = PreloadResult(
@@ -134,7 +162,7 @@ async def preload(
         skipped=False,
         counts=data.counts(),
     )
-    if previous == digest.sha256 and not force and await _all_present(r, encoded):
+    if previous == digest.sha256 and not force and await _all_present(r, static_keys):
         result.skipped = True
         result.elapsed_s = time.perf_counter() - started
         return result
@@ -173,11 +201,43 @@ async def preload(
     return result
 
 
-async def _all_present(r: Redis, encoded: Encoded) -> bool:
+@dataclass(frozen=True)
+class _Memo:
+    """What a preload derives from a world: its content hash and its static keys."""
+
+    sha256: str
+    keys: list[str]
+
+
+def _memo_name() -> str:
+    """The annex name, tied to the code that encodes a world (a change there must not
+    reuse a hash computed by the old code)."""
+    digest = hashlib.sha256(__version__.encode())
+    for module in (static_data, codec, static, keys):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return f"preload-{digest.hexdigest()[:16]}"
+
+
+def _read_memo(world: World) -> _Memo | None:
+    payload = world.annex(_memo_name())
+    if payload is None:
+        return None
+    try:
+        memo = orjson.loads(payload)
+        found = _Memo(str(memo["sha256"]), [str(key) for key in memo["keys"]])
+    except (ValueError, TypeError, KeyError):
+        return None  # not ours: computed again below
+    return found
+
+
+def _write_memo(world: World, memo: _Memo) -> None:
+    world.save_annex(_memo_name(), orjson.dumps({"sha256": memo.sha256, "keys": memo.keys}))
+
+
+async def _all_present(r: Redis, static_keys: list[str]) -> bool:
     """Whether every static key still exists (eviction or a manual delete makes a gap
     that an unchanged version record would hide). Multi-key EXISTS, 1000 keys a call."""
-    wanted = [key for mappings in encoded.values() for key in mappings]
-    wanted.append(keys.LOCATION_INDEX_KEY)
+    wanted = [*static_keys, keys.LOCATION_INDEX_KEY]
     commands = [("EXISTS", *wanted[i : i + 1000]) for i in range(0, len(wanted), 1000)]
     found = sum(int(n) for n in await bulk(r, commands))
     return found == len(wanted)

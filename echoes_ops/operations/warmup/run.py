@@ -16,6 +16,7 @@ from echoes_ops.client.bulk import bulk
 from echoes_ops.client.postgres import connect_postgres, target_of
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
+from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.warmup.encoding import Batch, Encoded, encode_yielding
 from echoes_ops.operations.warmup.queries import (
@@ -68,7 +69,7 @@ async def warmup(
     active_within: int = 30,
     characters_query: str | None = None,
     inventory_query: str | None = None,
-    gamedata: GameData | None = None,
+    gamedata: GameData | World | None = None,
     dry_run: bool = False,
     max_seconds: float | None = None,
     batch_size: int = BATCH_SIZE,
@@ -179,7 +180,9 @@ def _lock_ttl(max_seconds: float | None) -> float:
     return LOCK_TTL if max_seconds is None else max(LOCK_TTL, max_seconds + 60.0)
 
 
-async def _static(r: Redis, data: GameData, *, operator: str, dry_run: bool) -> dict[str, Any]:
+async def _static(
+    r: Redis, data: GameData | World, *, operator: str, dry_run: bool
+) -> dict[str, Any]:
     from echoes_ops.operations.preload import preload
 
     try:
