@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 from pathlib import Path
 
@@ -58,13 +59,28 @@ def make_world(items: int = 20_000, locations: int = 2_000, *, seed: int = 1) ->
     return GameData(locations=loc_map, items=item_map, npcs={}, root="<generated>")
 
 
-def write_yaml(data: GameData, folder: Path) -> None:
+def write_yaml(data: GameData, folder: Path, *, batch: int = 1000) -> None:
+    """``items.yaml`` and ``locations.yaml`` as ``yaml.safe_dump`` lays them out, written a
+    batch of entries at a time (libyaml's emitter when PyYAML has it)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "items.yaml").write_text(
-        yaml.safe_dump({"items": [i.to_record() for i in data.items.values()]}, sort_keys=False)
-    )
-    (folder / "locations.yaml").write_text(
-        yaml.safe_dump(
-            {"locations": [loc.to_record() for loc in data.locations.values()]}, sort_keys=False
-        )
-    )
+    kinds = (("items", data.items), ("locations", data.locations))
+    for kind, entries in kinds:
+        records = [entry.to_record() for entry in entries.values()]
+        with (folder / f"{kind}.yaml").open("w", encoding="utf-8") as out:
+            out.write(f"{kind}:\n")
+            for start in range(0, len(records), batch):
+                out.write(yaml.dump(records[start : start + batch], Dumper=dumper, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a generated world as gamedata YAML.")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--locations", type=int, default=2_000)
+    args = parser.parse_args()
+    write_yaml(make_world(args.items, args.locations), args.folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -84,6 +84,7 @@ class _Reader:
         self.constructor = SafeConstructor()
         self.constructors = PreciseLoader.yaml_constructors
         self.memo: dict[str, Any] = {}
+        self.plain_keys: dict[str, str] = {}  # plain key text -> the key it resolves to
 
     def scalar(self, event: Any) -> Any:
         if event.anchor is not None or event.tag is not None:
@@ -95,8 +96,10 @@ class _Reader:
         if rules is None:
             return value
         memo = self.memo
-        if value in memo:
-            return memo[value]
+        return memo[value] if value in memo else self.resolve(value, rules)
+
+    def resolve(self, value: str, rules: list[tuple[str, Any]]) -> Any:
+        """A plain scalar that may be more than a string, as SafeLoader resolves it."""
         result: Any = value
         for tag, pattern in rules:
             if pattern.match(value):
@@ -104,8 +107,8 @@ class _Reader:
                     raise Unsupported
                 result = self.constructors[tag](self.constructor, ScalarNode(tag, value))
                 break
-        if len(memo) < _MEMO_LIMIT:
-            memo[value] = result
+        if len(self.memo) < _MEMO_LIMIT:
+            self.memo[value] = result
         return result
 
     def value(self, event: Any) -> Any:
@@ -122,16 +125,25 @@ class _Reader:
         if type(event) is not ScalarEvent:
             raise Unsupported  # a complex key, or an alias
         key = self.scalar(event)
-        if type(key) is str:
-            return key
-        if key is None or type(key) not in (int, float, bool):
-            raise Unsupported  # the precise loader names the problem
-        return str(key)
+        if type(key) is not str:
+            if key is None or type(key) not in (int, float, bool):
+                raise Unsupported  # the precise loader names the problem
+            key = str(key)
+        if event.implicit[0]:
+            self.plain_keys[event.value] = key
+        return key
 
     def mapping(self, start: Any) -> dict[str, Any]:
+        """A mapping; the loop takes plain keys seen before, and string or memoised values,
+        without a call (it runs for every key and value of the world)."""
         if start.anchor is not None or start.tag is not None:
             raise Unsupported
-        get, scalar, key_of = self.next_event, self.scalar, self.key
+        get, plain_keys, resolvers, memo = (
+            self.next_event,
+            self.plain_keys,
+            self.resolvers,
+            self.memo,
+        )
         result: dict[str, Any]
         key_lines: dict[str, int] | None
         if self.lines:
@@ -144,15 +156,28 @@ class _Reader:
             result = {}
         while True:
             event = get()
-            if type(event) is MappingEndEvent:
+            kind = type(event)
+            if kind is MappingEndEvent:
                 return result
-            key = key_of(event)
+            key = None
+            if kind is ScalarEvent and event.anchor is None and event.tag is None:
+                key = plain_keys.get(event.value) if event.implicit[0] else event.value
+            if key is None:
+                key = self.key(event)
             if key in result:
                 raise Unsupported  # the precise loader reports the repeated key
             if key_lines is not None:
                 key_lines[key] = event.start_mark.line + 1
             event = get()
-            result[key] = scalar(event) if type(event) is ScalarEvent else self.value(event)
+            if type(event) is ScalarEvent and event.anchor is None and event.tag is None:
+                value: Any = event.value
+                if event.implicit[0]:
+                    rules = resolvers.get(value[:1])
+                    if rules is not None:
+                        value = memo[value] if value in memo else self.resolve(value, rules)
+                result[key] = value
+            else:
+                result[key] = self.value(event)
 
     def sequence(self, start: Any) -> list[Any]:
         if start.anchor is not None or start.tag is not None:
