@@ -130,18 +130,24 @@ def test_yaml_left_to_the_precise_loader_still_loads(tmp_path: Path) -> None:
 # -- lines: found without them, reported with them -------------------------------------
 
 
-def test_a_problem_found_without_lines_is_reported_at_the_precise_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = _write_world(tmp_path, items=("tier: 1", "tier: 9"))
-    passes: list[frozenset[str]] = []
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
+    """The files each reading of the folder reads with lines, in order."""
+    seen: list[frozenset[str]] = []
     real = reading.Reading
 
     def spy(files: list[Path], names: list[str], with_lines: frozenset[str]) -> Any:
-        passes.append(with_lines)
+        seen.append(with_lines)
         return real(files, names, with_lines)
 
     monkeypatch.setattr(reading, "Reading", spy)
+    return seen
+
+
+def test_a_problem_found_without_lines_is_reported_at_the_precise_line(
+    tmp_path: Path, passes: list[frozenset[str]]
+) -> None:
+    root = _write_world(tmp_path, items=("tier: 1", "tier: 9"))
     problems = validate_gamedata(root).problems
     assert problems == ["items.yaml:12: item 'scrap_metal': 'tier' must be between 1 and 5, got 9"]
     # first read without lines, then only the file the message names, with lines
@@ -149,18 +155,10 @@ def test_a_problem_found_without_lines_is_reported_at_the_precise_line(
 
 
 def test_a_duplicate_in_another_file_is_read_again_for_the_first_definition_s_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, passes: list[frozenset[str]]
 ) -> None:
     root = _write_world(tmp_path)
     (root / "z_more.yaml").write_text(NPCS.replace("npcs:\n", "npcs:\n\n\n"), encoding="utf-8")
-    passes: list[frozenset[str]] = []
-    real = reading.Reading
-
-    def spy(files: list[Path], names: list[str], with_lines: frozenset[str]) -> Any:
-        passes.append(with_lines)
-        return real(files, names, with_lines)
-
-    monkeypatch.setattr(reading, "Reading", spy)
     problems = validate_gamedata(root).problems
     assert problems == ["z_more.yaml:4: duplicate npc id 'raider' (first at npcs.yaml:2)"]
     assert passes[-1] == frozenset({"z_more.yaml", "npcs.yaml"})
