@@ -160,6 +160,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--big-runs", type=int, default=3)
     parser.add_argument("--big-plan-runs", type=int, default=1)
+    parser.add_argument(
+        "--worlds-dir",
+        type=Path,
+        help="write the generated worlds here and reuse them on later runs (default: a "
+        "temporary folder, removed at the end)",
+    )
     args = parser.parse_args()
     chosen = [w.strip() for w in args.worlds.split(",") if w.strip()]
     load_before = os.getloadavg()
@@ -176,14 +182,15 @@ def main() -> None:
                     count = entries(folder)
                 else:
                     items, locations = WORLDS[name]
-                    folder = work / name
-                    write_yaml(make_world(items, locations), folder)
+                    folder = (args.worlds_dir or work) / name
+                    if not (folder / "items.yaml").exists():
+                        write_yaml(make_world(items, locations), folder)
                     count = items + locations
                 big = count > 100_000
                 runs = args.big_runs if big else args.runs
                 plan_runs = args.big_plan_runs if big else args.runs
                 results.append((name, count, bench.world(folder, runs, plan_runs)))
-                if folder != REPO / "gamedata":
+                if args.worlds_dir is None and folder != REPO / "gamedata":
                     shutil.rmtree(folder)
         finally:
             server.stop()
