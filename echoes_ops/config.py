@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ ENV_VARS: dict[str, str] = {
     "gamedata_dir": "ECHOES_OPS_GAMEDATA",
     "cache_dir": "ECHOES_OPS_CACHE_DIR",
     "operator": "ECHOES_OPS_OPERATOR",
+    "environment": "ECHOES_OPS_ENVIRONMENT",
     "env_file": "ECHOES_OPS_ENV_FILE",
     "pg_statement_timeout": "ECHOES_OPS_PG_STATEMENT_TIMEOUT",
     "pg_lock_timeout": "ECHOES_OPS_PG_LOCK_TIMEOUT",
@@ -210,6 +212,25 @@ class PgTimeouts:
         }
 
 
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+_PRODUCTION = re.compile(r"(?:^|[^a-z])(?:prod|production|prd|live)(?:$|[^a-z])", re.IGNORECASE)
+
+
+def looks_like_production(environment: str | None) -> bool:
+    """Whether an environment's name says production (``prod``, ``production``,
+    ``eu-prod``, ``live``...): shown in red wherever it appears."""
+    return bool(environment) and _PRODUCTION.search(environment or "") is not None
+
+
+def on_environment(question: str, environment: str | None) -> str:
+    """``question`` saying where it acts: ``Kick player 42?`` on ``prod`` becomes
+    ``Kick player 42 on prod?`` (unchanged when no environment is named)."""
+    if not environment:
+        return question
+    body = question[:-1] if question.endswith("?") else question
+    return f"{body} on {environment}?"
+
+
 FLAGS_TIMEOUT = 3.0  # seconds: the REDIS_ENABLED switch's wait for its row (lock_timeout)
 
 
@@ -265,6 +286,9 @@ class Settings:
     # parsed-gamedata cache (None: $XDG_CACHE_HOME/echoes-ops; "off": no cache)
     cache_dir: str | None = None
     operator: str | None = None
+    # a name for the tier these settings reach (prod, staging, ...): status, the dashboard's
+    # header and every confirmation show it, in red when it looks like production
+    environment: str | None = None
     env_file: str | None = None
     config_file: str | None = None
     # SQL run by `echoes-ops warmup` (None: the defaults for the reference schema)
@@ -331,6 +355,11 @@ class Settings:
                     f"REDIS_URL must start with redis://, rediss:// or unix://, got "
                     f"{redact_url(self.redis_url)!r}"
                 )
+        if self.environment is not None and not _ENVIRONMENT.fullmatch(self.environment):
+            raise ConfigError(
+                "ECHOES_OPS_ENVIRONMENT must be a short name (letters, digits, '-', '_', '.'; "
+                f"at most 32), got {self.environment!r}"
+            )
         if self.redis_sentinels and not self.redis_sentinel_master:
             raise ConfigError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not")
         if self.database_url is not None:

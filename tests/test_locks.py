@@ -319,7 +319,7 @@ def test_force_release_racing_a_new_owner_never_deletes_its_lock(env, sync_r, mo
     sync_r.set(SPAWN, "worker-1", px=60_000)
     asked: list[str] = []
 
-    def confirm_slowly(message: str, *, yes: bool) -> None:
+    def confirm_slowly(ctx: object, message: str, *, yes: bool) -> None:
         asked.append(message)
         sync_r.pexpire(SPAWN, 1)
         while sync_r.exists(SPAWN):  # the old lock runs out ...
@@ -342,7 +342,7 @@ def test_force_release_racing_a_new_owner_never_deletes_its_lock(env, sync_r, mo
     # gone and not retaken: nothing to delete, said so, exit 0
     sync_r.set(SPAWN, "worker-3", px=60_000)
 
-    def confirm_after_expiry(message: str, *, yes: bool) -> None:
+    def confirm_after_expiry(ctx: object, message: str, *, yes: bool) -> None:
         sync_r.pexpire(SPAWN, 1)
         while sync_r.exists(SPAWN):
             pass

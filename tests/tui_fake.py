@@ -16,7 +16,7 @@ from echoes_ops.operations.drilldown import InventoryPreview, WorkerDetail, Work
 from echoes_ops.operations.flags import FlagStatus, SetResult, SourceValue, WorkerFlagView
 from echoes_ops.operations.locations import LocationCount, LocationDetail, LocationList, Member
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult
-from echoes_ops.operations.overview import FlagMirror, ServerCounters, TierSummary, WriteAccess
+from echoes_ops.operations.overview import ServerCounters, TierSummary, WriteAccess
 from echoes_ops.operations.sessions import KickResult, SessionDetail, SessionPage, SessionSummary
 from echoes_ops.operations.tail import TailEvent, to_message
 from echoes_ops.operations.tiermap import WorkerLiveness
@@ -92,8 +92,11 @@ def session_summary(cid: int) -> SessionSummary:
 class FakeSource:
     """Same methods as RedisSource; writes are recorded in ``calls``."""
 
-    def __init__(self, *, read_only: bool = False, postgres: bool = True) -> None:
+    def __init__(
+        self, *, read_only: bool = False, postgres: bool = True, environment: str | None = "prod"
+    ) -> None:
         self.display = "redis://redis.example:6379/0"
+        self.environment = environment
         self.operator = "alice"
         self.postgres = postgres
         self.read_only = read_only
@@ -119,7 +122,7 @@ class FakeSource:
             taken_at=NOW,
             counters=counters(),
             gamedata={"content_hash": "3f2a9c1b7e4d5a6b8c9d0e1f"},
-            flag=FlagMirror("REDIS_ENABLED", "true", "1799999000000000", "alice"),
+            flag=self.flag_reading(),
             workers=[
                 worker("w-api-1", True, 52),
                 worker("w-api-2", True, 47),
@@ -216,6 +219,9 @@ class FakeSource:
         raise NotFoundError(f"no lock lock:{name} (not held, or expired)")
 
     async def flag_status(self) -> FlagStatus:
+        return self.flag_reading()
+
+    def flag_reading(self) -> FlagStatus:
         pg = (
             SourceValue(
                 "postgresql", "set", "true", "true", "set by alice: Redis back", "1799999000000000"

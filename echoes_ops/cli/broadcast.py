@@ -179,7 +179,7 @@ def global_(
     envelope, steps = _checked(ctx, action, args, plan, dry_run=dry_run)
     if steps is None:
         if not dry_run:
-            confirm(f"Announce {message!r} to every player?", yes=yes)
+            confirm(ctx, f"Announce {message!r} to every player?", yes=yes)
             envelope = global_envelope(message)  # stamped now, not before the question
         _report(_publish(ctx, action, args, "global", envelope, dry_run=dry_run), json)
         return
@@ -195,6 +195,7 @@ def global_(
         )
         return
     confirm(
+        ctx,
         f"Announce to every player {len(steps)} time(s) over {fmt.duration(steps[-1].at)}: {_plan(steps)}?",
         yes=yes,
     )

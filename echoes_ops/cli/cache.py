@@ -117,7 +117,7 @@ def cache_invalidate(
 
     preview = run(ctx, lambda: work(True))
     if not dry_run and preview.keys:
-        confirm(f"Delete {len(preview.keys)} static cache key(s)?", yes=yes)
+        confirm(ctx, f"Delete {len(preview.keys)} static cache key(s)?", yes=yes)
         result = run(ctx, apply)
     else:
         result = preview

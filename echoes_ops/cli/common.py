@@ -208,13 +208,29 @@ def is_tty() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def confirm(message: str, *, yes: bool) -> None:
-    """Ask before a destructive action; ``--yes`` skips; no terminal means refuse."""
+def confirm(ctx: typer.Context, question: str, *, yes: bool) -> None:
+    """Ask before a destructive action, naming the environment it acts on (``Kick player
+    42?`` asks ``Kick player 42 on prod?``, the name in red when it says production);
+    ``--yes`` skips; no terminal means refuse. Every confirmation goes through here."""
     if yes:
         return
+    from echoes_ops.config import looks_like_production, on_environment
+
+    try:
+        environment = state(ctx).settings().environment
+    except OpsError:  # the command reports bad settings itself; the question still stands
+        environment = None
+    asked = on_environment(question, environment)
     if not sys.stdin.isatty():
-        fail(f"{message}: refusing without --yes (no terminal to confirm on)", int(ExitCode.USAGE))
-    if not typer.confirm(message, default=False):
+        fail(
+            f"{asked.removesuffix('?')}: refusing without --yes (no terminal to confirm on)",
+            int(ExitCode.USAGE),
+        )
+    shown = asked
+    if environment and looks_like_production(environment):
+        loud = typer.style(environment, fg="red", bold=True)
+        shown = asked.removesuffix(f" on {environment}?") + f" on {loud}?"
+    if not typer.confirm(shown, default=False):
         sys.stderr.write("echoes-ops: aborted, nothing changed\n")
         raise typer.Exit(int(ExitCode.REFUSED))
 

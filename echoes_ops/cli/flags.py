@@ -228,6 +228,7 @@ def set_(
         except OpsError as exc:  # the attempt below fails the same way, and is audited
             now = f"unknown: {exc}"
         confirm(
+            ctx,
             f"Set {spec.name}={canonical} (now {now}) for every worker"
             f"{' and in ' + env_path if env_path else ''}?",
             yes=yes,

@@ -335,7 +335,9 @@ def _force_release(
         if seen.owner_kind == "operator"
         else ("alive" if seen.alive else "not alive")
     )
-    confirm(f"Delete {seen.key} held by {seen.owner} ({state_}), value {seen.value!r}?", yes=yes)
+    confirm(
+        ctx, f"Delete {seen.key} held by {seen.owner} ({state_}), value {seen.value!r}?", yes=yes
+    )
 
     async def work() -> ReleaseResult:
         async with audited_redis(ctx, action, {**args, "seen": seen.value}, dry_run=False) as (

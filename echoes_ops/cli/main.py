@@ -86,6 +86,16 @@ def main_options(
             show_default=False,
         ),
     ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            help="Name of the tier these settings reach (e.g. prod, staging), shown by status, "
+            "the dashboard and every confirmation; red when it says production "
+            "(env ECHOES_OPS_ENVIRONMENT).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -113,6 +123,7 @@ def main_options(
             "database_url": database_url,
             "config_file": str(config) if config else None,
             "operator": operator,
+            "environment": environment,
             "redis_timeout": timeout,
         },
         debug=debug,

@@ -111,12 +111,40 @@ def invalidate(result: InvalidateResult) -> None:
 
 def status(s: Status) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    from echoes_ops.config import looks_like_production
 
     console = stdout_console()
     server = s.server
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
+    if s.target is not None:
+        table.add_row("target", f"{s.target.url} ({s.target.topology})")
+        name = s.target.environment
+        loud = "bold red" if looks_like_production(name) else "bold"
+        table.add_row(
+            "environment",
+            Text(name, style=loud) if name else Text("not named (ECHOES_OPS_ENVIRONMENT)"),
+        )
+    flag = s.redis_enabled
+    if flag is not None:
+        shown = Text(flag.text)
+        if flag.value is not None:
+            shown.stylize(
+                "bold green" if flag.value == "true" else "bold red",
+                0,
+                len(flag.name) + 1 + len(flag.value),
+            )
+        table.add_row(flag.name, shown)
+        if flag.alarms:
+            table.add_row(
+                Text("ALARM", style="bold reverse red"),
+                Text("; ".join(flag.alarms), style="bold red"),
+            )
+        if flag.note:
+            table.add_row("", Text(flag.note, style="yellow"))
     maxmem = fmt.size(server.maxmemory) if server.maxmemory else "unlimited"
     table.add_row(
         "server",

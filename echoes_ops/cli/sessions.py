@@ -192,6 +192,7 @@ def kick(
     plan = run(ctx, preview)
     if not dry_run:
         confirm(
+            ctx,
             f"Kick player {character_id} (session, {len(plan.removed_from)} location set(s))?",
             yes=yes,
         )

@@ -84,7 +84,7 @@ def simulate(
         _print_plan(config, target.display, json)
         return
     if not _is_local(target.display):
-        confirm(f"Write {players} simulated players to {target.display}?", yes=yes)
+        confirm(ctx, f"Write {players} simulated players to {target.display}?", yes=yes)
     live = is_tty() and not json
     result = guard(
         ctx, lambda: run_simulation(config, on_progress=_progress_line if live else None)

@@ -101,7 +101,9 @@ def cleanup(
 
     plan = run(ctx, preview)
     if not dry_run:
-        confirm(f"Remove worker {worker_id} and {len(plan.players)} player session(s)?", yes=yes)
+        confirm(
+            ctx, f"Remove worker {worker_id} and {len(plan.players)} player session(s)?", yes=yes
+        )
 
         async def apply() -> CleanupResult:
             args = {"worker_id": worker_id, "force": force}

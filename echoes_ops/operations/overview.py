@@ -1,5 +1,6 @@
 """What a live view polls: the server's counters, rates between two readings, the tier's
-counts in one bounded census, whether this ACL user may write, and the flag mirror.
+counts in one bounded census, and whether this ACL user may write. (REDIS_ENABLED comes
+from :func:`echoes_ops.operations.flags.flag_status`, its source of truth first.)
 
 Every command is O(1) or bounded: INFO, TIME and HMGET; the census walks the keyspace in
 Lua steps of ``CENSUS_STEP`` keys (each well under 2 ms at 100,000 sessions), never KEYS.
@@ -16,7 +17,6 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.bulk import bulk
-from echoes_ops.contract import flags as flag_contract
 from echoes_ops.contract import keys
 from echoes_ops.operations.tiercount import COUNT_STEP, count_tier
 from echoes_ops.operations.tiermap import client_names
@@ -253,28 +253,3 @@ async def _delete_probe(r: Redis, user: str | None) -> WriteAccess:
     except NoPermissionError as exc:
         return WriteAccess(False, user, f"{who} may not write: {exc}")
     return WriteAccess(True, user, f"{who} may write (DEL probe; ACL DRYRUN not available)")
-
-
-@dataclass(frozen=True)
-class FlagMirror:
-    """A flag as mirrored in Redis (``echoes:flags``); PostgreSQL holds the truth."""
-
-    name: str
-    value: str | None  # None: never mirrored
-    version: str | None
-    updated_by: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-async def flag_mirror(r: Redis, name: str = flag_contract.REDIS_ENABLED) -> FlagMirror:
-    value, version, updated_by = await r.hmget(
-        keys.FLAGS_KEY,
-        [
-            name,
-            flag_contract.mirror_version_field(name),
-            flag_contract.mirror_updated_by_field(name),
-        ],
-    )
-    return FlagMirror(name, _text(value), _text(version), _text(updated_by))

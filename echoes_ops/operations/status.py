@@ -1,4 +1,6 @@
-"""The one-screen status: server, gamedata version and counts of the tier's state."""
+"""The one-screen status: where it talks to (target, topology, the named environment), the
+REDIS_ENABLED switch as its source of truth holds it with the workers' modes, the server,
+the gamedata version and counts of the tier's state."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from echoes_ops.config import PgTimeouts, RedisTarget, switch_timeouts
+from echoes_ops.operations.flags import LazyRedis, flag_status
+from echoes_ops.operations.flags.status import FlagHeadline
 from echoes_ops.operations.overview import STALE_AFTER
 from echoes_ops.operations.static_data import read_version
 from echoes_ops.operations.tiercount import count_tier
-from echoes_ops.operations.tiermap import worker_liveness
+from echoes_ops.operations.tiermap import WorkerLiveness, worker_liveness
 
 
 @dataclass
@@ -39,11 +44,22 @@ class TierCounts:
 
 
 @dataclass
+class Target:
+    """What the command talks to: the redacted URL, the topology and the environment's name."""
+
+    url: str  # without its password
+    topology: str  # "standalone", "sentinel <master>", "cluster"
+    environment: str | None  # ECHOES_OPS_ENVIRONMENT (None: not named)
+
+
+@dataclass
 class Status:
     server: ServerInfo
     gamedata: dict[str, str]
     counts: TierCounts
     checked_at: float
+    target: Target | None = None
+    redis_enabled: FlagHeadline | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +87,10 @@ async def server_info(r: Redis) -> ServerInfo:
 async def tier_counts(r: Redis) -> TierCounts:
     """Counts from one pass over the keyspace, counted on the server (Lua SCAN steps that
     return ids, not sessions; never KEYS)."""
+    return (await _tier(r))[0]
+
+
+async def _tier(r: Redis) -> tuple[TierCounts, dict[str, WorkerLiveness]]:
     tier = await count_tier(r, stale_after=STALE_AFTER)
     members = list(tier.presence.values())
     liveness = await worker_liveness(r, tier.worker_metas | tier.worker_connections)
@@ -81,13 +101,42 @@ async def tier_counts(r: Redis) -> TierCounts:
         workers=len(liveness),
         workers_alive=sum(1 for w in liveness.values() if w.alive),
         locks=len(tier.lock_keys),
+    ), liveness
+
+
+def topology(target: RedisTarget, server: ServerInfo) -> str:
+    if target.sentinels:
+        return f"sentinel {target.sentinel_master}"
+    return server.mode  # INFO redis_mode: standalone or cluster
+
+
+async def status(
+    r: Redis,
+    *,
+    target: RedisTarget | None = None,
+    environment: str | None = None,
+    database_url: str | None = None,
+    env_file: str | None = None,
+    flag_timeouts: PgTimeouts | None = None,
+) -> Status:
+    """One reading. With ``target``, says where it talked to; REDIS_ENABLED comes from
+    PostgreSQL (``database_url``), the source of truth, never from the Redis mirror alone."""
+    server = await server_info(r)
+    counts, liveness = await _tier(r)
+    flag = await flag_status(
+        database_url,
+        env_file=env_file,
+        redis=LazyRedis.of(r),
+        liveness=liveness,
+        timeouts=flag_timeouts or switch_timeouts(),
     )
-
-
-async def status(r: Redis) -> Status:
     return Status(
-        server=await server_info(r),
+        server=server,
         gamedata=await read_version(r),
-        counts=await tier_counts(r),
+        counts=counts,
         checked_at=time.time(),
+        target=Target(target.display, topology(target, server), environment)
+        if target is not None
+        else None,
+        redis_enabled=flag.headline,
     )

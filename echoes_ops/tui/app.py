@@ -82,7 +82,9 @@ class DashboardApp(App[None]):
         self.source = source
         if read_only:
             source.read_only = True
-        self.state = DashboardState(source.display, read_only, postgres=source.postgres)
+        self.state = DashboardState(
+            source.display, read_only, postgres=source.postgres, environment=source.environment
+        )
         self.live_tail = live_tail
         self.refresh_every = refresh
         clock = source.clock

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from echoes_ops.config import looks_like_production, on_environment
 
 
 def modal_css(name: str) -> str:
@@ -55,8 +58,15 @@ class ConfirmScreen(ModalScreen[str | None]):
         self.danger = danger
 
     def compose(self) -> ComposeResult:
+        # the question names the environment it acts on ("Kick player 42 on prod?"), as the
+        # CLI's confirmations do (the app's state holds it; None when not named)
+        environment = getattr(getattr(self.app, "state", None), "environment", None)
+        title = Text(on_environment(self.title_text, environment), style="bold")
+        if environment and looks_like_production(environment):
+            start = title.plain.rfind(f" on {environment}?") + len(" on ")
+            title.stylize("bold reverse red", start, start + len(environment))
         with Vertical():
-            yield Label(self.title_text, classes="title")
+            yield Label(title, classes="title")
             with VerticalScroll():
                 yield Static(self.body, id="confirm-body")
             if self.ask_reason:

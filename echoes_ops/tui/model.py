@@ -12,10 +12,10 @@ from typing import Any, Final
 
 from echoes_ops.contract.envelopes import Envelope
 from echoes_ops.operations.broadcast import BroadcastResult
+from echoes_ops.operations.flags import FlagStatus
 from echoes_ops.operations.locations import LocationList
 from echoes_ops.operations.locks import LockInfo
 from echoes_ops.operations.overview import (
-    FlagMirror,
     Rates,
     ServerCounters,
     TierSummary,
@@ -34,7 +34,7 @@ class Snapshot:
     taken_at: float  # the source's clock (wall time, epoch seconds)
     counters: ServerCounters
     gamedata: dict[str, str]
-    flag: FlagMirror
+    flag: FlagStatus  # REDIS_ENABLED: the truth (PostgreSQL), the other sources, the workers
     workers: list[WorkerLiveness]
     locations: LocationList
     locks: list[LockInfo]
@@ -152,6 +152,7 @@ class DashboardState:
     last_error: str | None = None
     access: WriteAccess | None = None
     postgres: bool = False  # DATABASE_URL configured
+    environment: str | None = None  # ECHOES_OPS_ENVIRONMENT, shown on every screen
 
     @property
     def read_only(self) -> bool:

@@ -32,6 +32,7 @@ class ProcessSource:
     def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
         target = settings.redis_target()
         self.display = target.display
+        self.environment = settings.environment
         self.operator = settings.operator_name()
         self.postgres = settings.database_dsn() is not None
         self.read_only = read_only  # --read-only, or the ACL user may not write

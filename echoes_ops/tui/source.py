@@ -11,12 +11,15 @@ Every method returns typed results and raises :class:`~echoes_ops.errors.OpsErro
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from echoes_ops.client.live import translated
+from echoes_ops.config import Settings
 from echoes_ops.errors import NotFoundError
 from echoes_ops.operations import overview
 from echoes_ops.operations.audit import AuditLog, AuditRecord, read_audit
@@ -28,6 +31,7 @@ from echoes_ops.operations.drilldown import (
     worker_detail,
 )
 from echoes_ops.operations.flags import FlagStatus, LazyRedis, SetResult, flag_status
+from echoes_ops.operations.flags.status import SourceValue, truth_source
 from echoes_ops.operations.locations import LocationDetail, list_locations, show_location
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult, list_locks, show_lock
 from echoes_ops.operations.overview import WriteAccess
@@ -41,7 +45,7 @@ from echoes_ops.operations.sessions import (
 )
 from echoes_ops.operations.static_data import read_version
 from echoes_ops.operations.tail import Subscriptions, TailEvent, tail
-from echoes_ops.operations.tiermap import worker_liveness
+from echoes_ops.operations.tiermap import WorkerLiveness, worker_liveness
 from echoes_ops.tui.model import (
     BroadcastDraft,
     BroadcastPlan,
@@ -52,6 +56,8 @@ from echoes_ops.tui.model import (
 from echoes_ops.tui.writes import WriteActions
 
 PAGE_SIZE = 50
+TRUTH_EVERY = 5.0  # seconds between two reads of REDIS_ENABLED in PostgreSQL by the fast poll
+TRUTH_FIRST_WAIT = 1.0  # how long the first poll waits for that read before showing the rest
 DRIFT_STEP = 100  # keys per census step of the drift poll (0.4 ms at 100,000 sessions)
 
 
@@ -72,6 +78,7 @@ class Source(Protocol):
     """What the dashboard needs from the tier."""
 
     display: str  # where it is connected, without secrets
+    environment: str | None  # the environment's name (ECHOES_OPS_ENVIRONMENT)
     operator: str
     postgres: bool  # DATABASE_URL configured
     read_only: bool
@@ -134,6 +141,44 @@ class RedisSource(WriteActions):
     on the caller's event loop: the poller process's (:mod:`echoes_ops.tui.poller`) for
     the dashboard; a test's or a benchmark's when they time the calls themselves."""
 
+    def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
+        super().__init__(settings, read_only=read_only)
+        self._truth: SourceValue | None = None  # REDIS_ENABLED in PostgreSQL, last read
+        self._truth_at = -math.inf
+        self._truth_task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._truth_task is not None:
+            self._truth_task.cancel()
+            await asyncio.gather(self._truth_task, return_exceptions=True)
+        await super().close()
+
+    async def _read_truth(self) -> None:
+        self._truth = await truth_source(self.dsn, timeouts=self.settings.flag_timeouts())
+
+    async def _flag(self, live: dict[str, WorkerLiveness]) -> FlagStatus:
+        """REDIS_ENABLED as the header shows it: the source of truth (PostgreSQL, read in
+        the background at most every TRUTH_EVERY s, so a slow or dead PostgreSQL never
+        delays the poll; the first poll waits up to TRUTH_FIRST_WAIT for it), the env file,
+        the Redis mirror, and the modes of the workers this poll read."""
+        now = self.clock()
+        idle = self._truth_task is None or self._truth_task.done()
+        if idle and now - self._truth_at >= TRUTH_EVERY:
+            self._truth_at = now
+            self._truth_task = asyncio.ensure_future(self._read_truth())
+        if self._truth is None and self._truth_task is not None:
+            await asyncio.wait({self._truth_task}, timeout=TRUTH_FIRST_WAIT)
+        truth = self._truth or SourceValue(
+            "postgresql", "reading", None, None, "PostgreSQL has not answered yet"
+        )
+        return await flag_status(
+            self.dsn,
+            env_file=self.env_file,
+            redis=LazyRedis.of(self.redis()),
+            liveness=live,
+            truth=truth,
+        )
+
     async def open(self) -> WriteAccess:
         """Connect and find out whether this user may write (a replica or an ACL user
         without write permissions makes the dashboard read-only)."""
@@ -153,7 +198,6 @@ class RedisSource(WriteActions):
         with translated(self.display):
             counters = await overview.read_counters(r)
             gamedata = await read_version(r)
-            flag = await overview.flag_mirror(r)
             if self.known_workers is None:
                 live = await worker_liveness(r)
                 self.known_workers = set(live)
@@ -162,6 +206,7 @@ class RedisSource(WriteActions):
                 live = await worker_liveness(r, ids)
             locations = await list_locations(r)
             held = await self._locks()
+            flag = await self._flag(live)
         workers = [w for w in live.values() if w.meta or w.connections or w.client_connected]
         return Snapshot(
             taken_at=self.clock(),

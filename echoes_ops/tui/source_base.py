@@ -27,6 +27,7 @@ class SourceBase:
         self.settings = settings
         self.target = settings.redis_target()
         self.display = self.target.display
+        self.environment = settings.environment
         self.dsn = settings.database_dsn()
         self.postgres = self.dsn is not None
         self.env_file = settings.env_file

@@ -69,6 +69,30 @@ class WorkerFlagView:
         return out
 
 
+LABELS: Final = {"postgresql": "PostgreSQL", "env_file": "env file", "redis": "Redis mirror"}
+
+
+@dataclass(frozen=True)
+class FlagHeadline:
+    """The flag in one line, as ``status``, the dashboard's header and its Overview show it:
+    the source of truth's value, where it came from, the live workers' modes, and loud
+    alarms for whatever disagrees with it (``note``: quieter, PostgreSQL not configured)."""
+
+    name: str
+    value: str | None  # None: nothing could be read
+    source: str  # where ``value`` came from, in words
+    modes: str  # "3/3 workers fallback"
+    alarms: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}={self.value or 'unknown'} ({self.source}); {self.modes}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "alarms": list(self.alarms)}
+
+
 @dataclass
 class FlagStatus:
     name: str
@@ -153,6 +177,57 @@ class FlagStatus:
         return out
 
     @property
+    def headline(self) -> FlagHeadline:
+        pg = self.source("postgresql")
+        state = pg.state if pg is not None else "not configured"
+        alarms: list[str] = []
+        note = None
+        if pg is not None and pg.effective is not None:
+            value: str | None = pg.effective
+            source = "PostgreSQL" if pg.state == "set" else "PostgreSQL: never set, the default"
+        else:
+            # the truth cannot be read: what a starting worker would apply next (the mirror,
+            # its default when unset), else what a restart would take (the env file)
+            known = next(
+                (
+                    s
+                    for name in ("redis", "env_file")
+                    for s in self.sources
+                    if s.source == name and s.effective is not None
+                ),
+                None,
+            )
+            value = known.effective if known is not None else None
+            source = "no source"
+            if known is not None:
+                source = f"{LABELS[known.source]} only"
+                if known.state == "unset":
+                    source += " (unset: the default)"
+            if state == "not configured":
+                note = "PostgreSQL (the source of truth) is not configured: set DATABASE_URL"
+                source += ", PostgreSQL not configured"
+            elif state == "reading":
+                note = "PostgreSQL (the source of truth) has not answered yet"
+                source += ", PostgreSQL not read yet"
+            else:
+                alarms.append(f"source of truth unreadable: PostgreSQL {state}")
+        for s in self.sources:
+            if s.source == "postgresql" or s.effective is None or s.effective == value:
+                continue
+            said = f"{s.effective} (unset: the default)" if s.state == "unset" else s.effective
+            alarms.append(f"{LABELS.get(s.source, s.source)} says {said}")
+        if self.workers_split:
+            counts = ", ".join(f"{n} {v}" for v, n in sorted(self.worker_values.items()))
+            alarms.append(f"workers disagree ({counts})")
+        elif self.stale_workers:
+            alarms.append(
+                f"{len(self.stale_workers)}/{len(self.workers)} workers not on {self.expected}"
+            )
+        elif value is not None and any(w.redis_enabled not in (None, value) for w in self.workers):
+            alarms.append(f"workers run {self.worker_values}, not {value}")
+        return FlagHeadline(self.name, value, source, self.modes_line, tuple(alarms), note)
+
+    @property
     def severity(self) -> str:
         if self.workers_split or self.stale_workers:
             return FAIL
@@ -166,6 +241,7 @@ class FlagStatus:
             "severity": self.severity,
             "redis_reachable": self.redis_reachable,
             "modes": self.modes_line,
+            "headline": self.headline.as_dict(),
             "worker_values": self.worker_values,
             "sources": [s.as_dict() for s in self.sources],
             "workers": [w.as_dict() for w in self.workers],
@@ -183,12 +259,14 @@ async def flag_status(
     redis: LazyRedis | None = None,
     liveness: dict[str, WorkerLiveness] | None = None,
     timeouts: PgTimeouts = FLAG_TIMEOUTS,
+    truth: SourceValue | None = None,
 ) -> FlagStatus:
     """The flag in PostgreSQL, the env file and the Redis mirror, and what each live worker
-    reports having applied (``liveness``: already read, else read here). Sources that
-    cannot be read are reported, not raised."""
+    reports having applied (``liveness``: already read, else read here; ``truth``:
+    PostgreSQL's reading when the caller has a recent one, see :func:`truth_source`).
+    Sources that cannot be read are reported, not raised."""
     spec = contract.spec(name)
-    pg = await _pg_source(dsn, spec, timeouts)
+    pg = truth if truth is not None else await truth_source(dsn, spec.name, timeouts)
     sources = [pg, env_source(env_file, spec)]
     r = await redis.get() if redis is not None else None
     workers: list[WorkerFlagView] = []
@@ -212,7 +290,11 @@ def _canonical(value: str) -> str:
     return value if parsed is None else ("true" if parsed else "false")
 
 
-async def _pg_source(dsn: str | None, spec: contract.FlagSpec, timeouts: PgTimeouts) -> SourceValue:
+async def truth_source(
+    dsn: str | None, name: str = contract.REDIS_ENABLED, timeouts: PgTimeouts = FLAG_TIMEOUTS
+) -> SourceValue:
+    """The flag as PostgreSQL, the source of truth, holds it (never raises)."""
+    spec = contract.spec(name)
     if not dsn:
         return SourceValue("postgresql", "not configured", None, None, "DATABASE_URL is not set")
     try:

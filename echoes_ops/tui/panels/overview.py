@@ -20,6 +20,12 @@ def overview_rows(state: DashboardState) -> list[tuple[str, str]]:
         return [("status", "waiting for the first reading")]
     if state.stale:
         rows.append(("STALE", f"disconnected: last data read at {clock_time(snap.taken_at)}"))
+    head = snap.flag.headline
+    rows.append((head.name, f"{head.value or 'unknown'} ({head.source}); {head.modes}"))
+    if head.alarms:
+        rows.append(("ALARM", "; ".join(head.alarms)))
+    elif head.note:
+        rows.append(("note", head.note))
     loc = snap.locations
     rows.append(
         (
@@ -79,8 +85,12 @@ def render_overview(state: DashboardState) -> Table:
     table.add_column(overflow="fold")
     for label, value in overview_rows(state):
         style = "red" if label == "drift" and value[:1].isalpha() and "_" in value else ""
-        if label == "STALE":
+        if label in ("STALE", "ALARM"):
             style = "bold red"
+        elif label == "note":
+            style = "yellow"
+        elif label == "REDIS_ENABLED":
+            style = {"true": "green", "false": "bold red"}.get(value.split(" ", 1)[0], "yellow")
         table.add_row(label, Text(value, style=style))
     return table
 
