@@ -198,7 +198,7 @@ def test_prometheus_output_parses_with_the_official_parser(populated):
 
 
 def test_prometheus_escapes_label_values():
-    text = prometheus._Exposition()
+    text = prometheus.Exposition()
     text.metric("x_info", "gauge", "help with \\ and\nnewline", [({"v": 'a"b\\c\nd'}, 1)])
     parsed = _families(text.text())["echoes_redis_x_info"]
     assert parsed.samples[0].labels == {"v": 'a"b\\c\nd'}

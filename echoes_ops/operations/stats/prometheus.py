@@ -1,68 +1,71 @@
-"""A stats snapshot in the Prometheus text exposition format (version 0.0.4)."""
+"""A stats snapshot as Prometheus metric families (prometheus-client renders them: the text
+format 0.0.4 for ``stats --prometheus``, OpenMetrics too for ``metrics serve``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from typing import Final
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from echoes_ops.operations.stats.model import StatsSnapshot
 
 PREFIX: Final = "echoes_redis_"
 
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+Samples = Sequence[tuple[dict[str, str], float]]
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+class Exposition(Collector):
+    """Metric families under :data:`PREFIX`, built one by one, rendered by prometheus-client
+    (which escapes help texts and label values)."""
 
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-class _Exposition:
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.families: list[Metric] = []
 
-    def metric(
-        self,
-        name: str,
-        kind: str,
-        help_text: str,
-        samples: list[tuple[dict[str, str], float]] | float | None,
-    ) -> None:
-        """One family: HELP, TYPE, then its samples (a bare number = one unlabelled)."""
+    def metric(self, name: str, kind: str, help_text: str, samples: Samples | float | None) -> None:
+        """One family (``kind`` gauge or counter; a counter's ``name`` ends in ``_total``);
+        ``samples`` a bare number for one unlabelled sample, None for no family at all."""
         if samples is None:
             return
-        if not isinstance(samples, list):
+        if not isinstance(samples, Sequence):
             samples = [({}, samples)]
         full = PREFIX + name
-        self.lines.append(f"# HELP {full} {_escape_help(help_text)}")
-        self.lines.append(f"# TYPE {full} {kind}")
-        for labels, value in samples:
-            text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-            self.lines.append(
-                f"{full}{{{text}}} {_number(value)}" if text else f"{full} {_number(value)}"
-            )
+        labels = list(samples[0][0]) if samples else []
+        family: Metric
+        if kind == "counter":
+            family = CounterMetricFamily(full, help_text, labels=labels)
+        elif kind == "gauge":
+            family = GaugeMetricFamily(full, help_text, labels=labels)
+        else:
+            raise ValueError(f"unknown metric kind {kind!r}")
+        for values, value in samples:
+            family.add_metric([values[label] for label in labels], float(value))
+        self.families.append(family)
+
+    def extend(self, other: Exposition) -> None:
+        self.families.extend(other.families)
+
+    def collect(self) -> Iterator[Metric]:
+        """The families (so an Exposition is a collector prometheus-client can render)."""
+        return iter(self.families)
 
     def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+        """The text exposition format, version 0.0.4."""
+        return generate_latest(self).decode("utf-8")
 
 
 def prometheus_text(s: StatsSnapshot) -> str:
     """The snapshot in the Prometheus text exposition format (version 0.0.4): base units
     (bytes, seconds), ``_total`` counters, labels for family and bucket."""
-    out = _Exposition()
+    return stats_exposition(s).text()
+
+
+def stats_exposition(s: StatsSnapshot) -> Exposition:
+    """The snapshot's metric families."""
+    out = Exposition()
     gauge, counter = "gauge", "counter"
     out.metric(
         "stats_timestamp_seconds",
@@ -251,4 +254,4 @@ def prometheus_text(s: StatsSnapshot) -> str:
             "When the loaded gamedata was preloaded (epoch seconds).",
             loaded_at,
         )
-    return out.text()
+    return out
