@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json as jsonlib
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import emit_json, fail, redis_client, run, stdout_console
+from echoes_ops.cli.common import (
+    emit_json,
+    fail,
+    gamedata_dir,
+    redis_client,
+    run,
+    state,
+    stdout_console,
+)
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
@@ -123,6 +132,33 @@ def render(s: StatsSnapshot, console: Console) -> None:
         console.print(table)
 
 
+def _prometheus(
+    ctx: typer.Context, no_keys: bool, drift: bool, env_file: Path | None, gamedata: Path | None
+) -> str:
+    """The stats snapshot and the domain metrics (and drift) as one exposition."""
+    from echoes_ops.operations.metrics.domain import DiskVersion, read_drift
+    from echoes_ops.operations.metrics.source import MetricsConfig, read_all, reading_exposition
+
+    settings = state(ctx).settings()
+    config = MetricsConfig(
+        target=settings.redis_target(),
+        database_url=settings.database_dsn(),
+        env_file=str(env_file) if env_file is not None else settings.env_file,
+        keyspace=not no_keys,
+        operator=settings.operator_name(),
+    )
+    disk = DiskVersion(gamedata_dir(ctx, gamedata))
+
+    async def read() -> str:
+        reading = await read_all(config, disk)
+        if reading.stats_error is not None:
+            raise reading.stats_error
+        found = await read_drift(config.target) if drift else None
+        return reading_exposition(reading, found).text()
+
+    return run(ctx, read)
+
+
 def stats(
     ctx: typer.Context,
     json: JsonOption = False,
@@ -164,10 +200,39 @@ def stats(
             "a big keyspace.",
         ),
     ] = False,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="With --prometheus: also run reconcile's drift detector (read-only, one more "
+            "walk) and print drift per kind; run it at the cadence you want drift measured.",
+        ),
+    ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            help="With --prometheus: the deployment's env file, for REDIS_ENABLED per source "
+            "(env ECHOES_OPS_ENV_FILE).",
+            show_default=False,
+        ),
+    ] = None,
+    gamedata: Annotated[
+        Path | None,
+        typer.Option(
+            "--gamedata",
+            help="With --prometheus: gamedata folder compared with the loaded version "
+            "(env ECHOES_OPS_GAMEDATA; default ./gamedata).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Cache hit rate, evictions, expirations, memory, clients (and which are workers),
     ops/s, pub/sub channels and subscribers, keys and estimated memory per key family,
-    sessions and inventories by remaining TTL, gamedata version.
+    sessions and inventories by remaining TTL, gamedata version. --prometheus adds the
+    tier's domain metrics (players, sessions, workers and their modes, REDIS_ENABLED per
+    source, locks, gamedata on disk vs loaded, last warmup; drift with --drift), the same
+    families `metrics serve` exposes.
 
     Key counts come from one SCAN pass; memory per family is estimated from MEMORY USAGE of
     a random sample of up to 64 keys per family, and TTL buckets from up to 1000 keys per
@@ -179,6 +244,7 @@ def stats(
       echoes-ops stats
       echoes-ops stats --json | jq .cache.hit_rate
       echoes-ops stats --prometheus > /var/lib/node_exporter/textfile/echoes.prom.tmp
+      echoes-ops stats --prometheus --drift --env-file /srv/api/.env
       echoes-ops stats --watch 5
       echoes-ops stats --watch 10 --count 6 --json --no-keys
     """
@@ -191,6 +257,11 @@ def stats(
         )
     if count is not None and watch is None:
         fail("--count needs --watch", int(ExitCode.USAGE))
+    if not prometheus and (drift or env_file is not None or gamedata is not None):
+        fail("--drift, --env-file and --gamedata go with --prometheus", int(ExitCode.USAGE))
+    if prometheus:
+        sys.stdout.write(_prometheus(ctx, no_keys, drift, env_file, gamedata))
+        return
 
     from echoes_ops.operations import stats as ops
 
@@ -201,9 +272,7 @@ def stats(
                 return await ops.snapshot(r, keyspace=not no_keys)
 
         result = run(ctx, once)
-        if prometheus:
-            sys.stdout.write(ops.prometheus_text(result))
-        elif json:
+        if json:
             emit_json(result.as_dict())
         else:
             render(result, stdout_console())

@@ -229,6 +229,7 @@ def warmup(
                 "static": report.static.get("result") if report.static else None,
                 "invalid": report.invalid,
                 "partial": report.partial,
+                "elapsed_s": round(report.elapsed_s, 3),  # metrics: last warmup duration
             }
             return report
 
