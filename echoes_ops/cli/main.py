@@ -28,6 +28,7 @@ from echoes_ops.cli import (
 )
 from echoes_ops.cli import dashboard as dashboard_cli
 from echoes_ops.cli import doctor as doctor_cli
+from echoes_ops.cli import latency as latency_cli
 from echoes_ops.cli import metrics as metrics_cli
 from echoes_ops.cli import stats as stats_cli
 from echoes_ops.cli import warmup as warmup_cli
@@ -150,6 +151,7 @@ app.command("dashboard")(dashboard_cli.dashboard)
 app.add_typer(flags.app, name="flags")
 app.command("stats")(stats_cli.stats)
 app.add_typer(metrics_cli.app, name="metrics")
+app.command("latency")(latency_cli.latency)
 app.command("doctor")(doctor_cli.doctor)
 app.command("warmup")(warmup_cli.warmup)
 

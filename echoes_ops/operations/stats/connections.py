@@ -25,7 +25,7 @@ TOP_CHANNELS: Final = 10
 CHANNEL_FAMILIES: Final = ("broadcast", "workers", "location", "player", "other")
 
 
-async def _named_workers(r: Redis, names: set[str], own: OwnLoad) -> set[str]:
+async def named_workers(r: Redis, names: set[str], own: OwnLoad) -> set[str]:
     """The client names that are workers: those with a meta or connections key (EXISTS,
     pipelined; no key walk)."""
     candidates = []
@@ -62,7 +62,7 @@ async def client_stats(
         return ClientStats(connected, False, 0, [], 0, 0, blocked)
     names = [str(c.get("name", "")) for c in listed]
     if worker_ids is None:
-        worker_ids = await _named_workers(r, {n for n in names if n}, own)
+        worker_ids = await named_workers(r, {n for n in names if n}, own)
     workers = sorted({n for n in names if n and n in worker_ids})
     worker_conns = sum(1 for n in names if n and n in worker_ids)
     pubsub = sum(1 for c in listed if info_int(c, "sub") > 0 or info_int(c, "psub") > 0)
