@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops.cli.common import emit_json, redis_client, run, stdout_console
-from echoes_ops.cli.data import JsonOption
+from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from echoes_ops.operations.latency import LatencyReport

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from echoes_ops.tui.fmt import clock_time
+from echoes_ops.fmt import clock_time
 
 if TYPE_CHECKING:
     from echoes_ops.operations.latency import LatencyReport
