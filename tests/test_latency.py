@@ -139,3 +139,30 @@ def test_unreachable_is_one_line():
     out = cli("latency", env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     assert out.code == ExitCode.UNREACHABLE
     assert "cannot connect" in out.one_error_line()
+
+
+async def test_dashboard_latency_pane_shows_the_same_report(slow_server):
+    """Pilot: `l` opens the pane; it reads through the poller process like every panel."""
+    from textual.widgets import Static
+
+    from echoes_ops.tui.panels.latency import LatencyScreen
+    from tests.test_tui_pilot import make_app, text_of, until
+
+    worker = redis.Redis.from_url(slow_server.url, decode_responses=True)
+    worker.client_setname("w-pane")
+    worker.hset(keys.worker_meta_key("w-pane"), mapping={"mode": "redis"})
+    worker.eval(SLOW_SCRIPT, 1, keys.session_key(7))
+    app = make_app(slow_server.url)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LatencyScreen))
+        pane = app.screen.query_one("#latency-text", Static)
+        await until(pilot, lambda: "round trip over 20 PINGs" in text_of(pane), timeout=20)
+        shown = text_of(pane)
+        assert "script:sessions" in shown
+        assert "w-pane (worker)" in shown
+        assert "latency monitor events over 1 ms" in shown
+        assert "command" in shown
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, LatencyScreen))
+    worker.close()

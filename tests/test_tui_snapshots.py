@@ -120,7 +120,15 @@ SCREENS: dict[str, Step] = {
     "audit": show("audit", row=0),
     "help": help_screen,
 }
+
+
+async def latency_modal(pilot: Pilot) -> None:
+    await pilot.press("l")
+    await settle(pilot)
+
+
 MODALS: dict[str, Step] = {
+    "latency_modal": latency_modal,
     "kick_modal": show("sessions", action="kick"),
     "force_release_modal": show("locks", row=1, action="force"),
 }

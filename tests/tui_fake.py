@@ -14,6 +14,7 @@ from echoes_ops.operations.audit import AuditRecord
 from echoes_ops.operations.broadcast import Audience, BroadcastResult
 from echoes_ops.operations.drilldown import InventoryPreview, WorkerDetail, WorkerPlayer
 from echoes_ops.operations.flags import FlagStatus, SetResult, SourceValue, WorkerFlagView
+from echoes_ops.operations.latency import LatencyEvent, LatencyReport, RoundTrip, SlowEntry
 from echoes_ops.operations.locations import LocationCount, LocationDetail, LocationList, Member
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult
 from echoes_ops.operations.overview import ServerCounters, TierSummary, WriteAccess
@@ -302,6 +303,43 @@ class FakeSource:
         source = "postgresql" if self.postgres else "redis"
         note = "" if self.postgres else "PostgreSQL not configured: the Redis stream's records"
         return AuditView(source, records, note)
+
+    async def latency(self, samples: int) -> LatencyReport:
+        return LatencyReport(
+            taken_at=NOW,
+            slowlog=[
+                SlowEntry(
+                    12,
+                    NOW - 40,
+                    18_400,
+                    "EVALSHA",
+                    "player:17:session",
+                    9,
+                    "script:sessions",
+                    "10.0.0.7:51234",
+                    "w1",
+                    worker=True,
+                ),
+                SlowEntry(
+                    11,
+                    NOW - 95,
+                    2_150,
+                    "SCAN",
+                    None,
+                    3,
+                    "server",
+                    "10.0.0.9:40100",
+                    "",
+                    worker=False,
+                ),
+            ],
+            slowlog_len=12,
+            slower_than_us=1000,
+            slowlog_max_len=128,
+            monitor_threshold_ms=5,
+            events=[LatencyEvent("command", NOW - 40, 18, 31, [(NOW - 400, 31), (NOW - 40, 18)])],
+            round_trip=RoundTrip(samples, 0.11, 0.19, 0.52, 0.61),
+        )
 
     def tail(self, on_status: Callable[[str], None]) -> AsyncIterator[TailEvent]:
         async def events() -> AsyncIterator[TailEvent]:

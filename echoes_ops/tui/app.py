@@ -62,6 +62,7 @@ class DashboardApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
         Binding("r", "refresh", "Refresh"),
+        Binding("l", "latency", "Latency", show=False),
         *[
             Binding(str(i + 1), f"show_tab('{tab}')", label, show=False)
             for i, (tab, label) in enumerate(TABS)
@@ -267,6 +268,11 @@ class DashboardApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_latency(self) -> None:
+        from echoes_ops.tui.panels.latency import LatencyScreen
+
+        self.push_screen(LatencyScreen(self.source))
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for tab, label in TABS:
@@ -275,6 +281,9 @@ class DashboardApp(App[None]):
             )
         yield SystemCommand("Refresh now", "Poll Redis now", self.action_refresh)
         yield SystemCommand("Keys and help", "Show every key binding", self.action_help)
+        yield SystemCommand(
+            "Redis latency", "SLOWLOG, latency events, round trip", self.action_latency
+        )
         if not self.state.read_only:
             yield SystemCommand("Hold a lock", "Take a lock as operator", self._palette_hold)
             yield SystemCommand("Flip REDIS_ENABLED", "Asks for a reason", self._palette_flip)

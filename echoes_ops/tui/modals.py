@@ -182,6 +182,7 @@ HELP = """\
 [b]Tabs[/b]  1 overview  2 workers  3 locations  4 sessions  5 locks
       6 broadcast  7 live  8 flags  9 audit  (or click a tab)
 [b]Keys[/b]  r refresh now  ? help  ctrl+p command palette  q quit
+      l latency (SLOWLOG, latency events, round trip)
 [b]Tables[/b]  up/down move, Enter shows the row's details
 [b]Sessions[/b]  / search (an id, or part of a name)
       n next page (paged through SCAN)  k kick (asks why)

@@ -32,6 +32,7 @@ from echoes_ops.operations.drilldown import (
 )
 from echoes_ops.operations.flags import FlagStatus, LazyRedis, SetResult, flag_status
 from echoes_ops.operations.flags.status import SourceValue, truth_source
+from echoes_ops.operations.latency import LatencyReport, latency_report
 from echoes_ops.operations.locations import LocationDetail, list_locations, show_location
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult, list_locks, show_lock
 from echoes_ops.operations.overview import WriteAccess
@@ -97,6 +98,7 @@ class Source(Protocol):
     async def lock_detail(self, name: str) -> LockInfo: ...
     async def flag_status(self) -> FlagStatus: ...
     async def audit(self, limit: int) -> AuditView: ...
+    async def latency(self, samples: int) -> LatencyReport: ...
     def tail(self, on_status: Callable[[str], None]) -> AsyncIterator[TailEvent]: ...
     async def kick(self, character_id: int, reason: str) -> KickResult: ...
     async def hold_lock(self, name: str, ttl: float, reason: str) -> HoldResult: ...
@@ -126,6 +128,7 @@ CALLS: Final[Mapping[str, str | None]] = {
     "lock_detail": None,
     "flag_status": None,
     "audit": None,
+    "latency": None,
     "preview_broadcast": None,
     "kick": "kick",
     "hold_lock": "lock hold",
@@ -294,6 +297,11 @@ class RedisSource(WriteActions):
             source, records = await read_audit(log, limit=limit)
         note = "" if self.postgres else "PostgreSQL not configured: the Redis stream's records"
         return AuditView(source, records, note)
+
+    async def latency(self, samples: int) -> LatencyReport:
+        """SLOWLOG, the latency monitor and ``samples`` PING round trips (from the poller)."""
+        with translated(self.display):
+            return await latency_report(self.redis(), samples=samples)
 
     def tail(self, on_status: Callable[[str], None]) -> AsyncIterator[TailEvent]:
         """Decoded messages on the four channel families, reconnecting by itself."""
