@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from echoes_ops.cli.common import gamedata_dir, run, state
+from echoes_ops.cli.data import GamedataOption
+from echoes_ops.cli.flags import EnvFileOption
 from echoes_ops.cli.options import JsonOption
 
 app = typer.Typer(
@@ -79,24 +81,8 @@ def serve(
             "count of the domain metrics still walks the keyspace.",
         ),
     ] = False,
-    env_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--env-file",
-            help="The deployment's env file, for REDIS_ENABLED per source "
-            "(env ECHOES_OPS_ENV_FILE).",
-            show_default=False,
-        ),
-    ] = None,
-    gamedata: Annotated[
-        Path | None,
-        typer.Option(
-            "--gamedata",
-            help="Gamedata folder whose version is compared with the loaded one "
-            "(env ECHOES_OPS_GAMEDATA; default ./gamedata).",
-            show_default=False,
-        ),
-    ] = None,
+    env_file: EnvFileOption = None,
+    gamedata: GamedataOption = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(

@@ -19,6 +19,8 @@ from echoes_ops.cli.common import (
     state,
     stdout_console,
 )
+from echoes_ops.cli.data import GamedataOption
+from echoes_ops.cli.flags import EnvFileOption
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
@@ -208,24 +210,8 @@ def stats(
             "walk) and print drift per kind; run it at the cadence you want drift measured.",
         ),
     ] = False,
-    env_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--env-file",
-            help="With --prometheus: the deployment's env file, for REDIS_ENABLED per source "
-            "(env ECHOES_OPS_ENV_FILE).",
-            show_default=False,
-        ),
-    ] = None,
-    gamedata: Annotated[
-        Path | None,
-        typer.Option(
-            "--gamedata",
-            help="With --prometheus: gamedata folder compared with the loaded version "
-            "(env ECHOES_OPS_GAMEDATA; default ./gamedata).",
-            show_default=False,
-        ),
-    ] = None,
+    env_file: EnvFileOption = None,
+    gamedata: GamedataOption = None,
 ) -> None:
     """Cache hit rate, evictions, expirations, memory, clients (and which are workers),
     ops/s, pub/sub channels and subscribers, keys and estimated memory per key family,
