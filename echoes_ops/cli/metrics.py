@@ -143,6 +143,7 @@ def serve(
         drift_interval=drift_interval,
         keyspace=not no_keys,
         operator=settings.operator_name(),
+        flag_timeouts=settings.flag_timeouts(),
     )
     listen = Listen(
         host=host,

@@ -148,6 +148,7 @@ def _prometheus(
         env_file=str(env_file) if env_file is not None else settings.env_file,
         keyspace=not no_keys,
         operator=settings.operator_name(),
+        flag_timeouts=settings.flag_timeouts(),
     )
     disk = DiskVersion(gamedata_dir(ctx, gamedata))
 

@@ -19,11 +19,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from echoes_ops.client.errors import translate
-from echoes_ops.config import RedisTarget
+from echoes_ops.config import PgTimeouts, RedisTarget
 from echoes_ops.contract import flags as flag_contract
 from echoes_ops.errors import OpsError
 from echoes_ops.operations.audit import AuditLog, AuditRecord, read_audit
 from echoes_ops.operations.flags import FlagStatus, LazyRedis, flag_status
+from echoes_ops.operations.flags.store import FLAG_TIMEOUTS
 from echoes_ops.operations.locks import LockInfo, list_locks
 from echoes_ops.operations.overview import TierSummary, tier_summary
 from echoes_ops.operations.reconcile import KINDS, find_drift
@@ -148,6 +149,7 @@ async def read_domain(
     env_file: str | None,
     disk: DiskVersion | None = None,
     operator: str = "echoes-ops-metrics",
+    flag_timeouts: PgTimeouts | None = None,
 ) -> DomainSnapshot:
     """Read the domain state; Redis failures are kept in ``redis_error``, not raised."""
     started = time.perf_counter()
@@ -162,7 +164,12 @@ async def read_domain(
                 where = target.display if target is not None else "Redis"
                 redis_error = str(translate(exc, where))
         flags = await flag_status(
-            database_url, flag_contract.REDIS_ENABLED, env_file=env_file, redis=lazy
+            database_url,
+            flag_contract.REDIS_ENABLED,
+            env_file=env_file,
+            redis=lazy,
+            liveness=parts.get("workers"),  # the workers this reading already read
+            timeouts=flag_timeouts or FLAG_TIMEOUTS,
         )
         warmup, warmup_error = await _warmup(
             r if redis_error is None else None, database_url, operator

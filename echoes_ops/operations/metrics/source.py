@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from echoes_ops.config import RedisTarget
+from echoes_ops.config import PgTimeouts, RedisTarget
 from echoes_ops.errors import OpsError
 from echoes_ops.operations.metrics.domain import (
     DiskVersion,
@@ -74,6 +74,7 @@ class MetricsConfig:
     drift_interval: float = 300.0  # 0: never run the drift detector
     keyspace: bool = True  # the stats key walk (families, memory, TTL buckets)
     operator: str = "echoes-ops-metrics"
+    flag_timeouts: PgTimeouts | None = None  # None: the flag commands' default
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ async def read_all(config: MetricsConfig, disk: DiskVersion | None = None) -> Re
         env_file=config.env_file,
         disk=disk,
         operator=config.operator,
+        flag_timeouts=config.flag_timeouts,
     )
     return Reading(stats, error, domain)
 
