@@ -79,6 +79,24 @@ def test_preload_twice_then_changed_file(world_copy, redis_url, sync_r):
     assert sync_r.hget(keys.GAMEDATA_VERSION_KEY, "operator") == "carol"
 
 
+def test_preload_that_removes_entries_asks_and_refuses_without_a_terminal(
+    world_copy, redis_url, sync_r
+):
+    env = {"REDIS_URL": redis_url}
+    assert cli("preload", "--gamedata", str(world_copy), env=env).code == 0
+    sync_r.hset(keys.location_cache_key("atlantis"), mapping={"id": "atlantis", "name": "A"})
+    sync_r.sadd(keys.LOCATION_INDEX_KEY, "atlantis")
+    refused = cli("preload", "--gamedata", str(world_copy), "--force", env=env)
+    assert refused.code == ExitCode.USAGE
+    line = refused.one_error_line()
+    assert "removes entries gone from gamedata: 1 location (atlantis)" in line
+    assert "refusing without --yes" in line
+    assert sync_r.exists(keys.location_cache_key("atlantis")) == 1
+    done = cli("preload", "--gamedata", str(world_copy), "--force", "--yes", env=env)
+    assert done.code == 0, done.stderr
+    assert sync_r.exists(keys.location_cache_key("atlantis")) == 0
+
+
 def test_cache_status_in_sync_then_drift(redis_url, sync_r):
     env = {"REDIS_URL": redis_url}
     empty = cli("cache", "status", "--gamedata", str(BUNDLED_GAMEDATA), "--json", env=env)

@@ -231,20 +231,29 @@ def test_cli_json_is_stable_and_exit_codes(redis_url, sync_r):
         "dry_run",
         "clean",
         "drift",
+        "pending",
         "fixed",
+        "selected",
         "grace_seconds",
         "scanned",
         "kinds",
         "elapsed_s",
     }
     assert list(report["kinds"]) == list(KINDS)
-    assert set(report["kinds"]["orphan_member"]) == {"found", "fixed", "not_repairable", "examples"}
+    assert set(report["kinds"]["orphan_member"]) == {
+        "found",
+        "fixed",
+        "not_repairable",
+        "pending",
+        "pending_ready_in_s",
+        "examples",
+    }
 
     sync_r.sadd(keys.presence_key("ruins"), 99)
     drift = cli("reconcile", env=env)
     assert drift.code == 1
     assert "orphan_member" in drift.stdout
-    fixed = cli("reconcile", "--fix", "--json", env=env)
+    fixed = cli("reconcile", "--fix", "--yes", "--json", env=env)
     assert fixed.code == 0
     assert json.loads(fixed.stdout)["kinds"]["orphan_member"]["fixed"] == 1
     (record,) = sync_r.xrevrange("echoes:audit", count=1)
@@ -305,3 +314,84 @@ async def test_players_moving_during_the_walk_are_not_drift(r, sync_r, redis_url
 
 async def _no_recheck(*_args: object) -> None:
     return None
+
+
+def dead_worker_sessions(sync_r: redis.Redis, ids: range, *, age: float) -> None:
+    """Sessions of a worker that is gone (no meta, no client), heartbeat ``age`` s old."""
+    for cid in ids:
+        sync_r.hset(
+            keys.session_key(cid),
+            mapping={
+                "worker_id": "gone",
+                "location_id": "ruins",
+                "last_heartbeat": str(time.time() - age),
+            },
+        )
+        sync_r.expire(keys.session_key(cid), 600)
+        sync_r.sadd(keys.presence_key("ruins"), cid)
+        sync_r.hset(keys.worker_connections_key("gone"), str(cid), "connected")
+
+
+def test_fix_without_a_terminal_refuses_without_yes_and_says_what(redis_url, sync_r):
+    """stdin is not a terminal (CliRunner, like </dev/null): --fix says how many of what it
+    would remove and refuses; nothing is deleted until --yes."""
+    env = {"REDIS_URL": redis_url}
+    dead_worker_sessions(sync_r, range(200, 205), age=300)
+    refused = cli("reconcile", "--fix", env=env)
+    assert refused.code == 2
+    line = refused.one_error_line()
+    assert "remove 5 session(s) of dead workers" in line
+    assert redis_url.split("@")[-1].split("/")[2] in line  # the target it would act on
+    assert "refusing without --yes" in line
+    assert all(sync_r.exists(keys.session_key(cid)) for cid in range(200, 205))
+    assert sync_r.xlen("echoes:audit") == 0
+
+    asked = cli("reconcile", "--fix", env=env, input="n\n")  # CliRunner: still no tty
+    assert asked.code == 2
+    done = cli("reconcile", "--fix", "--yes", "--json", env=env)
+    assert done.code == 0
+    assert json.loads(done.stdout)["kinds"]["dead_worker"]["fixed"] == 5
+    assert not any(sync_r.exists(keys.session_key(cid)) for cid in range(200, 205))
+
+
+def test_kind_repairs_one_kind_and_the_audit_names_what_was_removed(redis_url, sync_r):
+    env = {"REDIS_URL": redis_url}
+    dead_worker_sessions(sync_r, range(300, 420), age=300)  # 120 dead-worker sessions
+    sync_r.sadd(keys.presence_key("overpass"), 99)  # an orphan member
+    only = cli("reconcile", "--kind", "orphan_member", "--fix", "--yes", "--json", env=env)
+    assert only.code == 0, only.stderr
+    report = json.loads(only.stdout)
+    assert report["selected"] == ["orphan_member"]
+    assert report["kinds"]["orphan_member"]["fixed"] == 1
+    assert report["kinds"]["dead_worker"]["fixed"] == 0
+    assert sync_r.exists(keys.session_key(300)) == 1  # the other kind is left alone
+    ((_, first),) = sync_r.xrevrange("echoes:audit", count=1)
+    assert json.loads(first["args"])["kinds"] == ["orphan_member"]
+    assert json.loads(first["detail"]) == {
+        "orphan_member": {"found": 1, "fixed": 1, "ids": ["99@overpass"], "ids_total": 1}
+    }
+
+    dead = cli("reconcile", "--kind", "dead_worker", "--fix", "--yes", env=env)
+    assert dead.code == 0, dead.stderr
+    ((_, second),) = sync_r.xrevrange("echoes:audit", count=1)
+    detail = json.loads(second["detail"])["dead_worker"]
+    assert detail["fixed"] == detail["ids_total"] == 120
+    assert len(detail["ids"]) == 100  # capped, with the total beside it
+    assert detail["ids"][:2] == ["300", "301"]
+
+    bad = cli("reconcile", "--kind", "nonsense", env=env)
+    assert bad.code == 2
+    assert "unknown kind 'nonsense'" in bad.one_error_line()
+
+
+def test_dead_worker_inside_grace_is_reported_pending(redis_url, sync_r):
+    env = {"REDIS_URL": redis_url}
+    dead_worker_sessions(sync_r, range(500, 503), age=10)
+    out = cli("reconcile", "--grace", "60", env=env)
+    assert out.code == 0  # nothing repairable yet: not drift
+    assert "dead_worker: 3 pending, repairable in 50 s" in out.stdout
+    report = json.loads(cli("reconcile", "--grace", "60", "--json", env=env).stdout)
+    kind = report["kinds"]["dead_worker"]
+    assert (kind["found"], kind["pending"]) == (0, 3)
+    assert 48 <= kind["pending_ready_in_s"] <= 50
+    assert report["pending"] == 3

@@ -361,7 +361,7 @@ class FakeSource:
         self._write("kick", character_id, reason)
         return KickResult(character_id, False, True, ["overpass"], "w-api-1", 1)
 
-    async def hold_lock(self, name: str, ttl: float, reason: str) -> HoldResult:
+    async def hold_lock(self, name: str, ttl: str, reason: str) -> HoldResult:
         self._write("hold_lock", name, ttl, reason)
         return HoldResult(
             name, f"lock:{name}", "operator.alice#1", "operator.alice", int(ttl * 1000), reason

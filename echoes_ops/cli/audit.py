@@ -60,10 +60,15 @@ def audit(
     for rec in records:
         when = fmt.timestamp(rec.at)
         dry = " (dry run)" if rec.dry_run else ""
-        args = " ".join(f"{k}={v}" for k, v in rec.args.items() if v not in (None, False, [], ""))
+        args = " ".join(
+            f"{k}={v}" for k, v in rec.args.items() if k != "via" and v not in (None, False, [], "")
+        )
         error = (rec.detail or {}).get("error")
         tail = f": {error}" if error else ""
-        line = f"{when}  {rec.operator:<12} {rec.action:<18} {rec.result}{dry}  {args}{tail}"
+        via = rec.args.get("via") or "-"
+        line = (
+            f"{when}  {rec.operator:<12} {via:<9} {rec.action:<18} {rec.result}{dry}  {args}{tail}"
+        )
         # arguments are stored as given, refused ones too: show control characters escaped
         # and brackets as typed, never as terminal escapes or rich markup
         console.print(_printable(line), markup=False)

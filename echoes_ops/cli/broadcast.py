@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import audited_redis, confirm, emit_json, refuse_audited, run
+from echoes_ops.cli.common import confirm, emit_json, refuse_audited, run, write_log
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import OpsError
 
 if TYPE_CHECKING:
     from echoes_ops.contract.envelopes import Envelope
     from echoes_ops.operations.broadcast import BroadcastResult, CountdownResult, Step
+    from echoes_ops.operations.writes import BroadcastRequest
 
 T = TypeVar("T")
 
@@ -66,32 +67,16 @@ def _report(result: BroadcastResult, json: bool) -> None:
 
 
 def _publish(
-    ctx: typer.Context,
-    action: str,
-    args: dict[str, Any],
-    kind: str,
-    envelope: Envelope,
-    *,
-    dry_run: bool,
-    location: str | None = None,
+    ctx: typer.Context, request: BroadcastRequest, envelope: Envelope, *, dry_run: bool
 ) -> BroadcastResult:
-    """Publish (or count) inside one audited block; ``location`` is first checked against
-    the static cache. A refusal is recorded as failed and nothing is published."""
+    """Publish (or count) as one audited write; a location is first checked against the
+    static cache. A refusal is recorded as failed and nothing is published."""
 
     async def work() -> BroadcastResult:
-        from echoes_ops.operations.broadcast import check_location, send
+        from echoes_ops.operations.writes import CLI, broadcast_audited
 
-        async with audited_redis(ctx, action, args, dry_run=dry_run) as (r, entry):
-            if location is not None:
-                await check_location(r, location)
-            result = await send(r, kind, envelope, dry_run=dry_run)
-            entry.detail = {
-                "channel": result.channel,
-                "msg_id": result.envelope.get("msg_id"),
-                "subscribers": result.audience.channel_subscribers,
-                "receivers": result.receivers,
-            }
-            return result
+        async with write_log(ctx) as log:
+            return await broadcast_audited(log, request, envelope, via=CLI, dry_run=dry_run)
 
     return run(ctx, work)
 
@@ -162,9 +147,10 @@ def global_(
         global_envelope,
         parse_duration,
     )
+    from echoes_ops.operations.writes import BroadcastRequest
 
-    args: dict[str, Any] = {"message": message, "in": within, "every": every}
-    action = "broadcast.global"
+    request = BroadcastRequest("global", message, within=within, every=every)
+    args, action = request.args(), request.action_name
 
     def plan() -> tuple[Envelope, list[Step] | None]:
         envelope = global_envelope(message)
@@ -181,10 +167,10 @@ def global_(
         if not dry_run:
             confirm(ctx, f"Announce {message!r} to every player?", yes=yes)
             envelope = global_envelope(message)  # stamped now, not before the question
-        _report(_publish(ctx, action, args, "global", envelope, dry_run=dry_run), json)
+        _report(_publish(ctx, request, envelope, dry_run=dry_run), json)
         return
     if dry_run:
-        result = _publish(ctx, action, args, "global", envelope, dry_run=True)
+        result = _publish(ctx, request, envelope, dry_run=True)
         if json:
             countdown = [{"at": s.at, "message": s.message} for s in steps]
             emit_json({**result.as_dict(), "countdown": countdown})
@@ -199,30 +185,30 @@ def global_(
         f"Announce to every player {len(steps)} time(s) over {fmt.duration(steps[-1].at)}: {_plan(steps)}?",
         yes=yes,
     )
-    done = _run_countdown(ctx, action, args, steps, json)
+    done = _run_countdown(ctx, request, steps, json)
     if json:
         emit_json(done.as_dict())
 
 
 def _run_countdown(
-    ctx: typer.Context, action: str, args: dict[str, Any], steps: list[Step], json: bool
+    ctx: typer.Context, request: BroadcastRequest, steps: list[Step], json: bool
 ) -> CountdownResult:
-    from echoes_ops.operations.broadcast import countdown
+    from echoes_ops.operations.writes import CLI, countdown_audited
+
+    sent = 0
+
+    def on_step(step: Step, result: BroadcastResult) -> None:
+        nonlocal sent
+        sent += 1
+        if not json:
+            _line(
+                f"[{sent}/{len(steps)}] sent {step.message!r}: received by "
+                f"{result.receivers} client(s)"
+            )
 
     async def work() -> CountdownResult:
-        async with audited_redis(ctx, action, args, dry_run=False) as (r, entry):
-            sent: list[dict[str, Any]] = []
-            entry.detail = {"planned": len(steps), "sent": sent}
-
-            def on_step(step: Step, result: BroadcastResult) -> None:
-                sent.append({"message": step.message, "receivers": result.receivers})
-                if not json:
-                    _line(
-                        f"[{len(sent)}/{len(steps)}] sent {step.message!r}: received by "
-                        f"{result.receivers} client(s)"
-                    )
-
-            return await countdown(r, steps, on_step=on_step)
+        async with write_log(ctx) as log:
+            return await countdown_audited(log, request, steps, via=CLI, on_step=on_step)
 
     return run(ctx, work)
 
@@ -254,19 +240,19 @@ def location(
       echoes-ops broadcast location overpass "Someone screams." --exclude 5 --dry-run
     """
     from echoes_ops.operations.broadcast import location_envelope
+    from echoes_ops.operations.writes import BroadcastRequest
 
-    args = {"location": location_id, "message": message, "exclude": exclude, "action": action}
-
-    name = "broadcast.location"
+    request = BroadcastRequest(
+        "location", message, target=location_id, exclude=exclude, action=action
+    )
     envelope = _checked(
         ctx,
-        name,
-        args,
+        request.action_name,
+        request.args(),
         lambda: location_envelope(location_id, message, action=action, exclude_player_id=exclude),
         dry_run=dry_run,
     )
-    result = _publish(ctx, name, args, "location", envelope, dry_run=dry_run, location=location_id)
-    _report(result, json)
+    _report(_publish(ctx, request, envelope, dry_run=dry_run), json)
 
 
 @app.command("player")
@@ -297,15 +283,14 @@ def player(
       echoes-ops broadcast player 5 "Gift received" --type item_update --data '{"item": "bandage"}'
     """
     from echoes_ops.operations.broadcast import parse_data, personal_envelope
+    from echoes_ops.operations.writes import BroadcastRequest
 
-    args = {"id": player_id, "message": message, "type": type_, "data": data}
-
-    name = "broadcast.player"
+    request = BroadcastRequest("player", message, target=player_id, type=type_, data=data)
     envelope = _checked(
         ctx,
-        name,
-        args,
+        request.action_name,
+        request.args(),
         lambda: personal_envelope(player_id, message, type_=type_, data=parse_data(data)),
         dry_run=dry_run,
     )
-    _report(_publish(ctx, name, args, "player", envelope, dry_run=dry_run), json)
+    _report(_publish(ctx, request, envelope, dry_run=dry_run), json)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from echoes_ops.config import Settings
     from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
-    from echoes_ops.operations.audit import AuditEntry
+    from echoes_ops.operations.audit import AuditEntry, AuditLog
 
 T = TypeVar("T")
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in echoes-ops, not in the operator's input
@@ -136,11 +136,39 @@ async def audited_redis(
         operator=settings.operator_name(),
         database_url=settings.database_dsn(),
         action=action,
-        args=args,
+        args={**args, "via": "cli"},
         dry_run=dry_run,
         pg_timeouts=settings.pg_timeouts(),
     ) as (r, entry, log):
         yield r, entry
+    for message in log.warnings:
+        warn(message)
+
+
+@asynccontextmanager
+async def write_log(ctx: typer.Context) -> AsyncIterator[AuditLog]:
+    """The audit log a write of :mod:`echoes_ops.operations.writes` runs with: Redis
+    connected (or, when it cannot be, the reason kept in ``log.connect_error`` so the write
+    records its failure in PostgreSQL). Audit sink problems are printed as warnings after a
+    successful command."""
+    from contextlib import AsyncExitStack
+
+    from echoes_ops.client.connect import open_redis
+    from echoes_ops.operations.audit import AuditLog
+
+    settings = state(ctx).settings()
+    target = settings.redis_target()
+    log = AuditLog(
+        operator=settings.operator_name(),
+        database_url=settings.database_dsn(),
+        pg_timeouts=settings.pg_timeouts(),
+    )
+    async with AsyncExitStack() as stack:
+        try:
+            log.redis = await stack.enter_async_context(open_redis(target))
+        except OpsError as exc:
+            log.connect_error = exc
+        yield log
     for message in log.warnings:
         warn(message)
 

@@ -84,14 +84,19 @@ def preload(
     force: Annotated[
         bool, typer.Option("--force", help="Rewrite every key even if the dataset is unchanged.")
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask before removing entries gone from gamedata."),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Load locations, items and NPC definitions into Redis, atomically.
 
     Readers see the old dataset or the new one, never a mix. Entries removed from gamedata
-    are deleted; a version record (content hash, time, operator, counts) is stored. An
-    unchanged dataset is a no-op unless --force. Invalid gamedata, or too little memory
-    headroom on the server, writes nothing.
+    are deleted: preload first says how many of each kind it will remove and asks (on a
+    terminal; without one it refuses unless --yes). A version record (content hash, time,
+    operator, counts) is stored. An unchanged dataset is a no-op unless --force. Invalid
+    gamedata, or too little memory headroom on the server, writes nothing.
 
     \b
     Examples:
@@ -104,6 +109,8 @@ def preload(
     operator = guard(ctx, lambda: state(ctx).settings().operator_name())
     folder = gamedata_dir(ctx, gamedata)
     args = {"gamedata": str(folder), "force": force}
+    if not dry_run:
+        _confirm_removals(ctx, folder, operator=operator, force=force, yes=yes)
 
     async def work() -> PreloadResult:
         async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
@@ -125,3 +132,34 @@ def preload(
         emit_json(result.as_dict())
     else:
         render.preload(result)
+
+
+def _confirm_removals(
+    ctx: typer.Context, folder: Path, *, operator: str, force: bool, yes: bool
+) -> None:
+    """Say how many entries of each kind the preload deletes (gone from gamedata) and ask."""
+    from echoes_ops.cli.common import confirm, redis_client
+    from echoes_ops.operations.preload import preload as do_preload
+
+    async def preview() -> PreloadResult:
+        world = load_world(ctx, folder)
+        async with redis_client(ctx) as r:
+            return await do_preload(r, world, operator=operator, dry_run=True, force=force)
+
+    import asyncio
+
+    from echoes_ops.errors import OpsError
+
+    try:
+        plan = asyncio.run(preview())
+    except OpsError:
+        return  # the preload itself fails the same way, and is audited then
+    removed = {kind: d.removed for kind, d in plan.diffs.items() if d.removed}
+    if not removed:
+        return
+    target = state(ctx).settings().redis_target().display
+    what = ", ".join(
+        f"{len(ids):,} {kind} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+        for kind, ids in removed.items()
+    )
+    confirm(ctx, f"Preload on {target} removes entries gone from gamedata: {what}?", yes=yes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -36,17 +36,6 @@ EnvFileOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-class _PartialFailure(OpsError):
-    """PostgreSQL holds the new value but the env file could not be replaced."""
-
-    exit_code = ExitCode.PROBLEMS_FOUND
-
-    def __init__(self, result: SetResult) -> None:
-        failed = "; ".join(f"{t.target}: {t.detail}" for t in result.failed)
-        super().__init__(f"{result.name}={result.value} is set in PostgreSQL, but {failed}")
-        self.result = result
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -194,8 +183,8 @@ def set_(
       echoes-ops flags set REDIS_ENABLED true --reason "Redis back" --env-file /srv/api/.env
     """
     from echoes_ops.contract import flags as contract
-    from echoes_ops.operations.audit import audited
     from echoes_ops.operations.flags import FlagsAuditLog, LazyRedis, set_flag
+    from echoes_ops.operations.writes import CLI, FlagPartialFailure, set_flag_audited
 
     settings = _settings(ctx)
     dsn = _require_dsn(settings)
@@ -234,13 +223,6 @@ def set_(
             yes=yes,
         )
 
-    args: dict[str, Any] = {
-        "name": spec.name,
-        "value": canonical,
-        "reason": reason,
-        "env_file": env_path,
-    }
-
     async def work() -> tuple[SetResult, list[str], str | None]:
         async with LazyRedis(target) as lazy:
             if target_error is not None:
@@ -249,26 +231,18 @@ def set_(
                 operator=operator, database_url=dsn, lazy=lazy, pg_timeouts=settings.pg_timeouts()
             )
             try:
-                async with audited(log, "flags.set", args, dry_run=dry_run) as entry:
-                    result = await set_flag(
-                        dsn,
-                        spec.name,
-                        canonical,
-                        reason=reason,
-                        operator=operator,
-                        env_file=env_path,
-                        redis=lazy,
-                        dry_run=dry_run,
-                        timeouts=settings.flag_timeouts(),
-                    )
-                    entry.detail = {
-                        "previous": result.previous,
-                        "version": result.version,
-                        "targets": {t.target: t.status for t in result.targets},
-                    }
-                    if result.failed:
-                        raise _PartialFailure(result)
-            except _PartialFailure as exc:
+                result = await set_flag_audited(
+                    log,
+                    dsn,
+                    spec.name,
+                    canonical,
+                    reason=reason,
+                    env_file=env_path,
+                    via=CLI,
+                    dry_run=dry_run,
+                    timeouts=settings.flag_timeouts(),
+                )
+            except FlagPartialFailure as exc:
                 return exc.result, list(log.warnings), str(exc)
             return result, list(log.warnings), None
 

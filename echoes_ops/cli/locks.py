@@ -9,17 +9,15 @@ import typer
 
 from echoes_ops import fmt
 from echoes_ops.cli.common import (
-    audited_redis,
     confirm,
     emit_json,
     redis_client,
     refuse_audited,
     run,
-    state,
     stdout_console,
+    write_log,
 )
 from echoes_ops.cli.options import JsonOption
-from echoes_ops.errors import OpsError
 
 if TYPE_CHECKING:
     from echoes_ops.operations.locks import ExtendResult, HoldResult, LockInfo, ReleaseResult
@@ -50,24 +48,6 @@ def _alive(info: LockInfo) -> str:
     if info.owner_kind == "operator":
         return "operator"
     return "alive" if info.alive else "DEAD"
-
-
-def _ttl_seconds(
-    ctx: typer.Context, text: str, action: str, args: dict[str, Any], *, dry_run: bool
-) -> float:
-    """--ttl as seconds; a bad one is refused (and audited)."""
-    from echoes_ops.operations.broadcast import parse_duration
-    from echoes_ops.operations.locks import LockArgumentError
-
-    try:
-        return parse_duration(text)
-    except OpsError as exc:
-        error = LockArgumentError(f"--ttl: {exc}")
-        refuse_audited(ctx, action, args, error, dry_run=dry_run)
-
-
-def _operator(ctx: typer.Context) -> str:
-    return state(ctx).settings().operator_name()
 
 
 @app.command("list")
@@ -172,19 +152,13 @@ def hold(
       echoes-ops locks hold spawn_manager --ttl 30m --reason "event setup"
       echoes-ops locks hold spawn_manager --ttl 600 --reason "db migration" --json
     """
-    from echoes_ops.operations.locks import hold as do_hold
-
-    args = {"name": name, "ttl": ttl, "reason": reason}
-    seconds = _ttl_seconds(ctx, ttl, "locks.hold", args, dry_run=dry_run)
-    operator = _operator(ctx)
+    from echoes_ops.operations.writes import CLI, hold_lock_audited
 
     async def work() -> HoldResult:
-        async with audited_redis(ctx, "locks.hold", args, dry_run=dry_run) as (r, entry):
-            held = await do_hold(
-                r, name, operator=operator, ttl=seconds, reason=reason, dry_run=dry_run
+        async with write_log(ctx) as log:
+            return await hold_lock_audited(
+                log, name, ttl=ttl, reason=reason, via=CLI, dry_run=dry_run
             )
-            entry.detail = {"owner": held.owner, "value": held.token, "ttl_ms": held.ttl_ms}
-            return held
 
     result = run(ctx, work)
     if json:
@@ -256,7 +230,8 @@ def release(
       echoes-ops locks release spawn_manager --force
       echoes-ops locks release spawn_manager --force --even-if-alive --yes
     """
-    from echoes_ops.operations.locks import release as do_release
+    from echoes_ops.operations.locks import LockArgumentError
+    from echoes_ops.operations.writes import CLI, release_lock_audited
 
     args = {
         "name": name,
@@ -264,7 +239,6 @@ def release(
         "force": force,
         "even_if_alive": even_if_alive,
     }
-    from echoes_ops.operations.locks import LockArgumentError
 
     if even_if_alive and not force:
         error = LockArgumentError("--even-if-alive only goes with --force")
@@ -277,13 +251,10 @@ def release(
             ctx, name, args, even_if_alive=even_if_alive, dry_run=dry_run, yes=yes, json=json
         )
         return
-    operator = _operator(ctx)
 
     async def work() -> ReleaseResult:
-        async with audited_redis(ctx, "locks.release", args, dry_run=dry_run) as (r, entry):
-            done = await do_release(r, name, operator=operator, token=token, dry_run=dry_run)
-            entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
-            return done
+        async with write_log(ctx) as log:
+            return await release_lock_audited(log, name, token=token, via=CLI, dry_run=dry_run)
 
     _release_report(run(ctx, work), json)
 
@@ -299,7 +270,8 @@ def _force_release(
     json: bool,
 ) -> None:
     from echoes_ops.errors import NotFoundError
-    from echoes_ops.operations.locks import force_refusal, force_release, show_lock
+    from echoes_ops.operations.locks import force_refusal, show_lock
+    from echoes_ops.operations.writes import CLI, force_release_args, force_release_audited
 
     action = "locks.release.force"
 
@@ -316,15 +288,26 @@ def _force_release(
     refusal = force_refusal(seen, even_if_alive=even_if_alive)
     if not json:
         _show(seen)
+    seen_args = force_release_args(
+        name, seen_value=seen.value, even_if_alive=even_if_alive, reason=None
+    )
     if refusal is not None:
-        refuse_audited(ctx, action, {**args, "seen": seen.value}, refusal, dry_run=dry_run)
+        refuse_audited(ctx, action, seen_args, refusal, dry_run=dry_run)
+
+    async def work(dry: bool) -> ReleaseResult | None:
+        async with write_log(ctx) as log:
+            return await force_release_audited(
+                log,
+                name,
+                seen_value=seen.value,
+                even_if_alive=even_if_alive,
+                reason=None,
+                via=CLI,
+                dry_run=dry,
+            )
+
     if dry_run:
-
-        async def record() -> None:
-            async with audited_redis(ctx, action, {**args, "seen": seen.value}, dry_run=True):
-                pass
-
-        run(ctx, record)
+        run(ctx, lambda: work(True))
         if json:
             emit_json({"dry_run": True, "would_delete": seen.value, "lock": seen.as_dict()})
         else:
@@ -338,19 +321,9 @@ def _force_release(
     confirm(
         ctx, f"Delete {seen.key} held by {seen.owner} ({state_}), value {seen.value!r}?", yes=yes
     )
-
-    async def work() -> ReleaseResult:
-        async with audited_redis(ctx, action, {**args, "seen": seen.value}, dry_run=False) as (
-            r,
-            entry,
-        ):
-            done = await force_release(r, name, seen_value=seen.value, even_if_alive=even_if_alive)
-            entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
-            if done.note:
-                entry.detail["note"] = done.note
-            return done
-
-    _release_report(run(ctx, work), json)
+    done = run(ctx, lambda: work(False))
+    assert done is not None  # not a dry run
+    _release_report(done, json)
 
 
 @app.command("extend")
@@ -375,19 +348,13 @@ def extend(
       echoes-ops locks extend spawn_manager --ttl 30m --token 'operator.alice#3f9c...'
       echoes-ops locks extend spawn_manager --ttl 600
     """
-    from echoes_ops.operations.locks import extend as do_extend
-
-    args = {"name": name, "ttl": ttl, "token": token}
-    seconds = _ttl_seconds(ctx, ttl, "locks.extend", args, dry_run=dry_run)
-    operator = _operator(ctx)
+    from echoes_ops.operations.writes import CLI, extend_lock_audited
 
     async def work() -> ExtendResult:
-        async with audited_redis(ctx, "locks.extend", args, dry_run=dry_run) as (r, entry):
-            done = await do_extend(
-                r, name, ttl=seconds, operator=operator, token=token, dry_run=dry_run
+        async with write_log(ctx) as log:
+            return await extend_lock_audited(
+                log, name, ttl=ttl, token=token, via=CLI, dry_run=dry_run
             )
-            entry.detail = {"value": done.value, "ttl_ms": done.ttl_ms}
-            return done
 
     result = run(ctx, work)
     if json:

@@ -8,12 +8,12 @@ import typer
 
 from echoes_ops import fmt
 from echoes_ops.cli.common import (
-    audited_redis,
     confirm,
     emit_json,
     redis_client,
     run,
     stdout_console,
+    write_log,
 )
 from echoes_ops.cli.options import JsonOption
 
@@ -198,11 +198,10 @@ def kick(
         )
 
         async def apply() -> KickResult:
-            args = {"id": character_id, "reason": reason}
-            async with audited_redis(ctx, "sessions.kick", args, dry_run=False) as (r, entry):
-                done = await do_kick(r, character_id, reason=reason)
-                entry.detail = done.as_dict()
-                return done
+            from echoes_ops.operations.writes import CLI, kick_audited
+
+            async with write_log(ctx) as log:
+                return await kick_audited(log, character_id, reason=reason, via=CLI)
 
         plan = run(ctx, apply)
     if json:

@@ -8,12 +8,12 @@ import typer
 
 from echoes_ops import fmt
 from echoes_ops.cli.common import (
-    audited_redis,
     confirm,
     emit_json,
     redis_client,
     run,
     stdout_console,
+    write_log,
 )
 from echoes_ops.cli.options import JsonOption
 
@@ -106,11 +106,10 @@ def cleanup(
         )
 
         async def apply() -> CleanupResult:
-            args = {"worker_id": worker_id, "force": force}
-            async with audited_redis(ctx, "workers.cleanup", args, dry_run=False) as (r, entry):
-                done = await cleanup_worker(r, worker_id, force=force)
-                entry.detail = done.as_dict()
-                return done
+            from echoes_ops.operations.writes import CLI, cleanup_worker_audited
+
+            async with write_log(ctx) as log:
+                return await cleanup_worker_audited(log, worker_id, force=force, via=CLI)
 
         plan = run(ctx, apply)
     if json:

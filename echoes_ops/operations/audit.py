@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from echoes_ops import __version__
 from echoes_ops.config import REDACTED, PgTimeouts, RedisTarget, Secret, redact_url
 from echoes_ops.contract import keys
-from echoes_ops.errors import OpsError, PostgresError
+from echoes_ops.errors import OpsError, PostgresError, UnreachableError
 
 SECRET_WORDS = ("password", "secret", "token", "passwd", "credential")
 
@@ -73,6 +73,14 @@ class AuditLog:
     database_url: str | None = None
     warnings: list[str] = field(default_factory=list)
     pg_timeouts: PgTimeouts = field(default_factory=PgTimeouts)
+    connect_error: OpsError | None = None  # why ``redis`` is None, when it could not connect
+
+    def client(self) -> Redis:
+        """The Redis connection the audited write uses; raises why there is none (inside
+        the audited block, so the failure is recorded)."""
+        if self.redis is None:
+            raise self.connect_error or UnreachableError("Redis is not connected")
+        return self.redis
 
     async def write(self, record: AuditRecord) -> None:
         if self.redis is None and not self.database_url:

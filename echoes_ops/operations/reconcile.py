@@ -16,7 +16,8 @@ Kinds (the keys of the report, stable for ``--json``):
   player (cache-only sessions without a ``worker_id``, as warmup writes, are offline).
 - ``dead_worker``: a session (and connection entry) of a worker that is gone (no meta key,
   no client with its name) and whose heartbeat is older than the grace period. A session
-  with an unknown heartbeat is reported but not repaired.
+  with an unknown heartbeat is reported but not repaired; one inside the grace period is
+  reported as pending, with the time until it becomes repairable.
 - ``stale_connection``: a dead worker's connection entry whose session names another worker
   or does not exist.
 - ``no_ttl_session``, ``no_ttl_inventory``, ``no_ttl_lock``: keys that must expire but
@@ -30,13 +31,25 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
+from echoes_ops.operations.drift_report import (
+    AUDIT_IDS,
+    DEFAULT_GRACE,
+    KINDS,
+    LOCK_REPAIR_TTL,
+    RECHECK_BATCH,
+    REPAIR_ORDER,
+    KindReport,
+    ReconcileArgumentError,
+    ReconcileReport,
+    check_kinds,
+    repair_kinds,
+)
 from echoes_ops.operations.tiermap import (
     BATCH,
     CENSUS_COUNT,
@@ -48,73 +61,19 @@ from echoes_ops.operations.tiermap import (
     worker_liveness,
 )
 
-KINDS: tuple[str, ...] = (
-    "orphan_member",
-    "location_mismatch",
-    "multi_location",
-    "missing_member",
-    "dead_worker",
-    "stale_connection",
-    "no_ttl_session",
-    "no_ttl_inventory",
-    "no_ttl_lock",
-    "unknown_location",
-)
-DEFAULT_GRACE = 60.0
-LOCK_REPAIR_TTL = 300
-EXAMPLES = 10
-SESSION_FIELDS = ("location_id", "worker_id", "last_heartbeat")
-RECHECK_BATCH = 100  # suspects per PRESENCE_RECHECK call
-
-
-@dataclass
-class KindReport:
-    found: int = 0
-    fixed: int = 0
-    not_repairable: int = 0
-    examples: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, example: dict[str, Any]) -> None:
-        self.found += 1
-        if len(self.examples) < EXAMPLES:
-            self.examples.append(example)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "found": self.found,
-            "fixed": self.fixed,
-            "not_repairable": self.not_repairable,
-            "examples": self.examples,
-        }
-
-
-@dataclass
-class ReconcileReport:
-    dry_run: bool
-    grace_seconds: float
-    scanned: dict[str, int]
-    kinds: dict[str, KindReport]
-    elapsed_s: float = 0.0
-
-    @property
-    def drift(self) -> int:
-        return sum(k.found for k in self.kinds.values())
-
-    @property
-    def clean(self) -> bool:
-        return self.drift == 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "clean": self.clean,
-            "drift": self.drift,
-            "fixed": sum(k.fixed for k in self.kinds.values()),
-            "grace_seconds": self.grace_seconds,
-            "scanned": self.scanned,
-            "kinds": {name: self.kinds[name].as_dict() for name in KINDS},
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
+__all__ = [
+    "DEFAULT_GRACE",
+    "KINDS",
+    "LOCK_REPAIR_TTL",
+    "DriftPlan",
+    "KindReport",
+    "ReconcileArgumentError",
+    "ReconcileReport",
+    "check_kinds",
+    "find_drift",
+    "reconcile",
+    "repair",
+]
 
 
 @dataclass
@@ -129,12 +88,15 @@ class _Session:
 class _Repairs:
     """Script calls to make, per kind: (script name, keys, args)."""
 
-    calls: dict[str, list[tuple[str, list[str], list[str]]]] = field(
+    calls: dict[str, list[tuple[str, list[str], list[str], str]]] = field(
         default_factory=lambda: defaultdict(list)
     )
 
-    def add(self, kind: str, script: str, key_list: list[str], args: list[str]) -> None:
-        self.calls[kind].append((script, key_list, args))
+    def add(
+        self, kind: str, script: str, key_list: list[str], args: list[str], target: str
+    ) -> None:
+        """``target`` names what the repair touches (a character id, a key), for the audit."""
+        self.calls[kind].append((script, key_list, args, target))
 
 
 @dataclass
@@ -143,6 +105,14 @@ class DriftPlan:
 
     report: ReconcileReport
     repairs: _Repairs
+
+    def planned(self, kinds: list[str] | None = None) -> dict[str, int]:
+        """Repairs that ``repair(kinds=kinds)`` would attempt, per kind (nonzero only)."""
+        return {
+            kind: len(self.repairs.calls.get(kind, []))
+            for kind in REPAIR_ORDER
+            if kind in repair_kinds(kinds) and self.repairs.calls.get(kind)
+        }
 
 
 async def find_drift(
@@ -194,21 +164,29 @@ async def find_drift(
     return DriftPlan(report, repairs)
 
 
-async def repair(r: Redis, plan: DriftPlan) -> ReconcileReport:
-    """Apply a plan's repairs; each re-checks its condition in Redis first."""
+async def repair(r: Redis, plan: DriftPlan, *, kinds: list[str] | None = None) -> ReconcileReport:
+    """Apply a plan's repairs (only ``kinds`` when given); each re-checks its condition in
+    Redis first."""
     started = time.perf_counter()
     plan.report.dry_run = False
-    await _apply(r, plan.report, plan.repairs)
+    plan.report.selected = check_kinds(kinds)
+    await _apply(r, plan.report, plan.repairs, repair_kinds(plan.report.selected))
     plan.report.elapsed_s += time.perf_counter() - started
     return plan.report
 
 
 async def reconcile(
-    r: Redis, *, fix: bool = False, grace: float = DEFAULT_GRACE, now: float | None = None
+    r: Redis,
+    *,
+    fix: bool = False,
+    grace: float = DEFAULT_GRACE,
+    now: float | None = None,
+    kinds: list[str] | None = None,
 ) -> ReconcileReport:
-    """Find drift and, with ``fix``, repair it."""
+    """Find drift and, with ``fix``, repair it (only ``kinds`` when given)."""
     plan = await find_drift(r, grace=grace, now=now)
-    return await repair(r, plan) if fix else plan.report
+    plan.report.selected = check_kinds(kinds)
+    return await repair(r, plan, kinds=kinds) if fix else plan.report
 
 
 async def _gone(r: Redis, worker_ids: list[str]) -> set[str]:
@@ -301,6 +279,7 @@ def _presence_drift(
                     scripts.REMOVE_ORPHAN_MEMBER,
                     [keys.presence_key(loc), keys.session_key(cid)],
                     [str(cid)],
+                    f"{cid}@{loc}",
                 )
             continue
         for loc in locations:
@@ -313,6 +292,7 @@ def _presence_drift(
                     scripts.REMOVE_MISPLACED_MEMBER,
                     [keys.presence_key(loc), keys.session_key(cid)],
                     [str(cid), loc],
+                    f"{cid}@{loc}",
                 )
     for cid, session in sorted(sessions.items()):
         # only a session held by a worker puts the player in a location; a cache-only
@@ -330,6 +310,7 @@ def _presence_drift(
                 scripts.ADD_MISSING_MEMBER,
                 [key, keys.session_key(cid)],
                 [str(cid), session.location],
+                f"{cid}@{session.location}",
             )
 
 
@@ -353,7 +334,7 @@ async def _dead_workers(
             kind.add({**example, "repairable": False, "why": "heartbeat unknown"})
             kind.not_repairable += 1
         elif age <= grace:
-            continue  # within the grace period: the worker may be restarting
+            kind.add_pending(grace - age)  # the worker may be restarting: not yet
         else:
             kind.add(example)
             repairs.add(
@@ -361,6 +342,7 @@ async def _dead_workers(
                 scripts.RELEASE_PLAYER_OF_WORKER,
                 [keys.session_key(cid), keys.worker_connections_key(session.worker)],
                 [str(cid), session.worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
+                str(cid),
             )
     for wid in sorted(dead):
         connections = await hash_fields(r, keys.worker_connections_key(wid))
@@ -380,6 +362,7 @@ async def _dead_workers(
                 scripts.REMOVE_STALE_CONNECTION,
                 [connections_key, session_key],
                 [field_name, wid],
+                f"{wid}:{field_name}",
             )
 
 
@@ -394,6 +377,7 @@ def _no_ttl(
                 scripts.EXPIRE_IF_PERSISTENT,
                 [keys.session_key(cid)],
                 [str(keys.SESSION_TTL)],
+                str(cid),
             )
     for found_ttls, kind, ttl in (
         (tier.inventories, "no_ttl_inventory", keys.INVENTORY_TTL),
@@ -402,7 +386,7 @@ def _no_ttl(
         for key, key_ttl in sorted(found_ttls.items()):
             if key_ttl == -1:
                 report.kinds[kind].add({"key": key})
-                repairs.add(kind, scripts.EXPIRE_IF_PERSISTENT, [key], [str(ttl)])
+                repairs.add(kind, scripts.EXPIRE_IF_PERSISTENT, [key], [str(ttl)], key)
 
 
 async def _unknown_locations(
@@ -434,27 +418,23 @@ async def _unknown_locations(
             kind.not_repairable += 1
 
 
-async def _apply(r: Redis, report: ReconcileReport, repairs: _Repairs) -> None:
-    """Run the repairs in dependency order: dead workers first, then presence, then TTLs."""
-    order = (
-        "dead_worker",
-        "stale_connection",
-        "orphan_member",
-        "location_mismatch",
-        "missing_member",
-        "no_ttl_session",
-        "no_ttl_inventory",
-        "no_ttl_lock",
-    )
+async def _apply(r: Redis, report: ReconcileReport, repairs: _Repairs, kinds: set[str]) -> None:
+    """Run the repairs of ``kinds`` in dependency order: dead workers first, then presence,
+    then TTLs."""
     registered = {}
-    for kind in order:
-        for script_text, key_list, args in repairs.calls.get(kind, []):
+    for kind in REPAIR_ORDER:
+        if kind not in kinds:
+            continue
+        for script_text, key_list, args, target in repairs.calls.get(kind, []):
             if script_text not in registered:
                 registered[script_text] = r.register_script(script_text)
             result = await registered[script_text](keys=key_list, args=args)
             done = int(result[0]) + int(result[1]) if isinstance(result, list) else int(result)
             if done:
-                report.kinds[kind].fixed += 1
+                found = report.kinds[kind]
+                found.fixed += 1
+                if len(found.repaired) < AUDIT_IDS:
+                    found.repaired.append(target)
     # a misplaced member removed means the player is no longer in several sets
     report.kinds["multi_location"].fixed = min(
         report.kinds["multi_location"].found, report.kinds["location_mismatch"].fixed

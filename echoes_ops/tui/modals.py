@@ -14,6 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from echoes_ops.config import looks_like_production, on_environment
+from echoes_ops.errors import OpsError
+from echoes_ops.operations.writes import lock_ttl
 
 
 def modal_css(name: str) -> str:
@@ -116,7 +118,7 @@ class ConfirmScreen(ModalScreen[str | None]):
 @dataclass(frozen=True)
 class HoldRequest:
     name: str
-    ttl: float
+    ttl: str  # as locks hold --ttl takes it: 600, 90s, 30m, 1h30m
     reason: str
 
 
@@ -136,13 +138,14 @@ class HoldScreen(ModalScreen[HoldRequest | None]):
                 "Hold a lock (its background task pauses while you hold it)", classes="title"
             )
             yield Static(
-                "lock name, seconds to hold it, reason (Tab: next field, Enter: hold)",
+                "lock name, how long (600, 90s, 30m, 1h30m: as locks hold --ttl), reason "
+                "(Tab: next field, Enter: hold)",
                 classes="hint",
             )
             yield Input(
                 self.lock_name, placeholder="lock name, e.g. spawn_manager", compact=True, id="name"
             )
-            yield Input("600", placeholder="seconds to hold it", compact=True, id="ttl")
+            yield Input("10m", placeholder="how long, e.g. 30m or 1h30m", compact=True, id="ttl")
             yield Input(placeholder="reason (required)", compact=True, id="reason")
             yield Static("", classes="error", id="hold-error")
             with Horizontal(classes="buttons"):
@@ -164,10 +167,11 @@ class HoldScreen(ModalScreen[HoldRequest | None]):
         name = self.query_one("#name", Input).value.strip()
         reason = self.query_one("#reason", Input).value.strip()
         error = self.query_one("#hold-error", Static)
+        ttl = self.query_one("#ttl", Input).value.strip()
         try:
-            ttl = float(self.query_one("#ttl", Input).value.strip())
-        except ValueError:
-            error.update("seconds must be a number")
+            lock_ttl(ttl)  # the parser locks hold --ttl uses
+        except OpsError as exc:
+            error.update(str(exc))
             return
         if not name or not reason:
             error.update("a lock name and a reason are required")

@@ -1,5 +1,5 @@
 """The Redis side of the dashboard's data source: one long-lived connection of its own,
-errors translated to :class:`OpsError`, and the audit trail for writes.
+errors translated to :class:`OpsError`.
 
 redis-py's pool reconnects by itself on the next call once Redis is back; a call made
 while it is away fails fast with an :class:`~echoes_ops.errors.UnreachableError`.
@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any
 
 from echoes_ops.client.connect import Redis
 from echoes_ops.client.live import make_polling_client, translated
 from echoes_ops.config import Settings
 from echoes_ops.errors import OpsError, RefusedError
-from echoes_ops.operations.audit import AuditEntry, AuditLog, audited
 
 CLIENT_NAME = "echoes-ops-dashboard"
 
@@ -60,19 +56,3 @@ class SourceBase:
     def check_writable(self, what: str) -> None:
         if self.read_only:
             raise RefusedError(f"read-only dashboard: {what} refused, nothing changed")
-
-    @asynccontextmanager
-    async def audited(
-        self, action: str, args: Mapping[str, Any], *, dry_run: bool = False
-    ) -> AsyncIterator[AuditEntry]:
-        """Run a write as the CLI does: audited in the Redis stream (this connection) and
-        PostgreSQL when configured, failures included; Redis errors translated."""
-        log = AuditLog(operator=self.operator, redis=self.redis(), database_url=self.dsn)
-        try:
-            with translated(self.display):
-                async with audited(
-                    log, action, {**args, "via": "dashboard"}, dry_run=dry_run
-                ) as entry:
-                    yield entry
-        finally:
-            self.warnings += log.warnings

@@ -1,71 +1,78 @@
-"""The dashboard's writes: the operations the CLI uses, audited the same way (action names
-as the CLI's, plus ``"via": "dashboard"`` in the arguments), refused when read-only."""
+"""The dashboard's writes: the audited writes of :mod:`echoes_ops.operations.writes`, the
+same functions the CLI calls, with ``via="dashboard"``; refused when read-only."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from echoes_ops.client.live import translated
 from echoes_ops.contract import flags as flag_contract
 from echoes_ops.contract.envelopes import Envelope
-from echoes_ops.errors import OpsError, PostgresError
+from echoes_ops.errors import PostgresError
 from echoes_ops.operations import broadcast as bc
-from echoes_ops.operations import locks
+from echoes_ops.operations import writes
+from echoes_ops.operations.audit import AuditLog
 from echoes_ops.operations.broadcast import BroadcastResult
 from echoes_ops.operations.flags import SetResult
 from echoes_ops.operations.locks import HoldResult, ReleaseResult
 from echoes_ops.operations.sessions import KickResult
-from echoes_ops.operations.sessions import kick as kick_player
 from echoes_ops.tui.model import BroadcastDraft, BroadcastPlan
 from echoes_ops.tui.source_base import SourceBase
 
 KINDS = ("global", "location", "player")
+VIA = writes.DASHBOARD
 
 
 class WriteActions(SourceBase):
+    @asynccontextmanager
+    async def write_log(self) -> AsyncIterator[AuditLog]:
+        """The audit log of one write: this source's Redis connection, PostgreSQL when
+        configured; Redis errors translated, sink warnings kept for the app to show."""
+        log = AuditLog(
+            operator=self.operator,
+            redis=self.redis(),
+            database_url=self.dsn,
+            pg_timeouts=self.settings.pg_timeouts(),
+        )
+        try:
+            with translated(self.display):
+                yield log
+        finally:
+            self.warnings += log.warnings
+
     async def kick(self, character_id: int, reason: str) -> KickResult:
         self.check_writable("kick")
-        args = {"id": character_id, "reason": reason}
-        async with self.audited("sessions.kick", args) as entry:
-            result = await kick_player(self.redis(), character_id, reason=reason)
-            entry.detail = result.as_dict()
-            return result
+        async with self.write_log() as log:
+            return await writes.kick_audited(log, character_id, reason=reason, via=VIA)
 
-    async def hold_lock(self, name: str, ttl: float, reason: str) -> HoldResult:
+    async def hold_lock(self, name: str, ttl: str, reason: str) -> HoldResult:
+        """Hold ``name`` for ``ttl``, a duration as ``locks hold --ttl`` takes it."""
         self.check_writable("lock hold")
-        args = {"name": name, "ttl": ttl, "reason": reason}
-        async with self.audited("locks.hold", args) as entry:
-            held = await locks.hold(
-                self.redis(), name, operator=self.operator, ttl=ttl, reason=reason
-            )
-            entry.detail = {"owner": held.owner, "value": held.token, "ttl_ms": held.ttl_ms}
+        async with self.write_log() as log:
+            held = await writes.hold_lock_audited(log, name, ttl=ttl, reason=reason, via=VIA)
         if self.known_locks is not None:
             self.known_locks.add(held.name)
         return held
 
     async def release_lock(self, name: str) -> ReleaseResult:
         self.check_writable("lock release")
-        async with self.audited("locks.release", {"name": name}) as entry:
-            done = await locks.release(self.redis(), name, operator=self.operator)
-            entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
-            return done
+        async with self.write_log() as log:
+            return await writes.release_lock_audited(log, name, token=None, via=VIA)
 
     async def force_release_lock(self, name: str, seen_value: str, reason: str) -> ReleaseResult:
         """Delete the lock only while it still holds the value the operator confirmed; the
         operator confirmed after seeing the owner's liveness, so a live owner is broken
         too (as ``locks release --force --even-if-alive``)."""
         self.check_writable("force release")
-        args = {"name": name, "force": True, "seen": seen_value, "reason": reason}
-        async with self.audited("locks.release.force", args) as entry:
-            done = await locks.force_release(
-                self.redis(), name, seen_value=seen_value, even_if_alive=True
+        async with self.write_log() as log:
+            done = await writes.force_release_audited(
+                log, name, seen_value=seen_value, even_if_alive=True, reason=reason, via=VIA
             )
-            entry.detail = {"released": done.released, "value": done.value, "owner": done.owner}
-            if done.note:
-                entry.detail["note"] = done.note
-            return done
+        assert done is not None  # not a dry run
+        return done
 
     async def preview_broadcast(self, draft: BroadcastDraft) -> BroadcastPlan:
         """Check the draft, build its envelope and count its audience (a dry run)."""
@@ -78,21 +85,15 @@ class WriteActions(SourceBase):
         """Publish the previewed envelope as shown (only ``sent_at`` is stamped anew)."""
         self.check_writable("broadcast")
         draft = plan.draft
-        args: dict[str, Any] = {"message": draft.message}
+        target: str | int | None = None
         if draft.kind == "location":
-            args["location"] = draft.target
+            target = draft.target.strip()
         elif draft.kind == "player":
-            args["id"] = draft.target
+            target = int(draft.target.strip())
+        request = writes.BroadcastRequest(draft.kind, draft.message, target=target)
         envelope = dataclasses.replace(plan.envelope, sent_at=time.time())
-        async with self.audited(f"broadcast.{draft.kind}", args) as entry:
-            result = await bc.send(self.redis(), draft.kind, envelope)
-            entry.detail = {
-                "channel": result.channel,
-                "msg_id": result.envelope.get("msg_id"),
-                "subscribers": result.audience.channel_subscribers,
-                "receivers": result.receivers,
-            }
-            return result
+        async with self.write_log() as log:
+            return await writes.broadcast_audited(log, request, envelope, via=VIA, dry_run=False)
 
     async def _envelope(self, draft: BroadcastDraft) -> Envelope:
         if draft.kind not in KINDS:
@@ -116,37 +117,22 @@ class WriteActions(SourceBase):
             raise PostgresError(
                 "flags live in PostgreSQL: DATABASE_URL is not set", hint="set DATABASE_URL"
             )
-        from echoes_ops.operations.audit import audited
         from echoes_ops.operations.flags import FlagsAuditLog, LazyRedis
-        from echoes_ops.operations.flags import set_flag as do_set
 
-        name = flag_contract.REDIS_ENABLED
-        args = {"name": name, "value": value, "reason": reason, "env_file": self.env_file}
         async with LazyRedis(self.target) as lazy:
             log = FlagsAuditLog(operator=self.operator, database_url=self.dsn, lazy=lazy)
             try:
-                async with audited(
-                    log, "flags.set", {**args, "via": "dashboard"}, dry_run=False
-                ) as entry:
-                    result = await do_set(
-                        self.dsn,
-                        name,
-                        value,
-                        reason=reason,
-                        operator=self.operator,
-                        env_file=self.env_file,
-                        redis=lazy,
-                        timeouts=self.settings.flag_timeouts(),
-                    )
-                    entry.detail = {
-                        "previous": result.previous,
-                        "version": result.version,
-                        "targets": {t.target: t.status for t in result.targets},
-                    }
+                result = await writes.set_flag_audited(
+                    log,
+                    self.dsn,
+                    flag_contract.REDIS_ENABLED,
+                    value,
+                    reason=reason,
+                    env_file=self.env_file,
+                    via=VIA,
+                    timeouts=self.settings.flag_timeouts(),
+                )
             finally:
                 self.warnings += log.warnings
         self.warnings += [f"{t.target} {t.status}: {t.detail}" for t in result.warnings]
-        if result.failed:
-            failed = ", ".join(f"{t.target}: {t.detail}" for t in result.failed)
-            raise OpsError(f"flag set in PostgreSQL, but {failed}")
         return result
