@@ -309,7 +309,7 @@ async def test_acl_user_that_cannot_write_makes_it_read_only(
             assert app.state.read_only
             assert app.source.read_only
             with pytest.raises(RefusedError):
-                await app.source.hold_lock("x", 10, "no")
+                await app.source.hold_lock("x", "10", "no")
     finally:
         sync_r.acl_deluser("viewer")
 

@@ -33,7 +33,7 @@ async def test_calls_return_the_operations_results(redis_url: str, sync_r: redis
         tier = await source.tier()
         assert isinstance(tier, TierView)
         assert tier.summary.lock_names == ("a",)
-        held = await source.hold_lock("b", 30, "test")  # a write, audited in the poller
+        held = await source.hold_lock("b", "30s", "test")  # a write, audited in the poller
         assert held.name == "b"
         assert sync_r.exists(keys.lock_key("b"))
         proc = source.poller.proc
