@@ -45,13 +45,18 @@ def test_redact_args_hides_secrets_and_url_passwords():
 def test_migrate_is_idempotent(database_url):
     env = {"DATABASE_URL": database_url}
     dry = cli("db", "migrate", "--dry-run", "--json", env=env)
-    assert json.loads(dry.stdout) == {"dry_run": True, "current": 0, "applied": [], "pending": [1]}
+    assert json.loads(dry.stdout) == {
+        "dry_run": True,
+        "current": 0,
+        "applied": [],
+        "pending": [1, 2],
+    }
     first = cli("db", "migrate", "--json", env=env)
-    assert json.loads(first.stdout)["applied"] == [1]
+    assert json.loads(first.stdout)["applied"] == [1, 2]
     again = cli("db", "migrate", "--json", env=env)
     assert json.loads(again.stdout) == {
         "dry_run": False,
-        "current": 1,
+        "current": 2,
         "applied": [],
         "pending": [],
     }

@@ -94,6 +94,8 @@ LOCATION_INDEX_KEY: Final = f"{NAMESPACE}:gamedata:locations"
 FLAGS_KEY: Final = f"{NAMESPACE}:flags"
 AUDIT_STREAM_KEY: Final = f"{NAMESPACE}:audit"
 AUDIT_STREAM_MAXLEN: Final = 10_000
+# stream ids of audit records PostgreSQL did not take yet (a set; emptied once copied)
+AUDIT_UNSYNCED_KEY: Final = f"{NAMESPACE}:audit:unsynced"
 LOCK_INFO_PREFIX: Final = f"{NAMESPACE}:lockinfo:"
 
 

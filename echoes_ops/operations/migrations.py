@@ -54,6 +54,15 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.notify_flag();
         """,
     ),
+    (
+        2,
+        "audit record ids (the same in the Redis stream and here: copies are idempotent)",
+        f"""
+        ALTER TABLE {SCHEMA}.audit ADD COLUMN IF NOT EXISTS record_id text;
+        CREATE UNIQUE INDEX IF NOT EXISTS audit_record_id_idx ON {SCHEMA}.audit (record_id);
+        CREATE INDEX IF NOT EXISTS audit_operator_idx ON {SCHEMA}.audit (operator, at DESC);
+        """,
+    ),
 )
 
 

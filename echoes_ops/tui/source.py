@@ -22,7 +22,8 @@ from echoes_ops.client.live import translated
 from echoes_ops.config import Settings
 from echoes_ops.errors import NotFoundError
 from echoes_ops.operations import overview
-from echoes_ops.operations.audit import AuditLog, AuditRecord, read_audit
+from echoes_ops.operations.audit import AuditLog, AuditRecord
+from echoes_ops.operations.audit_read import AuditQuery, read_audit
 from echoes_ops.operations.broadcast import BroadcastResult
 from echoes_ops.operations.drilldown import (
     InventoryPreview,
@@ -292,11 +293,18 @@ class RedisSource(WriteActions):
             )
 
     async def audit(self, limit: int) -> AuditView:
-        log = AuditLog(operator=self.operator, redis=self.redis(), database_url=self.dsn)
+        log = AuditLog(
+            operator=self.operator,
+            redis=self.redis(),
+            database_url=self.dsn,
+            pg_timeouts=self.settings.pg_timeouts(),
+        )
         with translated(self.display):
-            source, records = await read_audit(log, limit=limit)
-        note = "" if self.postgres else "PostgreSQL not configured: the Redis stream's records"
-        return AuditView(source, records, note)
+            read = await read_audit(log, AuditQuery(limit=limit))
+        note = read.note or (
+            "" if self.postgres else "PostgreSQL not configured: the Redis stream's records"
+        )
+        return AuditView(read.source, read.records, note)
 
     async def latency(self, samples: int) -> LatencyReport:
         """SLOWLOG, the latency monitor and ``samples`` PING round trips (from the poller)."""
