@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -389,9 +390,10 @@ def test_dead_worker_inside_grace_is_reported_pending(redis_url, sync_r):
     dead_worker_sessions(sync_r, range(500, 503), age=10)
     out = cli("reconcile", "--grace", "60", env=env)
     assert out.code == 0  # nothing repairable yet: not drift
-    assert "dead_worker: 3 pending, repairable in 50 s" in out.stdout
+    # 60 s of grace minus a 10 s old heartbeat (minus the time the test took to get here)
+    assert re.search(r"dead_worker: 3 pending, repairable in (4[0-9]|50) s", out.stdout)
     report = json.loads(cli("reconcile", "--grace", "60", "--json", env=env).stdout)
     kind = report["kinds"]["dead_worker"]
     assert (kind["found"], kind["pending"]) == (0, 3)
-    assert 48 <= kind["pending_ready_in_s"] <= 50
+    assert 40 <= kind["pending_ready_in_s"] <= 50
     assert report["pending"] == 3

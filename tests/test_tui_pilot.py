@@ -233,8 +233,25 @@ async def test_flag_flip_asks_for_a_reason(redis_url: str, database_url: str) ->
         await until(pilot, lambda: getattr(panel, "status", None) is not None)
         await pilot.press("t")
         assert isinstance(app.screen, ConfirmScreen)
+        # no env file configured: the modal says so, in the modal
+        assert "No env file is configured" in text_of(app.screen.query_one("#confirm-body"))
         app.screen.query_one("#reason", Input).value = "redis outage drill"
         await pilot.press("enter")
+        # step 2: a second, distinct confirmation with Cancel focused: Enter cancels
+        await until(pilot, lambda: "Step 2/2" in str(getattr(app.screen, "title_text", "")))
+        second = app.screen
+        assert isinstance(second, ConfirmScreen)
+        assert "reason: redis outage drill" in text_of(second.query_one("#confirm-body"))
+        assert app.focused is not None
+        assert app.focused.id == "cancel"
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert (await get_flag(database_url, "REDIS_ENABLED")).is_default  # nothing changed
+        await pilot.press("t")
+        app.screen.query_one("#reason", Input).value = "redis outage drill"
+        await pilot.press("enter")
+        await until(pilot, lambda: "Step 2/2" in str(getattr(app.screen, "title_text", "")))
+        await pilot.press("tab", "enter")  # from Cancel to the Set button
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         for _ in range(100):
             if (await get_flag(database_url, "REDIS_ENABLED")).value == "false":
@@ -250,6 +267,8 @@ async def test_flag_flip_asks_for_a_reason(redis_url: str, database_url: str) ->
         await pilot.press("t")
         app.screen.query_one("#reason", Input).value = "drill over"
         await pilot.press("enter")
+        await until(pilot, lambda: "Step 2/2" in str(getattr(app.screen, "title_text", "")))
+        await pilot.press("tab", "enter")
         for _ in range(100):
             if (await get_flag(database_url, "REDIS_ENABLED")).value == "true":
                 break
@@ -374,3 +393,85 @@ async def test_live_tail_shows_published_messages(redis_url: str, sync_r: redis.
         await pilot.press(*"undecodable", "enter")
         assert live.needle == "undecodable"
         assert isinstance(app.focused, RichLog)  # back on the log: keys switch tabs again
+
+
+def burst(app: DashboardApp, *keys_typed: str) -> None:
+    """Keys at full speed: all in the app's queue before it handles the first, as a burst
+    read from the terminal arrives. (Pilot.press waits for the app to go idle after each
+    key, which hides what happens when keys come faster than they are handled.)"""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    for typed in keys_typed:
+        if len(typed) == 1:
+            key = typed if typed.isalnum() else _character_to_key(typed)
+            app.post_message(events.Key(key, typed))
+        else:
+            app.post_message(events.Key(typed, {"enter": "\r", "tab": "\t"}.get(typed)))
+
+
+def keys_settled(app: DashboardApp) -> bool:
+    queue = getattr(app, "keys", None)  # the key queue (absent before it existed)
+    return queue is None or bool(queue.idle)
+
+
+async def test_keys_typed_at_full_speed_go_to_the_input_they_follow(
+    redis_url: str, sync_r: redis.Redis, players: None
+) -> None:
+    """`/` then `Wren1` typed in one burst: every key lands in the search box (no tab
+    switch, no refresh, no page turn), and the kick that follows the search names the
+    player found, not the row the cursor was on before."""
+    for cid, name, where in ((12, "Ash12", "overpass"), (409, "Wren1", "ruins")):
+        sync_r.hset(
+            keys.session_key(cid),
+            mapping={
+                "worker_id": "w1",
+                "location_id": where,
+                "username": name,
+                "last_heartbeat": f"{time.time() - 7:.3f}",
+            },
+        )
+        sync_r.sadd(keys.presence_key(where), cid)
+    app = make_app(redis_url, live_tail=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        await select_row(pilot, app, "sessions", "12")
+        burst(app, "/", *"Wren1")
+        await until(pilot, lambda: keys_settled(app))
+        await pilot.pause(0.3)
+        assert app.query_one("#search", Input).value == "Wren1"
+        assert app.query_one(TabbedContent).active == "sessions"
+        burst(app, "enter", "k")  # k typed before the results are in: never the old row
+        await until(pilot, lambda: keys_settled(app) and table_keys(app, "sessions") == ["409"])
+        assert not isinstance(app.screen, ConfirmScreen)
+        # the kick modal, and the reason typed in the same burst, go where they belong
+        burst(app, "k", *"stuck", "enter")
+        await until(pilot, lambda: not sync_r.exists(keys.session_key(409)))
+        assert sync_r.exists(keys.session_key(12))
+    action, args = audit_actions(sync_r)[-1]
+    assert (action, args) == ("sessions.kick", {"id": 409, "reason": "stuck", "via": "dashboard"})
+
+
+async def test_kick_modal_names_who_and_hold_takes_durations_typed_at_full_speed(
+    redis_url: str, sync_r: redis.Redis, players: None
+) -> None:
+    app = make_app(redis_url, live_tail=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        await select_row(pilot, app, "sessions", "2")
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Kick player 2 (Ash2)" in app.screen.title_text
+        body = text_of(app.screen.query_one("#confirm-body"))
+        for shown in ("2 Ash2", "location", "overpass", "worker", "w1", "heartbeat", "read at"):
+            assert shown in body
+        await pilot.press("escape")
+        hint = app.query_one("#sessions-panel .hint")
+        assert "read at " in text_of(hint)
+        assert "re-read every 10 s" in text_of(hint)
+
+        await pilot.press("5")
+        burst(app, "h", *"spawn_manager", "tab", *"1h30m", "tab", *"event setup", "enter")
+        await until(pilot, lambda: sync_r.exists("lock:spawn_manager"), timeout=10)
+        ttl = sync_r.pttl("lock:spawn_manager")
+        assert 5_300_000 < ttl <= 5_400_000  # 1h30m, as locks hold --ttl reads it

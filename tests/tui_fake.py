@@ -94,8 +94,14 @@ class FakeSource:
     """Same methods as RedisSource; writes are recorded in ``calls``."""
 
     def __init__(
-        self, *, read_only: bool = False, postgres: bool = True, environment: str | None = "prod"
+        self,
+        *,
+        read_only: bool = False,
+        postgres: bool = True,
+        environment: str | None = "prod",
+        env_file: str | None = None,
     ) -> None:
+        self.env_file = env_file
         self.display = "redis://redis.example:6379/0"
         self.environment = environment
         self.operator = "alice"

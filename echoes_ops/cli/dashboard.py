@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +24,16 @@ def dashboard(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Hide and refuse every write (kick, locks, ...).")
     ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            metavar="PATH",
+            help="The deployment's env file a REDIS_ENABLED flip also edits, as flags set "
+            "--env-file (env ECHOES_OPS_ENV_FILE).",
+            show_default=False,
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Watch the tier live: connection, REDIS_ENABLED, gamedata, players, sessions, workers,
@@ -35,9 +46,12 @@ def dashboard(
     Examples:
       echoes-ops dashboard
       echoes-ops dashboard --refresh 5 --read-only
+      echoes-ops dashboard --env-file /srv/api/.env
       echoes-ops dashboard --json
     """
     settings = state(ctx).settings()
+    if env_file is not None:
+        settings = settings.with_overrides(env_file=str(env_file))
     if json:
         emit_json(run(ctx, lambda: _one_reading(settings)))
         return

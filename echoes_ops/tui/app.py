@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any, ClassVar
 
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -19,6 +20,7 @@ from echoes_ops.config import Settings
 from echoes_ops.errors import AuthError, OpsError, UnreachableError
 from echoes_ops.tui import messages as m
 from echoes_ops.tui.gcpolicy import GcPolicy
+from echoes_ops.tui.keys import KeyQueue
 from echoes_ops.tui.modals import HelpScreen
 from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.audit import AuditPanel
@@ -98,6 +100,20 @@ class DashboardApp(App[None]):
         self.header = StatusHeader(id="header")
         self.tabs = TabbedContent(initial="overview", id="tabs")
         self.live = LivePanel(id="live-panel")
+        self.keys = KeyQueue(self, self._route_key)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys go through :class:`KeyQueue`: each is handled (focus changes included)
+        before the next is routed, however fast they come."""
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self.keys.put(event)
+            return
+        await super().on_event(event)
+
+    async def _route_key(self, event: events.Key) -> None:
+        await super().on_event(event)
 
     # -- layout ---------------------------------------------------------------------------
 

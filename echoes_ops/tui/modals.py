@@ -88,10 +88,11 @@ class ConfirmScreen(ModalScreen[str | None]):
                 )
 
     def on_mount(self) -> None:
+        # set now (not after a refresh): keys typed while the modal opened are meant for it
         if self.ask_reason:
-            self.query_one("#reason", Input).focus()
+            self.set_focus(self.query_one("#reason", Input))
         else:
-            self.query_one("#cancel", Button).focus()
+            self.set_focus(self.query_one("#cancel", Button))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -35,6 +35,7 @@ class ProcessSource:
         self.environment = settings.environment
         self.operator = settings.operator_name()
         self.postgres = settings.database_dsn() is not None
+        self.env_file = settings.env_file
         self.read_only = read_only  # --read-only, or the ACL user may not write
         self.warnings: list[str] = []
         self.poller = PollerProcess(settings)

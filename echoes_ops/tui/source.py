@@ -84,6 +84,7 @@ class Source(Protocol):
     operator: str
     postgres: bool  # DATABASE_URL configured
     read_only: bool
+    env_file: str | None  # the deployment's env file a flag flip also edits
 
     def clock(self) -> float: ...
     def take_warnings(self) -> list[str]: ...

@@ -68,6 +68,32 @@ def render_flag(status: FlagStatus, *, postgres: bool) -> RenderableType:
     return Group(*parts)
 
 
+NO_ENV_FILE = (
+    "No env file is configured (dashboard --env-file, ECHOES_OPS_ENV_FILE): PostgreSQL and "
+    "the Redis mirror change, but a worker restarted later reads REDIS_ENABLED from its own "
+    "env file, which keeps the old value. Edit it by hand, or quit and restart the dashboard "
+    "with --env-file."
+)
+
+
+def flip_body(new: str, current: str, env_file: str | None) -> RenderableType:
+    what = (
+        "workers stop using Redis (fallback: PostgreSQL reads, in-process connections)"
+        if new == "false"
+        else "workers use Redis again"
+    )
+    where = f"the env file {env_file}" if env_file else "no env file"
+    parts: list[RenderableType] = [
+        Text(
+            f"Set REDIS_ENABLED={new} (now {current}) in PostgreSQL (workers switch within a "
+            f"second), {where}, and the Redis mirror: {what}."
+        )
+    ]
+    if not env_file:
+        parts.append(Text("\n" + NO_ENV_FILE, style="bold yellow"))
+    return Group(*parts)
+
+
 def describe_set(result: SetResult) -> str:
     targets = ", ".join(f"{t.target} {t.status}" for t in result.targets)
     return f"{result.name}: {result.previous} -> {result.value} ({targets})"
@@ -132,28 +158,33 @@ class FlagsPanel(VerticalScroll):
             )
             return
         new = "false" if current == "true" else "true"
-        what = (
-            "workers stop using Redis (fallback: PostgreSQL reads, in-process connections)"
-            if new == "false"
-            else "workers use Redis again"
-        )
-        body = Text(
-            f"Set REDIS_ENABLED={new} (now {current}) in PostgreSQL (workers switch within a second), "
-            f"the env file if configured, and the Redis mirror: {what}."
-        )
+        body = flip_body(new, current, self.source.env_file)
+        title = f"set REDIS_ENABLED={new} (now {current})?"
 
-        def confirmed(reason: str | None) -> None:
-            if reason is not None:
-                act(
-                    self,
-                    self.source,
-                    "flags.set",
-                    lambda: self.source.set_flag(new, reason),
-                    describe_set,
-                )
+        def confirmed(reason: str) -> None:
+            act(
+                self,
+                self.source,
+                "flags.set",
+                lambda: self.source.set_flag(new, reason),
+                describe_set,
+            )
 
+        def reasoned(reason: str | None) -> None:
+            if reason is None:
+                return
+            # step 2: the same facts and the reason, Cancel focused: Enter does not flip
+            second = Group(body, Text(f"\nreason: {reason}", style="bold"))
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Step 2/2, confirm: {title}", second, confirm_label=f"Set {new}", reason=False
+                ),
+                lambda ok: confirmed(reason) if ok is not None else None,
+            )
+
+        # step 1: why (required); nothing changes until step 2 is confirmed
         self.app.push_screen(
-            ConfirmScreen(f"Set REDIS_ENABLED={new}?", body, confirm_label=f"Set {new}"), confirmed
+            ConfirmScreen(f"Step 1/2, why: {title}", body, confirm_label="Next"), reasoned
         )
 
     def on_action_done(self, message: ActionDone) -> None:

@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
-from echoes_ops.fmt import duration, maybe, number, ttl
+from echoes_ops.fmt import clock_time, duration, maybe, number, ttl
 from echoes_ops.operations.sessions import KickResult, SessionPage, SessionSummary
 from echoes_ops.tui.jobs import act, load
 from echoes_ops.tui.messages import Loaded, LoadFailed
@@ -93,6 +93,30 @@ def describe_kick(result: KickResult) -> str:
     )
 
 
+def kick_body(cid: int, seen: SessionSummary | None, read_at: float | None) -> RenderableType:
+    """Who is about to be kicked, as the page showed them, then what a kick does."""
+    who = Table.grid(padding=(0, 2))
+    if seen is None:
+        who.add_row("player", str(cid))
+    else:
+        beat = "unknown" if seen.heartbeat_age is None else duration(seen.heartbeat_age)
+        where = seen.location_id or "?"
+        if seen.location_name:
+            where += f" ({seen.location_name})"
+        who.add_row("player", f"{cid} {seen.username or '?'}")
+        who.add_row("location", where)
+        who.add_row("worker", maybe(seen.worker_id))
+        who.add_row("heartbeat", f"{beat} old when the page was read at {clock_time(read_at)}")
+    what = Text(
+        f"Remove player {cid}'s session, their presence in every location set and their "
+        "worker's connection entry (one atomic script), then send them a 'kicked' message."
+    )
+    return Group(who, Text(""), what)
+
+
+RELOAD_AFTER = 10.0  # seconds between two reads of the shown page while the tab is shown
+
+
 class SessionsPanel(TablePanel):
     COLUMNS = ("id", "name", "location", "worker", "hp", "lvl", "TTL", "heartbeat")
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -104,10 +128,14 @@ class SessionsPanel(TablePanel):
     def __init__(self, source: Source, *, id: str | None = None) -> None:
         super().__init__(source, id=id)
         self.query_text = ""
-        self.cursor = "0"
+        self.cursor = "0"  # where the next page starts
+        self.page_cursor = "0"  # where the shown page started (re-read from there)
         self.page_number = 0
         self.started = False
         self.read_only = False
+        self.loading = False
+        self.read_at: float | None = None  # when the shown page was read
+        self.summaries: dict[str, SessionSummary] = {}  # the shown rows, by key
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -125,42 +153,63 @@ class SessionsPanel(TablePanel):
             self.refresh_bindings()
         if not self.started and state.connected:
             self.started = True
-            self._load_page("0")
+            self._load_page("0", advance=True)
+        elif (
+            self.read_at is not None
+            and not self.loading
+            and self.source.clock() - self.read_at >= RELOAD_AFTER
+        ):
+            self._load_page(self.page_cursor, advance=False)  # the shown page, read again
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action == "kick" and self.read_only)
 
-    def _load_page(self, cursor: str) -> None:
-        self.set_hint("searching…")
+    def _load_page(self, cursor: str, *, advance: bool) -> None:
+        if advance:
+            self.set_hint("searching…")
+        self.loading = True
         query = self.query_text
-        load(self, "page", lambda: self.source.session_page(query, cursor))
+
+        async def page() -> tuple[str, bool, SessionPage]:
+            return cursor, advance, await self.source.session_page(query, cursor)
+
+        load(self, "page", page)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.query_text = event.value.strip()
         self.page_number = 0
-        self._load_page("0")
-        self.table.focus()
+        self.summaries = {}
+        self.set_rows([])  # no row to act on until the results are in
+        self._load_page("0", advance=True)
+        self.screen.set_focus(self.table)
 
     def action_search(self) -> None:
-        self.query_one("#search", Input).focus()
+        # now, not after a refresh: the keys typed next are meant for the box
+        self.screen.set_focus(self.query_one("#search", Input))
 
     def action_next_page(self) -> None:
         if self.cursor == "0":
             self.notify("no more sessions: this was the last page")
             return
-        self._load_page(self.cursor)
+        self._load_page(self.cursor, advance=True)
 
     def on_loaded(self, message: Loaded) -> None:
-        if message.key == "page" and isinstance(message.value, SessionPage):
+        if message.key == "page" and isinstance(message.value, tuple):
             message.stop()
-            page = message.value
+            self.loading = False
+            cursor, advance, page = message.value
+            self.page_cursor = cursor
             self.cursor = page.cursor
-            self.page_number += 1
+            if advance:
+                self.page_number += 1
+            self.read_at = self.source.clock()
+            self.summaries = {str(row.character_id): row for row in page.rows}
             self.set_rows(session_rows(page.rows))
             what = f"'{self.query_text}'" if self.query_text else "all sessions"
             more = "n: next page" if not page.done else "end of the walk"
             self.set_hint(
+                f"read at {clock_time(self.read_at)}, re-read every {RELOAD_AFTER:.0f} s · "
                 f"{what}: page {self.page_number}, {len(page.rows)} shown "
                 f"(scanned {number(page.scanned)} keys) — {more}, Enter: details"
             )
@@ -168,6 +217,7 @@ class SessionsPanel(TablePanel):
     def on_load_failed(self, message: LoadFailed) -> None:
         if message.key == "page":
             message.stop()
+            self.loading = False
             self.set_hint(f"search failed: {message.error}")
 
     def render_detail(self, value: object) -> RenderableType:
@@ -185,10 +235,9 @@ class SessionsPanel(TablePanel):
             self.notify("select a session first", severity="warning")
             return
         cid = int(key)
-        body = Text(
-            f"Remove player {cid}'s session, their presence in every location set and their "
-            "worker's connection entry (one atomic script), then send them a 'kicked' message."
-        )
+        seen = self.summaries.get(key)
+        name = f" ({seen.username})" if seen is not None and seen.username else ""
+        body = kick_body(cid, seen, self.read_at)
 
         def confirmed(reason: str | None) -> None:
             if reason is None:
@@ -202,5 +251,6 @@ class SessionsPanel(TablePanel):
             )
 
         self.app.push_screen(
-            ConfirmScreen(f"Kick player {cid}?", body, confirm_label="Kick"), confirmed
+            ConfirmScreen(f"Kick player {cid}{name}?", body, confirm_label="Kick"),
+            confirmed,
         )
