@@ -22,7 +22,8 @@ from echoes_ops.client.errors import translate
 from echoes_ops.config import PgTimeouts, RedisTarget
 from echoes_ops.contract import flags as flag_contract
 from echoes_ops.errors import OpsError
-from echoes_ops.operations.audit import AuditLog, AuditRecord, read_audit
+from echoes_ops.operations.audit import AuditLog, AuditRecord
+from echoes_ops.operations.audit_read import AuditQuery, read_audit
 from echoes_ops.operations.flags import FlagStatus, LazyRedis, flag_status
 from echoes_ops.operations.flags.store import FLAG_TIMEOUTS
 from echoes_ops.operations.locks import LockInfo, list_locks
@@ -201,10 +202,10 @@ async def _warmup(
 ) -> tuple[WarmupRuns | None, str | None]:
     log = AuditLog(operator=operator, redis=r, database_url=database_url)
     try:
-        source, records = await read_audit(log, limit=WARMUP_LOOKBACK, action=WARMUP_ACTION)
+        read = await read_audit(log, AuditQuery(limit=WARMUP_LOOKBACK, action=WARMUP_ACTION))
     except (OpsError, RedisError, OSError) as exc:
         return None, str(exc)
-    return warmup_runs(records, source), None
+    return warmup_runs(read.records, read.source), None
 
 
 @dataclass(frozen=True)
