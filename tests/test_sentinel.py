@@ -153,6 +153,12 @@ def test_status_through_sentinel_reaches_the_primary(setup: SentinelSetup) -> No
     data = _status({"REDIS_SENTINELS": setup.sentinels, "REDIS_SENTINEL_MASTER": MASTER})
     assert data["server"]["role"] == "master"
     assert data["server"]["keys"] == 1
+    # status says what it talked through: the Sentinels and the master's name
+    assert data["target"] == {
+        "url": f"sentinel://{setup.sentinels}/{MASTER}",
+        "topology": f"sentinel {MASTER}",
+        "environment": None,
+    }
     with redis.Redis(port=setup.primary.port) as direct:
         assert direct.info("server")["run_id"] == run_id
 
@@ -169,6 +175,10 @@ def test_password_is_used_for_the_primary(setup: SentinelSetup) -> None:
     env = {"REDIS_SENTINELS": setup.sentinels, "REDIS_SENTINEL_MASTER": "securedmaster"}
     data = _status({**env, "REDIS_PASSWORD": PASSWORD})
     assert data["server"]["role"] == "master"
+    assert PASSWORD not in json.dumps(data)
+    human = cli("status", env={**env, "REDIS_PASSWORD": PASSWORD, "COLUMNS": "200"})
+    assert "(sentinel securedmaster)" in human.stdout
+    assert PASSWORD not in human.stdout
     out = cli("status", env=env)
     assert out.code == ExitCode.AUTH
     assert "requires a password" in out.one_error_line()
