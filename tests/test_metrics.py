@@ -339,6 +339,9 @@ def _compare(
         ("locks", value(f, "echoes_redis_locks_held"), counts["locks"]),
         ("agree", value(f, "echoes_redis_flag_sources_agree", **flag), int(flags["agree"])),
     ]  # fmt: skip
+    truth = status["redis_enabled"]["value"]  # type: ignore[index]
+    pairs.append(("status REDIS_ENABLED", value(f, "echoes_redis_flag_enabled",
+                  source="postgresql", **flag), 1 if truth == "true" else 0))  # fmt: skip
     for source in flags["sources"]:  # type: ignore[attr-defined]
         effective = source["effective"]
         if effective is not None:
@@ -392,6 +395,7 @@ def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
             assert value(f, "echoes_redis_players_online") > 0
             assert value(f, "echoes_redis_workers_alive") == 2
             assert value(f, "echoes_redis_workers_by_mode", mode="redis") == 2
+            assert status["redis_enabled"]["modes"] == "2/2 workers redis"
     finally:
         sim.send_signal(signal.SIGINT)
         sim.wait(timeout=60)
