@@ -357,6 +357,7 @@ def _compare(
     return [f"{name}: endpoint {a} != cli {b}" for name, a, b in pairs if a != b]
 
 
+@pytest.mark.timeout(240)
 def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
     migrated, redis_url, sync_r, tmp_path
 ):
@@ -369,16 +370,17 @@ def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
         cli("flags", "set", "REDIS_ENABLED", "true", "--reason", "on", "--yes", env=env).code == 0
     )
     sim = subprocess.Popen(
-        [str(BIN), "simulate", "--workers", "2", "--players", "60", "--duration", "40",
+        [str(BIN), "simulate", "--workers", "2", "--players", "60", "--duration", "300",
          "--move-rate", "0.5", "--gamedata", str(BUNDLED_GAMEDATA), "--json"],
         env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:  # the workers are up and the players in
+        deadline = time.monotonic() + 60
+        while True:  # the workers are up and the players in
             status, _ = _status_view(env)
             if status["counts"]["workers_alive"] == 2 and status["counts"]["sessions"] >= 50:
                 break
+            assert time.monotonic() < deadline, f"simulate did not start: {status['counts']}"
             time.sleep(0.2)
         with serving(env, "--interval", "1", "--drift-interval", "0") as server:
             problems: list[str] = []
