@@ -415,3 +415,21 @@ def test_scrapes_keep_working_in_threads_while_a_reading_runs(redis_url):
         for t in threads:
             t.join(30)
     assert len(results) == 20
+
+
+def test_audit_records_that_fell_back_to_the_stream(migrated, redis_url, sync_r):
+    """A write audited while PostgreSQL is down is counted until `audit` copies it in; reading
+    the metrics copies nothing (the exporter only reads)."""
+    down = {"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+            "REDIS_URL": redis_url, "ECHOES_OPS_OPERATOR": "dana"}  # fmt: skip
+    held = cli("locks", "hold", "job", "--ttl", "5m", "--reason", "pg down", env=down)
+    assert held.code == 0, held.stderr
+    assert sync_r.scard(keys.AUDIT_UNSYNCED_KEY) == 1
+    up = {**down, "DATABASE_URL": migrated}
+    out = cli("stats", "--prometheus", "--no-keys", env=up)
+    assert out.code == 0, out.stderr
+    assert value(families(out.stdout), "echoes_redis_audit_unsynced_records") == 1
+    assert sync_r.scard(keys.AUDIT_UNSYNCED_KEY) == 1  # still there: nothing was copied
+    assert cli("audit", env=up).code == 0  # the audit reader copies it in
+    out = cli("stats", "--prometheus", "--no-keys", env=up)
+    assert value(families(out.stdout), "echoes_redis_audit_unsynced_records") == 0
