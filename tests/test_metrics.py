@@ -339,6 +339,9 @@ def _compare(
         ("locks", value(f, "echoes_redis_locks_held"), counts["locks"]),
         ("agree", value(f, "echoes_redis_flag_sources_agree", **flag), int(flags["agree"])),
     ]  # fmt: skip
+    truth = status["redis_enabled"]["value"]  # type: ignore[index]
+    pairs.append(("status REDIS_ENABLED", value(f, "echoes_redis_flag_enabled",
+                  source="postgresql", **flag), 1 if truth == "true" else 0))  # fmt: skip
     for source in flags["sources"]:  # type: ignore[attr-defined]
         effective = source["effective"]
         if effective is not None:
@@ -354,6 +357,7 @@ def _compare(
     return [f"{name}: endpoint {a} != cli {b}" for name, a, b in pairs if a != b]
 
 
+@pytest.mark.timeout(240)
 def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
     migrated, redis_url, sync_r, tmp_path
 ):
@@ -366,16 +370,17 @@ def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
         cli("flags", "set", "REDIS_ENABLED", "true", "--reason", "on", "--yes", env=env).code == 0
     )
     sim = subprocess.Popen(
-        [str(BIN), "simulate", "--workers", "2", "--players", "60", "--duration", "40",
+        [str(BIN), "simulate", "--workers", "2", "--players", "60", "--duration", "300",
          "--move-rate", "0.5", "--gamedata", str(BUNDLED_GAMEDATA), "--json"],
         env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:  # the workers are up and the players in
+        deadline = time.monotonic() + 60
+        while True:  # the workers are up and the players in
             status, _ = _status_view(env)
             if status["counts"]["workers_alive"] == 2 and status["counts"]["sessions"] >= 50:
                 break
+            assert time.monotonic() < deadline, f"simulate did not start: {status['counts']}"
             time.sleep(0.2)
         with serving(env, "--interval", "1", "--drift-interval", "0") as server:
             problems: list[str] = []
@@ -392,6 +397,7 @@ def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
             assert value(f, "echoes_redis_players_online") > 0
             assert value(f, "echoes_redis_workers_alive") == 2
             assert value(f, "echoes_redis_workers_by_mode", mode="redis") == 2
+            assert status["redis_enabled"]["modes"] == "2/2 workers redis"
     finally:
         sim.send_signal(signal.SIGINT)
         sim.wait(timeout=60)
@@ -409,3 +415,21 @@ def test_scrapes_keep_working_in_threads_while_a_reading_runs(redis_url):
         for t in threads:
             t.join(30)
     assert len(results) == 20
+
+
+def test_audit_records_that_fell_back_to_the_stream(migrated, redis_url, sync_r):
+    """A write audited while PostgreSQL is down is counted until `audit` copies it in; reading
+    the metrics copies nothing (the exporter only reads)."""
+    down = {"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+            "REDIS_URL": redis_url, "ECHOES_OPS_OPERATOR": "dana"}  # fmt: skip
+    held = cli("locks", "hold", "job", "--ttl", "5m", "--reason", "pg down", env=down)
+    assert held.code == 0, held.stderr
+    assert sync_r.scard(keys.AUDIT_UNSYNCED_KEY) == 1
+    up = {**down, "DATABASE_URL": migrated}
+    out = cli("stats", "--prometheus", "--no-keys", env=up)
+    assert out.code == 0, out.stderr
+    assert value(families(out.stdout), "echoes_redis_audit_unsynced_records") == 1
+    assert sync_r.scard(keys.AUDIT_UNSYNCED_KEY) == 1  # still there: nothing was copied
+    assert cli("audit", env=up).code == 0  # the audit reader copies it in
+    out = cli("stats", "--prometheus", "--no-keys", env=up)
+    assert value(families(out.stdout), "echoes_redis_audit_unsynced_records") == 0

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from echoes_ops.client.errors import translate
 from echoes_ops.config import PgTimeouts, RedisTarget
 from echoes_ops.contract import flags as flag_contract
+from echoes_ops.contract import keys
 from echoes_ops.errors import OpsError
 from echoes_ops.operations.audit import AuditLog, AuditRecord
 from echoes_ops.operations.audit_read import AuditQuery, read_audit
@@ -136,6 +137,7 @@ class DomainSnapshot:
     gamedata_disk: DiskVersion | None = None
     warmup: WarmupRuns | None = None
     warmup_error: str | None = None
+    audit_unsynced: int | None = None  # stream records PostgreSQL has not taken yet
     redis_error: str | None = None
 
     @property
@@ -194,18 +196,31 @@ async def _redis_parts(r: Redis) -> dict[str, Any]:
         "workers": await worker_liveness(r, set(tier.worker_ids)),
         "locks": LockCounts.of(await list_locks(r)),
         "gamedata_loaded": await read_version(r),
+        "audit_unsynced": int(await r.scard(keys.AUDIT_UNSYNCED_KEY)),
     }
 
 
 async def _warmup(
     r: Redis | None, database_url: str | None, operator: str
 ) -> tuple[WarmupRuns | None, str | None]:
-    log = AuditLog(operator=operator, redis=r, database_url=database_url)
-    try:
-        read = await read_audit(log, AuditQuery(limit=WARMUP_LOOKBACK, action=WARMUP_ACTION))
-    except (OpsError, RedisError, OSError) as exc:
-        return None, str(exc)
-    return warmup_runs(read.records, read.source), None
+    """The warmup's audit records, read-only: from PostgreSQL alone when configured (the
+    audit reader given both stores would also copy the stream's unsynced records in, a
+    write), else, or when PostgreSQL fails, from the Redis stream."""
+    query = AuditQuery(limit=WARMUP_LOOKBACK, action=WARMUP_ACTION)
+    problem: BaseException | None = None
+    for log in (
+        AuditLog(operator=operator, database_url=database_url) if database_url else None,
+        AuditLog(operator=operator, redis=r) if r is not None else None,
+    ):
+        if log is None:
+            continue
+        try:
+            read = await read_audit(log, query)
+        except (OpsError, RedisError, OSError) as exc:
+            problem = exc
+            continue
+        return warmup_runs(read.records, read.source), None
+    return None, str(problem) if problem else "no audit source (PostgreSQL or Redis)"
 
 
 @dataclass(frozen=True)

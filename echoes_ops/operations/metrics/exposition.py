@@ -41,6 +41,14 @@ def domain_exposition(d: DomainSnapshot) -> Exposition:
     _flags(out, d)
     _gamedata(out, d)
     _warmup(out, d)
+    if d.audit_unsynced is not None:
+        out.metric(
+            "audit_unsynced_records",
+            GAUGE,
+            "Audit records that fell back to the Redis stream alone (PostgreSQL did not take "
+            "them) and wait to be copied in by the next audited command or `echoes-ops audit`.",
+            d.audit_unsynced,
+        )
     return out
 
 
