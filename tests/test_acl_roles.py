@@ -210,9 +210,16 @@ MATRIX: tuple[Cell, ...] = (
         ok=(0, 1),
         tolerated=("config|get", "acl|getuser"),
     ),
-    cell("dashboard --json", "dashboard", "--json", "--read-only", allow=INSPECT),
+    cell("dashboard --read-only --json", "dashboard", "--json", "--read-only", allow=INSPECT),
     cell("tail", "tail", "--timeout", "0.3", allow=f"{INSPECT} worker"),
-    cell("tail otherapp:events", "tail", "otherapp:events", "--timeout", "0.3", allow=""),
+    cell(
+        "tail otherapp:events (not a tier channel)",
+        "tail",
+        "otherapp:events",
+        "--timeout",
+        "0.3",
+        allow="",
+    ),
     cell("broadcast global", "broadcast", "global", "hello", "--yes", allow=OPERATE, writes=True),
     cell("broadcast location", "broadcast", "location", LOCATION, "hi", allow=OPERATE, writes=True),
     cell("broadcast player", "broadcast", "player", "1", "hi", allow=OPERATE, writes=True),
@@ -273,7 +280,9 @@ def _refusals(admin: redis.Redis, role: str) -> set[str]:
     entries = admin.execute_command("ACL", "LOG", "100")
     found = set()
     for entry in entries:
-        fields = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=False))
+        fields = (
+            entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=False))
+        )
         text = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
         name = (
             text["username"].decode() if isinstance(text["username"], bytes) else text["username"]
@@ -369,13 +378,14 @@ def test_key_patterns_come_from_the_contract():
 def test_worker_runs_the_reference_runtime(acl_server, world):
     """simulate (the reference workers: sessions, presence, moves, leases, pub/sub) as the
     worker user, and nothing left behind."""
+    world.execute_command("ACL", "LOG", "RESET")
     out = cli(
         *("simulate", "--workers", "1", "--players", "10", "--duration", "1"),
         *("--gamedata", str(BUNDLED_GAMEDATA), "--yes", "--json"),
         env={"REDIS_URL": url_for(acl_server, "worker")},
     )
-    assert out.code == 0, out.stderr
-    assert '"received"' in out.stdout or "received" in out.stdout
+    assert (out.code, _refusals(world, "worker")) == (0, set()), out.stderr
+    assert '"received"' in out.stdout
 
 
 def test_worker_may_not_write_static_data_or_the_flags_mirror(acl_server, world):
@@ -414,3 +424,48 @@ def test_aclfile_lines_load_into_a_server(tmp_path: Path):
         admin.close()
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+def test_warmup_role_warms_sessions_and_inventories(acl_server, world, database_url):
+    """The cron account's whole job (sessions, inventories, static) with nothing refused."""
+    from tests.test_warmup import WINDOW, seed
+
+    seed(database_url, 50)
+    assert cli("db", "migrate", env={"DATABASE_URL": database_url}).code == 0
+    world.execute_command("ACL", "LOG", "RESET")
+    out = cli(
+        *("warmup", "--active-within", WINDOW, "--gamedata", str(BUNDLED_GAMEDATA), "--json"),
+        env={"REDIS_URL": url_for(acl_server, "warmup"), "DATABASE_URL": database_url},
+    )
+    assert (out.code, _refusals(world, "warmup")) == (0, set()), out.stderr
+    assert world.exists(keys.item_def_key(DROPPED_ITEM))  # static re-preloaded
+    assert len(list(world.scan_iter(keys.SESSION_PATTERN))) > 5
+    assert len(list(world.scan_iter(keys.INVENTORY_PATTERN))) > 1
+
+
+def test_operator_may_do_everything_warmup_may():
+    operator, warmup = ROLES["operator"], ROLES["warmup"]
+    assert set(warmup.commands) <= set(operator.commands)
+    assert all(any(_covers(o, k) for o in operator.keys) for k in warmup.keys)
+
+
+def _covers(pattern: str, key: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(key, pattern)
+
+
+def matrix_rows() -> list[str]:
+    """The allow/deny table of docs/team.md, one row per cell of MATRIX."""
+    rows = []
+    for entry in MATRIX:
+        marks = ["yes" if role in entry.allowed else "no" for role in ROLE_NAMES]
+        rows.append(f"| `{entry.label}` | " + " | ".join(marks) + " |")
+    return rows
+
+
+def test_docs_show_the_matrix_the_tests_verify():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "team.md").read_text()
+    for row in matrix_rows():
+        assert row in text, f"docs/team.md lacks or contradicts: {row}"

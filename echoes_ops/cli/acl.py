@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 
 from echoes_ops.cli.common import emit_json, fail
+from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 app = typer.Typer(
     help="Least-privilege roles: Redis ACL rules and PostgreSQL grants (docs/team.md).",
     no_args_is_help=True,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 ROLE_NAMES = ("reader", "operator", "warmup", "worker")
 FORMATS = ("both", "aclfile", "setuser")
 

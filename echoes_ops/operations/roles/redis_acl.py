@@ -221,7 +221,13 @@ WARMUP: Final = RedisRole(
         "echoes-ops warmup from cron: session, inventory and static data writes, its lock "
         "(and preload's), its audit records; no inspection, no channels"
     ),
-    commands=_unique(CONNECTION, SCRIPTS, ("scan", "exists", "get", "hgetall", "info"))
+    # reads: preload's diff (SCAN, HGETALL, EXISTS), its memory check (INFO), the lock's
+    # holder (GET), and what WARMUP_PLAYERS compares (HMGET of a session, LRANGE, TTL)
+    commands=_unique(
+        CONNECTION,
+        SCRIPTS,
+        ("scan", "exists", "get", "hgetall", "hmget", "lrange", "ttl", "info"),
+    )
     + _unique(TRANSACTIONS, WARMUP_WRITES),
     keys=(
         *PLAYER_KEYS,
