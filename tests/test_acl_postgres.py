@@ -14,19 +14,9 @@ import pytest
 from echoes_ops.errors import ExitCode
 from echoes_ops.local.postgres_server import BOOTSTRAP_SUPERUSER
 from tests.cli_helpers import cli
+from tests.test_warmup import sql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
-
-
-def sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def as_login(dsn: str, login: str) -> str:
