@@ -190,7 +190,7 @@ MATRIX: tuple[Cell, ...] = (
     cell(
         "cache status",
         *("cache", "status", "--gamedata", str(BUNDLED_GAMEDATA)),
-        allow=f"{INSPECT} worker",
+        allow=f"{INSPECT} warmup worker",
         ok=(1,),  # the dropped item
     ),
     cell("sessions list", "sessions", "list", allow=f"{INSPECT} worker"),
