@@ -31,9 +31,10 @@ from echoes_ops.operations.warmup import WARMUP_LOCK
 
 # -- commands, by what needs them -------------------------------------------------------
 # every connection: redis-py's handshake (HELLO, CLIENT SETNAME for named clients, SELECT
-# for a non-zero database) and its health checks. CLIENT SETINFO is left out: Redis 7.0
+# for a non-zero database), its health checks, and ACL WHOAMI (the audit trail records the
+# ACL user; doctor warns about the default user). CLIENT SETINFO is left out: Redis 7.0
 # does not know it (the rule would not load) and redis-py ignores its refusal.
-CONNECTION: Final = ("hello", "ping", "select", "client|setname")
+CONNECTION: Final = ("hello", "ping", "select", "client|setname", "acl|whoami")
 # Lua: every script is a named constant run with EVALSHA, loaded on NOSCRIPT
 SCRIPTS: Final = ("evalsha", "script|load", "script|exists")
 # reading tier keys: SCAN walks (never KEYS), hashes, sets, lists, the audit stream, TTLs
@@ -60,7 +61,7 @@ READ_KEYS: Final = (
     "memory|usage",
 )
 # inspecting the server: INFO/TIME (status, stats, doctor), CLIENT LIST/INFO (worker
-# liveness, doctor), PUBSUB counts (stats, broadcast's audience), ACL WHOAMI/DRYRUN (the
+# liveness, doctor), PUBSUB counts (stats, broadcast's audience), ACL DRYRUN (the
 # dashboard asks what this user may write)
 INSPECT_SERVER: Final = (
     "info",
@@ -70,7 +71,6 @@ INSPECT_SERVER: Final = (
     "pubsub|channels",
     "pubsub|numsub",
     "pubsub|numpat",
-    "acl|whoami",
     "acl|dryrun",
 )
 SUBSCRIBE: Final = ("subscribe", "psubscribe", "unsubscribe", "punsubscribe")
