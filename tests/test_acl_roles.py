@@ -248,7 +248,7 @@ MATRIX: tuple[Cell, ...] = (
         writes=True,
     ),
     cell("sessions kick", "sessions", "kick", "1", "--yes", allow=OPERATE, writes=True),
-    cell("reconcile --fix", "reconcile", "--fix", allow=OPERATE, writes=True),
+    cell("reconcile --fix", "reconcile", "--fix", "--yes", allow=OPERATE, writes=True),
     cell("workers cleanup", "workers", "cleanup", "sim-2", "--yes", allow=OPERATE, writes=True),
     cell(
         "cache invalidate",
@@ -469,3 +469,31 @@ def test_docs_show_the_matrix_the_tests_verify():
     text = (Path(__file__).resolve().parent.parent / "docs" / "team.md").read_text()
     for row in matrix_rows():
         assert row in text, f"docs/team.md lacks or contradicts: {row}"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("role", ["operator", "warmup"])
+def test_audit_writers_keep_and_copy_back_what_postgresql_missed(
+    acl_server, world, database_url, role
+):
+    """A record PostgreSQL did not take is kept for it (echoes:audit:unsynced) and copied in
+    by the next write that reaches both, with nothing refused to either writing role."""
+    assert cli("db", "migrate", env={"DATABASE_URL": database_url}).code == 0
+    world.execute_command("ACL", "LOG", "RESET")
+    env = {"REDIS_URL": url_for(acl_server, role)}
+    down = "postgresql://nobody@127.0.0.1:1/none"
+    out = cli(
+        "preload", "--force", "--gamedata", str(BUNDLED_GAMEDATA), env={**env, "DATABASE_URL": down}
+    )
+    assert out.code == 0, out.stderr
+    assert world.scard(keys.AUDIT_UNSYNCED_KEY) == 1
+    out = cli(
+        "preload",
+        "--force",
+        "--gamedata",
+        str(BUNDLED_GAMEDATA),
+        env={**env, "DATABASE_URL": database_url},
+    )
+    assert out.code == 0, out.stderr
+    assert world.scard(keys.AUDIT_UNSYNCED_KEY) == 0
+    assert _refusals(world, role) == set()

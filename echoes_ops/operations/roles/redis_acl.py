@@ -76,9 +76,23 @@ INSPECT_SERVER: Final = (
 SUBSCRIBE: Final = ("subscribe", "psubscribe", "unsubscribe", "punsubscribe")
 # transactions (preload's swap, lock hold info, flags mirror, the worker's moves)
 TRANSACTIONS: Final = ("multi", "exec", "discard")
+# writing audit records: XADD to the stream, and the records PostgreSQL did not take named
+# in echoes:audit:unsynced, copied in later by whoever reaches both (SRANDMEMBER, XRANGE,
+# SREM)
+AUDIT_WRITES: Final = ("xadd", "sadd", "srandmember", "xrange", "srem")
 # the writes of warmup: sessions (HSET/HDEL/EXPIRE), inventories (DEL/RPUSH/EXPIRE), static
 # data (preload: DEL/HSET/SADD/SET in MULTI), its locks (SET NX PX, compare-and-delete)
-WARMUP_WRITES: Final = ("set", "del", "hset", "hdel", "sadd", "expire", "pexpire", "rpush", "xadd")
+WARMUP_WRITES: Final = (
+    "set",
+    "del",
+    "hset",
+    "hdel",
+    "sadd",
+    "expire",
+    "pexpire",
+    "rpush",
+    *AUDIT_WRITES,
+)
 # the operator's on top: removals (kick, reconcile, cleanup, invalidate), presence repairs,
 # broadcasts and config_changed messages
 OPERATOR_WRITES: Final = (*WARMUP_WRITES, "srem", "unlink", "publish")
@@ -235,6 +249,7 @@ WARMUP: Final = RedisRole(
         keys.lock_key(WARMUP_LOCK),
         keys.lock_key(PRELOAD_LOCK),
         keys.AUDIT_STREAM_KEY,
+        keys.AUDIT_UNSYNCED_KEY,
     ),
     read_keys=(),
     channels=(),
