@@ -130,6 +130,7 @@ def test_doctor_flags_each_misconfiguration(private_redis, client, tmp_path):
         "dead_workers": "warn",
         "pubsub_output_buffer": "warn",
         "network_exposure": "fail",
+        "acl_user": "warn",  # the shared default user
         "clock_skew": "fail",
         "redis_enabled": "warn",
     }
@@ -198,7 +199,13 @@ def test_doctor_passes_a_good_tier(private_redis, client, tmp_path):
     env_file.write_text("REDIS_ENABLED=true\n")
     c.hset(keys.FLAGS_KEY, "REDIS_ENABLED", "true")
 
-    code, checks = doctor(url, "--strict", env={"ECHOES_OPS_ENV_FILE": str(env_file)})
+    # an administrator's own ACL user, not the shared default one
+    c.acl_setuser(
+        "ops-admin", enabled=True, passwords=["+admin-pw"], keys=["~*"], channels=["&*"],
+        commands=["+@all"],
+    )  # fmt: skip
+    admin_url = url.replace("redis://", "redis://ops-admin:admin-pw@")
+    code, checks = doctor(admin_url, "--strict", env={"ECHOES_OPS_ENV_FILE": str(env_file)})
     named.close()
 
     assert verdicts(checks) == dict.fromkeys(ops.CHECK_IDS, "ok"), {
@@ -472,3 +479,20 @@ def test_exit_code_mapping():
     assert exit_code("ok", strict=True) == 0
     assert exit_code("warn", strict=True) == 1
     assert exit_code("unknown", strict=True) == 1
+
+
+def test_doctor_warns_about_the_shared_default_user(private_redis, client):
+    c = client()
+    c.acl_setuser(
+        "alice", enabled=True, passwords=["+alice-pw"], keys=["~*"], channels=["&*"],
+        commands=["+@all"],
+    )  # fmt: skip
+    _, checks = doctor(private_redis.url)
+    check = checks["acl_user"]
+    assert check["verdict"] == "warn"
+    assert "default user" in check["summary"]
+    assert "acl roles" in check["fix"]
+    assert "docs/team.md" in check["fix"]
+    _, checks = doctor(private_redis.url.replace("redis://", "redis://alice:alice-pw@"))
+    assert checks["acl_user"]["verdict"] == "ok"
+    assert "'alice'" in checks["acl_user"]["summary"]

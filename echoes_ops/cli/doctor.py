@@ -56,8 +56,9 @@ def doctor(
     """Check the tier against what the design needs: eviction policy, persistence, memory
     headroom, Redis version, static data vs gamedata, sessions/inventories/locks without
     TTL, dead workers with leftovers, the pub/sub output buffer limit, network exposure
-    without auth, clock skew of workers' heartbeats, REDIS_ENABLED agreement between
-    PostgreSQL, the env file, the Redis mirror and the workers.
+    without auth, connecting as the shared default ACL user (docs/team.md), clock skew of
+    workers' heartbeats, REDIS_ENABLED agreement between PostgreSQL, the env file, the
+    Redis mirror and the workers.
 
     Each check has a verdict (ok, unknown, warn, fail), why it matters and how to fix it.
     A check whose command is disabled or denied (CONFIG, ACL) is "unknown", with the reason.

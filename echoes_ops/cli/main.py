@@ -10,6 +10,7 @@ import typer
 
 from echoes_ops import __version__
 from echoes_ops.cli import (
+    acl,
     audit,
     broadcast,
     cache,
@@ -154,6 +155,7 @@ app.add_typer(metrics_cli.app, name="metrics")
 app.command("latency")(latency_cli.latency)
 app.command("doctor")(doctor_cli.doctor)
 app.command("warmup")(warmup_cli.warmup)
+app.add_typer(acl.app, name="acl")
 
 
 def main() -> None:

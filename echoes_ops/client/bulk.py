@@ -6,7 +6,9 @@ work (preload, warmup, large pipelined reads) this module packs commands with
 in flight while reading the previous chunk's replies (so packing overlaps the server's
 work), and returns the replies in order. Error replies do not desynchronise the
 connection: every reply is read, and the first error is raised afterwards (or returned in
-place, if asked). Any other failure discards the connection.
+place, if asked). An ACL refusal is raised even then, unless the caller says it can do
+without the reply (``allow_denied``): a read the user may not make is not "no data". Any
+other failure discards the connection.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 Command = tuple[Any, ...]
 DEFAULT_CHUNK = 2000
@@ -29,12 +31,15 @@ async def bulk(
     *,
     chunk: int = DEFAULT_CHUNK,
     raise_on_error: bool = True,
+    allow_denied: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Any]:
     """Send ``commands`` and return their raw replies, in order.
 
     Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
-    With ``raise_on_error`` the first error reply is raised after all replies are read.
+    With ``raise_on_error`` the first error reply is raised after all replies are read;
+    without, error replies are returned in place, except an ACL refusal (raised unless
+    ``allow_denied``).
     """
     replies: list[Any] = []
     if not commands:
@@ -68,10 +73,11 @@ async def bulk(
         raise
     finally:
         await pool.release(conn)
-    if raise_on_error:
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
+    for reply in replies:
+        if isinstance(reply, ResponseError) and (
+            raise_on_error or (not allow_denied and isinstance(reply, NoPermissionError))
+        ):
+            raise reply
     return replies
 
 

@@ -20,6 +20,11 @@ from echoes_ops.errors import (
 
 _NOPERM_CMD = re.compile(r"run the '([^']+)' command")
 _NOPERM_KEY = re.compile(r"no permissions to access (?:one of the keys|a key)", re.I)
+_NOPERM_CHANNEL = re.compile(r"no permissions to access (?:one of the channels|a channel)", re.I)
+# a command refused inside a Lua script (Redis 7.0: "The user executing the script can't run
+# this command or subcommand", "... can't access at least one of the keys ...", "... can't
+# publish to the channel ..."; later versions: "ACL failure in script")
+_SCRIPT_DENIED = re.compile(r"user executing the script can't (\w+)|acl failure in script", re.I)
 _NO_MASTER = (sync_sentinel.MasterNotFoundError, async_sentinel.MasterNotFoundError)
 _NO_MASTER_NAME = re.compile(r"no master found for ('[^']*'|\"[^\"]*\")", re.I)
 
@@ -55,16 +60,23 @@ def translate(exc: BaseException, where: str) -> OpsError:
             f"Redis at {where} rejected the credentials (wrong password or unknown user)",
             hint="check REDIS_USERNAME and REDIS_PASSWORD / REDIS_PASSWORD_FILE",
         )
-    if isinstance(exc, rx.NoPermissionError) or lowered.startswith("noperm"):
+    script_denied = _SCRIPT_DENIED.search(text)
+    if isinstance(exc, rx.NoPermissionError) or lowered.startswith("noperm") or script_denied:
         match = _NOPERM_CMD.search(text)
         if match:
-            what = f"the '{match.group(1)}' command"
+            what = f"run the '{match.group(1)}' command"
         elif _NOPERM_KEY.search(text):
-            what = "a key this command needs"
+            what = "access a key this command needs"
+        elif _NOPERM_CHANNEL.search(text):
+            what = "use a channel this command needs"
+        elif script_denied:
+            what = {"access": "access a key", "publish": "publish to a channel"}.get(
+                (script_denied.group(1) or "").lower(), "run a command"
+            ) + " that one of its scripts needs"
         else:
-            what = "this command"
+            what = "run this command"
         return PermissionDeniedError(
-            f"Redis at {where}: this ACL user may not run {what}",
+            f"Redis at {where}: this ACL user may not {what}",
             hint="grant it to the user (ACL SETUSER) or use an account that has it",
         )
     if isinstance(exc, rx.ReadOnlyError):

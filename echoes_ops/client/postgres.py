@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from echoes_ops.config import PgTimeouts, redact_url
-from echoes_ops.errors import PostgresError, PostgresUnreachableError
+from echoes_ops.errors import PermissionDeniedError, PostgresError, PostgresUnreachableError
 
 CONNECT_TIMEOUT = 5.0
 POSTGRES_SCHEMES = ("postgres", "postgresql")
@@ -120,6 +120,11 @@ async def open_postgres(dsn: str, *, timeouts: PgTimeouts = DEFAULT_TIMEOUTS) ->
     where = target_of(dsn) or "?"
     try:
         yield conn
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise PermissionDeniedError(
+            f"PostgreSQL at {where}: {exc}".splitlines()[0],
+            hint="grant this login role an echoes_ops_* role: see echoes-ops acl postgres",
+        ) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise PostgresError(describe_failure(exc, where, timeouts)) from exc
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoPermissionError
 
 DEFAULT_SCAN_COUNT = 1000
 DEFAULT_BATCH = 1000
@@ -69,14 +70,19 @@ async def pipelined(
     """Run ``(command, args)`` calls in non-transactional pipelines of ``batch``.
 
     Error replies come back as exception objects in the result list (not raised), so one
-    bad key does not hide the others' answers.
+    bad key does not hide the others' answers; an ACL refusal is raised (a read this user
+    may not make is not "no data").
     """
     results: list[Any] = []
     for part in chunks(calls, batch):
         pipe = r.pipeline(transaction=False)
         for name, args in part:
             getattr(pipe, name)(*args)
-        results.extend(await pipe.execute(raise_on_error=False))
+        replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, NoPermissionError):
+                raise reply
+        results.extend(replies)
     return results
 
 

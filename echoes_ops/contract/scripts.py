@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from typing import Final
 
+# A prelude, not a script: the reads that tolerate a key of the wrong type under a pattern
+# (redis.pcall) pass the reply through wrongtype_only(), which raises every other error, so an ACL
+# refusal inside a script fails the command instead of reading as "no such data".
+TYPE_ERRORS_ONLY: Final = """
+local function wrongtype_only(reply)
+  if type(reply) == 'table' and reply.err and not string.find(reply.err, '^WRONGTYPE') then
+    error(reply)
+  end
+  return reply
+end
+"""
+
 # Release a lock only if it still holds the caller's token.
 # KEYS[1] = lock key; ARGV[1] = token. Returns 1 if released, 0 if not ours (or gone).
 RELEASE_LOCK: Final = """
@@ -161,8 +173,9 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
 # ARGV[6+n] = smallest plausible epoch, ARGV[7+n] = cutoff (stale: heartbeat < cutoff).
 # Returns {next cursor, keys matched by this step, key, ttl, value1 .. valuen, key, ttl,
 # ...}; a missing field is nil.
-SCAN_HASH_FIELDS: Final = """
-local n = tonumber(ARGV[4])
+SCAN_HASH_FIELDS: Final = (
+    TYPE_ERRORS_ONLY
+    + """local n = tonumber(ARGV[4])
 local fields = {}
 for i = 1, n do fields[i] = ARGV[4 + i] end
 local mode = ARGV[5 + n]
@@ -171,7 +184,7 @@ local cutoff = tonumber(ARGV[7 + n])
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local out = {step[1], #step[2]}
 for _, key in ipairs(step[2]) do
-  local values = redis.pcall('HMGET', key, unpack(fields))
+  local values = wrongtype_only(redis.pcall('HMGET', key, unpack(fields)))
   local keep = values.err == nil  -- a key of another type under the pattern is skipped
   if keep and mode == 'stale' then
     local beat = tonumber(values[1])
@@ -185,6 +198,7 @@ for _, key in ipairs(step[2]) do
 end
 return out
 """
+)
 
 # One SCAN step over the whole keyspace that picks out the tier's keys and reads what the
 # views need about each, so a census of a big server is one pass with one round trip per
@@ -198,8 +212,9 @@ return out
 #   "l", key, ttl, false, false, false                       -- lock:<name>
 #   "m" / "c", key, false, false, false, false               -- worker:<id>:meta / connections
 # }; missing values are false (nil in the reply).
-CENSUS_STEP: Final = """
-local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+CENSUS_STEP: Final = (
+    TYPE_ERRORS_ONLY
+    + """local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local out = {step[1], #step[2]}
 local function add(code, key, a, b, c, d)
   out[#out + 1] = code
@@ -211,14 +226,14 @@ local function add(code, key, a, b, c, d)
 end
 for _, key in ipairs(step[2]) do
   if string.find(key, '^player:%d+:session$') then
-    local v = redis.pcall('HMGET', key, 'location_id', 'worker_id', 'last_heartbeat')
+    local v = wrongtype_only(redis.pcall('HMGET', key, 'location_id', 'worker_id', 'last_heartbeat'))
     if v.err == nil then
       add('s', key, redis.call('TTL', key), v[1], v[2], v[3])
     end
   elseif string.find(key, '^player:%d+:inventory$') then
     add('i', key, redis.call('TTL', key), false, false, false)
   elseif string.find(key, '^location:[^:]+:players$') then
-    local n = redis.pcall('SCARD', key)
+    local n = wrongtype_only(redis.pcall('SCARD', key))
     if type(n) == 'number' then
       add('p', key, n, false, false, false)
     end
@@ -232,6 +247,7 @@ for _, key in ipairs(step[2]) do
 end
 return out
 """
+)
 
 # Warm many players' session and inventory caches from database rows, never overwriting
 # fresher data a live worker wrote (echoes-ops warmup; see docs/warmup.md). KEYS are
@@ -256,8 +272,9 @@ return out
 # replaced by the rows (DEL, RPUSH, EXPIRE: "W"), deleted when there are none ("D"), or
 # left as is when equal and with a TTL ("U").
 # Returns {session codes, inventory codes}: one character per player ("-" = not asked).
-WARMUP_PLAYERS: Final = """
-local call, rpcall, unpack, tonumber = redis.call, redis.pcall, unpack, tonumber
+WARMUP_PLAYERS: Final = (
+    TYPE_ERRORS_ONLY
+    + """local call, rpcall, unpack, tonumber = redis.call, redis.pcall, unpack, tonumber
 local dry = ARGV[1] == '1'
 local min_epoch = tonumber(ARGV[2])
 local max_epoch = tonumber(ARGV[3])
@@ -289,7 +306,7 @@ for k = 1, #KEYS, 2 do
   if ttl == -2 then
     state = 'A'
   else
-    current = rpcall('HMGET', skey, unpack(names))
+    current = wrongtype_only(rpcall('HMGET', skey, unpack(names)))
     local t = current.err == nil and tonumber(current[f + 1])
     if not t or t ~= t or t < min_epoch or t > max_epoch then
       state = 'X'
@@ -349,7 +366,7 @@ for k = 1, #KEYS, 2 do
       inv = state
     else
       local ikey = KEYS[k + 1]
-      local items = rpcall('LRANGE', ikey, 0, -1)
+      local items = wrongtype_only(rpcall('LRANGE', ikey, 0, -1))
       if items.err then
         inv = 'X'
       else
@@ -385,6 +402,7 @@ for k = 1, #KEYS, 2 do
 end
 return {table.concat(s_out), table.concat(i_out)}
 """
+)
 
 # One SCAN step of the dashboard's tier count: like CENSUS_STEP, but sessions are counted
 # on the server instead of shipped, so a count of 100,000 sessions moves a few kilobytes.
@@ -399,8 +417,9 @@ return {table.concat(s_out), table.concat(i_out)}
 # comma-separated string of ids), {id, raw heartbeat, ...} for the caller to judge,
 # {code, key, n, ...} for the other tier keys: "p" location:<loc>:players (n = SCARD),
 # "l" lock:<name>, "m" worker:<id>:meta, "c" worker:<id>:connections (n = 0)}.
-TIER_COUNT_STEP: Final = """
-local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+TIER_COUNT_STEP: Final = (
+    TYPE_ERRORS_ONLY
+    + """local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local now = tonumber(ARGV[3])
 local stale_before = now - tonumber(ARGV[4])
 local min_epoch = tonumber(ARGV[5])
@@ -410,7 +429,7 @@ local fresh, stale, unknown, odd, rows = {}, {}, {}, {}, {}
 for _, key in ipairs(step[2]) do
   local id = match(key, '^player:([1-9]%d*):session$')
   if id then
-    local beat = pcall_('HGET', key, 'last_heartbeat')
+    local beat = wrongtype_only(pcall_('HGET', key, 'last_heartbeat'))
     if type(beat) ~= 'table' then
       if not beat then
         unknown[#unknown + 1] = id
@@ -429,7 +448,7 @@ for _, key in ipairs(step[2]) do
       end
     end
   elseif find(key, '^location:[^:]+:players$') then
-    local n = pcall_('SCARD', key)
+    local n = wrongtype_only(pcall_('SCARD', key))
     if type(n) == 'number' then
       rows[#rows + 1] = 'p'
       rows[#rows + 1] = key
@@ -452,6 +471,7 @@ end
 return {step[1], #step[2], table.concat(fresh, ','), table.concat(stale, ','),
   table.concat(unknown, ','), odd, rows}
 """
+)
 
 # Reconcile's confirmation: re-read, at one instant, the presence state of players the
 # keyspace walk found inconsistent (a player who moved while the walk ran is seen in the old
@@ -461,15 +481,16 @@ return {step[1], #step[2], table.concat(fresh, ','), table.concat(stale, ','),
 # player: character id, n (how many presence sets follow in KEYS), the n location ids.
 # Returns per player {state, location_id, worker_id, member locations joined by "\n"}; state
 # is 0 (no session), 1 (a session hash) or 2 (not readable: keep what the walk saw).
-PRESENCE_RECHECK: Final = """
-local call, pcall = redis.call, redis.pcall
+PRESENCE_RECHECK: Final = (
+    TYPE_ERRORS_ONLY
+    + """local call, pcall = redis.call, redis.pcall
 local out, k, a = {}, 1, 3
 while a <= #ARGV do
   local cid, n = ARGV[a], tonumber(ARGV[a + 1])
   local skey = KEYS[k]
   local state, loc, wid = 0, '', ''
   if call('EXISTS', skey) == 1 then
-    local v = pcall('HMGET', skey, 'location_id', 'worker_id')
+    local v = wrongtype_only(pcall('HMGET', skey, 'location_id', 'worker_id'))
     if v.err then
       state = 2
     else
@@ -480,11 +501,11 @@ while a <= #ARGV do
   for i = 1, n do
     local l = ARGV[a + 1 + i]
     checked[l] = true
-    local m = pcall('SISMEMBER', KEYS[k + i], cid)
+    local m = wrongtype_only(pcall('SISMEMBER', KEYS[k + i], cid))
     if type(m) == 'table' then state = 2 elseif m == 1 then members[#members + 1] = l end
   end
   if loc ~= '' and not checked[loc] then
-    local m = pcall('SISMEMBER', ARGV[1] .. loc .. ARGV[2], cid)
+    local m = wrongtype_only(pcall('SISMEMBER', ARGV[1] .. loc .. ARGV[2], cid))
     if type(m) == 'number' and m == 1 then members[#members + 1] = loc end
   end
   out[#out + 1] = {state, loc, wid, table.concat(members, '\\n')}
@@ -493,3 +514,4 @@ while a <= #ARGV do
 end
 return out
 """
+)

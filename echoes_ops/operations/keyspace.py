@@ -162,7 +162,10 @@ async def walk_keyspace(
                 if wid:
                     walk.worker_ids.add(wid)
         if ttl_keys:
-            replies = await bulk(r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False)
+            # a refused TTL read is counted (ttl_errors): the caller says "unknown"
+            replies = await bulk(
+                r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False, allow_denied=True
+            )
             walk.commands += len(ttl_keys)
             for (name, key), ttl in zip(ttl_keys, replies, strict=True):
                 if isinstance(ttl, ResponseError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.scan import scan_keys
@@ -275,7 +276,13 @@ async def hold(
         },
     )
     pipe.pexpire(info, ttl_ms)
-    await pipe.execute()
+    try:
+        await pipe.execute()
+    except (RedisError, OSError):
+        # a hold without its reason is not a hold (e.g. the ACL user may take lock:* but not
+        # write echoes:lockinfo:*): give the lock back, so the refusal changes nothing
+        await lock.release(r, handle.key, handle.token)
+        raise
     return HoldResult(lock_name, handle.key, handle.token, owner, ttl_ms, reason)
 
 

@@ -12,7 +12,7 @@ CONFIG GET of single parameters, INFO, TIME, CLIENT LIST and the worker views. T
 count as keyspace hits in Redis' statistics.
 
 The checks live in one module per family (:mod:`.server`, :mod:`.data`, :mod:`.network`,
-:mod:`.clock`, :mod:`.flag`); :data:`CHECKS` below is the one list of them, in the order
+:mod:`.identity`, :mod:`.clock`, :mod:`.flag`); :data:`CHECKS` below is the one list of them, in the order
 they run and are reported.
 """
 
@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from echoes_ops.gamedata.models import GameData
-from echoes_ops.operations.doctor import clock, data, flag, network, server
+from echoes_ops.operations.doctor import clock, data, flag, identity, network, server
 from echoes_ops.operations.doctor.base import (
     RANK,
     VERDICTS,
@@ -62,6 +62,7 @@ CHECKS: Final = (
     CheckSpec("dead_workers", "Dead workers", data.dead_workers),
     CheckSpec("pubsub_output_buffer", "Pub/sub output buffer limit", network.pubsub_output_buffer),
     CheckSpec("network_exposure", "Network exposure", network.network_exposure),
+    CheckSpec("acl_user", "ACL user", identity.acl_user),
     CheckSpec("clock_skew", "Clock skew", clock.clock_skew),
     CheckSpec("redis_enabled", "REDIS_ENABLED agreement", flag.redis_enabled),
 )
