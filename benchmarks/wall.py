@@ -16,6 +16,8 @@ temporary folder. One private redis-server is started here. Each command runs as
   compare the content hash, check every key exists);
 - ``preload, unchanged, cached``: Redis holds the world and the cache has it (and preload's
   note of its content hash and keys);
+- ``preload, first load, cached world``: empty Redis (a new server, or after a flush), the
+  cache has the world: read back from the cache instead of parsed, then encoded and written;
 - ``plan: load + HSET loop``: ``benchmarks/plan_load.py``, empty Redis: the files read with
   ``yaml.safe_load`` and one awaited HSET per key, as the plan's game server does.
 
@@ -127,6 +129,7 @@ class Bench:
         rows.append(("preload, unchanged", self.measure(preload, runs, ["clear"])))
         run_once(preload, self.env)  # the cache and preload's note are there now
         rows.append(("preload, unchanged, cached", self.measure(preload, runs, [])))
+        rows.append(("preload, first load, cached world", self.measure(preload, runs, ["flush"])))
         plan = [
             sys.executable,
             str(REPO / "benchmarks" / "plan_load.py"),

@@ -22,14 +22,13 @@ is kept beside it as ``<key>.<name>`` annexes in the same format. The newest
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
 import yaml
 
 from echoes_ops import __version__
@@ -112,6 +111,8 @@ class WorldCache:
 
     def load(self, key: str, root: str, files: list[str]) -> GameData:
         """The cached world ``key``; raises :class:`CacheMiss` if it is not intact."""
+        import orjson  # only when a world is read back: a lookup needs the header alone
+
         parsed: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         builders = (_location, _item, _npc)
         with self._open(key, WORLD_SUFFIX) as (_, body):
@@ -128,6 +129,8 @@ class WorldCache:
 
     def store(self, key: str, data: GameData, files: list[str]) -> None:
         """Keep ``data`` under ``key`` (``files``: the relative names its sources are in)."""
+        import orjson
+
         index = {name: i for i, name in enumerate(files)}
 
         def lines() -> Iterator[bytes]:
@@ -168,6 +171,8 @@ class WorldCache:
     def _write(self, key: str, suffix: str, extra: dict[str, Any], chunks: Iterator[bytes]) -> bool:
         """Write atomically; False when the folder cannot be written (the cache is then
         simply not used: it only ever saves time)."""
+        import tempfile
+
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(
@@ -183,7 +188,7 @@ class WorldCache:
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
-                header = orjson.dumps(
+                header = json.dumps(
                     {
                         "format": FORMAT,
                         "key": key,
@@ -192,7 +197,7 @@ class WorldCache:
                         "body_sha256": digest.hexdigest(),
                         **extra,
                     }
-                )
+                ).encode()
                 if len(header) >= HEADER_SIZE:
                     raise OSError("cache header too large")
                 out.seek(0)
@@ -239,7 +244,7 @@ class _Opened:
         except OSError as exc:
             raise CacheMiss(str(exc)) from None
         try:
-            header = orjson.loads(raw)
+            header = json.loads(raw)
         except ValueError:
             header = None
         if (
