@@ -136,7 +136,9 @@ def hold(
     ttl: Annotated[
         str,
         typer.Option(
-            "--ttl", metavar="DURATION", help="How long to hold it: seconds, or 90s, 10m, 1h (max 24h)."
+            "--ttl",
+            metavar="DURATION",
+            help="How long to hold it: seconds, or 90s, 10m, 1h (max 24h).",
         ),
     ],
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why; shown to others.")],
@@ -333,7 +335,9 @@ def extend(
     ttl: Annotated[
         str,
         typer.Option(
-            "--ttl", metavar="DURATION", help="New TTL from now: seconds, or 90s, 10m, 1h (max 24h)."
+            "--ttl",
+            metavar="DURATION",
+            help="New TTL from now: seconds, or 90s, 10m, 1h (max 24h).",
         ),
     ],
     token: TokenOption = None,
