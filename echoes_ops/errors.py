@@ -47,6 +47,13 @@ class ConfigError(OpsError):
     exit_code = ExitCode.CONFIG
 
 
+class BadValueError(ConfigError, ValueError):
+    """A value given on the command line (or in the dashboard) that the command cannot use:
+    a usage error (exit 2), whereas a bad value in a setting or file is a ConfigError (3)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InvalidIdError(ConfigError, ValueError):
     """An id that would break a key name or a SCAN pattern."""
 

@@ -13,7 +13,9 @@ dashboard and the operations' messages all format the same value the same way:
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from datetime import datetime
 
 
@@ -109,6 +111,34 @@ def clock_time(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+def named(ident: str | None, name: str | None) -> str:
+    """An id with its display name beside it: ``main_street (Main Street)``; the id alone
+    when there is no other name, "?" when there is neither."""
+    if not ident:
+        return name or "?"
+    if not name or name == ident:
+        return ident
+    return f"{ident} ({name})"
+
+
+def value(v: object) -> str:
+    """Any stored value as an operator reads it, never as a Python repr: ``true``/``false``,
+    lists comma-separated, mappings as compact JSON, ``-`` for None."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, list | tuple | set | frozenset):
+        return ",".join(value(item) for item in v)
+    if isinstance(v, Mapping):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+    return str(v)
 
 
 def maybe(value: object) -> str:

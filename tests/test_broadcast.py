@@ -168,7 +168,7 @@ def test_plans_listener_parses_each_broadcast(env, static_cache, listener, sync_
 
     out = cli("broadcast", "player", "5", "Plain note", env=env)
     assert out.code == 0, out.stderr
-    assert "received by 1 client(s)" in out.stdout
+    assert "1 subscriber(s) received it" in out.stdout
 
     seen = listener.drain()
     assert [kind for kind, _, _ in seen] == ["global", "location", "player", "player"]
@@ -319,7 +319,7 @@ def test_dry_run_publishes_nothing_and_counts_subscribers(env, static_cache, red
 
         human = cli("broadcast", "location", "overpass", "Quiet", "--dry-run", env=env)
         assert "dry run: nothing published" in human.stdout
-        assert "2 client(s) subscribed to location:overpass (PUBSUB NUMSUB, exact)" in human.stdout
+        assert "through 2 worker subscription(s) to location:overpass" in human.stdout
         assert "up to 1 pattern subscription(s)" in human.stdout
         printed = json.loads(human.stdout.splitlines()[1])  # the exact envelope
         assert printed["type"] == "location_update"

@@ -315,7 +315,7 @@ def test_status_flags_disagreement(migrated, redis_url, sync_r, env_file):
     ("args", "code", "text"),
     [
         (("NO_SUCH", "true", "--reason", "x", "--yes"), ExitCode.REFUSED, "unknown flag"),
-        (("REDIS_ENABLED", "maybe", "--reason", "x", "--yes"), ExitCode.CONFIG, "true or false"),
+        (("REDIS_ENABLED", "maybe", "--reason", "x", "--yes"), ExitCode.USAGE, "true or false"),
         (("REDIS_ENABLED", "false", "--reason", "  ", "--yes"), ExitCode.USAGE, "--reason"),
         (("REDIS_ENABLED", "false", "--reason", "x"), ExitCode.USAGE, "refusing without --yes"),
     ],

@@ -18,6 +18,7 @@ from echoes_ops.operations.latency import LatencyEvent, LatencyReport, RoundTrip
 from echoes_ops.operations.locations import LocationCount, LocationDetail, LocationList, Member
 from echoes_ops.operations.locks import HoldResult, LockInfo, ReleaseResult
 from echoes_ops.operations.overview import ServerCounters, TierSummary, WriteAccess
+from echoes_ops.operations.reach import Reach
 from echoes_ops.operations.sessions import KickResult, SessionDetail, SessionPage, SessionSummary
 from echoes_ops.operations.tail import TailEvent, to_message
 from echoes_ops.operations.tiermap import WorkerLiveness
@@ -391,12 +392,15 @@ class FakeSource:
         result = BroadcastResult(
             "global", envelope.channel, envelope.to_dict(), envelope.to_json(), True, Audience(3, 4)
         )
+        result.reach = Reach(1000, 1012)
         return BroadcastPlan(draft, envelope, result)
 
     async def send_broadcast(self, plan: BroadcastPlan) -> BroadcastResult:
         self._write("send_broadcast", plan.draft)
         p = plan.preview
-        return BroadcastResult(p.kind, p.channel, p.envelope, p.text, False, p.audience, 3)
+        return BroadcastResult(
+            p.kind, p.channel, p.envelope, p.text, False, p.audience, 3, reach=p.reach
+        )
 
     async def set_flag(self, value: str, reason: str) -> SetResult:
         self._write("set_flag", value, reason)

@@ -210,7 +210,9 @@ def _print_record(rec: AuditRecord, console: Console | None = None) -> None:
     when = fmt.timestamp(rec.at)
     dry = " (dry run)" if rec.dry_run else ""
     args = " ".join(
-        f"{k}={v}" for k, v in rec.args.items() if k != "via" and v not in (None, False, [], "")
+        f"{k}={fmt.value(v)}"
+        for k, v in rec.args.items()
+        if k != "via" and v not in (None, False, [], "")
     )
     error = (rec.detail or {}).get("error")
     tail = f": {error}" if error else ""

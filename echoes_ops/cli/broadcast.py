@@ -11,7 +11,7 @@ import typer
 from echoes_ops import fmt
 from echoes_ops.cli.common import confirm, emit_json, refuse_audited, run, write_log
 from echoes_ops.cli.options import JsonOption
-from echoes_ops.errors import OpsError
+from echoes_ops.errors import ExitCode, OpsError
 
 if TYPE_CHECKING:
     from echoes_ops.contract.envelopes import Envelope
@@ -45,24 +45,23 @@ def _report(result: BroadcastResult, json: bool) -> None:
         emit_json(result.as_dict())
         return
     heard = result.audience
+    players = result.reach.words() if result.reach is not None else "? players"
     if result.dry_run:
         _line(f"dry run: nothing published on {result.channel}")
         _line(result.text)
         _line(
-            f"would reach {heard.channel_subscribers} client(s) subscribed to {result.channel} "
-            "(PUBSUB NUMSUB, exact)"
+            f"would reach {players}, through {heard.channel_subscribers} worker "
+            f"subscription(s) to {result.channel}"
             + (
-                f", plus clients of up to {heard.patterns} pattern subscription(s) (PUBSUB "
-                "NUMPAT counts distinct patterns on the whole server, matching this channel "
-                "or not)"
+                f" (and clients of up to {heard.patterns} pattern subscription(s) on the server)"
                 if heard.patterns
-                else "; no pattern subscriptions on the server"
+                else ""
             )
         )
         return
     _line(
-        f"published on {result.channel}: received by {result.receivers} client(s) "
-        "(PUBLISH's count, channel and pattern subscribers)"
+        f"published on {result.channel} for {players}: {result.receivers} subscriber(s) "
+        "received it (the workers that deliver it to their players)"
     )
 
 
@@ -201,16 +200,30 @@ def _run_countdown(
         nonlocal sent
         sent += 1
         if not json:
+            players = result.reach.words() if result.reach is not None else "?"
             _line(
-                f"[{sent}/{len(steps)}] sent {step.message!r}: received by "
-                f"{result.receivers} client(s)"
+                f"[{sent}/{len(steps)}] sent {step.message!r} for {players}: "
+                f"{result.receivers} subscriber(s) received it"
             )
 
     async def work() -> CountdownResult:
         async with write_log(ctx) as log:
             return await countdown_audited(log, request, steps, via=CLI, on_step=on_step)
 
-    return run(ctx, work)
+    try:
+        return run(ctx, work)
+    except typer.Exit as stopped:
+        if stopped.exit_code == int(ExitCode.INTERRUPTED):
+            sys.stderr.write(_interrupted(steps, sent))
+        raise
+
+
+def _interrupted(steps: list[Step], done: int) -> str:
+    """What an interrupted countdown did and did not send (stderr lines)."""
+    lines = [f"echoes-ops: countdown stopped: {done} of {len(steps)} announcement(s) sent"]
+    lines += [f"  sent      {s.message!r}" for s in steps[:done]]
+    lines += [f"  not sent  {s.message!r} (due at +{fmt.duration(s.at)})" for s in steps[done:]]
+    return "".join(line + "\n" for line in lines)
 
 
 @app.command("location")
@@ -226,7 +239,7 @@ def location(
     ] = None,
     action: Annotated[
         str,
-        typer.Option("--action", metavar="A", help="The payload's data.action."),
+        typer.Option("--action", metavar="ACTION", help="The payload's data.action."),
     ] = "announcement",
     dry_run: DryRunOption = False,
     json: JsonOption = False,
@@ -261,7 +274,7 @@ def player(
     player_id: Annotated[int, typer.Argument(help="Character id.")],
     message: MessageArgument,
     type_: Annotated[
-        str, typer.Option("--type", metavar="T", help="The payload's type.")
+        str, typer.Option("--type", metavar="TYPE", help="The payload's type.")
     ] = "system_message",
     data: Annotated[
         str | None,

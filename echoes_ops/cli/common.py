@@ -63,9 +63,10 @@ def stderr_console() -> Console:
 
 
 def stdout_console() -> Console:
-    from rich.console import Console
+    """Rich on a terminal; never wrapping, uncoloured text in a pipe (cli/output.py)."""
+    from echoes_ops.cli.output import console
 
-    return Console(highlight=False)
+    return console()
 
 
 def fail(message: str, code: int) -> NoReturn:

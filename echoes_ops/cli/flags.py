@@ -18,6 +18,7 @@ import typer
 from echoes_ops import fmt
 from echoes_ops.cli.common import confirm, emit_json, fail, guard, run, state, stdout_console, warn
 from echoes_ops.cli.options import JsonOption
+from echoes_ops.cli.output import print_table
 from echoes_ops.errors import ExitCode, OpsError
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
             _when(f.updated_at),
             f.reason or "",
         )
-    stdout_console().print(table)
+    print_table(table)
 
 
 @app.command("get")
@@ -187,9 +188,9 @@ def set_(
     from echoes_ops.operations.writes import CLI, FlagPartialFailure, set_flag_audited
 
     settings = _settings(ctx)
-    dsn = _require_dsn(settings)
-    spec = guard(ctx, lambda: contract.spec(name))
+    spec = guard(ctx, lambda: contract.spec(name))  # the arguments first: a bad one exits 2
     canonical = guard(ctx, lambda: spec.parse(value))
+    dsn = _require_dsn(settings)
     if not reason.strip():
         fail("--reason must say why the flag changes", int(ExitCode.USAGE))
     env_path = str(env_file) if env_file is not None else settings.env_file
@@ -329,7 +330,7 @@ def _print_status(st: FlagStatus) -> None:
     for s in st.sources:
         shown = s.value if s.value is not None else (f"({s.effective})" if s.effective else "-")
         sources.add_row(s.source, s.state, shown, s.detail)
-    console.print(sources)
+    print_table(sources, console)
     _line("sources agree" if st.agree else "SOURCES DISAGREE")
     if not st.redis_reachable:
         _line("Redis is unreachable: live workers cannot be listed (they follow PostgreSQL)")
@@ -348,6 +349,6 @@ def _print_status(st: FlagStatus) -> None:
                 applied,
                 fmt.age(w.heartbeat_age),
             )
-        console.print(table)
+        print_table(table, console)
     for problem in st.problems:
         _line(f"problem: {problem}")

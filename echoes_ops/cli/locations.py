@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from echoes_ops import fmt
 from echoes_ops.cli.common import emit_json, redis_client, run, stdout_console
 from echoes_ops.cli.options import JsonOption
 
@@ -45,7 +46,7 @@ def list_(
     widest = max((loc.players for loc in result.locations), default=1)
     for loc in result.locations:
         bar = "█" * max(1, round(30 * loc.players / widest))
-        console.print(f"  {loc.players:>6}  {loc.location_id:<24} {bar}  {loc.name or ''}")
+        console.print(f"  {loc.players:>6}  {fmt.named(loc.location_id, loc.name):<40} {bar}")
 
 
 @app.command("show")
@@ -73,7 +74,7 @@ def show(
         emit_json(detail.as_dict())
         return
     console = stdout_console()
-    console.print(f"{detail.name or '?'} ({detail.location_id}): {len(detail.members)} player(s)")
+    console.print(f"{fmt.named(detail.location_id, detail.name)}: {len(detail.members)} player(s)")
     for m in detail.members:
         drift = ""
         if not m.has_session:

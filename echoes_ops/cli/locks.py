@@ -32,7 +32,7 @@ TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token",
-        metavar="T",
+        metavar="TOKEN",
         help="The lock's exact value, as printed by locks hold. Default: the current value, "
         "if its owner is you (operator.<your name>).",
         show_default=False,
@@ -136,10 +136,12 @@ def hold(
     ttl: Annotated[
         str,
         typer.Option(
-            "--ttl", metavar="S", help="How long to hold it: seconds, or 90s, 10m, 1h (max 24h)."
+            "--ttl",
+            metavar="DURATION",
+            help="How long to hold it: seconds, or 90s, 10m, 1h (max 24h).",
         ),
     ],
-    reason: Annotated[str, typer.Option("--reason", metavar="R", help="Why; shown to others.")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why; shown to others.")],
     dry_run: DryRunOption = False,
     json: JsonOption = False,
 ) -> None:
@@ -333,7 +335,9 @@ def extend(
     ttl: Annotated[
         str,
         typer.Option(
-            "--ttl", metavar="S", help="New TTL from now: seconds, or 90s, 10m, 1h (max 24h)."
+            "--ttl",
+            metavar="DURATION",
+            help="New TTL from now: seconds, or 90s, 10m, 1h (max 24h).",
         ),
     ],
     token: TokenOption = None,

@@ -34,6 +34,7 @@ from echoes_ops.cli import metrics as metrics_cli
 from echoes_ops.cli import stats as stats_cli
 from echoes_ops.cli import warmup as warmup_cli
 from echoes_ops.cli.common import CliState, warn
+from echoes_ops.cli.group import EchoesGroup
 
 app = typer.Typer(
     name="echoes-ops",
@@ -44,8 +45,9 @@ app = typer.Typer(
         "--config / ECHOES_OPS_CONFIG. Exit codes are listed in docs/cli.md."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
+    cls=EchoesGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     pretty_exceptions_enable=False,
 )
@@ -107,6 +109,15 @@ def main_options(
             show_default=False,
         ),
     ] = None,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            "--plain",
+            envvar="ECHOES_OPS_PLAIN",
+            help="Tables as one line per row, no borders, colours or wrapping (the default "
+            "when stdout is not a terminal).",
+        ),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
@@ -133,29 +144,31 @@ def main_options(
     )
 
 
-app.command("validate")(data.validate)
-app.command("preload")(data.preload)
-app.command("status")(status.status)
-app.command("simulate")(simulate.simulate)
-app.command("tail")(tail.tail)
-app.add_typer(cache.app, name="cache")
-app.add_typer(local.app, name="local")
-app.add_typer(db.app, name="db")
-app.add_typer(sessions.app, name="sessions")
-app.add_typer(locations.app, name="locations")
-app.add_typer(workers.app, name="workers")
-app.add_typer(broadcast.app, name="broadcast")
-app.add_typer(locks.app, name="locks")
-app.command("reconcile")(reconcile.reconcile)
-app.command("audit")(audit.audit)
-app.command("dashboard")(dashboard_cli.dashboard)
-app.add_typer(flags.app, name="flags")
-app.command("stats")(stats_cli.stats)
-app.add_typer(metrics_cli.app, name="metrics")
-app.command("latency")(latency_cli.latency)
-app.command("doctor")(doctor_cli.doctor)
-app.command("warmup")(warmup_cli.warmup)
-app.add_typer(acl.app, name="acl")
+INSPECT, ACT, ADMIN, LOCAL = "inspect", "act", "admin", "local"  # help panels (cli/group.py)
+
+app.command("status", rich_help_panel=INSPECT)(status.status)
+app.add_typer(sessions.app, name="sessions", rich_help_panel=INSPECT)
+app.add_typer(locations.app, name="locations", rich_help_panel=INSPECT)
+app.add_typer(workers.app, name="workers", rich_help_panel=INSPECT)
+app.command("tail", rich_help_panel=INSPECT)(tail.tail)
+app.command("stats", rich_help_panel=INSPECT)(stats_cli.stats)
+app.command("latency", rich_help_panel=INSPECT)(latency_cli.latency)
+app.command("audit", rich_help_panel=INSPECT)(audit.audit)
+app.command("dashboard", rich_help_panel=INSPECT)(dashboard_cli.dashboard)
+app.add_typer(broadcast.app, name="broadcast", rich_help_panel=ACT)
+app.add_typer(locks.app, name="locks", rich_help_panel=ACT)
+app.add_typer(flags.app, name="flags", rich_help_panel=ACT)
+app.command("reconcile", rich_help_panel=ACT)(reconcile.reconcile)
+app.command("validate", rich_help_panel=ADMIN)(data.validate)
+app.command("preload", rich_help_panel=ADMIN)(data.preload)
+app.add_typer(cache.app, name="cache", rich_help_panel=ADMIN)
+app.command("warmup", rich_help_panel=ADMIN)(warmup_cli.warmup)
+app.add_typer(db.app, name="db", rich_help_panel=ADMIN)
+app.command("doctor", rich_help_panel=ADMIN)(doctor_cli.doctor)
+app.add_typer(metrics_cli.app, name="metrics", rich_help_panel=ADMIN)
+app.add_typer(acl.app, name="acl", rich_help_panel=ADMIN)
+app.add_typer(local.app, name="local", rich_help_panel=LOCAL)
+app.command("simulate", rich_help_panel=LOCAL)(simulate.simulate)
 
 
 def main() -> None:

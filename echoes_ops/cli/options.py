@@ -15,3 +15,13 @@ JsonOption = Annotated[
         help="Print JSON on stdout (numbers as numbers, times as epoch seconds) instead of text.",
     ),
 ]
+
+WideOption = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FORMAT",
+        help="table (the default) or wide: more columns (e.g. pid and host).",
+    ),
+]

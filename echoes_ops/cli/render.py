@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from echoes_ops import fmt
 from echoes_ops.cli.common import stdout_console
+from echoes_ops.cli.output import print_table
 
 if TYPE_CHECKING:
     from echoes_ops.local.stack import LocalState
@@ -41,7 +42,7 @@ def preload(result: PreloadResult) -> None:
             str(len(diff.removed)),
             str(diff.unchanged),
         )
-    console.print(table)
+    print_table(table, console)
     for kind, diff in result.diffs.items():
         for label, ids in (("+", diff.added), ("~", diff.changed), ("-", diff.removed)):
             if ids and result.dry_run:
@@ -85,7 +86,7 @@ def cache_status(status: CacheStatus) -> None:
             str(len(k.diff.removed)),
             str(len(k.malformed)),
         )
-    console.print(table)
+    print_table(table, console)
     for kind, k in status.kinds.items():
         for label, ids in (
             ("missing", k.diff.added),
@@ -175,7 +176,7 @@ def status(s: Status) -> None:
     )
     table.add_row("workers", f"{c.workers_alive} alive of {c.workers} known")
     table.add_row("locks", str(c.locks))
-    console.print(table)
+    print_table(table, console)
 
 
 def _service_line(status: str, user: dict[str, object] | None) -> str:

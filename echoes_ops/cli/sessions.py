@@ -16,6 +16,7 @@ from echoes_ops.cli.common import (
     write_log,
 )
 from echoes_ops.cli.options import JsonOption
+from echoes_ops.cli.output import print_table
 
 if TYPE_CHECKING:
     from echoes_ops.operations.sessions import KickResult, SessionDetail, SessionList
@@ -104,11 +105,10 @@ def list_(
             column, justify="right" if column in ("id", "hp", "stamina", "lvl", "ttl") else "left"
         )
     for row in result.rows:
-        where = row.location_name or row.location_id or "?"
         table.add_row(
             str(row.character_id),
             row.username or "?",
-            where,
+            fmt.named(row.location_id, row.location_name),
             row.worker_id or "?",
             f"{row.hp}/{row.max_hp}",
             f"{row.stamina}/{row.max_stamina}",
@@ -116,7 +116,7 @@ def list_(
             fmt.ttl(row.ttl),
             fmt.age(row.heartbeat_age) + (" STALE" if row.stale else ""),
         )
-    stdout_console().print(table)
+    print_table(table)
 
 
 @app.command("show")
@@ -147,7 +147,7 @@ def show(
     s = detail.summary
     alive = {True: "alive", False: "DEAD", None: "unknown"}[detail.worker_alive]
     console.print(f"player {s.character_id} ({s.username or '?'})")
-    console.print(f"  location   {s.location_name or '?'} ({s.location_id})")
+    console.print(f"  location   {fmt.named(s.location_id, s.location_name)}")
     console.print(f"  worker     {s.worker_id or '?'} ({alive})")
     console.print(f"  session    TTL {fmt.ttl(s.ttl)}, heartbeat {fmt.age(s.heartbeat_age)}")
     console.print(
@@ -208,8 +208,10 @@ def kick(
         emit_json(plan.as_dict())
         return
     verb = "would remove" if plan.dry_run else "removed"
-    sets = ", ".join(plan.removed_from) or "no location set"
+    removed = ["the session"] if plan.removed_session else []
+    removed += [f"presence in {loc}" for loc in plan.removed_from]
+    what = ", ".join(removed) if removed else "nothing (no session, no presence)"
     stdout_console().print(
-        f"player {plan.character_id}: {verb} session={plan.removed_session}, {sets}"
+        f"player {plan.character_id}: {verb} {what}"
         + ("" if plan.dry_run else f"; told {plan.notified} subscriber(s)")
     )

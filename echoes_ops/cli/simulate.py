@@ -86,11 +86,22 @@ def simulate(
     if not _is_local(target.display):
         confirm(ctx, f"Write {players} simulated players to {target.display}?", yes=yes)
     live = is_tty() and not json
+
+    progress_line = [live]  # a progress line is being drawn (ended by the first phase)
+
+    def phase(text: str) -> None:
+        if progress_line[0]:
+            sys.stderr.write("\n")
+            progress_line[0] = False
+        sys.stderr.write(f"echoes-ops: simulate: {text}\n")
+        sys.stderr.flush()
+
     result = guard(
-        ctx, lambda: run_simulation(config, on_progress=_progress_line if live else None)
+        ctx,
+        lambda: run_simulation(
+            config, on_progress=_progress_line if live else None, on_phase=phase
+        ),
     )
-    if live:
-        sys.stderr.write("\n")
     if json:
         emit_json(result.as_dict())
     else:

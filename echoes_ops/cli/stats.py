@@ -22,6 +22,7 @@ from echoes_ops.cli.common import (
 from echoes_ops.cli.data import GamedataOption
 from echoes_ops.cli.flags import EnvFileOption
 from echoes_ops.cli.options import JsonOption
+from echoes_ops.cli.output import print_table
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def render(s: StatsSnapshot, console: Console) -> None:
     summary.add_row(
         "gamedata", version[:12] if version else "no version record (run: echoes-ops preload)"
     )
-    console.print(summary)
+    print_table(summary, console)
 
     if s.families is not None:
         table = Table(title="keys by family (memory: ~ = estimate from a sample)")
@@ -119,7 +120,7 @@ def render(s: StatsSnapshot, console: Console) -> None:
                 f"{f.sampled:,}",
                 FAMILY_DESCRIPTIONS[name],
             )
-        console.print(table)
+        print_table(table, console)
     if s.ttl is not None:
         from echoes_ops.operations.stats import ttl_bucket_labels
 
@@ -131,7 +132,7 @@ def render(s: StatsSnapshot, console: Console) -> None:
         for name, t in s.ttl.items():
             mark = "" if t.exact else "~"
             table.add_row(name, *(f"{mark}{t.buckets[label]:,}" for label in labels))
-        console.print(table)
+        print_table(table, console)
 
 
 def _prometheus(

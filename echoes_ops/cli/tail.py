@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import fail, run, state
+from echoes_ops.cli.common import fail, run, state, warn
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
@@ -81,7 +81,7 @@ def tail(
         typer.Option(
             "--type",
             "-t",
-            metavar="T",
+            metavar="TYPE",
             help="Only messages of this type: the envelope's (location_update, worker_join, "
             "...), the payload's (combat_update, ...) or 'undecodable'. Repeatable.",
             show_default=False,
@@ -92,7 +92,7 @@ def tail(
         typer.Option(
             "--location",
             "-l",
-            metavar="L",
+            metavar="LOCATION_ID",
             help="Only updates for this location. Repeatable.",
             show_default=False,
         ),
@@ -102,7 +102,7 @@ def tail(
         typer.Option(
             "--player",
             "-p",
-            metavar="P",
+            metavar="CHARACTER_ID",
             help="Only messages to, from or about this character id. Repeatable.",
             show_default=False,
         ),
@@ -123,8 +123,8 @@ def tail(
         typer.Option(
             "--timeout",
             min=0.0,
-            metavar="S",
-            help="Exit (code 0) after S seconds. Default: run until Ctrl-C.",
+            metavar="SECONDS",
+            help="Exit (code 0) after SECONDS. Default: run until Ctrl-C.",
             show_default=False,
         ),
     ] = None,
@@ -152,15 +152,21 @@ def tail(
         TailArgumentError,
         TailFilter,
         TailGap,
+        known_types,
         plan_subscriptions,
     )
     from echoes_ops.operations.tail import tail as watch
 
     try:
         subs = plan_subscriptions(channels or ())
-        TailFilter.build(types or (), locations or (), players or ())
+        wanted = TailFilter.build(types or (), locations or (), players or ())
     except TailArgumentError as exc:
         fail(str(exc), int(ExitCode.USAGE))
+    for unknown in wanted.unknown_types():
+        warn(
+            f"--type {unknown} is not a known message type, so it may never match "
+            f"(known: {', '.join(known_types())})"
+        )
     target = state(ctx).settings().redis_target()
     first = True
 
@@ -168,6 +174,7 @@ def tail(
         nonlocal first
         if first and not json:
             _note(f"listening on {', '.join(plan.names)} at {target.display} (Ctrl-C to stop)")
+            _note(f"filters: {wanted.describe()}")
         first = False
 
     def disconnected(reason: str) -> None:

@@ -10,12 +10,15 @@ from echoes_ops import fmt
 from echoes_ops.cli.common import (
     confirm,
     emit_json,
+    fail,
     redis_client,
     run,
     stdout_console,
     write_log,
 )
-from echoes_ops.cli.options import JsonOption
+from echoes_ops.cli.options import JsonOption, WideOption
+from echoes_ops.cli.output import print_table
+from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
     from echoes_ops.operations.workers import CleanupResult, WorkerInfo
@@ -24,16 +27,21 @@ app = typer.Typer(help="Game workers: liveness, connections, cleanup.", no_args_
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: JsonOption = False) -> None:
+def list_(ctx: typer.Context, output: WideOption = "table", json: JsonOption = False) -> None:
     """Every worker known to Redis: alive or dead (meta TTL, client name in CLIENT LIST,
     last heartbeat), connections, players, mode (redis or fallback), version.
 
     \b
     Examples:
       echoes-ops workers list
+      echoes-ops workers list -o wide
       echoes-ops workers list --json
     """
     from echoes_ops.operations.workers import list_workers
+
+    if output not in ("table", "wide"):
+        fail(f"-o/--output must be table or wide, not {output!r}", int(ExitCode.USAGE))
+    wide = output == "wide"
 
     async def work() -> list[WorkerInfo]:
         async with redis_client(ctx) as r:
@@ -56,8 +64,11 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
         "players",
         "mode",
         "version",
+        *(("pid", "host") if wide else ()),
     ):
-        table.add_column(column)
+        table.add_column(
+            column, justify="right" if column in ("conns", "players", "pid") else "left"
+        )
     for w in workers:
         table.add_row(
             w.worker_id,
@@ -69,8 +80,9 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
             str(w.players),
             w.mode or "?",
             w.version or "?",
+            *((fmt.maybe(w.pid), w.host or "-") if wide else ()),
         )
-    stdout_console().print(table)
+    print_table(table)
 
 
 @app.command("cleanup")

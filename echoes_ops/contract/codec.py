@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -195,3 +195,24 @@ def decode_epoch(raw: str | bytes | None, *, now: float | None = None) -> float 
     if value > current + MAX_FUTURE_SKEW:
         return None
     return value
+
+
+def typed_fields(
+    raw: Mapping[str, str], *, ints: Iterable[str] = (), floats: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A stored hash for JSON output: the named fields as numbers (JSON numbers, never
+    ``"71"``), every other field as stored; a value that does not decode stays as stored."""
+    out: dict[str, Any] = dict(raw)
+    for names, decode in ((ints, decode_int), (floats, decode_float)):
+        for name in names:
+            if name in out:
+                out[name] = decoded_or_stored(decode, out[name])
+    return out
+
+
+def decoded_or_stored(decode: Callable[[Any], Any], value: Any) -> Any:
+    """``decode(value)``, or ``value`` as stored when it does not decode."""
+    try:
+        return decode(value)
+    except DecodeError:
+        return value

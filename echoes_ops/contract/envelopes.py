@@ -28,6 +28,14 @@ WORKER_JOIN = "worker_join"
 WORKER_LEAVE = "worker_leave"
 CONFIG_CHANGED = "config_changed"
 WORKER_EVENTS = frozenset({WORKER_JOIN, WORKER_LEAVE, CONFIG_CHANGED})
+ENVELOPE_TYPES = frozenset(
+    {GLOBAL_BROADCAST, LOCATION_UPDATE, PERSONAL_MESSAGE, WORKER_JOIN, WORKER_LEAVE, CONFIG_CHANGED}
+)
+# Payload types the game and echoes-ops are known to publish (docs/contract.md); the game
+# may add others, so an unknown one is worth a warning, not a refusal.
+KNOWN_PAYLOAD_TYPES = frozenset(
+    {"server_announcement", "location_update", "combat_update", "kicked"}
+)
 
 # Largest message an operator may publish; larger ones are refused before publishing.
 MAX_MESSAGE_BYTES = 64 * 1024

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
 from echoes_ops.config import parse_bool
-from echoes_ops.errors import ConfigError, DecodeError, NotFoundError
+from echoes_ops.errors import BadValueError, DecodeError, NotFoundError
 
 # NOTIFY channel of the trigger on echoes_ops.flags (migration 1; kept equal by a test).
 PG_CHANNEL: Final = "echoes_ops_flags"
@@ -39,11 +39,12 @@ class FlagSpec:
     confirm: bool = False  # ask before changing it
 
     def parse(self, text: object) -> str:
-        """The canonical stored form of ``text``; :class:`ConfigError` if it is not one."""
+        """The canonical stored form of ``text``; :class:`BadValueError` (a ConfigError,
+        exit 2 when given on the command line) if it is not one."""
         parsed = parse_bool(str(text))
         if parsed is not None:
             return "true" if parsed else "false"
-        raise ConfigError(f"{self.name} is a boolean flag: use true or false, not {text!r}")
+        raise BadValueError(f"{self.name} is a boolean flag: use true or false, not {text!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return {

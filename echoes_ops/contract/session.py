@@ -43,6 +43,17 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def fields_json(raw: Mapping[str, str]) -> dict[str, Any]:
+    """A stored session hash for JSON output: numbers and booleans typed as the contract
+    says; a value that does not decode (reported by :meth:`Session.decode`) stays as stored."""
+    out: dict[str, Any] = dict(raw)
+    for name, value in raw.items():
+        decode = _DECODERS.get(name, codec.decode_float if name == "last_heartbeat" else None)
+        if decode is not None:
+            out[name] = codec.decoded_or_stored(decode, value)
+    return out
+
+
 @dataclass(frozen=True)
 class Session:
     """A decoded session. Unknown or undecodable values are ``None`` with a problem noted."""

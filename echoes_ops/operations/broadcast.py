@@ -26,6 +26,7 @@ from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.ids import check_character_id, check_name
 from echoes_ops.errors import ConfigError, DecodeError, ExitCode, OpsError
+from echoes_ops.operations.reach import Reach, reach
 
 MAX_MESSAGE_CHARS = 500
 MAX_DATA_BYTES = 4096
@@ -254,6 +255,7 @@ class BroadcastResult:
     dry_run: bool
     audience: Audience
     receivers: int | None = None  # PUBLISH's reply: clients that received it
+    reach: Reach | None = None  # the players it is for and their connections
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -263,6 +265,7 @@ class BroadcastResult:
             "envelope": self.envelope,
             "audience": self.audience.as_dict(),
             "receivers": self.receivers,
+            "reach": None if self.reach is None else self.reach.as_dict(),
         }
 
 
@@ -282,6 +285,7 @@ async def send(
     text = encode(envelope)
     heard = await audience(r, envelope.channel)
     result = BroadcastResult(kind, envelope.channel, envelope.to_dict(), text, dry_run, heard)
+    result.reach = await reach(r, envelope)
     if not dry_run:
         result.receivers = int(await r.publish(envelope.channel, text))
     return result

@@ -19,6 +19,7 @@ from echoes_ops.operations.static_data import (
     diff_static,
     encode_gamedata,
     read_version,
+    version_json,
 )
 
 # Fields every static hash must have to be usable by the plan's readers.
@@ -66,7 +67,7 @@ class CacheStatus:
             "in_sync": self.in_sync,
             "gamedata_version": self.gamedata_version,
             "loaded_version": self.loaded_version,
-            "version_record": self.version_record,
+            "version_record": version_json(self.version_record),
             "kinds": {name: k.as_dict() for name, k in self.kinds.items()},
         }
 

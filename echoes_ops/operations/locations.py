@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import keys
 from echoes_ops.contract.ids import check_name
+from echoes_ops.errors import NotFoundError
 from echoes_ops.operations.tiermap import location_names, presence_sets, read_sessions, set_members
 
 
@@ -140,6 +141,11 @@ async def show_location(r: Redis, location_id: str) -> LocationDetail:
             )
         )
     names = await location_names(r, [loc])
+    if not raw and loc not in names:
+        raise NotFoundError(
+            f"no location {loc!r}: not in the static cache and nobody there",
+            hint="see: echoes-ops locations list",
+        )
     return LocationDetail(
         location_id=loc,
         name=names.get(loc),

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id
+from echoes_ops.contract.session import fields_json
 from echoes_ops.errors import NotFoundError
 from echoes_ops.operations.tiermap import (
     SessionRow,
@@ -178,7 +179,7 @@ class SessionDetail:
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.summary.as_dict(),
-            "fields": self.fields,
+            "fields": fields_json(self.fields),
             "problems": self.problems,
             "inventory": {"items": self.inventory_items, "ttl": self.inventory_ttl},
             "in_locations": self.in_locations,

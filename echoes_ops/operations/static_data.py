@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -175,6 +177,16 @@ async def diff_static(r: Redis, encoded: Encoded) -> dict[StaticKind, tuple[Kind
 def _id(kind: StaticKind, key: str) -> str:
     parsed = kind.parse(key)
     return parsed if parsed is not None else key
+
+
+# Numeric fields of the gamedata version record (preload writes every field as a string).
+VERSION_INTS = ("locations", "items", "npcs")
+VERSION_FLOATS = ("loaded_at",)
+
+
+def version_json(record: Mapping[str, str]) -> dict[str, Any]:
+    """The version record for JSON output: counts and ``loaded_at`` as numbers."""
+    return codec.typed_fields(record, ints=VERSION_INTS, floats=VERSION_FLOATS)
 
 
 async def read_version(r: Redis) -> dict[str, str]:

@@ -14,7 +14,7 @@ from echoes_ops.config import PgTimeouts, RedisTarget, switch_timeouts
 from echoes_ops.operations.flags import LazyRedis, flag_status
 from echoes_ops.operations.flags.status import FlagHeadline
 from echoes_ops.operations.overview import STALE_AFTER
-from echoes_ops.operations.static_data import read_version
+from echoes_ops.operations.static_data import read_version, version_json
 from echoes_ops.operations.tiercount import count_tier
 from echoes_ops.operations.tiermap import WorkerLiveness, worker_liveness
 
@@ -62,7 +62,7 @@ class Status:
     redis_enabled: FlagHeadline | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "gamedata": version_json(self.gamedata)}
 
 
 async def server_info(r: Redis) -> ServerInfo:

@@ -170,6 +170,11 @@ def _as_int(value: object) -> int | None:
     return None
 
 
+def known_types() -> list[str]:
+    """Every message type ``--type`` knows: envelope and payload types, and undecodable."""
+    return sorted(envelopes.ENVELOPE_TYPES | envelopes.KNOWN_PAYLOAD_TYPES | {UNDECODABLE})
+
+
 @dataclass(frozen=True)
 class TailFilter:
     """Which messages to show. Values of one option are alternatives (any may match);
@@ -209,6 +214,25 @@ class TailFilter:
     @property
     def empty(self) -> bool:
         return not (self.types or self.locations or self.players)
+
+    def describe(self) -> str:
+        """The filters as applied, in words: ``type combat_update; player 5 or 7``."""
+        if self.empty:
+            return "none: every message is shown"
+        parts = []
+        for label, values in (
+            ("type", sorted(self.types)),
+            ("location", sorted(self.locations)),
+            ("player", [str(p) for p in sorted(self.players)]),
+        ):
+            if values:
+                parts.append(f"{label} {' or '.join(values)}")
+        return "; ".join(parts)
+
+    def unknown_types(self) -> list[str]:
+        """``--type`` values that are no known envelope or payload type (nor undecodable):
+        probably a typo, as they may never match."""
+        return sorted(self.types - set(known_types()))
 
     def matches(self, message: TailMessage) -> bool:
         if self.empty:

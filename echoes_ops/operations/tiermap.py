@@ -8,7 +8,7 @@ read with SSCAN, and every batch is at most ``BATCH`` commands.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,16 @@ async def location_names(r: Redis, location_ids: Sequence[str]) -> dict[str, str
     return {
         loc: name for loc, name in zip(location_ids, replies, strict=True) if isinstance(name, str)
     }
+
+
+# Numeric fields of a worker's meta hash (written as strings by the workers).
+META_INTS = ("pid", "connections")
+META_FLOATS = ("heartbeat", "started_at")
+
+
+def meta_json(meta: Mapping[str, str]) -> dict[str, Any]:
+    """A worker's meta hash for JSON output: pid, connections and times as numbers."""
+    return codec.typed_fields(meta, ints=META_INTS, floats=META_FLOATS)
 
 
 @dataclass(frozen=True)

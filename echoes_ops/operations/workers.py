@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.contract.ids import check_name
-from echoes_ops.errors import NotFoundError, RefusedError
+from echoes_ops.errors import DecodeError, NotFoundError, RefusedError
 from echoes_ops.operations.tiermap import WorkerLiveness, hash_fields, worker_liveness
 
 
@@ -26,7 +26,7 @@ class WorkerInfo:
     players: int  # connections whose session still names this worker
     mode: str | None
     version: str | None
-    pid: str | None
+    pid: int | None
     host: str | None
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,6 +55,13 @@ async def _players_naming(r: Redis, worker_id: str) -> list[int]:
     return [cid for cid, owner in zip(ids, owners, strict=True) if owner == worker_id]
 
 
+def _pid(raw: str | None) -> int | None:
+    try:
+        return codec.decode_int(raw)
+    except DecodeError:
+        return None
+
+
 def _info(live: WorkerLiveness, players: int, now: float) -> WorkerInfo:
     heartbeat = codec.decode_epoch(live.meta.get("heartbeat"), now=now)
     return WorkerInfo(
@@ -67,7 +74,7 @@ def _info(live: WorkerLiveness, players: int, now: float) -> WorkerInfo:
         players=players,
         mode=live.meta.get("mode"),
         version=live.meta.get("version"),
-        pid=live.meta.get("pid"),
+        pid=_pid(live.meta.get("pid")),
         host=live.meta.get("host"),
     )
 

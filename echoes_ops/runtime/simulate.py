@@ -37,6 +37,7 @@ from echoes_ops.runtime.players import PlayerDriver, PlayerPlan
 from echoes_ops.runtime.worker import Worker, WorkerOptions
 
 REPORT_EVERY = 1.0
+STOP_WAIT = 30.0  # seconds the workers get to report after being asked to stop
 SETTLE = 0.5  # after the players stop, wait this long for in-flight messages
 
 
@@ -196,9 +197,16 @@ async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, sto
 
 
 class Simulation:
-    def __init__(self, config: SimConfig, *, on_progress: Callable[[Progress], None] | None = None):
+    def __init__(
+        self,
+        config: SimConfig,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_phase: Callable[[str], None] | None = None,
+    ):
         self.config = config
         self.on_progress = on_progress
+        self.on_phase = on_phase
         ctx = mp.get_context("spawn")
         self.reports = ctx.Queue()
         self.go = ctx.Event()
@@ -238,7 +246,7 @@ class Simulation:
                 return
 
     def run(self) -> SimResult:
-        interrupted = False
+        interrupted = finished = False
         started = time.monotonic()
         for process in self.processes:
             process.start()
@@ -259,15 +267,32 @@ class Simulation:
                     self._crash(self.config.crash_workers)
                 if self.on_progress is not None:
                     self.on_progress(self._snapshot(time.monotonic() - play_started))
+            finished = True
         except KeyboardInterrupt:
             interrupted = True
         finally:
             self.stop.set()
             survivors = self.config.workers - len(self.crashed)
-            deadline = time.monotonic() + 30
+            why = "interrupted" if interrupted else ("time is up" if finished else "failed")
+            self._phase(
+                f"{why}: stopping {survivors} worker(s) (their players disconnect), "
+                f"waiting up to {STOP_WAIT:.0f}s for their reports"
+            )
+            deadline = time.monotonic() + STOP_WAIT
+            said = time.monotonic()
             while len(self.finals) + len(self.errors) < survivors and time.monotonic() < deadline:
                 with contextlib.suppress(KeyboardInterrupt):
                     self._drain(0.2)
+                if time.monotonic() - said >= 5:
+                    said = time.monotonic()
+                    done = len(self.finals) + len(self.errors)
+                    self._phase(f"still waiting: {done} of {survivors} worker report(s) in")
+            missing = survivors - len(self.finals) - len(self.errors)
+            self._phase(
+                "every worker reported; ending the worker processes"
+                if missing <= 0
+                else f"{missing} worker(s) did not report in time; ending them"
+            )
             for process in self.processes:
                 process.join(timeout=10)
                 if process.is_alive():
@@ -275,6 +300,10 @@ class Simulation:
         if self.errors and not self.finals:
             raise RuntimeError(self.errors[0])
         return self._result(time.monotonic() - started, interrupted)
+
+    def _phase(self, text: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(text)
 
     def _crash(self, count: int) -> None:
         for worker_id in sorted(self.pids)[:count]:
@@ -345,8 +374,14 @@ async def leftovers(target: RedisTarget) -> dict[str, int]:
 
 
 def run_simulation(
-    config: SimConfig, *, on_progress: Callable[[Progress], None] | None = None
+    config: SimConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> SimResult:
-    result = Simulation(config, on_progress=on_progress).run()
+    """Run the simulation; ``on_phase`` is told what the shutdown is doing, step by step."""
+    result = Simulation(config, on_progress=on_progress, on_phase=on_phase).run()
+    if on_phase is not None:
+        on_phase("checking what is left in Redis (sessions, presence, connections, locks)")
     result.leftover = asyncio.run(leftovers(config.target))
     return result

@@ -22,7 +22,8 @@ from echoes_ops.operations.overview import (
     WriteAccess,
     rates_between,
 )
-from echoes_ops.operations.tiermap import WorkerLiveness
+from echoes_ops.operations.static_data import version_json
+from echoes_ops.operations.tiermap import WorkerLiveness, meta_json
 
 HISTORY_SAMPLES: Final = 120  # sparkline points kept (4 minutes at the default 2 s refresh)
 
@@ -44,13 +45,13 @@ class Snapshot:
         return {
             "taken_at": self.taken_at,
             "server": self.counters.as_dict(),
-            "gamedata": self.gamedata,
+            "gamedata": version_json(self.gamedata),
             "flag": self.flag.as_dict(),
             "workers": [
                 {
                     "id": w.worker_id,
                     "alive": w.alive,
-                    "meta": w.meta,
+                    "meta": meta_json(w.meta),
                     "meta_ttl": w.meta_ttl,
                     "client_connected": w.client_connected,
                     "connections": w.connections,

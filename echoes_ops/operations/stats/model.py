@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from echoes_ops.operations.keyspace import FAMILY_DESCRIPTIONS
+from echoes_ops.operations.static_data import version_json
 
 # Remaining-TTL buckets, seconds: [0, 60), [60, 300), [300, 600), [600, 1800), [1800, ...)
 TTL_EDGES: Final = (60, 300, 600, 1800)
@@ -242,7 +243,7 @@ class StatsSnapshot:
                 }
                 for name, t in self.ttl.items()
             },
-            "gamedata": self.gamedata,
+            "gamedata": version_json(self.gamedata),
             "own_load": asdict(self.own),
             "elapsed_s": round(self.elapsed_s, 3),
         }

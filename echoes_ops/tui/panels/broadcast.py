@@ -28,19 +28,29 @@ def render_plan(plan: BroadcastPlan) -> RenderableType:
     result = plan.preview
     body = json.dumps(result.envelope, indent=2, ensure_ascii=False)
     audience = Text()
-    audience.append(f"channel {result.channel}: ", style="bold")
-    audience.append(f"{result.audience.channel_subscribers} subscriber(s) now")
+    audience.append(f"reaches {_players(result)}", style="bold")
     audience.append(
-        f", {result.audience.patterns} pattern subscription(s) on the server "
-        "(PUBLISH reports the exact receivers when sent)",
-        style="dim",
+        f" through {result.audience.channel_subscribers} worker subscription(s) to {result.channel}"
     )
+    if result.audience.patterns:
+        audience.append(
+            f" (and up to {result.audience.patterns} pattern subscription(s) on the server)",
+            style="dim",
+        )
     note = Text("sent_at is stamped anew when you send; everything else goes as shown", style="dim")
     return Group(audience, Syntax(body, "json", word_wrap=True, theme="ansi_dark"), note)
 
 
+def _players(result: BroadcastResult) -> str:
+    """``1,000 players (1,012 connections)``: who it is for, not the Redis clients."""
+    return result.reach.words() if result.reach is not None else "? players"
+
+
 def describe_sent(result: BroadcastResult) -> str:
-    return f"published on {result.channel}: received by {result.receivers} client(s)"
+    return (
+        f"published on {result.channel} for {_players(result)}: "
+        f"{result.receivers} subscriber(s) received it"
+    )
 
 
 class BroadcastPanel(Vertical):
