@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "redis_sentinels": "REDIS_SENTINELS",
     "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
     "redis_timeout": "REDIS_TIMEOUT",
+    "dead_after": "ECHOES_OPS_DEAD_AFTER",
     "database_url": "DATABASE_URL",
     "gamedata_dir": "ECHOES_OPS_GAMEDATA",
     "cache_dir": "ECHOES_OPS_CACHE_DIR",
@@ -251,6 +252,8 @@ class RedisTarget:
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_master: str | None = None
     timeout: float = 5.0
+    # a subscribed connection silent this long (PINGed after a third of it) is dead
+    dead_after: float = 6.0
 
     @property
     def display(self) -> str:
@@ -276,6 +279,7 @@ class Settings:
     redis_sentinels: str | None = None
     redis_sentinel_master: str | None = None
     redis_timeout: float = 5.0
+    dead_after: float = 6.0
     database_url: Secret | None = None
     # PostgreSQL: statement_timeout and lock_timeout of every connection, and the shorter
     # wait of the REDIS_ENABLED switch (flags commands: lock_timeout, statement twice that)
@@ -400,6 +404,7 @@ class Settings:
             sentinels=sentinels,
             sentinel_master=self.redis_sentinel_master,
             timeout=self.redis_timeout,
+            dead_after=self.dead_after,
         )
 
     def _password(self) -> Secret | None:
@@ -439,7 +444,13 @@ class Settings:
 
 _SECRETS = {"redis_password", "database_url"}
 _INTS = {"redis_port": (1, 65535), "redis_db": (0, 10_000)}
-_SECONDS = {"redis_timeout", "pg_statement_timeout", "pg_lock_timeout", "flags_timeout"}
+_SECONDS = {
+    "redis_timeout",
+    "dead_after",
+    "pg_statement_timeout",
+    "pg_lock_timeout",
+    "flags_timeout",
+}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -87,7 +87,7 @@ class Tailer:
     def __init__(self, target: RedisTarget, channels: Sequence[str] = (), **options: Any):
         self.target = target
         self.channels = channels
-        self.options = {"ping_after": 0.3, "pong_timeout": 0.4, **options}
+        self.options = {"dead_after": 0.7, **options}
         self.queue: asyncio.Queue[TailEvent] = asyncio.Queue()
         self.subscriptions = 0
         self.task: asyncio.Task[None] | None = None
@@ -358,7 +358,7 @@ async def test_a_silent_connection_is_detected_by_ping(private_redis: RedisServe
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
         try:
-            await asyncio.sleep(1.2)  # > ping_after + pong_timeout
+            await asyncio.sleep(1.2)  # > dead_after
         finally:
             os.kill(pid, signal.SIGCONT)
         gap = await t.next(timeout=8)

@@ -135,7 +135,9 @@ def tail(
     {"event": "gap", ...} after a reconnect) for piping.
 
     Survives Redis restarts: it reconnects by itself and says so; pub/sub does not queue,
-    so messages published while it was disconnected are lost (and reported as a gap).
+    so messages published while it was disconnected are lost (and reported as a gap). A
+    connection silent for ECHOES_OPS_DEAD_AFTER seconds (6), not even answering the PING
+    sent after a third of that, counts as lost too (a stalled server, a half-open link).
     Wrong credentials or a missing ACL permission stop it (exit 5 / 6).
 
     \b

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 
 from echoes_ops.client.connect import Redis, make_client
 from echoes_ops.client.errors import translate
+from echoes_ops.client.subscribed import SubscribedReader, check_deadlines, close_pubsub
 from echoes_ops.config import RedisTarget
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.envelopes import Envelope, decode_message
@@ -377,10 +378,6 @@ def _text(value: str | bytes | int) -> str:
 # -- the live tail ------------------------------------------------------------------------
 
 
-class _Dead(rx.ConnectionError):
-    """The connection stopped answering (half-open): treated like a dropped one."""
-
-
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, rx.AuthenticationError):
         return False
@@ -399,7 +396,7 @@ class _Session:
 
     async def close(self) -> None:
         with contextlib.suppress(rx.RedisError, OSError, RuntimeError, TimeoutError):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(self.pubsub)
         with contextlib.suppress(rx.RedisError, OSError, RuntimeError, TimeoutError):
             await self.client.aclose()
 
@@ -453,8 +450,8 @@ async def tail(
     player: Iterable[int | str] = (),
     reconnect_delay: float = 0.1,
     max_reconnect_delay: float = 2.0,
-    ping_after: float = 3.0,
-    pong_timeout: float = 3.0,
+    dead_after: float | None = None,
+    ping_after: float | None = None,
     on_subscribed: Callable[[Subscriptions], None] | None = None,
     on_disconnected: Callable[[str], None] | None = None,
 ) -> AsyncGenerator[TailEvent, None]:
@@ -462,10 +459,14 @@ async def tail(
 
     Names with glob characters are patterns. ``types``/``location``/``player`` filter the
     messages (see :class:`TailFilter`). When the first connection fails, the translated
-    :class:`OpsError` is raised; after that a lost connection (or one silent for
-    ``ping_after`` + ``pong_timeout`` seconds) is retried forever with backoff from
-    ``reconnect_delay`` up to ``max_reconnect_delay``, and a :class:`TailGap` is yielded once
-    resubscribed. Credential and permission errors are raised, never retried.
+    :class:`OpsError` is raised; after that a lost connection is retried forever with backoff
+    from ``reconnect_delay`` up to ``max_reconnect_delay``, and a :class:`TailGap` is yielded
+    once resubscribed. Credential and permission errors are raised, never retried.
+
+    A connection that says nothing for ``dead_after`` seconds (default: the target's
+    ``dead_after``, ``ECHOES_OPS_DEAD_AFTER``) counts as lost: it is PINGed after
+    ``ping_after`` seconds of silence (default a third of ``dead_after``), so only a stalled
+    server or a half-open connection stays silent that long.
 
     ``on_subscribed`` is called after every successful (re)subscription, ``on_disconnected``
     with the error text as soon as a connection is lost. Close the generator (``aclose``,
@@ -474,6 +475,12 @@ async def tail(
     subs = plan_subscriptions(channels)
     wanted = TailFilter.build(types, location, player)
     where = target.display
+    dead = target.dead_after if dead_after is None else dead_after
+    ping = dead / 3 if ping_after is None else ping_after
+    try:
+        check_deadlines(ping, dead)
+    except ValueError as exc:
+        raise TailArgumentError(str(exc)) from None
 
     try:
         session = await _open_session(target, subs)
@@ -493,9 +500,12 @@ async def tail(
                     if wanted.matches(early):
                         yield early
                 session.early.clear()
-                receiver = _Receiver(session.pubsub, ping_after, pong_timeout)
+                receiver = SubscribedReader(session.pubsub, dead_after=dead, ping_after=ping)
                 while True:
-                    message = await receiver.next()
+                    reply = await receiver.next()
+                    message = to_message(
+                        reply["channel"], reply["data"], pattern=reply.get("pattern")
+                    )
                     if wanted.matches(message):
                         yield message
             except (rx.RedisError, OSError, TimeoutError) as exc:
@@ -532,44 +542,3 @@ async def _reconnect(
             if not _retryable(exc):
                 raise translate(exc, where) from exc
         wait = min(max(wait * 2, 0.05), max_delay)
-
-
-class _Receiver:
-    """Reads a subscribed connection; raises :class:`_Dead` when it goes silent.
-
-    When nothing arrived for ``ping_after`` seconds it sends PING (allowed while
-    subscribed); if neither the pong nor anything else arrives within ``pong_timeout``, the
-    connection is half-open (a peer that vanished without closing) and declared dead.
-    """
-
-    def __init__(self, pubsub: PubSub, ping_after: float, pong_timeout: float) -> None:
-        self.pubsub = pubsub
-        self.ping_after = ping_after
-        self.pong_timeout = pong_timeout
-        self.loop = asyncio.get_running_loop()
-        self.last_heard = self.loop.time()
-        self.ping_sent: float | None = None
-
-    async def next(self) -> TailMessage:
-        while True:
-            now = self.loop.time()
-            if self.ping_sent is None:
-                wait = self.last_heard + self.ping_after - now
-            else:
-                wait = self.ping_sent + self.pong_timeout - now
-            reply = await self.pubsub.get_message(timeout=max(wait, 0.01))
-            now = self.loop.time()
-            if reply is not None:
-                self.last_heard = now
-                self.ping_sent = None
-                if _text(reply["type"]) in ("message", "pmessage"):
-                    return to_message(reply["channel"], reply["data"], pattern=reply.get("pattern"))
-                continue
-            if self.ping_sent is None:
-                if now - self.last_heard >= self.ping_after:
-                    await self.pubsub.ping()
-                    self.ping_sent = now
-            elif now - self.ping_sent >= self.pong_timeout:
-                raise _Dead(
-                    f"no reply to PING within {self.pong_timeout:g} s (the connection is dead)"
-                )

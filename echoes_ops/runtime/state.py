@@ -22,6 +22,8 @@ class WorkerOptions:
     spawn_interval: float = 30.0
     spawn_lock_ttl: float = 60.0
     run_spawn_task: bool = True
+    # a silent pub/sub connection is PINGed after idle_ping seconds and declared dead (then
+    # reconnected) after dead_after seconds without hearing anything, the pong included
     idle_ping: float = 2.0
     dead_after: float = 6.0
     max_backoff: float = 2.0

@@ -9,9 +9,11 @@ SMEMBERS per message; ``routing="plan"`` keeps that behaviour for comparison).
 
 It survives a Redis restart or a killed connection: the listener reconnects with capped
 backoff, resubscribes, re-registers itself and any of its players whose keys were lost,
-and counts the gap. A silent (half-open) connection is detected by PINGs on the pub/sub
-connection. A lock-guarded background task (the plan's spawn manager) runs on at most one
-worker at a time; an operator holding ``lock:spawn_manager`` pauses it.
+and counts the gap. A stalled server or half-open connection is detected on our own clock
+(:class:`~echoes_ops.client.subscribed.SubscribedReader`: PING after ``idle_ping`` seconds
+of silence, dead after ``dead_after``). A lock-guarded background task (the plan's spawn
+manager) runs on at most one worker at a time; an operator holding ``lock:spawn_manager``
+pauses it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops import __version__
+from echoes_ops.client.subscribed import SubscribedReader, check_deadlines, close_pubsub
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.session import Session
 from echoes_ops.errors import DecodeError, PostgresError
@@ -75,6 +78,7 @@ class Worker:
         spawn_task: SpawnTask = announce_spawn,
         on_delivery: Callable[[Connection, Delivery], None] | None = None,
     ) -> None:
+        check_deadlines(options.idle_ping, options.dead_after)
         self.r = r
         self.options = options
         self.worker_id = options.worker_id
@@ -288,7 +292,8 @@ class Worker:
                 backoff = min(self.options.max_backoff, backoff * 2)
 
     async def _subscribe(self) -> None:
-        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        # not ignore_subscribe_messages: every reply is a sign of life (SubscribedReader)
+        pubsub = self.r.pubsub()
         self._pubsub = pubsub
         await pubsub.subscribe(*self.channels())
         self.subscribed.set()
@@ -320,29 +325,18 @@ class Worker:
 
     async def _pump(self) -> None:
         assert self._pubsub is not None
-        pubsub = self._pubsub
-        last_seen = time.monotonic()
-        ping_sent: float | None = None
+        reader = SubscribedReader(
+            self._pubsub, dead_after=self.options.dead_after, ping_after=self.options.idle_ping
+        )
         while not self._stopping.is_set():
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            now = time.monotonic()
-            if message is None:
-                if ping_sent is None and now - last_seen > self.options.idle_ping:
-                    await pubsub.ping()
-                    ping_sent = now
-                elif ping_sent is not None and now - ping_sent > self.options.dead_after:
-                    raise RedisConnectionError("no reply to PING: connection is half-open")
-                continue
-            last_seen = now
-            ping_sent = None
-            if message["type"] in ("message", "pmessage"):
-                await self._on_message(message["channel"], message["data"])
+            message = await reader.next()
+            await self._on_message(message["channel"], message["data"])
 
     async def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*_TRANSIENT, RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await close_pubsub(pubsub)
 
     async def _on_message(self, channel: str, data: str) -> None:
         try:
