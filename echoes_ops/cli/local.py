@@ -29,7 +29,8 @@ RedisPortOption = Annotated[
     typer.Option(
         "--redis-port",
         envvar="ECHOES_OPS_LOCAL_REDIS_PORT",
-        help="Redis port (default 6390).",
+        help="Redis port; if taken, fail naming the process. Default: the port the last "
+        "'up' took, else 6390, else (taken by another process) a free one.",
         show_default=False,
     ),
 ]
@@ -38,7 +39,8 @@ PgPortOption = Annotated[
     typer.Option(
         "--pg-port",
         envvar="ECHOES_OPS_LOCAL_PG_PORT",
-        help="PostgreSQL port (default 5490).",
+        help="PostgreSQL port; if taken, fail naming the process. Default: the port the "
+        "last 'up' took, else 5490, else (taken by another process) a free one.",
         show_default=False,
     ),
 ]
@@ -64,8 +66,11 @@ def up(
 ) -> None:
     """Start the local services (if not running) and seed the demo characters.
 
-    Prints the URLs to export. Needs redis-server (apt-get install redis-server) and, unless
-    --no-postgres, the PostgreSQL server binaries (apt-get install postgresql).
+    Prints the URLs to export. Without --redis-port/--pg-port, a port another process holds
+    (another checkout's services, say) is replaced by a free one, and the ports taken are
+    recorded in --dir for status, env and down. Needs redis-server (apt-get install
+    redis-server) and, unless --no-postgres, the PostgreSQL server binaries (apt-get install
+    postgresql).
 
     \b
     Examples:
@@ -112,7 +117,10 @@ def status(
     root: DirOption = Path(".echoes-local"),
     json: JsonOption = False,
 ) -> None:
-    """Whether the local services run, and their URLs.
+    """Whether the local services run, and their URLs (the ports 'up' took).
+
+    A service that is not running but whose port another process listens on is shown as
+    "port in use by another process", with that process when it can be found.
 
     \b
     Examples:
@@ -129,7 +137,7 @@ def status(
 def env(
     ctx: typer.Context, root: DirOption = Path(".echoes-local"), json: JsonOption = False
 ) -> None:
-    """Print shell export lines for the local services' URLs.
+    """Print shell export lines for the local services' URLs (the ports 'up' took).
 
     \b
     Examples:

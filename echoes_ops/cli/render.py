@@ -178,22 +178,31 @@ def status(s: Status) -> None:
     console.print(table)
 
 
+def _service_line(status: str, user: dict[str, object] | None) -> str:
+    if user is None:
+        return status
+    where = f", in {user['cwd']}" if user.get("cwd") else ""
+    return f"{status}: {user['name']} (pid {user['pid']}{where})"
+
+
 def local_state(st: LocalState) -> None:
     console = stdout_console()
     console.print(f"local services in {st.root}")
-    console.print(f"  redis      {'running' if st.redis_running else 'stopped'}  {st.redis_url}")
+    redis_line = _service_line(st.redis_status, st.redis_port_user)
+    console.print(f"  redis      {redis_line}  {st.redis_url}", highlight=False)
     if st.postgres:
-        console.print(
-            f"  postgresql {'running' if st.pg_running else 'stopped'}  {st.database_url}"
-        )
+        pg_line = _service_line(st.pg_status or "stopped", st.pg_port_user)
+        console.print(f"  postgresql {pg_line}  {st.database_url}", highlight=False)
     if st.demo_characters is not None:
         console.print(
             f"  demo data  {st.demo_characters} characters, {st.demo_inventory_rows} inventory rows"
         )
+    for note in st.notes:
+        console.print(f"  note: {note}", highlight=False)
     if st.redis_running:
         console.print("use them with:")
         for line in st.env_lines():
-            console.print(f"  {line}")
+            console.print(f"  {line}", highlight=False)
 
 
 def simulation(result: SimResult) -> None:

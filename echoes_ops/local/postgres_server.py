@@ -157,7 +157,7 @@ class PostgresServer:
         self._actual_dir = self._choose_dir()
         if not self.port:
             self._auto_port = True
-            self.port = self._running_port() or free_port(self.host)
+            self.port = self.running_port() or free_port(self.host)
 
     # -- where things are -------------------------------------------------------------------
 
@@ -313,7 +313,7 @@ class PostgresServer:
         """Create the cluster if needed, start it, and make sure the role and database exist."""
         if self.running():
             return
-        running_port = self._running_port()
+        running_port = self.running_port()
         if running_port is not None:
             self.port = running_port  # already up, on another port than we were told
         else:
@@ -409,7 +409,7 @@ class PostgresServer:
         except (IndexError, ValueError):
             return None
 
-    def _running_port(self) -> int | None:
+    def running_port(self) -> int | None:
         """The port of a live postmaster for this cluster, from postmaster.pid."""
         lines = self._pidfile_lines()
         try:

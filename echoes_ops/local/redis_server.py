@@ -14,13 +14,9 @@ from pathlib import Path
 from echoes_ops.config import build_redis_url
 from echoes_ops.errors import ConfigError, UnreachableError
 from echoes_ops.local.binaries import find_redis_server
+from echoes_ops.local.ports import free_port, listens
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["RedisServer", "free_port", "process_alive"]
 
 
 def process_alive(pid: int) -> bool:
@@ -123,7 +119,9 @@ class RedisServer:
                 raise ConfigError(
                     f"redis-server on port {self.port} exited at start: {self._last_log_line()}"
                 )
-            reply = _ping(self.host, self.port, self.password) if alive else None
+            # ours answering, not another server that holds the port (a clone started at
+            # the same time): then ours exits at once and the loop above says why
+            reply = _ping(self.host, self.port, self.password) if self._listening() else None
             if reply and not reply.startswith("-LOADING"):
                 return
             time.sleep(0.02)
@@ -135,6 +133,11 @@ class RedisServer:
     def _pid_alive(self) -> bool:
         pid = self.pid()
         return pid is not None and process_alive(pid)
+
+    def _listening(self) -> bool:
+        """Our process is alive and (as far as /proc tells) holds the port's listener."""
+        pid = self.pid()
+        return pid is not None and process_alive(pid) and listens(pid, self.port) is not False
 
     def _last_log_line(self) -> str:
         try:
@@ -150,7 +153,8 @@ class RedisServer:
             return None
 
     def running(self) -> bool:
-        return self._pid_alive() and _ping(self.host, self.port, self.password) is not None
+        """Our redis-server runs and answers on our port."""
+        return self._listening() and _ping(self.host, self.port, self.password) is not None
 
     def stop(self, timeout: float = 10.0, *, sig: int = signal.SIGTERM) -> None:
         pid = self.pid()
