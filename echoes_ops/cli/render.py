@@ -189,20 +189,20 @@ def local_state(st: LocalState) -> None:
     console = stdout_console()
     console.print(f"local services in {st.root}")
     redis_line = _service_line(st.redis_status, st.redis_port_user)
-    console.print(f"  redis      {redis_line}  {st.redis_url}", highlight=False)
+    console.print(f"  redis      {redis_line}  {st.redis_url}", soft_wrap=True, markup=False)
     if st.postgres:
         pg_line = _service_line(st.pg_status or "stopped", st.pg_port_user)
-        console.print(f"  postgresql {pg_line}  {st.database_url}", highlight=False)
+        console.print(f"  postgresql {pg_line}  {st.database_url}", soft_wrap=True, markup=False)
     if st.demo_characters is not None:
         console.print(
             f"  demo data  {st.demo_characters} characters, {st.demo_inventory_rows} inventory rows"
         )
     for note in st.notes:
-        console.print(f"  note: {note}", highlight=False)
+        console.print(f"  note: {note}", soft_wrap=True, markup=False)
     if st.redis_running:
         console.print("use them with:")
         for line in st.env_lines():
-            console.print(f"  {line}", highlight=False)
+            console.print(f"  {line}", soft_wrap=True, markup=False)
 
 
 def simulation(result: SimResult) -> None:
