@@ -37,7 +37,8 @@ from echoes_ops.operations.warmup import WARMUP_LOCK
 CONNECTION: Final = ("hello", "ping", "select", "client|setname", "acl|whoami")
 # Lua: every script is a named constant run with EVALSHA, loaded on NOSCRIPT
 SCRIPTS: Final = ("evalsha", "script|load", "script|exists")
-# reading tier keys: SCAN walks (never KEYS), hashes, sets, lists, the audit stream, TTLs
+# reading tier keys: SCAN walks (never KEYS), hashes, sets, lists, the audit stream, TTLs;
+# HEXISTS counts the connections behind a broadcast's reach (operations/reach.py)
 READ_KEYS: Final = (
     "scan",
     "exists",
@@ -48,6 +49,7 @@ READ_KEYS: Final = (
     "hget",
     "hmget",
     "hgetall",
+    "hexists",
     "hlen",
     "hscan",
     "scard",
