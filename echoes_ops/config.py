@@ -34,6 +34,7 @@ ENV_VARS: dict[str, str] = {
     "redis_password": "REDIS_PASSWORD",
     "redis_password_file": "REDIS_PASSWORD_FILE",
     "redis_tls": "REDIS_TLS",
+    "redis_tls_insecure": "REDIS_TLS_INSECURE",
     "redis_ca_file": "REDIS_CA_FILE",
     "redis_sentinels": "REDIS_SENTINELS",
     "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
@@ -254,6 +255,7 @@ class RedisTarget:
     timeout: float = 5.0
     # a subscribed connection silent this long (PINGed after a third of it) is dead
     dead_after: float = 6.0
+    tls_insecure: bool = False  # --insecure: the server certificate is not verified
 
     @property
     def display(self) -> str:
@@ -275,6 +277,7 @@ class Settings:
     redis_password: Secret | None = field(default=None)
     redis_password_file: str | None = None
     redis_tls: bool = False
+    redis_tls_insecure: bool = False
     redis_ca_file: str | None = None
     redis_sentinels: str | None = None
     redis_sentinel_master: str | None = None
@@ -359,6 +362,7 @@ class Settings:
                     f"REDIS_URL must start with redis://, rediss:// or unix://, got "
                     f"{redact_url(self.redis_url)!r}"
                 )
+            _check_url_options(self.redis_url, insecure=self.redis_tls_insecure)
         if self.environment is not None and not _ENVIRONMENT.fullmatch(self.environment):
             raise ConfigError(
                 "ECHOES_OPS_ENVIRONMENT must be a short name (letters, digits, '-', '_', '.'; "
@@ -405,7 +409,14 @@ class Settings:
             sentinel_master=self.redis_sentinel_master,
             timeout=self.redis_timeout,
             dead_after=self.dead_after,
+            tls_insecure=self.redis_tls_insecure,
         )
+
+    @property
+    def tls_unverified(self) -> bool:
+        """TLS is used and the server certificate is not verified (--insecure)."""
+        tls = self.redis_tls or bool(self.redis_url and self.redis_url.startswith("rediss://"))
+        return tls and self.redis_tls_insecure
 
     def _password(self) -> Secret | None:
         if self.redis_password_file:
@@ -462,12 +473,42 @@ def _coerce(name: str, value: Any) -> Any:
     if name in _INTS:
         low, high = _INTS[name]
         return _as_int(ENV_VARS.get(name, name).upper(), value, low=low, high=high)
-    if name == "redis_tls":
-        return _as_bool("REDIS_TLS", value)
+    if name in {"redis_tls", "redis_tls_insecure"}:
+        return _as_bool(ENV_VARS[name], value)
     if name in _SECONDS:
         return _as_float(ENV_VARS[name], value)
     text = str(value)
     return text if text != "" else None
+
+
+# URL query options that turn certificate checks off (redis-py's names and values)
+_INSECURE_OPTIONS = {"ssl_cert_reqs": {"none", "optional", "cert_none", "cert_optional"}}
+_OFF = {"false", "0", "no", "off"}
+
+
+def _check_url_options(url: str, *, insecure: bool) -> None:
+    """A port that is not a number is bad input here, not a crash in the client; an option
+    that turns TLS certificate checks off is refused unless --insecure was given."""
+    rest = _UrlParts.parse(url).without_credentials()
+    try:
+        urlsplit(rest).port  # noqa: B018 - parsing is the check
+    except ValueError:
+        raise ConfigError(
+            f"REDIS_URL has a port that is not a number between 0 and 65535: {redact_url(url)!r}"
+        ) from None
+    query = urlsplit(rest).query
+    for pair in query.split("&") if query else []:
+        name, _, value = pair.partition("=")
+        value = unquote(value).strip().lower()
+        weak = value in _INSECURE_OPTIONS.get(name, set()) or (
+            name == "ssl_check_hostname" and value in _OFF
+        )
+        if weak and not insecure:
+            raise ConfigError(
+                f"REDIS_URL option {name}={value} turns TLS certificate checks off; refused",
+                hint="remove it, or give --insecure (REDIS_TLS_INSECURE=1) to accept an "
+                "unverified server knowingly",
+            )
 
 
 def _parse_hostport(item: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ is an :class:`OpsError` with a one-line message and a documented exit code. The 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -24,6 +25,7 @@ class ExitCode(IntEnum):
     BUSY = 8  # another run holds the lock; nothing done
     POSTGRES = 9  # PostgreSQL unreachable or failed
     REDIS = 10  # an unexpected Redis error reply
+    LOST = 11  # written data was gone when verified (evicted, deleted)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -32,10 +34,13 @@ class OpsError(Exception):
 
     exit_code: ExitCode = ExitCode.REDIS
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, detail: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.detail = detail  # what the audit record keeps about the outcome
 
     def __str__(self) -> str:
         if self.hint:
@@ -106,3 +111,16 @@ class PostgresUnreachableError(PostgresError):
 
 class RedisCommandError(OpsError):
     exit_code = ExitCode.REDIS
+
+
+class DataLostError(OpsError):
+    """Data a command wrote (and saw committed) was gone when it verified it."""
+
+    exit_code = ExitCode.LOST
+
+
+class Interrupted(OpsError):
+    """A command stopped at a step boundary on SIGINT/SIGTERM; the message is the true
+    outcome (what was written, what was not)."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ import redis
 from echoes_ops.contract import keys
 from echoes_ops.errors import BusyError, ExitCode
 from echoes_ops.operations.locks import force_release, list_locks, show_lock
-from echoes_ops.runtime.lease import Lease
+from echoes_ops.primitives.lease import Lease
 from echoes_ops.runtime.worker import SPAWN_LOCK, Worker
 from tests.cli_helpers import cli
 from tests.runtime_helpers import eventually, make_worker
@@ -34,12 +35,16 @@ def env(redis_url):
 
 @pytest.fixture
 def connected(redis_url):
-    """Clients named like workers (what makes a worker alive in CLIENT LIST)."""
+    """Clients named like workers, with a fresh heartbeat in their meta (what makes a
+    worker alive: connected and beating)."""
     clients: list[redis.Redis] = []
 
     def connect(name: str) -> redis.Redis:
         client = redis.Redis.from_url(redis_url, decode_responses=True, client_name=name)
-        client.ping()
+        client.hset(
+            keys.worker_meta_key(name), mapping={"worker_id": name, "heartbeat": str(time.time())}
+        )
+        client.expire(keys.worker_meta_key(name), 60)
         clients.append(client)
         return client
 
@@ -108,7 +113,8 @@ def test_liveness_falls_back_to_meta_without_client_list(redis_url, sync_r, conn
         "ACL", "SETUSER", "ops", "on", ">pw", "~*", "&*", "+@all", "-client", "+client|setname"
     )
     try:
-        connected("worker-1")  # connected, but ops cannot see it
+        connected("worker-1")  # connected, but ops cannot see it ...
+        sync_r.delete(keys.worker_meta_key("worker-1"))  # ... and it has no meta key
         sync_r.hset(keys.worker_meta_key("worker-2"), "worker_id", "worker-2")
         sync_r.set(keys.lock_key("a"), "worker-1#aa", ex=60)
         sync_r.set(keys.lock_key("b"), "worker-2#bb", ex=60)

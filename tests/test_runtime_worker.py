@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from echoes_ops.contract import envelopes, keys
-from echoes_ops.runtime.lease import Lease
+from echoes_ops.primitives.lease import Lease
 from echoes_ops.runtime.worker import SPAWN_LOCK, Worker
 from tests.runtime_helpers import eventually, make_worker, session
 

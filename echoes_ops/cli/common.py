@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
-from echoes_ops.errors import ExitCode, OpsError
+from echoes_ops.errors import ExitCode, Interrupted, OpsError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
     from echoes_ops.operations.audit import AuditEntry, AuditLog
+    from echoes_ops.operations.stop import StopToken
 
 T = TypeVar("T")
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in echoes-ops, not in the operator's input
@@ -46,6 +47,11 @@ class CliState:
             from echoes_ops.config import Settings
 
             self._settings = Settings.load(self.flags)
+            if self._settings.tls_unverified:
+                warn(
+                    "TLS certificate checks are OFF (--insecure / REDIS_TLS_INSECURE): the "
+                    "server's identity is not verified"
+                )
         return self._settings
 
 
@@ -90,6 +96,48 @@ async def _as_coroutine(work: Callable[[], Awaitable[T]]) -> T:
     return await work()
 
 
+def run_stoppable(ctx: typer.Context, work: Callable[[StopToken], Awaitable[T]]) -> T:
+    """Like :func:`run`, for a long command that checks a stop token at its step
+    boundaries: the first SIGINT (Ctrl-C) or SIGTERM requests a stop there (the command
+    then reports and audits what it really did, exit 130); a second one aborts at once."""
+    import asyncio
+
+    return guard(ctx, lambda: asyncio.run(_stoppable(work)))
+
+
+async def _stoppable(work: Callable[[StopToken], Awaitable[T]]) -> T:
+    import asyncio
+    import signal
+
+    from echoes_ops.operations.stop import StopToken
+
+    token = StopToken()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_signal(name: str) -> None:
+        if token.requested:
+            sys.stderr.write(f"echoes-ops: {name} again: aborting now\n")
+            task.cancel()
+            return
+        token.request(name)
+        sys.stderr.write(
+            f"echoes-ops: {name}: stopping at the next step boundary (again to abort at once)\n"
+        )
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        return await work(token)
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
 def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
     """Call ``work()``; an :class:`OpsError` becomes one stderr line and its exit code,
     Ctrl-C exits 130, and anything unexpected is reported as an internal error (exit 70)
@@ -97,6 +145,11 @@ def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
     debug = state(ctx).debug
     try:
         return work()
+    except Interrupted as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"echoes-ops: interrupted: {exc}\n")
+        raise typer.Exit(int(exc.exit_code)) from None
     except OpsError as exc:
         if debug:
             traceback.print_exc()
@@ -104,6 +157,12 @@ def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         sys.stderr.write("echoes-ops: interrupted\n")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except UnicodeEncodeError as exc:
+        # bytes that are not UTF-8 in an argument or setting reach us as lone surrogates
+        if debug:
+            traceback.print_exc()
+        shown = exc.object.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        fail(f"input is not valid UTF-8 text: {shown[:80]!r}", int(ExitCode.USAGE))
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users

@@ -17,8 +17,9 @@ from echoes_ops.cli.common import (
     guard,
     is_tty,
     load_world,
-    run,
+    run_stoppable,
     state,
+    warn,
     world_cache,
 )
 from echoes_ops.cli.options import JsonOption
@@ -26,6 +27,7 @@ from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
     from echoes_ops.operations.preload import PreloadResult
+    from echoes_ops.operations.stop import StopToken
 
 GamedataOption = Annotated[
     Path | None,
@@ -96,7 +98,11 @@ def preload(
     are deleted: preload first says how many of each kind it will remove and asks (on a
     terminal; without one it refuses unless --yes). A version record (content hash, time,
     operator, counts) is stored. An unchanged dataset is a no-op unless --force. Invalid
-    gamedata, or too little memory headroom on the server, writes nothing.
+    gamedata, or too little memory headroom on the server (measured with MEMORY USAGE
+    probes), writes nothing (exit 7). After the swap every key is verified: keys evicted
+    meanwhile are named per kind (exit 11); an allkeys-* maxmemory-policy is warned about
+    first. Ctrl-C or SIGTERM stops at the next step and says whether the version was
+    committed (exit 130).
 
     \b
     Examples:
@@ -104,6 +110,7 @@ def preload(
       echoes-ops preload
       echoes-ops preload --gamedata ./gamedata --force --json
     """
+    from echoes_ops.operations.eviction import eviction_warning, memory_state
     from echoes_ops.operations.preload import preload as do_preload
 
     operator = guard(ctx, lambda: state(ctx).settings().operator_name())
@@ -112,22 +119,33 @@ def preload(
     if not dry_run:
         _confirm_removals(ctx, folder, operator=operator, force=force, yes=yes)
 
-    async def work() -> PreloadResult:
+    async def work(stop: StopToken) -> PreloadResult:
         async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
             world = load_world(ctx, folder)  # invalid gamedata is audited as a failure
+            risk = eviction_warning(await memory_state(r))
+            if risk:
+                warn(risk)
             with ProgressBar("preloading", enabled=is_tty() and not json) as bar:
                 result = await do_preload(
-                    r, world, operator=operator, dry_run=dry_run, force=force, progress=bar
+                    r,
+                    world,
+                    operator=operator,
+                    dry_run=dry_run,
+                    force=force,
+                    progress=bar,
+                    stop=stop,
                 )
             entry.detail = {
                 "version": result.version,
                 "skipped": result.skipped,
                 "keys_written": result.keys_written,
                 "keys_removed": result.keys_removed,
+                "estimated_bytes": result.estimated_bytes,
+                **result.verified,
             }
             return result
 
-    result = run(ctx, work)
+    result = run_stoppable(ctx, work)
     if json:
         emit_json(result.as_dict())
     else:

@@ -47,14 +47,18 @@ def _line(text: str = "") -> None:
 def _alive(info: LockInfo) -> str:
     if info.owner_kind == "operator":
         return "operator"
-    return "alive" if info.alive else "DEAD"
+    if info.alive:
+        return "alive"
+    return "UNRESPONSIVE" if info.liveness.startswith("unresponsive") else "DEAD"
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """Every lock:* key (SCAN): owner (worker id or operator), TTL, and whether the owner
-    is alive (a client with its name in CLIENT LIST; its worker:<id>:meta key when the ACL
-    forbids CLIENT LIST). A lock without a TTL never expires by itself and is flagged.
+    is alive (a client with its name in CLIENT LIST and a fresh heartbeat in its
+    worker:<id>:meta; connected without a fresh heartbeat is "unresponsive"). A lock without
+    a TTL never expires by itself and is flagged, and so is a worker whose meta still claims
+    a lock that now holds another value (a former holder that has not noticed).
 
     \b
     Examples:
@@ -83,6 +87,17 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     for info in found:
         if info.no_ttl:
             _line(f"warning: {info.key} has no TTL: it never expires by itself")
+        for line in _stale_claims(info):
+            _line(f"warning: {line}")
+
+
+def _stale_claims(info: LockInfo) -> list[str]:
+    return [
+        f"{wid} still claims {info.key} in its worker meta, but the lock now holds "
+        f"{info.value!r} ({info.owner}): a former holder that has not noticed it lost it "
+        "(frozen or stalled?); see: echoes-ops workers list"
+        for wid in info.stale_claims
+    ]
 
 
 def _show(info: LockInfo) -> None:
@@ -95,6 +110,8 @@ def _show(info: LockInfo) -> None:
     _line(f"  state     {alive}: {info.liveness}")
     ttl = "none: it never expires by itself" if info.no_ttl else fmt.ttl_ms(info.ttl_ms)
     _line(f"  ttl       {ttl}")
+    for line in _stale_claims(info):
+        _line(f"  WARNING   {line}")
     if info.hold:
         _line(f"  reason    {info.hold.get('reason', '')}")
         _line(f"  held by   {info.hold.get('operator', '?')} at {_when(info.hold.get('at'))}")

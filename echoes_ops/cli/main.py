@@ -109,6 +109,14 @@ def main_options(
             show_default=False,
         ),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Do not verify the Redis server's TLS certificate (env REDIS_TLS_INSECURE); "
+            "warned on every run. Without it, ssl_cert_reqs=none in the URL is refused.",
+        ),
+    ] = False,
     plain: Annotated[
         bool,
         typer.Option(
@@ -139,6 +147,7 @@ def main_options(
             "operator": operator,
             "environment": environment,
             "redis_timeout": timeout,
+            "redis_tls_insecure": True if insecure else None,
         },
         debug=debug,
     )

@@ -12,6 +12,7 @@ from echoes_ops.cli.common import (
     guard,
     redis_client,
     run,
+    run_stoppable,
     state,
     stdout_console,
     write_log,
@@ -21,6 +22,7 @@ from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
     from echoes_ops.operations.reconcile import DriftPlan, ReconcileReport
+    from echoes_ops.operations.stop import StopToken
 
 # what each repair does, said before asking ("{n}": how many)
 REPAIR_WORDS = {
@@ -75,7 +77,8 @@ def reconcile(
     --fix first says how many of what it will remove and asks (on a terminal; without one it
     refuses unless --yes). Repairs re-check each condition inside Redis, so a player who
     reconnects meanwhile is left alone; a second run finds nothing. The audit record names
-    what was repaired (the first 100 ids per kind, and the total).
+    what was repaired (the first 100 ids per kind, and the total). Ctrl-C or SIGTERM during
+    the repairs stops before the next one and says how many ran (exit 130, audited).
 
     Kinds: orphan_member, location_mismatch, multi_location, missing_member, dead_worker,
     stale_connection, no_ttl_session, no_ttl_inventory, no_ttl_lock, unknown_location.
@@ -106,11 +109,11 @@ def reconcile(
             target = guard(ctx, lambda: state(ctx).settings().redis_target().display)
             confirm(ctx, f"Repair drift on {target}: {plan_words(planned)}?", yes=yes)
 
-        async def apply() -> ReconcileReport:
+        async def apply(stop: StopToken) -> ReconcileReport:
             async with write_log(ctx) as log:
-                return await repair_drift_audited(log, plan, kinds=kinds, via=CLI)
+                return await repair_drift_audited(log, plan, kinds=kinds, via=CLI, stop=stop)
 
-        report = run(ctx, apply)
+        report = run_stoppable(ctx, apply)  # Ctrl-C stops between repairs, says how many ran
     if json:
         emit_json(report.as_dict())
     else:

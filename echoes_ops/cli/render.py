@@ -60,7 +60,8 @@ def preload(result: PreloadResult) -> None:
     else:
         console.print(
             f"preloaded version {_short(result.version)}: wrote {result.keys_written} keys, "
-            f"removed {result.keys_removed}, in {fmt.timing(result.elapsed_s)}"
+            f"removed {result.keys_removed}, in {fmt.timing(result.elapsed_s)}; verified "
+            f"{result.verified.get('verified_keys', 0)} keys present after the swap"
         )
 
 

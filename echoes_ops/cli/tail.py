@@ -58,7 +58,10 @@ def human_line(message: TailMessage) -> str:
 
 
 def gap_line(gap: TailGap) -> str:
-    return f"reconnected after {fmt.timing(gap.duration)}; messages published in the gap were lost"
+    return (
+        f"reconnected after {fmt.timing(gap.duration)} ({gap.error}); messages published in "
+        "the gap were lost"
+    )
 
 
 def _json_line(data: dict[str, Any]) -> str:

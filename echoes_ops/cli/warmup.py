@@ -19,7 +19,7 @@ from echoes_ops.cli.common import (
     emit_json,
     guard,
     is_tty,
-    run,
+    run_stoppable,
     state,
     warn,
     world_cache,
@@ -30,6 +30,7 @@ from echoes_ops.errors import BusyError, ConfigError, ExitCode, OpsError
 
 if TYPE_CHECKING:
     from echoes_ops.gamedata import World
+    from echoes_ops.operations.stop import StopToken
     from echoes_ops.operations.warmup import WarmupReport
 
 DEFAULT_WHAT = "sessions,inventories,static"
@@ -176,7 +177,8 @@ def warmup(
 
     Quiet on success: prints nothing unless --json, --verbose or a terminal (one summary
     line on stderr). Exit 8 (one line) if another warmup holds lock:echoes-ops.warmup,
-    9 if PostgreSQL is unreachable (nothing written), 1 if --max-seconds cut the run short.
+    9 if PostgreSQL is unreachable (nothing written), 1 if --max-seconds cut the run short,
+    130 if Ctrl-C or SIGTERM stopped it after a batch (it says how many were warmed).
     See docs/warmup.md.
 
     \b
@@ -196,7 +198,7 @@ def warmup(
         "report": str(report_file) if report_file else None,
     }
 
-    async def work() -> WarmupReport:
+    async def work(stop: StopToken) -> WarmupReport:
         async with audited_redis(ctx, "warmup", args, dry_run=dry_run) as (r, entry):
             settings = state(ctx).settings()
             dsn = settings.database_dsn()
@@ -221,6 +223,7 @@ def warmup(
                 gamedata=data,
                 dry_run=dry_run,
                 max_seconds=max_seconds,
+                stop=stop,
             )
             entry.detail = {
                 "characters": report.characters,
@@ -233,9 +236,9 @@ def warmup(
             }
             return report
 
-    async def work_with_report() -> WarmupReport:
+    async def work_with_report(stop: StopToken) -> WarmupReport:
         try:
-            return await work()
+            return await work(stop)
         except OpsError as exc:
             # a monitoring check reading the report sees the failure too; a run skipped
             # because another holds the lock leaves the running one's report alone
@@ -252,7 +255,7 @@ def warmup(
                     write_report(report_file, failed)
             raise
 
-    report = run(ctx, work_with_report)
+    report = run_stoppable(ctx, work_with_report)
     code = ExitCode.PROBLEMS_FOUND if report.partial else ExitCode.OK
     document = {
         "ok": not report.partial,

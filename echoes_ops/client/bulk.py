@@ -21,6 +21,8 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from echoes_ops.errors import Interrupted
+
 Command = tuple[Any, ...]
 DEFAULT_CHUNK = 2000
 
@@ -33,13 +35,16 @@ async def bulk(
     raise_on_error: bool = True,
     allow_denied: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[Any]:
     """Send ``commands`` and return their raw replies, in order.
 
     Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
     With ``raise_on_error`` the first error reply is raised after all replies are read;
     without, error replies are returned in place, except an ACL refusal (raised unless
-    ``allow_denied``).
+    ``allow_denied``). ``stop`` is asked before each chunk is sent: when it says so, the
+    connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
+    and :class:`Interrupted` is raised; what was sent before has been sent.
     """
     replies: list[Any] = []
     if not commands:
@@ -56,6 +61,8 @@ async def bulk(
     try:
         in_flight = 0
         for start in range(0, len(commands), chunk):
+            if stop is not None and stop():
+                raise Interrupted(f"stopped with {start:,} of {len(commands):,} commands sent")
             part = commands[start : start + chunk]
             payload = b"".join([hiredis.pack_command(cmd) for cmd in part])
             await conn.send_packed_command(payload, check_health=False)

@@ -66,8 +66,9 @@ def make_client(target: RedisTarget, *, client_name: str | None = None, **extra:
     options.update(extra)
     tls = urlsplit(target.url).scheme == "rediss"
     if tls:
-        options["ssl_cert_reqs"] = "required"
-        options["ssl_check_hostname"] = True
+        # --insecure: the operator accepted an unverified server (the CLI warns each run)
+        options["ssl_cert_reqs"] = "none" if target.tls_insecure else "required"
+        options["ssl_check_hostname"] = not target.tls_insecure
         if target.ca_file:
             _check_ca_file(target.ca_file)
             options["ssl_ca_certs"] = target.ca_file

@@ -28,6 +28,11 @@ def check_name(value: object, what: str = "id") -> str:
     text = str(value)
     if not text:
         raise InvalidIdError(f"{what} must not be empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes from argv arrive as lone surrogates
+        shown = text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise InvalidIdError(f"{what} is not valid UTF-8: {shown!r}") from None
     if len(text) > MAX_ID_LENGTH:
         raise InvalidIdError(f"{what} is longer than {MAX_ID_LENGTH} characters")
     bad = _FORBIDDEN.search(text)

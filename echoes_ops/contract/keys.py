@@ -99,6 +99,14 @@ AUDIT_UNSYNCED_KEY: Final = f"{NAMESPACE}:audit:unsynced"
 LOCK_INFO_PREFIX: Final = f"{NAMESPACE}:lockinfo:"
 
 
+PROBE_PREFIX: Final = f"{NAMESPACE}:probe:"
+
+
+def probe_key(token: object, n: int) -> str:
+    """A scratch key a pre-flight writes, measures (MEMORY USAGE) and deletes at once."""
+    return f"{PROBE_PREFIX}{check_name(token, 'probe token')}:{int(n)}"
+
+
 def lock_info_key(name: object) -> str:
     """Why an operator holds ``lock:<name>`` (reason, operator, at, value); same TTL."""
     return f"{LOCK_INFO_PREFIX}{check_name(name, 'lock name')}"

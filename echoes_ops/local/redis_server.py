@@ -15,24 +15,9 @@ from echoes_ops.config import build_redis_url
 from echoes_ops.errors import ConfigError, UnreachableError
 from echoes_ops.local.binaries import find_redis_server
 from echoes_ops.local.ports import free_port, listens
+from echoes_ops.primitives.procs import process_alive
 
 __all__ = ["RedisServer", "free_port", "process_alive"]
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A zombie (exited, not yet reaped: daemons are reparented to a
-    PID 1 that may never reap them in a container) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _ping(host: str, port: int, password: str | None, timeout: float = 0.5) -> str | None:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from echoes_ops.config import REDACTED, PgTimeouts, RedisTarget, Secret, redact_url
 from echoes_ops.contract import keys
-from echoes_ops.errors import OpsError, UnreachableError
+from echoes_ops.errors import Interrupted, OpsError, UnreachableError
 from echoes_ops.operations.audit_store import (
     AuditRecord,
     copy_unsynced,
@@ -148,9 +148,16 @@ async def audited(
         record.detail = entry.detail or None
         await asyncio.shield(log.write(record))
         raise
+    except Interrupted as exc:
+        # stopped at a step boundary: the error's detail says what was really done
+        record.result = "interrupted"
+        record.detail = {**entry.detail, **(exc.detail or {}), "outcome": exc.message}
+        await log.write(record)
+        raise
     except BaseException as exc:
         record.result = "failed"
-        record.detail = {**entry.detail, "error": str(exc) or type(exc).__name__}
+        extra = exc.detail if isinstance(exc, OpsError) and exc.detail else {}
+        record.detail = {**entry.detail, **extra, "error": str(exc) or type(exc).__name__}
         await log.write(record)
         raise
     record.detail = entry.detail or None

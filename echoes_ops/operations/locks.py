@@ -12,7 +12,7 @@ operator, at, the lock's value), with the same TTL, and removed with the lock.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -24,7 +24,7 @@ from echoes_ops.contract import keys, scripts
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import BusyError, ExitCode, NotFoundError, OpsError, RefusedError
 from echoes_ops.operations.broadcast import BroadcastArgumentError, check_text
-from echoes_ops.operations.tiermap import client_names
+from echoes_ops.operations.lockliveness import claims_of_workers, liveness, process_liveness
 from echoes_ops.primitives import lock
 
 MAX_HOLD_SECONDS = 86_400
@@ -52,6 +52,9 @@ class LockInfo:
     alive: bool | None  # worker: alive or not; None for an operator hold
     liveness: str  # how ``alive`` was decided, in words
     hold: dict[str, str] | None  # reason/operator/at of an operator hold
+    # workers whose own meta still claims this lock with another value: a former holder
+    # that does not know it lost the lock (frozen, or not renewed yet)
+    stale_claims: tuple[str, ...] = ()
 
     @property
     def operator(self) -> str | None:
@@ -80,51 +83,11 @@ class LockInfo:
             "alive": self.alive,
             "liveness": self.liveness,
             "hold": self.hold,
+            "stale_claims": list(self.stale_claims),
         }
 
 
 # -- reading ------------------------------------------------------------------------------
-
-
-async def _liveness(r: Redis, owners: set[str]) -> dict[str, tuple[bool | None, str]]:
-    """For each owner: (alive, how it was decided). A worker is alive while a client with
-    its name is connected (CLIENT LIST); if the ACL forbids CLIENT LIST, while its
-    ``worker:<id>:meta`` key exists."""
-    workers = sorted(o for o in owners if lock.operator_of(o) is None)
-    out: dict[str, tuple[bool | None, str]] = {
-        o: (None, "operator hold (counts as live)") for o in owners if o not in workers
-    }
-    if not workers:
-        return out
-    names = await client_names(r)
-    commands: list[tuple[Any, ...]] = []
-    valid = []
-    for wid in workers:
-        try:
-            commands.append(("EXISTS", keys.worker_meta_key(wid)))
-            valid.append(wid)
-        except OpsError:
-            out[wid] = (False, f"owner {wid!r} is not a valid worker id")
-    replies = await bulk(r, commands, raise_on_error=False)
-    for index, wid in enumerate(valid):
-        meta = replies[index] == 1
-        if names is None:
-            out[wid] = (
-                (True, "worker:meta key present (CLIENT LIST not permitted)")
-                if meta
-                else (False, "no worker:meta key (CLIENT LIST not permitted)")
-            )
-        elif wid in names:
-            out[wid] = (True, f"a client named {wid} is connected")
-        elif meta:
-            out[wid] = (False, f"no client named {wid} is connected")
-        else:
-            out[wid] = (
-                False,
-                f"no client named {wid} is connected and it has no worker:meta key (the "
-                "plan's own workers set neither, so a live one of theirs cannot be seen)",
-            )
-    return out
 
 
 def _info(
@@ -135,6 +98,8 @@ def _info(
     hold: dict[str, str],
 ) -> LockInfo:
     owner = lock.owner_of(value)
+    if hold.get("value") == value:
+        live = process_liveness(hold) or live
     return LockInfo(
         name=name,
         key=keys.lock_key(name),
@@ -152,7 +117,7 @@ def _info(
     )
 
 
-async def _read(r: Redis, names: list[str]) -> list[LockInfo]:
+async def _read(r: Redis, names: list[str], *, claims: bool = False) -> list[LockInfo]:
     commands: list[tuple[Any, ...]] = []
     for name in names:
         commands += [
@@ -169,9 +134,15 @@ async def _read(r: Redis, names: list[str]) -> list[LockInfo]:
         if value is None:
             continue  # gone between SCAN and GET
         found.append((name, str(value), ttl if isinstance(ttl, int) else -2, pairs(hold)))
-    live = await _liveness(r, {lock.owner_of(value) for _, value, _, _ in found})
+    live = await liveness(r, {lock.owner_of(value) for _, value, _, _ in found})
+    claimed = await claims_of_workers(r) if found and claims else {}
     return [
-        _info(name, value, ttl, live[lock.owner_of(value)], hold)
+        replace(
+            _info(name, value, ttl, live[lock.owner_of(value)], hold),
+            stale_claims=tuple(
+                sorted(wid for wid, token in claimed.get(name, []) if token != value)
+            ),
+        )
         for name, value, ttl, hold in found
     ]
 
@@ -182,11 +153,11 @@ async def list_locks(r: Redis) -> list[LockInfo]:
     names: set[str] = set()
     async for batch in scan_keys(r, keys.LOCK_PATTERN, count=BATCH):
         names.update(n for n in map(keys.parse_lock_key, batch) if n)
-    return await _read(r, sorted(names))
+    return await _read(r, sorted(names), claims=True)
 
 
 async def show_lock(r: Redis, name: str) -> LockInfo:
-    found = await _read(r, [check_name(name, "lock name")])
+    found = await _read(r, [check_name(name, "lock name")], claims=True)
     if not found:
         raise NotFoundError(f"no lock {keys.lock_key(name)} (not held, or expired)")
     return found[0]

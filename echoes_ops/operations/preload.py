@@ -2,10 +2,18 @@
 
 1. Encode the dataset and hash it; an unchanged dataset is a no-op unless forced.
 2. Diff it against Redis (SCAN per family, pipelined HGETALL of the keys both have).
-3. Refuse if the server lacks memory headroom for the keys to write.
+3. Refuse if the server lacks memory headroom for the keys to write (estimated from
+   ``MEMORY USAGE`` of probe keys, ``preload_memory``).
 4. Stream one MULTI/EXEC transaction: DEL of every key to (re)write and of ids that left
    gamedata, an HSET per key, and the version record. Commands are C-packed and streamed
    in chunks (see ``client.bulk``), so the cost is the server's, not Python's.
+5. Verify after EXEC that every key and the version record are there (an ``allkeys-*``
+   policy can evict them at once): a loss is :class:`DataLostError` naming it per kind.
+
+The lock (``lock:echoes-ops.preload``) has a short TTL renewed while the run lasts, with
+the holder's host and pid beside it (``lockowner``), so a run that was cut off blocks the
+next one briefly and visibly. A stop token (SIGINT/SIGTERM in the CLI) is honoured at step
+boundaries; the last one is before the chunk that carries EXEC.
 
 Why this is atomic and never half-written: Redis queues the transaction and runs it as one
 unit at EXEC, so readers see the old dataset or the new one, never a mix and never a gap.
@@ -27,17 +35,20 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from echoes_ops import __version__
 from echoes_ops.client.bulk import Command, bulk
 from echoes_ops.contract import codec, keys, static
 from echoes_ops.contract.static import StaticKind
-from echoes_ops.errors import BusyError, RefusedError
+from echoes_ops.errors import Interrupted, UnreachableError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
-from echoes_ops.operations import static_data
+from echoes_ops.operations import lockowner, preload_memory, static_data
+from echoes_ops.operations import preload_checks as checks
+from echoes_ops.operations.eviction import memory_state
+from echoes_ops.operations.preload_memory import MemoryEstimate
 from echoes_ops.operations.static_data import (
-    Digest,
     Encoded,
     Flat,
     KindDiff,
@@ -47,15 +58,13 @@ from echoes_ops.operations.static_data import (
     flatten,
     read_version,
 )
+from echoes_ops.operations.stop import StopToken
 from echoes_ops.primitives import lock
+from echoes_ops.primitives.lease import Lease, LockLostError
 
 PRELOAD_LOCK = "echoes-ops.preload"
-PRELOAD_LOCK_TTL = 600.0
+PRELOAD_LOCK_TTL = lockowner.PROCESS_LOCK_TTL  # short, renewed while the preload runs
 WRITE_BATCH = 1000
-# Refuse when used memory plus the estimated new data would pass this share of maxmemory.
-HEADROOM_SHARE = 0.9
-# Rough per-key overhead of a small hash (listpack) in Redis 7, on top of its data.
-KEY_OVERHEAD = 96
 
 Progress = Callable[[int, int], None]
 
@@ -72,6 +81,7 @@ class PreloadResult:
     keys_removed: int = 0
     estimated_bytes: int = 0
     elapsed_s: float = 0.0
+    verified: dict[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -88,32 +98,9 @@ class PreloadResult:
             "keys_written": self.keys_written,
             "keys_removed": self.keys_removed,
             "estimated_bytes": self.estimated_bytes,
+            "verified": self.verified,
             "elapsed_s": round(self.elapsed_s, 3),
         }
-
-
-def estimate_bytes(digest: Digest, total_keys: int, keys_to_write: int) -> int:
-    """Rough memory the keys to write will take: their share of the dataset's encoded
-    size plus a per-key overhead."""
-    if total_keys <= 0 or keys_to_write <= 0:
-        return 0
-    return digest.size * keys_to_write // total_keys + KEY_OVERHEAD * keys_to_write
-
-
-async def check_headroom(r: Redis, needed: int) -> None:
-    """Raise :class:`RefusedError` if ``needed`` more bytes would crowd maxmemory."""
-    info = await r.info("memory")
-    maxmemory = int(info.get("maxmemory", 0) or 0)
-    if maxmemory <= 0:
-        return
-    used = int(info.get("used_memory", 0) or 0)
-    limit = int(maxmemory * HEADROOM_SHARE)
-    if used + needed > limit:
-        raise RefusedError(
-            f"not enough memory headroom: used {used:,} B + about {needed:,} B for the new "
-            f"data exceeds {HEADROOM_SHARE:.0%} of maxmemory {maxmemory:,} B; nothing written",
-            hint="raise maxmemory or free memory, then retry",
-        )
 
 
 async def preload(
@@ -125,12 +112,18 @@ async def preload(
     force: bool = False,
     progress: Progress | None = None,
     batch: int = WRITE_BATCH,
+    stop: StopToken | None = None,
 ) -> PreloadResult:
     """Make the static caches equal ``data``; see the module docstring for the steps.
 
     Given a :class:`World` from the gamedata cache, an unchanged dataset is recognised from
     what an earlier preload of the same world noted beside it (content hash and keys),
-    without reading the world itself."""
+    without reading the world itself.
+
+    ``stop`` is checked at every step boundary; the last one before EXEC is the last
+    chunk of the streamed transaction, so a stop there writes nothing, and a stop after
+    it reports the committed version (both as :class:`Interrupted`)."""
+    token = stop or StopToken()
     started = time.perf_counter()
     world = data if isinstance(data, World) else None
     if world is not None and not force:
@@ -168,37 +161,139 @@ async def preload(
         return result
 
     if dry_run:
-        await _plan(r, encoded, digest, result, force=force)
+        to_write, _ = await _plan(r, encoded, result, force=force)
+        estimate = await _estimate(r, data, result, to_write, probe=False)
+        result.estimated_bytes = estimate.data_bytes
         result.elapsed_s = time.perf_counter() - started
         return result
 
-    handle = await lock.try_acquire(
-        r, PRELOAD_LOCK, lock.operator_owner(operator), PRELOAD_LOCK_TTL
-    )
-    if handle is None:
-        raise BusyError("another preload is running (lock:echoes-ops.preload is held)")
+    token.check("nothing written")
+    lease = await lockowner.take(r, PRELOAD_LOCK, operator=operator, reason="preload")
+    if lease is None:
+        raise await lockowner.busy(r, PRELOAD_LOCK, "preload")
+    committed = False
     try:
-        # diff under the lock, so a concurrent run cannot make it stale
-        to_write, to_remove = await _plan(r, encoded, digest, result, force=force)
-        await check_headroom(r, result.estimated_bytes)
-        version_fields = {
-            "content_hash": digest.sha256,
-            "loaded_at": f"{time.time():.3f}",
-            "operator": operator,
-            "tool_version": __version__,
-            "source": data.root,
-            **{name: str(count) for name, count in data.counts().items()},
-        }
-        commands = _transaction(
-            to_write, to_remove, version_fields, location_ids=sorted(data.locations), batch=batch
-        )
-        await bulk(r, commands, chunk=batch, progress=progress)
-        result.keys_written = len(to_write)
-        result.keys_removed = len(to_remove)
-    finally:
-        await lock.release(r, handle.key, handle.token)
+        async with lease:
+            # diff under the lock, so a concurrent run cannot make it stale
+            to_write, to_remove = await _plan(r, encoded, result, force=force)
+            token.check("nothing written (stopped after the diff)")
+            estimate = await _estimate(r, data, result, to_write, probe=True)
+            result.estimated_bytes = estimate.data_bytes
+            before = await memory_state(r)
+            checks.check_headroom(before, estimate)
+            token.check("nothing written (stopped before the transaction)")
+            version_fields = {
+                "content_hash": digest.sha256,
+                "loaded_at": f"{time.time():.3f}",
+                "operator": operator,
+                "tool_version": __version__,
+                "source": data.root,
+                **{name: str(count) for name, count in data.counts().items()},
+            }
+            commands = _transaction(
+                to_write,
+                to_remove,
+                version_fields,
+                location_ids=sorted(data.locations),
+                batch=batch,
+            )
+            replies = await _swap(
+                r, commands, batch, progress, token, lease, digest.sha256, previous
+            )
+            checks.refused_by_server(replies)
+            committed = True
+            result.keys_written = len(to_write)
+            result.keys_removed = len(to_remove)
+            written = {"version": digest.sha256, "keys_written": len(to_write)}
+            result.verified = await checks.verify(r, encoded, digest.sha256, before, written)
+    except LockLostError:
+        if not committed:
+            raise
+    except UnreachableError as exc:
+        if not (exc.detail or {}).get("cut_off"):
+            raise
+        raise await checks.with_lock_state(
+            r,
+            exc,
+            name=PRELOAD_LOCK,
+            token=lease.token,
+            owner=lock.owner_of(lease.token),
+            ttl=lease.ttl,
+        ) from exc
     result.elapsed_s = time.perf_counter() - started
+    token.check(
+        f"committed version {digest.sha256[:12]} ({result.keys_written:,} keys written, "
+        f"{result.keys_removed:,} removed, verified)",
+        {"version": digest.sha256, "committed": True, "keys_written": result.keys_written},
+    )
     return result
+
+
+async def _swap(
+    r: Redis,
+    commands: list[Command],
+    batch: int,
+    progress: Progress | None,
+    token: StopToken,
+    lease: Lease,
+    version: str,
+    previous: str | None,
+) -> list[Any]:
+    """Stream the transaction; stop (nothing written) before its last chunk, which carries
+    EXEC, if asked to or if the lock was lost."""
+    chunks = -(-len(commands) // batch)
+    started = 0
+
+    def before_chunk() -> bool:
+        nonlocal started
+        if token() or lease.lost.is_set():
+            return True
+        started += 1
+        return False
+
+    try:
+        return await bulk(
+            r, commands, chunk=batch, progress=progress, stop=before_chunk, raise_on_error=False
+        )
+    except Interrupted:
+        if token():
+            raise token.stopped(
+                "nothing written (the transaction was discarded before EXEC)",
+                {"committed": False},
+            ) from None
+        raise LockLostError(
+            f"lost {lease.handle.key} while sending the transaction; nothing written "
+            "(the transaction was discarded before EXEC)"
+        ) from None
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise await checks.cut_off(
+            r,
+            exc,
+            exec_sent=started == chunks,
+            version=version,
+            previous=previous,
+        ) from exc
+
+
+async def _estimate(
+    r: Redis,
+    data: GameData,
+    result: PreloadResult,
+    to_write: list[tuple[str, Flat]],
+    *,
+    probe: bool,
+) -> MemoryEstimate:
+    added = sum(len(d.added) - len(d.removed) for d in result.diffs.values())
+    if not probe:  # a dry run writes nothing, not even probes
+        model = preload_memory.model_bytes(to_write, sorted(data.locations))
+        return MemoryEstimate(model, 0, "model")
+    return await preload_memory.estimate(
+        r,
+        to_write,
+        sorted(data.locations),
+        keys_before=int(await r.dbsize()),
+        keys_added=max(0, added),
+    )
 
 
 @dataclass(frozen=True)
@@ -244,15 +339,13 @@ async def _all_present(r: Redis, static_keys: list[str]) -> bool:
 
 
 async def _plan(
-    r: Redis, encoded: Encoded, digest: Digest, result: PreloadResult, *, force: bool
+    r: Redis, encoded: Encoded, result: PreloadResult, *, force: bool
 ) -> tuple[list[tuple[str, Flat]], list[str]]:
-    """Diff against Redis; fill ``result`` with the diff and the memory estimate."""
+    """Diff against Redis; fill ``result`` with the diff."""
     diffs = await diff_static(r, encoded)
     result.diffs = {kind.label: diff for kind, (diff, _) in diffs.items()}
     to_write = _keys_to_write(encoded, diffs, force=force)
     to_remove = [key for diff, _ in diffs.values() for key in diff.remove_keys]
-    total_keys = sum(len(mappings) for mappings in encoded.values())
-    result.estimated_bytes = estimate_bytes(digest, total_keys, len(to_write))
     return to_write, to_remove
 
 

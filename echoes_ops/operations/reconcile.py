@@ -50,6 +50,7 @@ from echoes_ops.operations.drift_report import (
     check_kinds,
     repair_kinds,
 )
+from echoes_ops.operations.stop import StopToken
 from echoes_ops.operations.tiermap import (
     BATCH,
     CENSUS_COUNT,
@@ -164,14 +165,21 @@ async def find_drift(
     return DriftPlan(report, repairs)
 
 
-async def repair(r: Redis, plan: DriftPlan, *, kinds: list[str] | None = None) -> ReconcileReport:
+async def repair(
+    r: Redis, plan: DriftPlan, *, kinds: list[str] | None = None, stop: StopToken | None = None
+) -> ReconcileReport:
     """Apply a plan's repairs (only ``kinds`` when given); each re-checks its condition in
-    Redis first."""
+    Redis first. ``stop`` is checked before each repair: a stop raises :class:`Interrupted`
+    saying how many ran."""
     started = time.perf_counter()
     plan.report.dry_run = False
     plan.report.selected = check_kinds(kinds)
-    await _apply(r, plan.report, plan.repairs, repair_kinds(plan.report.selected))
-    plan.report.elapsed_s += time.perf_counter() - started
+    try:
+        await _apply(
+            r, plan.report, plan.repairs, repair_kinds(plan.report.selected), stop or StopToken()
+        )
+    finally:
+        plan.report.elapsed_s += time.perf_counter() - started
     return plan.report
 
 
@@ -182,11 +190,14 @@ async def reconcile(
     grace: float = DEFAULT_GRACE,
     now: float | None = None,
     kinds: list[str] | None = None,
+    stop: StopToken | None = None,
 ) -> ReconcileReport:
     """Find drift and, with ``fix``, repair it (only ``kinds`` when given)."""
     plan = await find_drift(r, grace=grace, now=now)
     plan.report.selected = check_kinds(kinds)
-    return await repair(r, plan, kinds=kinds) if fix else plan.report
+    if fix and stop is not None:
+        stop.check(f"nothing repaired (stopped after finding {plan.report.drift:,} finding(s))")
+    return await repair(r, plan, kinds=kinds, stop=stop) if fix else plan.report
 
 
 async def _gone(r: Redis, worker_ids: list[str]) -> set[str]:
@@ -418,14 +429,26 @@ async def _unknown_locations(
             kind.not_repairable += 1
 
 
-async def _apply(r: Redis, report: ReconcileReport, repairs: _Repairs, kinds: set[str]) -> None:
+async def _apply(
+    r: Redis, report: ReconcileReport, repairs: _Repairs, kinds: set[str], stop: StopToken
+) -> None:
     """Run the repairs of ``kinds`` in dependency order: dead workers first, then presence,
-    then TTLs."""
+    then TTLs. A stop before a repair raises :class:`Interrupted` saying how many ran."""
     registered = {}
+    total = sum(len(repairs.calls.get(kind, [])) for kind in REPAIR_ORDER if kind in kinds)
+    ran = 0
     for kind in REPAIR_ORDER:
         if kind not in kinds:
             continue
         for script_text, key_list, args, target in repairs.calls.get(kind, []):
+            if stop():
+                _multi_fixed(report)
+                fixed = {name: k.fixed for name, k in report.kinds.items() if k.fixed}
+                raise stop.stopped(
+                    f"repaired {ran:,} of {total:,} (the rest left as found)",
+                    {"repairs_run": ran, "repairs_planned": total, "fixed": fixed},
+                )
+            ran += 1
             if script_text not in registered:
                 registered[script_text] = r.register_script(script_text)
             result = await registered[script_text](keys=key_list, args=args)
@@ -435,6 +458,10 @@ async def _apply(r: Redis, report: ReconcileReport, repairs: _Repairs, kinds: se
                 found.fixed += 1
                 if len(found.repaired) < AUDIT_IDS:
                     found.repaired.append(target)
+    _multi_fixed(report)
+
+
+def _multi_fixed(report: ReconcileReport) -> None:
     # a misplaced member removed means the player is no longer in several sets
     report.kinds["multi_location"].fixed = min(
         report.kinds["multi_location"].found, report.kinds["location_mismatch"].fixed

@@ -27,6 +27,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from echoes_ops.client import dropcause
 from echoes_ops.client.connect import Redis, make_client
 from echoes_ops.client.errors import translate
 from echoes_ops.client.subscribed import SubscribedReader, check_deadlines, close_pubsub
@@ -511,6 +512,7 @@ async def tail(
     except (rx.RedisError, OSError, TimeoutError) as exc:
         raise translate(exc, where) from exc
     gap: TailGap | None = None
+    server = await dropcause.mark(session.client)
 
     try:
         while True:
@@ -543,6 +545,8 @@ async def tail(
                 session, attempts = await _reconnect(
                     target, subs, where, reconnect_delay, max_reconnect_delay
                 )
+                reason = await dropcause.cause(session.client, server, reason)
+                server = await dropcause.mark(session.client)
                 gap = TailGap(lost_at, time.time(), reason, attempts)
     finally:
         await session.close()

@@ -26,6 +26,7 @@ from echoes_ops.operations.flags import FlagsAuditLog, SetResult, set_flag
 from echoes_ops.operations.locks import ExtendResult, HoldResult, LockArgumentError, ReleaseResult
 from echoes_ops.operations.reconcile import DriftPlan, ReconcileReport, repair
 from echoes_ops.operations.sessions import KickResult, kick
+from echoes_ops.operations.stop import StopToken
 from echoes_ops.operations.workers import CleanupResult, cleanup_worker
 
 CLI = "cli"
@@ -239,13 +240,19 @@ async def countdown_audited(
 
 
 async def repair_drift_audited(
-    log: AuditLog, plan: DriftPlan, *, kinds: list[str] | None, via: str
+    log: AuditLog,
+    plan: DriftPlan,
+    *,
+    kinds: list[str] | None,
+    via: str,
+    stop: StopToken | None = None,
 ) -> ReconcileReport:
     """Apply ``plan``'s repairs (only ``kinds`` when given). The record names what was
-    removed or changed, per kind: the total and the first ids (capped)."""
+    removed or changed, per kind: the total and the first ids (capped); a stop between
+    repairs is recorded as interrupted with how many ran."""
     args: dict[str, Any] = {"grace": plan.report.grace_seconds, "kinds": kinds}
     async with audited(log, "reconcile.fix", _with_via(args, via), dry_run=False) as entry:
-        report = await repair(log.client(), plan, kinds=kinds)
+        report = await repair(log.client(), plan, kinds=kinds, stop=stop)
         entry.detail = report.audit_detail()
         return report
 

@@ -69,3 +69,16 @@ async def extend(r: Redis, key: str, token: str, ttl_seconds: float) -> bool:
     """Reset the TTL only if the lock still holds ``token``."""
     script = r.register_script(scripts.EXTEND_LOCK)
     return bool(await script(keys=[key], args=[token, max(1, int(ttl_seconds * 1000))]))
+
+
+async def extend_info(r: Redis, info_key: str, token: str, ttl_seconds: float) -> bool:
+    """Reset the TTL of a lock's info hash while it still describes ``token``."""
+    script = r.register_script(scripts.EXPIRE_HASH_IF_FIELD)
+    ttl_ms = max(1, int(ttl_seconds * 1000))
+    return bool(await script(keys=[info_key], args=["value", token, ttl_ms]))
+
+
+async def drop_info(r: Redis, info_key: str, token: str) -> bool:
+    """Delete a lock's info hash while it still describes ``token``."""
+    script = r.register_script(scripts.DELETE_HASH_IF_FIELD)
+    return bool(await script(keys=[info_key], args=["value", token]))

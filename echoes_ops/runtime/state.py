@@ -76,6 +76,7 @@ class WorkerStats:
     spawn_runs: int = 0
     spawn_skipped: int = 0
     lock_lost: int = 0
+    last_disconnect: str | None = None  # why the last pub/sub connection was lost
     latencies_ms: list[float] = field(default_factory=list)
     received_ids: set[str] = field(default_factory=set)
     redis_reads: int = 0  # read_player/read_inventory served by Redis
@@ -94,6 +95,7 @@ class WorkerStats:
             "spawn_runs": self.spawn_runs,
             "spawn_skipped": self.spawn_skipped,
             "lock_lost": self.lock_lost,
+            "last_disconnect": self.last_disconnect,
             "redis_reads": self.redis_reads,
             "postgres_reads": self.postgres_reads,
             "flag_changes": self.flag_changes,

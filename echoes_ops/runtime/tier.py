@@ -25,7 +25,7 @@ from echoes_ops.contract import codec, envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id, check_name
 from echoes_ops.contract.session import Session
 from echoes_ops.errors import DecodeError
-from echoes_ops.runtime.lease import Lease, try_lease
+from echoes_ops.primitives.lease import Lease, try_lease
 
 CONNECTED = "connected"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import socket
@@ -35,13 +36,14 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops import __version__
+from echoes_ops.client import dropcause
 from echoes_ops.client.subscribed import SubscribedReader, check_deadlines, close_pubsub
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.session import Session
 from echoes_ops.errors import DecodeError, PostgresError
+from echoes_ops.primitives.lease import Lease, LockLostError
 from echoes_ops.runtime import fallback
 from echoes_ops.runtime.flags_listener import WorkerFlags
-from echoes_ops.runtime.lease import Lease, LockLostError
 from echoes_ops.runtime.state import Connection, Delivery, WorkerOptions, WorkerStats
 from echoes_ops.runtime.tier import Tier
 
@@ -86,6 +88,7 @@ class Worker:
         self.spawn_task = spawn_task
         self.on_delivery = on_delivery
         self.connections: dict[int, Connection] = {}
+        self.held_locks: dict[str, str] = {}  # lock name -> value, shown in the meta
         self._by_location: dict[str, set[int]] = {}
         self.stats = WorkerStats()
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -97,6 +100,7 @@ class Worker:
         self.mode = "redis"
         self._disconnected_at: float | None = None
         self._last_error: str | None = None
+        self._server: dropcause.ServerMark | None = None  # tells a drop from a restart
         self.flags = WorkerFlags(self)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -149,11 +153,28 @@ class Worker:
                 "heartbeat": f"{time.time():.3f}",
                 "mode": self.mode,
                 "connections": str(len(self.connections)),
+                "heartbeat_interval": f"{self.options.heartbeat_interval:g}",
+                "locks": json.dumps(self.held_locks, sort_keys=True),
+                **(
+                    {"last_disconnect": self.stats.last_disconnect}
+                    if self.stats.last_disconnect
+                    else {}
+                ),
                 **self.flags.meta_fields(),
             },
         )
         pipe.expire(meta, self.options.meta_ttl)
         await pipe.execute()
+
+    async def _claim(self, name: str, token: str | None) -> None:
+        """Record (or drop) a held lock in the meta at once, so tools can tell a former
+        holder that has not noticed it lost the lock (``locks list``)."""
+        if token is None:
+            self.held_locks.pop(name, None)
+        else:
+            self.held_locks[name] = token
+        with contextlib.suppress(*_TRANSIENT):
+            await self._register()
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
@@ -296,6 +317,11 @@ class Worker:
         pubsub = self.r.pubsub()
         self._pubsub = pubsub
         await pubsub.subscribe(*self.channels())
+        if self._disconnected_at is not None and self._last_error is not None:
+            self.stats.last_disconnect = await dropcause.cause(
+                self.r, self._server, self._last_error
+            )
+        self._server = await dropcause.mark(self.r)
         self.subscribed.set()
 
     async def _recover(self) -> None:
@@ -395,8 +421,12 @@ class Worker:
                 if lease is None:
                     self.stats.spawn_skipped += 1
                 else:
-                    async with lease:
-                        await self.spawn_task(self, lease)
+                    try:
+                        async with lease:
+                            await self._claim(lease.name, lease.token)
+                            await self.spawn_task(self, lease)
+                    finally:
+                        await self._claim(lease.name, None)
                     self.stats.spawn_runs += 1
             except LockLostError:
                 self.stats.lock_lost += 1

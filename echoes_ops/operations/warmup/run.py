@@ -18,6 +18,7 @@ from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
+from echoes_ops.operations.stop import StopToken
 from echoes_ops.operations.warmup.encoding import Batch, Encoded, encode_yielding
 from echoes_ops.operations.warmup.queries import (
     DEFAULT_CHARACTERS_QUERY,
@@ -78,6 +79,7 @@ async def warmup(
     inventory_ttl: int = keys.INVENTORY_TTL,
     clock: Callable[[], float] = time.time,
     progress: Progress | None = None,
+    stop: StopToken | None = None,
 ) -> WarmupReport:
     """Warm sessions and inventories of characters active in the last ``active_within``
     minutes (and, with ``"static"`` in ``what``, re-preload ``gamedata`` if it changed).
@@ -85,8 +87,10 @@ async def warmup(
     Raises :class:`PostgresError` / :class:`ConfigError` before writing anything when
     PostgreSQL is unreachable or a query does not fit the schema, and :class:`BusyError`
     when another warmup holds the lock. Stops after the batch during which ``max_seconds``
-    passed and reports ``partial``.
+    passed and reports ``partial``. ``stop`` is checked between batches: a stop raises
+    :class:`Interrupted` saying how many characters were warmed.
     """
+    token = stop or StopToken()
     chosen = parse_what(list(what))
     if active_within < 1:
         raise ConfigError(f"--active-within must be at least 1 minute, got {active_within}")
@@ -146,9 +150,12 @@ async def warmup(
                     f"another warmup is running (lock:{WARMUP_LOCK} is held{who}); skipped"
                 )
         try:
+            token.check("nothing written")
             if "static" in chosen:
                 assert gamedata is not None
-                report.static = await _static(r, gamedata, operator=operator, dry_run=dry_run)
+                report.static = await _static(
+                    r, gamedata, operator=operator, dry_run=dry_run, stop=token
+                )
             if source is not None:
                 await _players(
                     r,
@@ -165,6 +172,7 @@ async def warmup(
                     deadline=None if max_seconds is None else started + max_seconds,
                     clock=clock,
                     progress=progress,
+                    stop_token=token,
                 )
         finally:
             if handle is not None:
@@ -173,6 +181,12 @@ async def warmup(
         if conn is not None:
             await close(conn)
     report.elapsed_s = time.perf_counter() - started
+    if report.stopped_because == "interrupted":
+        raise token.stopped(
+            f"warmed {report.characters:,} characters in {report.batches:,} batches; the rest "
+            "were not warmed",
+            {"characters": report.characters, "batches": report.batches, "partial": True},
+        )
     return report
 
 
@@ -181,12 +195,12 @@ def _lock_ttl(max_seconds: float | None) -> float:
 
 
 async def _static(
-    r: Redis, data: GameData | World, *, operator: str, dry_run: bool
+    r: Redis, data: GameData | World, *, operator: str, dry_run: bool, stop: StopToken
 ) -> dict[str, Any]:
     from echoes_ops.operations.preload import preload
 
     try:
-        result = await preload(r, data, operator=operator, dry_run=dry_run)
+        result = await preload(r, data, operator=operator, dry_run=dry_run, stop=stop)
     except BusyError:
         return {"result": "busy", "detail": "a preload is running (its lock is held)"}
     outcome = "unchanged" if result.skipped else ("would_load" if dry_run else "loaded")
@@ -215,6 +229,7 @@ async def _players(
     deadline: float | None,
     clock: Callable[[], float],
     progress: Progress | None,
+    stop_token: StopToken,
 ) -> None:
     """Stream the characters and write them. Three stages overlap: PostgreSQL reads the
     next batch and Redis runs the previous batch's scripts while this batch is encoded."""
@@ -262,7 +277,9 @@ async def _players(
                 task, writing = writing, None
                 _done(report, written, await task, progress)
                 stop = None
-                if deadline is not None and time.perf_counter() >= deadline:
+                if stop_token():
+                    stop = "interrupted"
+                elif deadline is not None and time.perf_counter() >= deadline:
                     stop = "max_seconds"
                 elif handle is not None and time.perf_counter() - last_extend > LOCK_TTL / 3:
                     if await lock.extend(r, handle.key, handle.token, handle.ttl_ms / 1000):

@@ -29,10 +29,16 @@ def remaining(info: LockInfo, elapsed: float) -> str:
 
 def _alive(info: LockInfo) -> Text:
     if info.owner_kind == "operator":
-        return Text("operator hold", style="cyan")
-    if info.alive:
-        return Text("alive", style="green")
-    return Text("NOT alive", style="bold red")
+        state = Text("operator hold", style="cyan")
+    elif info.alive:
+        state = Text("alive", style="green")
+    elif info.liveness.startswith("unresponsive"):
+        state = Text("UNRESPONSIVE", style="bold red")
+    else:
+        state = Text("NOT alive", style="bold red")
+    if info.stale_claims:
+        state.append(f"; {', '.join(info.stale_claims)} still claims it!", style="bold yellow")
+    return state
 
 
 def lock_rows(locks: list[LockInfo], elapsed: float) -> list[Row]:

@@ -33,10 +33,13 @@ class LockLostError(OpsError):
 
 
 class Lease:
-    def __init__(self, r: Redis, handle: lock.LockHandle, ttl: float) -> None:
+    def __init__(
+        self, r: Redis, handle: lock.LockHandle, ttl: float, *, info_key: str | None = None
+    ) -> None:
         self.r = r
         self.handle = handle
         self.ttl = ttl
+        self.info_key = info_key  # a hash describing the holder, kept alive with the lock
         self.renew_every = max(0.05, ttl / 3)
         self.lost = asyncio.Event()
         self.renewals = 0
@@ -68,6 +71,9 @@ class Lease:
             if extended:
                 self.renewals += 1
                 self._expires_at = time.monotonic() + self.ttl
+                if self.info_key is not None:
+                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                        await lock.extend_info(self.r, self.info_key, self.token, self.ttl)
             else:
                 self.lost.set()
 
@@ -89,6 +95,8 @@ class Lease:
         with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
             # if Redis is unreachable the lock simply expires at its TTL
             released = await lock.release(self.r, self.handle.key, self.handle.token)
+            if released and self.info_key is not None:
+                await lock.drop_info(self.r, self.info_key, self.token)
         if exc_type is None and (self.lost.is_set() or not released):
             if not released and not self.lost.is_set():
                 # it vanished between the last renewal and the release
