@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import time
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -34,28 +35,35 @@ async def take(
     handle = await lock.try_acquire(r, name, lock.operator_owner(operator), ttl)
     if handle is None:
         return None
-    info = keys.lock_info_key(name)
-    pipe = r.pipeline(transaction=True)
-    pipe.delete(info)
-    pipe.hset(
-        info,
-        mapping={
-            "reason": reason,
-            "operator": operator,
-            "at": f"{time.time():.3f}",
-            "value": handle.token,
-            "host": socket.gethostname(),
-            "pid": str(os.getpid()),
-        },
-    )
-    pipe.pexpire(info, handle.ttl_ms)
+    holder = {"host": socket.gethostname(), "pid": str(os.getpid())}
     try:
-        await pipe.execute()
+        info = await record_holder(r, handle, operator=operator, reason=reason, **holder)
     except BaseException:
         with contextlib.suppress(RedisError, OSError):
             await lock.release(r, handle.key, handle.token)
         raise
     return Lease(r, handle, ttl, info_key=info)
+
+
+async def record_holder(
+    r: Redis, handle: lock.LockHandle, *, operator: str, reason: str, **extra: str
+) -> str:
+    """Write ``echoes:lockinfo:<name>`` for a lock just taken: who, why, when, its value
+    (the info describes that value only), with the lock's TTL. Returns the info key."""
+    info = keys.lock_info_key(handle.name)
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(info)
+    fields: dict[Any, Any] = {
+        "reason": reason,
+        "operator": operator,
+        "at": f"{time.time():.3f}",
+        "value": handle.token,
+    }
+    fields.update(extra)
+    pipe.hset(info, mapping=fields)
+    pipe.pexpire(info, handle.ttl_ms)
+    await pipe.execute()
+    return info
 
 
 async def busy(r: Redis, name: str, what: str) -> BusyError:

@@ -11,7 +11,6 @@ operator, at, the lock's value), with the same TTL, and removed with the lock.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import BusyError, ExitCode, NotFoundError, OpsError, RefusedError
 from echoes_ops.operations.broadcast import BroadcastArgumentError, check_text
 from echoes_ops.operations.lockliveness import claims_of_workers, liveness, process_liveness
+from echoes_ops.operations.lockowner import record_holder
 from echoes_ops.primitives import lock
 
 MAX_HOLD_SECONDS = 86_400
@@ -234,21 +234,8 @@ async def hold(
                 hint="retry",
             )
         raise _busy(current, owner)
-    info = keys.lock_info_key(lock_name)
-    pipe = r.pipeline(transaction=True)
-    pipe.delete(info)
-    pipe.hset(
-        info,
-        mapping={
-            "reason": reason,
-            "operator": operator,
-            "at": f"{time.time():.3f}",
-            "value": handle.token,
-        },
-    )
-    pipe.pexpire(info, ttl_ms)
     try:
-        await pipe.execute()
+        await record_holder(r, handle, operator=operator, reason=reason)
     except (RedisError, OSError):
         # a hold without its reason is not a hold (e.g. the ACL user may take lock:* but not
         # write echoes:lockinfo:*): give the lock back, so the refusal changes nothing

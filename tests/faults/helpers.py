@@ -114,3 +114,12 @@ def in_big_multi(r: redis.Redis, pending: int = 4096) -> bool:
         "x" in c.get("flags", "") and int(c.get("qbuf", 0)) + int(c.get("argv-mem", 0)) >= pending
         for c in r.client_list()
     )
+
+
+def interrupt(run: CliProcess, sig: int, release: Callable[[], None]) -> Finished:
+    """Signal the command while it is held at a step, wait until it acknowledged the
+    signal, release what holds it, and collect its outcome."""
+    run.signal(sig)
+    wait_until(lambda: "stopping at the next step" in run.stderr, what="the signal")
+    release()
+    return run.finish()

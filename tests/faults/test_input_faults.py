@@ -4,6 +4,7 @@ and bad ports as input, and a subscriber dropped for its output buffer."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import pytest
 import redis
 
+from echoes_ops.contract import keys
 from echoes_ops.errors import ExitCode
 from echoes_ops.local.redis_server import RedisServer
 from tests.cli_helpers import cli
@@ -85,34 +87,44 @@ def test_non_utf8_arguments_are_bad_input(redis_url, args) -> None:
 # -- a subscriber dropped for its output buffer --------------------------------------------
 
 
+CHANNEL = "game:broadcast"
+
+
+def freeze_flood_thaw(r: redis.Redis, pid: int) -> None:
+    """Freeze the subscriber process (SIGSTOP), flood its channel until Redis drops it at
+    client-output-buffer-limit pubsub, stop the flood, thaw it (SIGCONT)."""
+    wait_until(lambda: r.pubsub_numsub(CHANNEL)[0][1] == 1, what="the subscriber")
+    os.kill(pid, signal.SIGSTOP)
+    stop = threading.Event()
+
+    def flood() -> None:
+        payload = json.dumps({"type": "global_broadcast", "data": {"message": "x" * 2000}})
+        while not stop.is_set():
+            r.publish(CHANNEL, payload)
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    try:
+        wait_until(lambda: r.pubsub_numsub(CHANNEL)[0][1] == 0, what="the drop")
+    finally:
+        stop.set()
+        writer.join()
+        os.kill(pid, signal.SIGCONT)
+
+
 def test_tail_names_the_output_buffer_limit(private_redis: RedisServer) -> None:
     """tail frozen (SIGSTOP) while a writer floods its channel: Redis drops it at
     client-output-buffer-limit pubsub. Thawed, it reconnects and says why."""
     private_redis.extra_args = ["--client-output-buffer-limit", "pubsub 256kb 128kb 1"]
     private_redis.start()
     r = redis.Redis.from_url(private_redis.url)
-    run = CliProcess("tail", "game:broadcast", env={"REDIS_URL": private_redis.url})
-    stop = threading.Event()
+    run = CliProcess("tail", CHANNEL, env={"REDIS_URL": private_redis.url})
     try:
-        wait_until(lambda: r.pubsub_numsub("game:broadcast")[0][1] == 1, what="tail to subscribe")
-        run.proc.send_signal(signal.SIGSTOP)
-
-        def flood() -> None:
-            payload = json.dumps({"type": "global_broadcast", "data": {"message": "x" * 2000}})
-            while not stop.is_set():
-                r.publish("game:broadcast", payload)
-
-        writer = threading.Thread(target=flood, daemon=True)
-        writer.start()
-        wait_until(lambda: r.pubsub_numsub("game:broadcast")[0][1] == 0, what="the drop")
-        stop.set()
-        writer.join()
-        run.proc.send_signal(signal.SIGCONT)
+        freeze_flood_thaw(r, run.proc.pid)
         wait_until(lambda: "reconnected after" in run.stderr, what="the reconnect")
         run.signal(signal.SIGINT)
         done = run.finish()
     finally:
-        stop.set()
         run.kill()
         r.close()
     gap = next(line for line in done.stderr.splitlines() if "reconnected after" in line)
@@ -132,27 +144,13 @@ def test_worker_names_the_output_buffer_limit(private_redis: RedisServer) -> Non
         stdout=subprocess.PIPE,
         text=True,
     )
-    stop = threading.Event()
     try:
-        wait_until(lambda: r.pubsub_numsub("game:broadcast")[0][1] == 1, what="the worker")
-        worker.send_signal(signal.SIGSTOP)
-
-        def flood() -> None:
-            payload = json.dumps({"type": "global_broadcast", "data": {"message": "x" * 2000}})
-            while not stop.is_set():
-                r.publish("game:broadcast", payload)
-
-        writer = threading.Thread(target=flood, daemon=True)
-        writer.start()
-        wait_until(lambda: r.pubsub_numsub("game:broadcast")[0][1] == 0, what="the drop")
-        stop.set()
-        writer.join()
-        worker.send_signal(signal.SIGCONT)
+        freeze_flood_thaw(r, worker.pid)
         reason = wait_until(
-            lambda: r.hget("worker:sim-5:meta", "last_disconnect"), what="the worker's reason"
+            lambda: r.hget(keys.worker_meta_key("sim-5"), "last_disconnect"),
+            what="the worker's reason",
         )
     finally:
-        stop.set()
         worker.send_signal(signal.SIGCONT)
         worker.kill()
         worker.wait()

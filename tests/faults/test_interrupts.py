@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from echoes_ops.contract import keys
-from tests.faults.helpers import CliProcess, last_audit, wait_until
+from tests.faults.helpers import CliProcess, interrupt, last_audit, wait_until
 
 ORPHANS = 20_000
 
@@ -72,10 +72,7 @@ def test_warmup_stops_after_a_batch_and_says_how_many(database_url, redis_url, s
             what="the first sessions",
         )
         sync_r.client_pause(20_000, all=False)
-        run.signal(signal.SIGINT)
-        wait_until(lambda: "stopping at the next step" in run.stderr, what="the signal")
-        sync_r.client_unpause()
-        done = run.finish()
+        done = interrupt(run, signal.SIGINT, sync_r.client_unpause)
     finally:
         sync_r.client_unpause()
         run.kill()

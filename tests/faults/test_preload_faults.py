@@ -22,6 +22,7 @@ from tests.conftest import BUNDLED_GAMEDATA
 from tests.faults.helpers import (
     CliProcess,
     in_big_multi,
+    interrupt,
     last_audit,
     wait_until,
 )
@@ -228,11 +229,7 @@ def test_sigint_at_a_step_tells_the_truth(redis_server, redis_url, sync_r, proxy
             )
         else:
             wait_until(stall.held.is_set, what="the transaction to be held")
-        run.signal(signal.SIGINT)
-        wait_until(lambda: "stopping at the next step" in run.stderr, what="the signal")
-        sync_r.client_unpause()
-        stall.release()
-        done = run.finish()
+        done = interrupt(run, signal.SIGINT, lambda: (sync_r.client_unpause(), stall.release()))
     finally:
         sync_r.client_unpause()
         run.kill()
