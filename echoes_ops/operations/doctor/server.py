@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from echoes_ops.fmt import size
 from echoes_ops.operations.doctor.base import Context, Finding, found
+from echoes_ops.operations.eviction import evicts_keys_without_ttl
 
 MIN_VERSION: Final = (6, 0)  # below: fail
 RECOMMENDED_VERSION: Final = (6, 2)  # below: warn
@@ -63,7 +64,7 @@ async def eviction_policy(ctx: Context) -> Finding:
             ctx.config.unknown("maxmemory-policy") if ctx.info else f"{ctx.info_error}",
             why,
         )
-    if policy.startswith("allkeys-"):
+    if evicts_keys_without_ttl(policy):
         return found(
             "fail",
             f"maxmemory-policy {policy} can evict keys without a TTL",
