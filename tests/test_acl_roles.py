@@ -369,7 +369,11 @@ def test_key_patterns_come_from_the_contract():
     """Every pattern a role names is one of the contract's patterns or keys."""
     contract = {
         value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)
-    } | {keys.lock_key("echoes-ops.warmup"), keys.lock_key("echoes-ops.preload")}
+    } | {
+        keys.lock_key("echoes-ops.warmup"),
+        keys.lock_key("echoes-ops.preload"),
+        keys.lock_info_key("echoes-ops.preload"),  # who holds preload's lock (host, pid)
+    }
     contract.add(f"{keys.NAMESPACE_PREFIX}*")
     for role in ROLES.values():
         assert set(role.keys) | set(role.read_keys) <= contract, role.name

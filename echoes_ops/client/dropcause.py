@@ -4,7 +4,7 @@ Redis closes a pub/sub client whose pending output passes ``client-output-buffer
 pubsub`` (default 32mb hard, 8mb for 60 s): a subscriber that reads more slowly than
 messages arrive. The client only sees the connection close. A :class:`ServerMark` taken
 while connected (run_id, the server's count of such disconnections where it keeps one,
-Redis >= 7.2, and the configured limit) lets the reconnected client say which it was: the
+Redis >= 7.2) lets the reconnected client say which it was: the
 server restarted, the limit dropped us (counted), or the server closed us while staying up
 (Redis 7.0 does not count: the limit or a CLIENT KILL, both named).
 """
@@ -23,16 +23,6 @@ COUNTER = "client_output_buffer_limit_disconnections"
 class ServerMark:
     run_id: str | None
     dropped: int | None  # COUNTER, where the server keeps it
-    pubsub_limit: str | None  # "32mb 8mb 60" style, if CONFIG GET is allowed
-
-
-def _limit(config: dict[str, str]) -> str | None:
-    text = next(iter(config.values()), "")
-    parts = text.split()
-    for i in range(0, len(parts) - 3, 4):
-        if parts[i] == "pubsub":
-            return " ".join(parts[i + 1 : i + 4])
-    return None
 
 
 async def mark(r: Redis) -> ServerMark | None:
@@ -41,15 +31,10 @@ async def mark(r: Redis) -> ServerMark | None:
         info = await r.info("server", "stats")
     except (rx.RedisError, OSError, TimeoutError):
         return None
-    try:
-        config = await r.config_get("client-output-buffer-limit")
-    except (rx.RedisError, OSError, TimeoutError):  # CONFIG denied by the ACL
-        config = {}
     dropped = info.get(COUNTER)
     return ServerMark(
         run_id=str(info.get("run_id") or "") or None,
         dropped=int(dropped) if dropped is not None else None,
-        pubsub_limit=_limit({str(k): str(v) for k, v in config.items()}),
     )
 
 
@@ -58,7 +43,7 @@ async def cause(r: Redis, before: ServerMark | None, error: str) -> str:
     after = await mark(r) if before is not None else None
     if before is None or after is None:
         return error
-    limit = f"client-output-buffer-limit pubsub {before.pubsub_limit or '(not readable)'}"
+    limit = "client-output-buffer-limit pubsub (its value: CONFIG GET client-output-buffer-limit)"
     if before.run_id and after.run_id and before.run_id != after.run_id:
         return f"{error} (the server restarted)"
     if before.dropped is not None and after.dropped is not None:

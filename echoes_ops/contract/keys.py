@@ -100,6 +100,7 @@ LOCK_INFO_PREFIX: Final = f"{NAMESPACE}:lockinfo:"
 
 
 PROBE_PREFIX: Final = f"{NAMESPACE}:probe:"
+PROBE_PATTERN: Final = f"{PROBE_PREFIX}*"
 
 
 def probe_key(token: object, n: int) -> str:

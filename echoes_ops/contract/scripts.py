@@ -40,10 +40,11 @@ return 0
 """
 
 # Delete a hash only while one of its fields holds the expected value (the lock-info hash of
-# a hold, removed with the lock it describes, never a newer hold's).
+# a hold, removed with the lock it describes, never a newer hold's). HMGET, not HGET: the
+# warmup role (which releases preload's lock) reads hashes with HMGET only.
 # KEYS[1] = hash; ARGV[1] = field, ARGV[2] = expected value. Returns 1 if deleted.
 DELETE_HASH_IF_FIELD: Final = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+if redis.call('HMGET', KEYS[1], ARGV[1])[1] == ARGV[2] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -53,7 +54,7 @@ return 0
 # KEYS[1] = hash; ARGV[1] = field, ARGV[2] = expected value, ARGV[3] = TTL in milliseconds.
 # Returns 1 if the TTL was set.
 EXPIRE_HASH_IF_FIELD: Final = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+if redis.call('HMGET', KEYS[1], ARGV[1])[1] == ARGV[2] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 0

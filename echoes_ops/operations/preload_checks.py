@@ -75,7 +75,7 @@ async def verify(
             commands.append(("EXISTS", *wanted[start : start + VERIFY_BATCH]))
             spans.append((kind, len(wanted[start : start + VERIFY_BATCH])))
     commands.append(("EXISTS", keys.LOCATION_INDEX_KEY))
-    commands.append(("HGET", keys.GAMEDATA_VERSION_KEY, "content_hash"))
+    commands.append(("HMGET", keys.GAMEDATA_VERSION_KEY, "content_hash"))
     replies = await bulk(r, commands)
     found: dict[str, int] = {kind.label: 0 for kind, _ in kinds}
     for (kind, _), reply in zip(spans, replies, strict=False):
@@ -85,7 +85,7 @@ async def verify(
         label: totals[label] - found[label] for label in totals if found[label] < totals[label]
     }
     index_ok = int(replies[-2]) == 1
-    version_ok = replies[-1] == version
+    version_ok = isinstance(replies[-1], list) and replies[-1][:1] == [version]
     after = await memory_state(r)
     evicted = after.evicted_keys - before.evicted_keys
     checked = {"verified_keys": sum(found.values()), "evicted_keys_during": evicted}
@@ -139,7 +139,7 @@ async def cut_off(
     readable = True
     if exec_sent:
         try:
-            stored = await r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash")
+            stored = (await r.hmget(keys.GAMEDATA_VERSION_KEY, ["content_hash"]))[0]
             now = str(stored) if stored is not None else None
         except (RedisError, OSError):
             readable = False

@@ -139,9 +139,9 @@ async def _probe(
     reads: list[Command] = [("MEMORY", "USAGE", p, "SAMPLES", "0") for p in every]
     deletes: list[Command] = [("DEL", *every)]
     try:
-        replies = await bulk(r, [*writes, *reads], raise_on_error=False)
+        replies = await bulk(r, [*writes, *reads], raise_on_error=False, allow_denied=True)
     finally:
-        await bulk(r, deletes, raise_on_error=False)
+        await bulk(r, deletes, raise_on_error=False, allow_denied=True)
     if any(isinstance(reply, Exception) for reply in replies):
         return None
     usage = replies[len(writes) :]

@@ -128,7 +128,7 @@ def test_tail_names_the_output_buffer_limit(private_redis: RedisServer) -> None:
         run.kill()
         r.close()
     gap = next(line for line in done.stderr.splitlines() if "reconnected after" in line)
-    assert "client-output-buffer-limit pubsub 262144 131072 1" in gap
+    assert "client-output-buffer-limit pubsub" in gap
     assert "messages published in the gap were lost" in gap
 
 
@@ -155,4 +155,4 @@ def test_worker_names_the_output_buffer_limit(private_redis: RedisServer) -> Non
         worker.kill()
         worker.wait()
         r.close()
-    assert "client-output-buffer-limit pubsub 262144 131072 1" in reason
+    assert "client-output-buffer-limit pubsub" in reason

@@ -67,6 +67,7 @@ READ_KEYS: Final = (
 # dashboard asks what this user may write)
 INSPECT_SERVER: Final = (
     "info",
+    "dbsize",  # preload's memory pre-flight (keyspace table growth)
     "time",
     "client|list",
     "client|info",
@@ -237,12 +238,14 @@ WARMUP: Final = RedisRole(
         "echoes-ops warmup from cron: session, inventory and static data writes, its lock "
         "(and preload's), its audit records; no inspection, no channels"
     ),
-    # reads: preload's diff (SCAN, HGETALL, EXISTS), its memory check (INFO), the lock's
-    # holder (GET), and what WARMUP_PLAYERS compares (HMGET of a session, LRANGE, TTL)
+    # reads: preload's diff (SCAN, HGETALL, EXISTS), its memory check (INFO, DBSIZE, MEMORY
+    # USAGE of its probe keys), the lock's holder (GET), and what WARMUP_PLAYERS compares
+    # (HMGET of a session, LRANGE, TTL)
     commands=_unique(
         CONNECTION,
         SCRIPTS,
         ("scan", "exists", "get", "hgetall", "hmget", "lrange", "ttl", "info"),
+        ("dbsize", "memory|usage"),
     )
     + _unique(TRANSACTIONS, WARMUP_WRITES),
     keys=(
@@ -250,6 +253,8 @@ WARMUP: Final = RedisRole(
         *STATIC_KEYS,
         keys.lock_key(WARMUP_LOCK),
         keys.lock_key(PRELOAD_LOCK),
+        keys.lock_info_key(PRELOAD_LOCK),  # who holds preload's lock (host, pid)
+        keys.PROBE_PATTERN,  # preload's memory probes, deleted at once
         keys.AUDIT_STREAM_KEY,
         keys.AUDIT_UNSYNCED_KEY,
     ),
@@ -268,6 +273,7 @@ WORKER: Final = RedisRole(
         SCRIPTS,
         ("scan", "exists", "ttl", "get", "hget", "hmget", "hgetall", "scard", "smembers"),
         ("lrange",),
+        ("info",),  # run_id and drop counter: why its subscription was dropped
         SUBSCRIBE,
         TRANSACTIONS,
         WORKER_WRITES,
