@@ -24,6 +24,8 @@ from echoes_ops.contract import keys, scripts
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import BusyError, ExitCode, NotFoundError, OpsError, RefusedError
 from echoes_ops.operations.broadcast import BroadcastArgumentError, check_text
+from echoes_ops.operations.holdowner import me_text, taker_fields, taker_text, took_it
+from echoes_ops.operations.identity import Identity
 from echoes_ops.operations.tiermap import client_names
 from echoes_ops.primitives import lock
 
@@ -237,7 +239,14 @@ def _busy(current: LockInfo, me: str) -> BusyError:
 
 
 async def hold(
-    r: Redis, name: str, *, operator: str, ttl: float, reason: str, dry_run: bool = False
+    r: Redis,
+    name: str,
+    *,
+    operator: str,
+    ttl: float,
+    reason: str,
+    dry_run: bool = False,
+    who: Identity | None = None,
 ) -> HoldResult:
     """Take ``lock:<name>`` as ``operator.<operator>`` (SET NX PX), so the background task
     that uses it pauses; record the reason beside it with the same TTL. Refuses (busy)
@@ -266,15 +275,13 @@ async def hold(
     info = keys.lock_info_key(lock_name)
     pipe = r.pipeline(transaction=True)
     pipe.delete(info)
-    pipe.hset(
-        info,
-        mapping={
-            "reason": reason,
-            "operator": operator,
-            "at": f"{time.time():.3f}",
-            "value": handle.token,
-        },
-    )
+    fields = {"reason": reason, "operator": operator, "at": f"{time.time():.3f}"}
+    fields["value"] = handle.token
+    if who is not None:
+        # who took it, as authenticated: what a release or extend without the token must
+        # match (holdowner.took_it)
+        fields.update(taker_fields(who))
+    pipe.hset(info, mapping=fields)  # type: ignore[arg-type]
     pipe.pexpire(info, ttl_ms)
     try:
         await pipe.execute()
@@ -328,10 +335,11 @@ async def _current(r: Redis, name: str) -> LockInfo | None:
 
 
 async def _yours(
-    r: Redis, lock_name: str, me: str, token: str | None, verb: str
+    r: Redis, lock_name: str, me: str, token: str | None, verb: str, who: Identity
 ) -> tuple[LockInfo, str, str]:
     """The lock, the value to compare and how it was chosen: ``token`` when given (it must
-    be the current value), else the current value if its owner is ``me``."""
+    be the current value), else the current value if its owner is ``me`` *and* ``who``
+    took it (:func:`took_it`): a name anyone can declare is not enough."""
     key = keys.lock_key(lock_name)
     current = await _current(r, lock_name)
     if current is None:
@@ -350,18 +358,31 @@ async def _yours(
             hint="give --token if you hold it under another name; to break a dead owner's "
             "lock: locks release --force",
         )
+    if not took_it(current.hold, who):
+        raise RefusedError(
+            f"{key} is held as {me}, but it was taken by {taker_text(current.hold)}, not by "
+            f"you ({me_text(who)}); nothing {verb}",
+            hint="give its --token (printed by locks hold), or break it with locks release "
+            "--force (audited)",
+        )
     return current, current.value, f"value {current.value!r} read just now (owner {me}: you)"
 
 
 async def release(
-    r: Redis, name: str, *, operator: str, token: str | None = None, dry_run: bool = False
+    r: Redis,
+    name: str,
+    *,
+    operator: str,
+    who: Identity,
+    token: str | None = None,
+    dry_run: bool = False,
 ) -> ReleaseResult:
     """Release what you hold: with ``token``, only while the lock holds exactly it; without,
-    only while the current value's owner is ``operator.<operator>``. Either way the value
-    is compared and deleted atomically (RELEASE_LOCK)."""
+    only while the current value's owner is ``operator.<operator>`` and ``who`` took it.
+    Either way the value is compared and deleted atomically (RELEASE_LOCK)."""
     lock_name = check_name(name, "lock name")
     me = lock.operator_owner(operator)
-    current, value, compared = await _yours(r, lock_name, me, token, "released")
+    current, value, compared = await _yours(r, lock_name, me, token, "released", who)
     if dry_run:
         return ReleaseResult(
             lock_name,
@@ -475,15 +496,17 @@ async def extend(
     *,
     ttl: float,
     operator: str,
+    who: Identity,
     token: str | None = None,
     dry_run: bool = False,
 ) -> ExtendResult:
     """Reset the TTL (EXTEND_LOCK: compare-and-PEXPIRE) only while the lock holds
-    ``token``; without one, only while its owner is ``operator.<operator>``."""
+    ``token``; without one, only while its owner is ``operator.<operator>`` and ``who``
+    took it."""
     lock_name = check_name(name, "lock name")
     ttl_ms = _ttl_ms(ttl)
     me = lock.operator_owner(operator)
-    current, value, compared = await _yours(r, lock_name, me, token, "extended")
+    current, value, compared = await _yours(r, lock_name, me, token, "extended", who)
     if dry_run:
         return ExtendResult(lock_name, current.key, ttl_ms, compared, value, True)
     if not await lock.extend(r, current.key, value, ttl_ms / 1000):
