@@ -49,14 +49,14 @@ def test_migrate_is_idempotent(database_url):
         "dry_run": True,
         "current": 0,
         "applied": [],
-        "pending": [1, 2],
+        "pending": [1, 2, 3],
     }
     first = cli("db", "migrate", "--json", env=env)
-    assert json.loads(first.stdout)["applied"] == [1, 2]
+    assert json.loads(first.stdout)["applied"] == [1, 2, 3]
     again = cli("db", "migrate", "--json", env=env)
     assert json.loads(again.stdout) == {
         "dry_run": False,
-        "current": 2,
+        "current": 3,
         "applied": [],
         "pending": [],
     }

@@ -40,7 +40,20 @@ def audit(
     operator: Annotated[
         str | None,
         typer.Option(
-            "--operator", metavar="NAME", help="Only this operator's records.", show_default=False
+            "--operator",
+            metavar="NAME",
+            help="Only records whose declared operator (--operator, ECHOES_OPS_OPERATOR) is NAME.",
+            show_default=False,
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            metavar="NAME",
+            help="Only records run by NAME as authenticated: the OS user, sudo user, Redis ACL "
+            "user or PostgreSQL user (what nobody can claim).",
+            show_default=False,
         ),
     ] = None,
     result: Annotated[
@@ -77,6 +90,10 @@ def audit(
     redacted), from which face (via: cli or dashboard), dry run or not, and how it ended.
     Routine cron runs (warmup) are hidden unless --all or --action warmup.
 
+    Each record names the operator as declared (--operator, a label anyone can set) and who
+    ran it as authenticated: the OS user (and sudo user), host, the Redis ACL user and the
+    PostgreSQL session user (stamped by the server). See docs/team.md.
+
     Reads PostgreSQL when DATABASE_URL is set, after copying in the records the Redis stream
     kept while PostgreSQL was away. When PostgreSQL cannot be read it reads the capped Redis
     stream echoes:audit instead and says so (a warning on stderr, "note" in --json).
@@ -85,6 +102,7 @@ def audit(
     Examples:
       echoes-ops audit --limit 20
       echoes-ops audit --since 2h --operator alice --result failed
+      echoes-ops audit --user alice --action locks
       echoes-ops audit --action warmup --json
       echoes-ops audit --follow
     """
@@ -97,6 +115,7 @@ def audit(
             limit=limit,
             action=action,
             operator=operator,
+            user=user,
             result=result,
             since=since_at,
             routine=all_,
@@ -217,10 +236,25 @@ def _print_record(rec: AuditRecord, console: Console | None = None) -> None:
     error = (rec.detail or {}).get("error")
     tail = f": {error}" if error else ""
     via = rec.args.get("via") or "-"
-    line = f"{when}  {rec.operator:<12} {via:<9} {rec.action:<18} {rec.result}{dry}  {args}{tail}"
+    line = (
+        f"{when}  declared {rec.operator:<10} by {_who(rec):<24} {via:<9} {rec.action:<18} "
+        f"{rec.result}{dry}  {args}{tail}"
+    )
     # arguments are stored as given, refused ones too: show control characters escaped
     # and brackets as typed, never as terminal escapes or rich markup
     (console or stdout_console()).print(_printable(line), markup=False)
+
+
+def _who(rec: AuditRecord) -> str:
+    """The authenticated side: ``os alice(sudo bob)@host redis alice pg alice`` ("?" for
+    what a record written before identities were recorded does not say)."""
+    os_part = rec.os_user or "?"
+    if rec.sudo_user:
+        os_part += f"(sudo {rec.sudo_user})"
+    parts = [f"os {os_part}@{rec.host or '?'}", f"redis {rec.redis_user or '?'}"]
+    if rec.pg_user:
+        parts.append(f"pg {rec.pg_user}")
+    return " ".join(parts)
 
 
 def _printable(text: str) -> str:

@@ -34,7 +34,8 @@ TokenOption = Annotated[
         "--token",
         metavar="TOKEN",
         help="The lock's exact value, as printed by locks hold. Default: the current value, "
-        "if its owner is you (operator.<your name>).",
+        "if its owner is you (operator.<your name>) and you took it (same OS user on this "
+        "host, or same Redis ACL user).",
         show_default=False,
     ),
 ]
@@ -115,6 +116,9 @@ def _show(info: LockInfo) -> None:
     if info.hold:
         _line(f"  reason    {info.hold.get('reason', '')}")
         _line(f"  held by   {info.hold.get('operator', '?')} at {_when(info.hold.get('at'))}")
+        from echoes_ops.operations.holdowner import taker_text
+
+        _line(f"  taken by  {taker_text(info.hold)} (declared: {info.hold.get('operator', '?')})")
 
 
 def _when(epoch: str | None) -> str:
@@ -234,8 +238,11 @@ def release(
     json: JsonOption = False,
 ) -> None:
     """Release a lock you hold: with --token, only while the lock holds exactly that
-    value; without, only while its owner is you (operator.<your name>). The compare and
-    the delete are one atomic step (Lua), so a newer owner's lock is never deleted.
+    value; without, only while its owner is you (operator.<your name>) and you are who
+    took it, as authenticated (the same OS user on the same host, or the same Redis ACL
+    user other than default: a declared --operator name is not enough; docs/team.md). The
+    compare and the delete are one atomic step (Lua), so a newer owner's lock is never
+    deleted.
 
     --force breaks someone else's lock: it shows the owner and whether it is alive, asks,
     and deletes only the exact value shown (if the lock expired and a new owner took it
@@ -362,7 +369,7 @@ def extend(
     json: JsonOption = False,
 ) -> None:
     """Reset a lock's TTL, only while it holds your token (compare-and-PEXPIRE in Lua);
-    without --token, only while its owner is you. Audited.
+    without --token, only while its owner is you and you took it (as for release). Audited.
 
     \b
     Examples:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from echoes_ops.config import REDACTED, PgTimeouts, RedisTarget, Secret, redact_url
 from echoes_ops.contract import keys
 from echoes_ops.errors import Interrupted, OpsError, UnreachableError
+from echoes_ops.operations import identity
 from echoes_ops.operations.audit_store import (
     AuditRecord,
     copy_unsynced,
@@ -62,6 +63,26 @@ class AuditLog:
     warnings: list[str] = field(default_factory=list)
     pg_timeouts: PgTimeouts = field(default_factory=PgTimeouts)
     connect_error: OpsError | None = None  # why ``redis`` is None, when it could not connect
+    # ACL WHOAMI of ``redis``, read once (by :meth:`redis_user`); None until read
+    _redis_user: str | None = field(default=None, repr=False)
+
+    async def redis_user(self) -> str:
+        """The ACL user of this log's Redis connection, read once ("" when there is no
+        connection, or the server refuses or lacks ACL WHOAMI)."""
+        if self._redis_user is None:
+            user: str | None = None
+            if self.redis is not None:
+                try:
+                    user = await identity.whoami(self.redis)
+                except (RedisError, OSError):
+                    user = None
+            self._redis_user = user or ""
+        return self._redis_user
+
+    async def who(self) -> identity.Identity:
+        """Who runs this command: the declared operator and the authenticated identities."""
+        me = identity.local_identity(self.operator)
+        return me.with_redis_user(await self.redis_user() or None)
 
     def client(self) -> Redis:
         """The Redis connection the audited write uses; raises why there is none (inside
@@ -74,6 +95,8 @@ class AuditLog:
         if self.redis is None and not self.database_url:
             self.warnings.append("audit record not stored: neither Redis nor PostgreSQL reachable")
             return
+        if not record.redis_user:
+            record.redis_user = await self.redis_user()
         stream_id: str | None = None
         if self.redis is not None:
             try:

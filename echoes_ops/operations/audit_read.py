@@ -36,7 +36,8 @@ class AuditQuery:
 
     limit: int = 50
     action: str | None = None  # this action or its sub-actions (locks: locks.hold, ...)
-    operator: str | None = None
+    operator: str | None = None  # the declared operator
+    user: str | None = None  # an authenticated identity: OS, sudo, Redis ACL or PostgreSQL user
     result: str | None = None  # ok, failed, interrupted
     since: float | None = None  # epoch seconds: only records at or after
     routine: bool = False  # include routine cron runs (warmup) without --action naming them
@@ -56,10 +57,17 @@ class AuditQuery:
         return (
             (self.action is None or action == self.action or action.startswith(f"{self.action}."))
             and (self.operator is None or record.operator == self.operator)
+            and (self.user is None or self.user in record_users(record))
             and (self.result is None or record.result == self.result)
             and (self.since is None or record.at >= self.since)
             and action not in self.hidden
         )
+
+
+def record_users(record: AuditRecord) -> set[str]:
+    """The authenticated identities a record names (``--user`` matches any of them)."""
+    names = {record.os_user, record.sudo_user, record.redis_user, record.pg_user}
+    return {name for name in names if name}
 
 
 @dataclass
@@ -138,12 +146,14 @@ async def _from_postgres(log: AuditLog, query: AuditQuery) -> list[AuditRecord]:
         try:
             rows = await conn.fetch(
                 "SELECT id, record_id, extract(epoch FROM at) AS at, operator, action, args, "
-                "dry_run, result, detail, host, tool_version FROM echoes_ops.audit "
+                "dry_run, result, detail, host, tool_version, os_user, sudo_user, redis_user, "
+                "pg_user FROM echoes_ops.audit "
                 "WHERE ($1::text IS NULL OR action = $1 OR action LIKE $1 || '.%') "
                 "AND ($2::text IS NULL OR operator = $2) "
                 "AND ($3::text IS NULL OR result = $3) "
                 "AND ($4::float8 IS NULL OR at >= to_timestamp($4)) "
                 "AND NOT (action = ANY($5::text[])) "
+                "AND ($7::text IS NULL OR $7 IN (os_user, sudo_user, redis_user, pg_user)) "
                 "ORDER BY at DESC, id DESC LIMIT $6",
                 query.action,
                 query.operator,
@@ -151,6 +161,7 @@ async def _from_postgres(log: AuditLog, query: AuditQuery) -> list[AuditRecord]:
                 query.since,
                 query.hidden,
                 query.limit,
+                query.user,
             )
         except asyncpg.PostgresError as exc:
             raise schema_error(exc) or exc from None

@@ -22,6 +22,7 @@ from echoes_ops import __version__
 from echoes_ops.config import PgTimeouts
 from echoes_ops.contract import keys
 from echoes_ops.errors import PostgresError
+from echoes_ops.operations import identity
 
 COPY_BATCH = 500  # unsynced records copied per PostgreSQL round trip
 MIGRATE_HINT = "run: echoes-ops db migrate"
@@ -44,6 +45,11 @@ class AuditRecord:
     tool_version: str = __version__
     id: str | None = None  # where it was read from: the table's id, or the stream id
     record_id: str = field(default_factory=new_record_id)  # the same in both stores
+    # who ran it, for real (operations/identity.py); ``operator`` is only what they declared
+    os_user: str = field(default_factory=identity.os_user)
+    sudo_user: str = field(default_factory=identity.sudo_user)
+    redis_user: str = ""  # ACL WHOAMI of the connection that ran it ("" when unknown)
+    pg_user: str = ""  # PostgreSQL's session_user for the stored row (set by the server)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +67,9 @@ def stream_fields(record: AuditRecord) -> Any:
         "host": record.host,
         "tool_version": record.tool_version,
         "record_id": record.record_id,
+        "os_user": record.os_user,
+        "sudo_user": record.sudo_user,
+        "redis_user": record.redis_user,
     }
 
 
@@ -84,6 +93,10 @@ def from_stream(stream_id: str, fields: Mapping[Any, Any]) -> AuditRecord:
         id=stream_id,
         # a record written before record ids existed: its stream id is unique too
         record_id=fields.get("record_id") or f"stream:{stream_id}",
+        # a record written before identities were recorded: unknown, never this process's
+        os_user=fields.get("os_user", ""),
+        sudo_user=fields.get("sudo_user", ""),
+        redis_user=fields.get("redis_user", ""),
     )
 
 
@@ -100,6 +113,10 @@ def from_row(row: Mapping[str, Any]) -> AuditRecord:
         tool_version=row["tool_version"] or "",
         id=str(row["id"]),
         record_id=row["record_id"] or f"pg:{row['id']}",
+        os_user=row["os_user"] or "",
+        sudo_user=row["sudo_user"] or "",
+        redis_user=row["redis_user"] or "",
+        pg_user=row["pg_user"] or "",
     )
 
 
@@ -111,7 +128,7 @@ def schema_error(exc: BaseException) -> PostgresError | None:
         return PostgresError("table echoes_ops.audit does not exist", hint=MIGRATE_HINT)
     if isinstance(exc, asyncpg.UndefinedColumnError | asyncpg.InvalidColumnReferenceError):
         return PostgresError(
-            "table echoes_ops.audit is older than this echoes-ops (no record ids)",
+            "table echoes_ops.audit is older than this echoes-ops (no record ids or identities)",
             hint=MIGRATE_HINT,
         )
     return None
@@ -136,6 +153,9 @@ async def insert_postgres(dsn: str, records: list[AuditRecord], timeouts: PgTime
             json.dumps(r.detail, default=str) if r.detail is not None else None,
             r.host,
             r.tool_version,
+            r.os_user,
+            r.sudo_user,
+            r.redis_user,
         )
         for r in records
     ]
@@ -143,13 +163,15 @@ async def insert_postgres(dsn: str, records: list[AuditRecord], timeouts: PgTime
         try:
             inserted = await conn.fetch(
                 "INSERT INTO echoes_ops.audit (record_id, at, operator, action, args, dry_run, "
-                "result, detail, host, tool_version) "
+                "result, detail, host, tool_version, os_user, sudo_user, redis_user) "
                 "SELECT r.record_id, to_timestamp(r.at), r.operator, r.action, r.args::jsonb, "
-                "r.dry_run, r.result, r.detail::jsonb, r.host, r.tool_version "
+                "r.dry_run, r.result, r.detail::jsonb, r.host, r.tool_version, "
+                "nullif(r.os_user, ''), nullif(r.sudo_user, ''), nullif(r.redis_user, '') "
                 "FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], "
-                "$6::bool[], $7::text[], $8::text[], $9::text[], $10::text[]) "
+                "$6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+                "$12::text[], $13::text[]) "
                 "AS r(record_id, at, operator, action, args, dry_run, result, detail, host, "
-                "tool_version) "
+                "tool_version, os_user, sudo_user, redis_user) "
                 "ON CONFLICT (record_id) DO NOTHING RETURNING id",
                 *[list(column) for column in zip(*rows, strict=True)],
             )

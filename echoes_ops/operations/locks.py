@@ -23,6 +23,8 @@ from echoes_ops.contract import keys, scripts
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import BusyError, ExitCode, NotFoundError, OpsError, RefusedError
 from echoes_ops.operations.broadcast import BroadcastArgumentError, check_text
+from echoes_ops.operations.holdowner import me_text, taker_fields, taker_text, took_it
+from echoes_ops.operations.identity import Identity
 from echoes_ops.operations.lockliveness import claims_of_workers, liveness, process_liveness
 from echoes_ops.operations.lockowner import record_holder
 from echoes_ops.primitives import lock
@@ -208,7 +210,14 @@ def _busy(current: LockInfo, me: str) -> BusyError:
 
 
 async def hold(
-    r: Redis, name: str, *, operator: str, ttl: float, reason: str, dry_run: bool = False
+    r: Redis,
+    name: str,
+    *,
+    operator: str,
+    ttl: float,
+    reason: str,
+    dry_run: bool = False,
+    who: Identity | None = None,
 ) -> HoldResult:
     """Take ``lock:<name>`` as ``operator.<operator>`` (SET NX PX), so the background task
     that uses it pauses; record the reason beside it with the same TTL. Refuses (busy)
@@ -235,7 +244,10 @@ async def hold(
             )
         raise _busy(current, owner)
     try:
-        await record_holder(r, handle, operator=operator, reason=reason)
+        # who took it, as authenticated: what a release or extend without the token must
+        # match (holdowner.took_it)
+        taker = taker_fields(who) if who is not None else {}
+        await record_holder(r, handle, operator=operator, reason=reason, **taker)
     except (RedisError, OSError):
         # a hold without its reason is not a hold (e.g. the ACL user may take lock:* but not
         # write echoes:lockinfo:*): give the lock back, so the refusal changes nothing
@@ -286,10 +298,11 @@ async def _current(r: Redis, name: str) -> LockInfo | None:
 
 
 async def _yours(
-    r: Redis, lock_name: str, me: str, token: str | None, verb: str
+    r: Redis, lock_name: str, me: str, token: str | None, verb: str, who: Identity
 ) -> tuple[LockInfo, str, str]:
     """The lock, the value to compare and how it was chosen: ``token`` when given (it must
-    be the current value), else the current value if its owner is ``me``."""
+    be the current value), else the current value if its owner is ``me`` *and* ``who``
+    took it (:func:`took_it`): a name anyone can declare is not enough."""
     key = keys.lock_key(lock_name)
     current = await _current(r, lock_name)
     if current is None:
@@ -308,18 +321,31 @@ async def _yours(
             hint="give --token if you hold it under another name; to break a dead owner's "
             "lock: locks release --force",
         )
+    if not took_it(current.hold, who):
+        raise RefusedError(
+            f"{key} is held as {me}, but it was taken by {taker_text(current.hold)}, not by "
+            f"you ({me_text(who)}); nothing {verb}",
+            hint="give its --token (printed by locks hold), or break it with locks release "
+            "--force (audited)",
+        )
     return current, current.value, f"value {current.value!r} read just now (owner {me}: you)"
 
 
 async def release(
-    r: Redis, name: str, *, operator: str, token: str | None = None, dry_run: bool = False
+    r: Redis,
+    name: str,
+    *,
+    operator: str,
+    who: Identity,
+    token: str | None = None,
+    dry_run: bool = False,
 ) -> ReleaseResult:
     """Release what you hold: with ``token``, only while the lock holds exactly it; without,
-    only while the current value's owner is ``operator.<operator>``. Either way the value
-    is compared and deleted atomically (RELEASE_LOCK)."""
+    only while the current value's owner is ``operator.<operator>`` and ``who`` took it.
+    Either way the value is compared and deleted atomically (RELEASE_LOCK)."""
     lock_name = check_name(name, "lock name")
     me = lock.operator_owner(operator)
-    current, value, compared = await _yours(r, lock_name, me, token, "released")
+    current, value, compared = await _yours(r, lock_name, me, token, "released", who)
     if dry_run:
         return ReleaseResult(
             lock_name,
@@ -433,15 +459,17 @@ async def extend(
     *,
     ttl: float,
     operator: str,
+    who: Identity,
     token: str | None = None,
     dry_run: bool = False,
 ) -> ExtendResult:
     """Reset the TTL (EXTEND_LOCK: compare-and-PEXPIRE) only while the lock holds
-    ``token``; without one, only while its owner is ``operator.<operator>``."""
+    ``token``; without one, only while its owner is ``operator.<operator>`` and ``who``
+    took it."""
     lock_name = check_name(name, "lock name")
     ttl_ms = _ttl_ms(ttl)
     me = lock.operator_owner(operator)
-    current, value, compared = await _yours(r, lock_name, me, token, "extended")
+    current, value, compared = await _yours(r, lock_name, me, token, "extended", who)
     if dry_run:
         return ExtendResult(lock_name, current.key, ttl_ms, compared, value, True)
     if not await lock.extend(r, current.key, value, ttl_ms / 1000):

@@ -63,6 +63,26 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
         CREATE INDEX IF NOT EXISTS audit_operator_idx ON {SCHEMA}.audit (operator, at DESC);
         """,
     ),
+    (
+        3,
+        "audit identities: OS user, sudo user, Redis ACL user, and the PostgreSQL session user "
+        "stamped by the server",
+        f"""
+        ALTER TABLE {SCHEMA}.audit ADD COLUMN IF NOT EXISTS os_user text;
+        ALTER TABLE {SCHEMA}.audit ADD COLUMN IF NOT EXISTS sudo_user text;
+        ALTER TABLE {SCHEMA}.audit ADD COLUMN IF NOT EXISTS redis_user text;
+        ALTER TABLE {SCHEMA}.audit ADD COLUMN IF NOT EXISTS pg_user text;
+        -- the server says who stored a row; whatever the client sent is overwritten
+        CREATE OR REPLACE FUNCTION {SCHEMA}.audit_stamp_pg_user() RETURNS trigger AS $$
+        BEGIN
+            NEW.pg_user := session_user;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        DROP TRIGGER IF EXISTS audit_stamp_pg_user ON {SCHEMA}.audit;
+        CREATE TRIGGER audit_stamp_pg_user BEFORE INSERT OR UPDATE ON {SCHEMA}.audit
+            FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.audit_stamp_pg_user();
+        """,
+    ),
 )
 
 

@@ -78,7 +78,13 @@ async def hold_lock_audited(
     async with audited(log, "locks.hold", _with_via(args, via), dry_run=dry_run) as entry:
         seconds = lock_ttl(ttl)
         held = await locks.hold(
-            log.client(), name, operator=log.operator, ttl=seconds, reason=reason, dry_run=dry_run
+            log.client(),
+            name,
+            operator=log.operator,
+            ttl=seconds,
+            reason=reason,
+            dry_run=dry_run,
+            who=await log.who(),
         )
         entry.detail = {"owner": held.owner, "value": held.token, "ttl_ms": held.ttl_ms}
         return held
@@ -98,7 +104,12 @@ async def release_lock_audited(
     args = {"name": name, "token": token, "force": False, "even_if_alive": False}
     async with audited(log, "locks.release", _with_via(args, via), dry_run=dry_run) as entry:
         done = await locks.release(
-            log.client(), name, operator=log.operator, token=token, dry_run=dry_run
+            log.client(),
+            name,
+            operator=log.operator,
+            who=await log.who(),
+            token=token,
+            dry_run=dry_run,
         )
         entry.detail = _release_detail(done)
         return done
@@ -153,6 +164,7 @@ async def extend_lock_audited(
             name,
             ttl=seconds,
             operator=log.operator,
+            who=await log.who(),
             token=token,
             dry_run=dry_run,
         )
