@@ -53,8 +53,13 @@ def make_app(**fake: bool) -> DashboardApp:
 
 
 async def settle(pilot: Pilot) -> None:
-    """Let workers finish (the fake answers at once) and the screen catch up."""
+    """Let workers finish (the fake answers at once) and the screen catch up: a short pause
+    for the workers, then until the app is idle and its scheduled scrolls are done (the pause
+    alone lost the race on a loaded machine: a table scrolled after the capture)."""
     await pilot.pause(0.05)
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
     for field in pilot.app.query(Input):
         field.cursor_blink = False
 
