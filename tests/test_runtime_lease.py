@@ -1,4 +1,4 @@
-"""Locks and leases against a real redis-server (DESIGN.md decision 1)."""
+"""Locks and leases against a real redis-server (docs/design.md, decision 1)."""
 
 from __future__ import annotations
 

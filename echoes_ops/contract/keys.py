@@ -1,6 +1,6 @@
 """Every key name, channel name and TTL of the tier, in one place.
 
-Key shapes follow DESIGN.md (the plan's keys written without braces, since braces are hash
+Key shapes follow docs/design.md (the plan's keys written without braces, since braces are hash
 tags in Redis Cluster). Nothing else in echoes-ops builds a key or channel with an f-string.
 Builders validate their ids; parsers return ``None`` for keys that are not of their family.
 """

@@ -1,4 +1,4 @@
--- Reference game schema for the echoes-ops demo and tests (see DESIGN.md, "The PostgreSQL side").
+-- Reference game schema for the echoes-ops demo and tests (see docs/design.md, "PostgreSQL").
 -- The game owns its real schema; every query echoes-ops runs against these tables is
 -- configurable. Idempotent: safe to apply to a database that already has these tables.
 -- Tables of echoes-ops itself live in the echoes_ops schema and are created by a migration,

@@ -1,4 +1,4 @@
-"""What a ``maxmemory-policy`` means for keys without a TTL (DESIGN.md decision 6).
+"""What a ``maxmemory-policy`` means for keys without a TTL (docs/design.md, decision 6).
 
 Static caches, presence sets, locks and worker connection hashes carry no TTL; only an
 ``allkeys-*`` policy evicts such keys. doctor's eviction check and preload's warning and

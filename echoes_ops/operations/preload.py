@@ -1,4 +1,4 @@
-"""Preload static game data into Redis, atomically (DESIGN.md decision 4).
+"""Preload static game data into Redis, atomically (docs/design.md, decision 4).
 
 1. Encode the dataset and hash it; an unchanged dataset is a no-op unless forced.
 2. Diff it against Redis (SCAN per family, pipelined HGETALL of the keys both have).

@@ -1,4 +1,4 @@
-"""Find and repair presence drift (DESIGN.md decision 5).
+"""Find and repair presence drift (docs/design.md, decision 5).
 
 Drift happens when a worker dies, a fire-and-forget cleanup is lost, or a move is split
 between SREM and SADD. Each kind of drift is found with bounded reads (SCAN, SSCAN,

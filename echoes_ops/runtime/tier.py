@@ -1,4 +1,4 @@
-"""The tier client: what a game worker does to Redis, on the contract, corrected per DESIGN.md.
+"""The tier client: what a game worker does to Redis, on the contract, corrected per docs/design.md.
 
 It holds what the simulated workers (:mod:`echoes_ops.runtime.worker`) do: heartbeats, moves,
 connecting and disconnecting players, the inventory cache, publishing and the spawn lock;
