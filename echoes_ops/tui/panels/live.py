@@ -1,4 +1,4 @@
-"""Live pub/sub: a scrolling, filterable tail of decoded messages (operations/tail.py)."""
+"""Live pub/sub: a scrolling, filterable tail of decoded messages (operations/tail/)."""
 
 from __future__ import annotations
 
