@@ -1,56 +1,45 @@
-"""The ``echoes-ops`` command: global options and the command groups."""
+"""The ``echoes-ops`` command: global options and the command groups.
+
+The command tree is built on demand by :func:`build_app`. A run names one command, so
+:func:`main` imports and builds only that command's module (Typer reads every parameter's
+annotations when it builds a command; building all 40-odd costs more than most commands'
+own work). ``--help``, completion, an unknown name or no command at all build the whole
+tree, as does ``from echoes_ops.cli.main import app`` (the tests and the reference).
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
 from echoes_ops import __version__
-from echoes_ops.cli import (
-    acl,
-    audit,
-    broadcast,
-    cache,
-    data,
-    db,
-    flags,
-    local,
-    locations,
-    locks,
-    reconcile,
-    sessions,
-    simulate,
-    status,
-    tail,
-    workers,
-)
-from echoes_ops.cli import dashboard as dashboard_cli
-from echoes_ops.cli import doctor as doctor_cli
-from echoes_ops.cli import latency as latency_cli
-from echoes_ops.cli import metrics as metrics_cli
-from echoes_ops.cli import stats as stats_cli
-from echoes_ops.cli import warmup as warmup_cli
 from echoes_ops.cli.common import CliState, warn
 from echoes_ops.cli.group import EchoesGroup
 
-app = typer.Typer(
-    name="echoes-ops",
-    help=(
-        "Operator toolkit for the Redis tier of Echoes of the Ashes.\n\n"
-        "Settings come from flags, then environment variables (REDIS_URL or REDIS_HOST/"
-        "REDIS_PORT/REDIS_DB/REDIS_PASSWORD, DATABASE_URL, ...), then the YAML file named by "
-        "--config / ECHOES_OPS_CONFIG. Exit codes are listed in docs/cli.md."
-    ),
-    no_args_is_help=True,
-    add_completion=True,
-    rich_markup_mode=None,
-    cls=EchoesGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    pretty_exceptions_enable=False,
-)
+_HELP_OPTIONS = ["-h", "--help"]
+
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="echoes-ops",
+        help=(
+            "Operator toolkit for the Redis tier of Echoes of the Ashes.\n\n"
+            "Settings come from flags, then environment variables (REDIS_URL or REDIS_HOST/"
+            "REDIS_PORT/REDIS_DB/REDIS_PASSWORD, DATABASE_URL, ...), then the YAML file named by "
+            "--config / ECHOES_OPS_CONFIG. Exit codes are listed in docs/cli.md."
+        ),
+        no_args_is_help=True,
+        add_completion=True,
+        rich_markup_mode=None,
+        cls=EchoesGroup,
+        context_settings={"help_option_names": _HELP_OPTIONS, "max_content_width": 100},
+        pretty_exceptions_enable=False,
+    )
 
 
 def _version(value: bool) -> None:
@@ -59,7 +48,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main_options(
     ctx: typer.Context,
     redis_url: Annotated[
@@ -155,30 +143,87 @@ def main_options(
 
 INSPECT, ACT, ADMIN, LOCAL = "inspect", "act", "admin", "local"  # help panels (cli/group.py)
 
-app.command("status", rich_help_panel=INSPECT)(status.status)
-app.add_typer(sessions.app, name="sessions", rich_help_panel=INSPECT)
-app.add_typer(locations.app, name="locations", rich_help_panel=INSPECT)
-app.add_typer(workers.app, name="workers", rich_help_panel=INSPECT)
-app.command("tail", rich_help_panel=INSPECT)(tail.tail)
-app.command("stats", rich_help_panel=INSPECT)(stats_cli.stats)
-app.command("latency", rich_help_panel=INSPECT)(latency_cli.latency)
-app.command("audit", rich_help_panel=INSPECT)(audit.audit)
-app.command("dashboard", rich_help_panel=INSPECT)(dashboard_cli.dashboard)
-app.add_typer(broadcast.app, name="broadcast", rich_help_panel=ACT)
-app.add_typer(locks.app, name="locks", rich_help_panel=ACT)
-app.add_typer(flags.app, name="flags", rich_help_panel=ACT)
-app.command("reconcile", rich_help_panel=ACT)(reconcile.reconcile)
-app.command("validate", rich_help_panel=ADMIN)(data.validate)
-app.command("preload", rich_help_panel=ADMIN)(data.preload)
-app.add_typer(cache.app, name="cache", rich_help_panel=ADMIN)
-app.command("warmup", rich_help_panel=ADMIN)(warmup_cli.warmup)
-app.add_typer(db.app, name="db", rich_help_panel=ADMIN)
-app.command("doctor", rich_help_panel=ADMIN)(doctor_cli.doctor)
-app.add_typer(metrics_cli.app, name="metrics", rich_help_panel=ADMIN)
-app.add_typer(acl.app, name="acl", rich_help_panel=ADMIN)
-app.add_typer(local.app, name="local", rich_help_panel=LOCAL)
-app.command("simulate", rich_help_panel=LOCAL)(simulate.simulate)
+
+class Entry(NamedTuple):
+    """One top-level command: where its function (or sub-app, for a group) lives."""
+
+    module: str  # under echoes_ops.cli
+    attr: str
+    panel: str
+    group: bool = False
+
+
+# In the order --help lists them within each panel.
+COMMANDS: dict[str, Entry] = {
+    "status": Entry("status", "status", INSPECT),
+    "sessions": Entry("sessions", "app", INSPECT, group=True),
+    "locations": Entry("locations", "app", INSPECT, group=True),
+    "workers": Entry("workers", "app", INSPECT, group=True),
+    "tail": Entry("tail", "tail", INSPECT),
+    "stats": Entry("stats", "stats", INSPECT),
+    "latency": Entry("latency", "latency", INSPECT),
+    "audit": Entry("audit", "audit", INSPECT),
+    "dashboard": Entry("dashboard", "dashboard", INSPECT),
+    "broadcast": Entry("broadcast", "app", ACT, group=True),
+    "locks": Entry("locks", "app", ACT, group=True),
+    "flags": Entry("flags", "app", ACT, group=True),
+    "reconcile": Entry("reconcile", "reconcile", ACT),
+    "validate": Entry("data", "validate", ADMIN),
+    "preload": Entry("data", "preload", ADMIN),
+    "cache": Entry("cache", "app", ADMIN, group=True),
+    "warmup": Entry("warmup", "warmup", ADMIN),
+    "db": Entry("db", "app", ADMIN, group=True),
+    "doctor": Entry("doctor", "doctor", ADMIN),
+    "metrics": Entry("metrics", "app", ADMIN, group=True),
+    "acl": Entry("acl", "app", ADMIN, group=True),
+    "local": Entry("local", "app", LOCAL, group=True),
+    "simulate": Entry("simulate", "simulate", LOCAL),
+}
+
+# Global options that take a value (the next word is not a command name).
+_VALUED = {"--redis-url", "--database-url", "--config", "--operator", "--environment", "--timeout"}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The command tree: every command, or only the one named ``only``."""
+    root = _new_app()
+    root.callback()(main_options)
+    for name, entry in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target: Any = getattr(importlib.import_module(f"echoes_ops.cli.{entry.module}"), entry.attr)
+        if entry.group:
+            root.add_typer(target, name=name, rich_help_panel=entry.panel)
+        else:
+            root.command(name, rich_help_panel=entry.panel)(target)
+    return root
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command a command line runs, if it names a known one after the global options."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif word.startswith("-"):
+            if word in _HELP_OPTIONS or word == "--version" or word.startswith("--install-"):
+                return None
+            if word.startswith("--show-completion"):
+                return None
+        else:
+            return word if word in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    # ``app``: the whole tree, built when first asked for (tests, the reference)
+    if name == "app":
+        app = build_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    only = None if any(k.endswith("_COMPLETE") for k in os.environ) else command_named(sys.argv[1:])
+    build_app(only)()
