@@ -90,11 +90,34 @@ def preload(
         bool,
         typer.Option("--yes", "-y", help="Do not ask before removing entries gone from gamedata."),
     ] = False,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Write the diff in steps of about 0.4 ms of server time, version record "
+            "last, instead of one transaction (for a live tier; always on Redis Cluster).",
+        ),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="With --online: re-read every key after writing and compare.",
+        ),
+    ] = True,
     json: JsonOption = False,
 ) -> None:
-    """Load locations, items and NPC definitions into Redis, atomically.
+    """Load locations, items and NPC definitions into Redis, atomically or --online.
 
-    Readers see the old dataset or the new one, never a mix. Entries removed from gamedata
+    By default one transaction: readers see the old dataset or the new one, never a mix,
+    but its EXEC holds the server about 3 us per key written (60-95 ms for 22,000 keys).
+    --online writes the same diff in steps that each stay inside the server-time budget
+    (1 ms), each key replaced whole, the location index and the version record last, then
+    re-reads what it wrote (--verify); readers may see old and new entries side by side
+    for the printed mixed window. Use the default on a first load or while the game is
+    stopped, --online on a live tier (doctor says which fits the current diff); on Redis
+    Cluster preload is always --online (one transaction cannot span slots). A stopped or
+    cut-off --online run leaves the old version record: run it again, it converges. Entries removed from gamedata
     are deleted: preload first says how many of each kind it will remove and asks (on a
     terminal; without one it refuses unless --yes). A version record (content hash, time,
     operator, counts) is stored. An unchanged dataset is a no-op unless --force. Invalid
@@ -109,13 +132,14 @@ def preload(
       echoes-ops preload --dry-run
       echoes-ops preload
       echoes-ops preload --gamedata ./gamedata --force --json
+      echoes-ops preload --online
     """
     from echoes_ops.operations.eviction import eviction_warning, memory_state
     from echoes_ops.operations.preload import preload as do_preload
 
     operator = guard(ctx, lambda: state(ctx).settings().operator_name())
     folder = gamedata_dir(ctx, gamedata)
-    args = {"gamedata": str(folder), "force": force}
+    args = {"gamedata": str(folder), "force": force, "online": online}
     if not dry_run:
         _confirm_removals(ctx, folder, operator=operator, force=force, yes=yes)
 
@@ -134,6 +158,8 @@ def preload(
                     force=force,
                     progress=bar,
                     stop=stop,
+                    online=online,
+                    verify=verify,
                 )
             entry.detail = {
                 "version": result.version,
@@ -141,6 +167,8 @@ def preload(
                 "keys_written": result.keys_written,
                 "keys_removed": result.keys_removed,
                 "estimated_bytes": result.estimated_bytes,
+                "mode": result.mode,
+                **(result.online.as_dict() if result.online is not None else {}),
                 **result.verified,
             }
             return result

@@ -57,11 +57,31 @@ def preload(result: PreloadResult) -> None:
             f"{sum(len(d.removed) for d in result.diffs.values())}; "
             f"version {_short(result.previous_version)} -> {_short(result.version)}"
         )
-    else:
+    elif result.online is None:
         console.print(
             f"preloaded version {_short(result.version)}: wrote {result.keys_written} keys, "
             f"removed {result.keys_removed}, in {fmt.timing(result.elapsed_s)}; verified "
             f"{result.verified.get('verified_keys', 0)} keys present after the swap"
+        )
+    else:
+        online = result.online
+        checked = (
+            f"verified {result.verified.get('verified_keys', 0)} keys re-read equal to what "
+            "was written"
+            if result.verified.get("verify") == "content"
+            else "not verified (--no-verify)"
+        )
+        console.print(
+            f"preloaded version {_short(result.version)} online"
+            f"{' (per-slot steps, Redis Cluster)' if online.per_slot else ''}: wrote "
+            f"{result.keys_written} keys, removed {result.keys_removed}, in "
+            f"{fmt.timing(result.elapsed_s)}; {online.steps} steps, longest step "
+            f"{online.longest_step_us / 1000:.2f} ms on the server; {checked}"
+        )
+        console.print(
+            f"readers could see a mix of old and new entries for "
+            f"{online.mixed_window_s:.3f}s (first step to the version record; each "
+            "entry was replaced whole)"
         )
 
 

@@ -22,6 +22,11 @@ command is refused while queuing (out of memory, ACL) EXEC aborts the whole tran
 The DEL in front of the HSETs means no queued write can fail on a wrong type at EXEC time,
 and drops fields that left a record. The server is held only while EXEC runs (about
 3 microseconds per key, measured in benchmarks/preload.py).
+
+With ``online=True`` (``preload --online``), and always on Redis Cluster, where one
+transaction cannot span slots, step 4 is the stepped writer of ``preload_online``: the same
+diff in steps inside the server-time budget, the version record last, then a verify pass
+that re-reads what was written; the result says how long readers could see a mix.
 """
 
 from __future__ import annotations
@@ -44,10 +49,11 @@ from echoes_ops.contract.static import StaticKind
 from echoes_ops.errors import Interrupted, UnreachableError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
-from echoes_ops.operations import lockowner, preload_memory, static_data
+from echoes_ops.operations import lockowner, preload_memory, preload_online, static_data
 from echoes_ops.operations import preload_checks as checks
 from echoes_ops.operations.eviction import memory_state
 from echoes_ops.operations.preload_memory import MemoryEstimate
+from echoes_ops.operations.preload_online import OnlineReport
 from echoes_ops.operations.static_data import (
     Encoded,
     Flat,
@@ -82,6 +88,8 @@ class PreloadResult:
     estimated_bytes: int = 0
     elapsed_s: float = 0.0
     verified: dict[str, Any] = field(default_factory=dict)
+    mode: str = "atomic"  # or "online": the stepped writer (preload_online)
+    online: OnlineReport | None = None
 
     @property
     def changed(self) -> bool:
@@ -99,6 +107,8 @@ class PreloadResult:
             "keys_removed": self.keys_removed,
             "estimated_bytes": self.estimated_bytes,
             "verified": self.verified,
+            "mode": self.mode,
+            "online": self.online.as_dict() if self.online is not None else None,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -113,6 +123,8 @@ async def preload(
     progress: Progress | None = None,
     batch: int = WRITE_BATCH,
     stop: StopToken | None = None,
+    online: bool = False,
+    verify: bool = True,
 ) -> PreloadResult:
     """Make the static caches equal ``data``; see the module docstring for the steps.
 
@@ -122,8 +134,12 @@ async def preload(
 
     ``stop`` is checked at every step boundary; the last one before EXEC is the last
     chunk of the streamed transaction, so a stop there writes nothing, and a stop after
-    it reports the committed version (both as :class:`Interrupted`)."""
+    it reports the committed version (both as :class:`Interrupted`).
+
+    ``online`` (implied on Redis Cluster) writes the diff with the stepped writer instead
+    of one transaction (``preload_online``); ``verify`` then re-reads what was written."""
     token = stop or StopToken()
+    online = online or preload_online.is_cluster(r)
     started = time.perf_counter()
     world = data if isinstance(data, World) else None
     if world is not None and not force:
@@ -154,6 +170,7 @@ async def preload(
         dry_run=dry_run,
         skipped=False,
         counts=data.counts(),
+        mode="online" if online else "atomic",
     )
     if previous == digest.sha256 and not force and await _all_present(r, static_keys):
         result.skipped = True
@@ -178,6 +195,8 @@ async def preload(
             to_write, to_remove = await _plan(r, encoded, result, force=force)
             token.check("nothing written (stopped after the diff)")
             estimate = await _estimate(r, data, result, to_write, probe=True)
+            if online:  # nothing is queued: each step is applied as it arrives
+                estimate = MemoryEstimate(estimate.data_bytes, 0, estimate.method)
             result.estimated_bytes = estimate.data_bytes
             before = await memory_state(r)
             checks.check_headroom(before, estimate)
@@ -190,22 +209,42 @@ async def preload(
                 "source": data.root,
                 **{name: str(count) for name, count in data.counts().items()},
             }
-            commands = _transaction(
-                to_write,
-                to_remove,
-                version_fields,
-                location_ids=sorted(data.locations),
-                batch=batch,
-            )
-            replies = await _swap(
-                r, commands, batch, progress, token, lease, digest.sha256, previous
-            )
-            checks.refused_by_server(replies)
+            if online:
+                result.online = await preload_online.write_online(
+                    r,
+                    to_write,
+                    to_remove,
+                    flatten(version_fields),
+                    location_ids=sorted(data.locations),
+                    stop=token,
+                    lease=lease,
+                    progress=progress,
+                    previous=previous,
+                )
+            else:
+                commands = _transaction(
+                    to_write,
+                    to_remove,
+                    version_fields,
+                    location_ids=sorted(data.locations),
+                    batch=batch,
+                )
+                replies = await _swap(
+                    r, commands, batch, progress, token, lease, digest.sha256, previous
+                )
+                checks.refused_by_server(replies)
             committed = True
             result.keys_written = len(to_write)
             result.keys_removed = len(to_remove)
-            written = {"version": digest.sha256, "keys_written": len(to_write)}
-            result.verified = await checks.verify(r, encoded, digest.sha256, before, written)
+            if result.online is None:
+                written = {"version": digest.sha256, "keys_written": len(to_write)}
+                result.verified = await checks.verify(r, encoded, digest.sha256, before, written)
+            elif verify:
+                result.verified = await preload_online.verify_online(
+                    r, encoded, to_remove, sorted(data.locations), digest.sha256, result.online
+                )
+            else:
+                result.verified = {"verify": "skipped"}
     except LockLostError:
         if not committed:
             raise
