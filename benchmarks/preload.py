@@ -1,4 +1,5 @@
-"""Preload throughput: echoes-ops's atomic preload against the plan's approach.
+"""Preload throughput: echoes-ops's atomic preload against the plan's approach, and
+``preload --online`` against the server-time budget.
 
 Run:  .venv/bin/python benchmarks/preload.py [--items 20000] [--locations 2000] [--runs 5]
 
@@ -6,6 +7,13 @@ Both sides start from the same in-memory GameData and an empty database of one p
 redis-server started here, and both include encoding the values. The plan's approach is its
 ``preload_game_data``: one HSET per key, each awaited before the next. Reports the median of
 ``--runs`` runs of each, keys/s and the ratio, plus how long the atomic swap held the server.
+
+Then, in the same run, ``preload --online`` for a first load and for a routine change of 10
+entries, with SLOWLOG at threshold 0 (reset before each): every command the server ran, its
+p50/p99/max and the longest step, the mixed window, beside the atomic swap's EXEC for the same
+change (INFO commandstats: SLOWLOG lists the commands inside EXEC, not EXEC). The load
+average is printed: a preempted redis-server stretches single commands, so read the max of
+a loaded run with it.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -21,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dataclasses import replace
+
 from benchmarks.worldgen import make_world
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
@@ -28,6 +39,7 @@ from echoes_ops.contract import keys
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.preload import preload
+from echoes_ops.operations.preload_online import OnlineReport
 
 
 async def plan_approach(r, data: GameData) -> None:
@@ -47,11 +59,104 @@ async def plan_approach(r, data: GameData) -> None:
         await r.hset(keys.item_def_key(item.id), mapping=mapping)
 
 
+def changed(data: GameData, count: int, tag: str) -> GameData:
+    """``data`` with the descriptions of its first ``count`` items set to ``tag``."""
+    items = dict(data.items)
+    for item_id in sorted(items)[:count]:
+        items[item_id] = replace(items[item_id], description=tag)
+    return replace(data, items=items)
+
+
+async def slowlog_run(r, data: GameData, *, online: bool) -> tuple[list[int], float, tuple]:
+    """Run one preload with SLOWLOG at threshold 0; return every command's duration (us),
+    the EXEC time from commandstats (ms), and the result with the longest command's name."""
+    await r.config_set("slowlog-log-slower-than", 0)
+    await r.config_set("slowlog-max-len", 2_000_000)
+    await r.slowlog_reset()
+    await r.config_resetstat()
+    result = await preload(r, data, operator="bench", online=online)
+    # the benchmark's own SLOWLOG/CONFIG calls are not the preload's
+    entries = [
+        e
+        for e in await r.slowlog_get(2_000_000)
+        if e["command"].split()[0].upper() not in (b"SLOWLOG", b"CONFIG")
+    ]
+    stats = await r.info("commandstats")
+    await r.config_set("slowlog-log-slower-than", 10_000)
+    durations = sorted(int(e["duration"]) for e in entries)
+    exec_ms = stats.get("cmdstat_exec", {}).get("usec", 0) / 1000
+    top = max(entries, key=lambda e: e["duration"], default=None)
+    name = top["command"].split()[0].decode() if top is not None else ""
+    return durations, exec_ms, (result, name)
+
+
+def pct(values: list[int], share: float) -> int:
+    return values[min(len(values) - 1, int(len(values) * share))] if values else 0
+
+
+async def budget_runs(r, data: GameData, runs: int) -> list[str]:
+    """The online mode against the atomic swap, first load and a change of 10 entries."""
+    rows = []
+    for label, prepare, target in (
+        ("first load", None, data),
+        ("change of 10 entries", data, changed(data, 10, "edited")),
+    ):
+        for online in (False, True):
+            all_durations: list[int] = []
+            execs, windows, steps, longest, names = [], [], [], [], []
+            for _ in range(runs):
+                await r.flushall()
+                if prepare is not None:
+                    await preload(r, prepare, operator="bench")
+                durations, exec_ms, (result, name) = await slowlog_run(r, target, online=online)
+                if not all_durations or durations[-1] > max(all_durations):
+                    names.append(name)
+                all_durations.extend(durations)
+                execs.append(exec_ms)
+                report = result.online
+                if isinstance(report, OnlineReport):
+                    windows.append(report.mixed_window_s)
+                    steps.append(report.steps)
+                    longest.append(report.longest_step_us / 1000)
+            all_durations.sort()
+            rows.append(
+                (
+                    f"{label}, {'--online' if online else 'atomic'}",
+                    pct(all_durations, 0.5),
+                    pct(all_durations, 0.99),
+                    all_durations[-1] if all_durations else 0,
+                    max(execs),
+                    max(windows) if windows else None,
+                    statistics.median(steps) if steps else None,
+                    names[-1] if names else "",
+                )
+            )
+    lines = [
+        f"\nserver-time budget (SLOWLOG threshold 0, {runs} run(s) each, commands pooled):",
+        f"{'run':<34} {'p50 us':>7} {'p99 us':>7} {'max us':>8} {'EXEC ms':>8} "
+        f"{'mixed window':>13} {'steps':>6}  longest command",
+    ]
+    for name, p50, p99, top, exec_ms, window, nsteps, top_name in rows:
+        shown = f"{window:.3f} s" if window is not None else "none"
+        lines.append(
+            f"{name:<34} {p50:>7} {p99:>7} {top:>8} {exec_ms:>8.1f} {shown:>13} "
+            f"{'' if nsteps is None else int(nsteps):>6}  {top_name}"
+        )
+    lines.append(
+        "(atomic: the commands inside EXEC are listed one by one; EXEC ms is the hold. "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
+    return lines
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--locations", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--budget-only", action="store_true", help="only the --online / budget table"
+    )
     args = parser.parse_args()
     data = make_world(args.items, args.locations)
     total = args.items + args.locations
@@ -60,6 +165,9 @@ async def main() -> None:
         server.start()
         try:
             async with open_redis(Settings.from_dsn(server.url).redis_target()) as r:
+                if args.budget_only:
+                    print("\n".join(await budget_runs(r, data, args.runs)))
+                    return
                 ours, plans, swaps, forced = [], [], [], []
                 for _ in range(args.runs):
                     await r.flushall()
@@ -79,6 +187,7 @@ async def main() -> None:
                     await preload(r, data, operator="bench", force=True)
                     forced.append(time.perf_counter() - started)
                     assert await r.dbsize() == total + 2  # + version, location index
+                budget = await budget_runs(r, data, args.runs)
         finally:
             server.stop()
     plan_s, ours_s, forced_s = (statistics.median(x) for x in (plans, ours, forced))
@@ -99,6 +208,7 @@ async def main() -> None:
         f"the atomic EXEC held the server: median {statistics.median(swaps):.1f} ms, "
         f"max {max(swaps):.1f} ms (server-side, INFO commandstats)"
     )
+    print("\n".join(budget))
 
 
 if __name__ == "__main__":

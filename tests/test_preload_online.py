@@ -20,7 +20,7 @@ from echoes_ops.gamedata import load_gamedata
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import PRELOAD_LOCK, preload
-from echoes_ops.operations.preload_online import OnlineReport, StepSizer, verify_online
+from echoes_ops.operations.preload_online import OnlineReport, StepSizer, advice, verify_online
 from echoes_ops.operations.static_data import encode_gamedata
 from echoes_ops.operations.stop import StopToken
 from tests.cli_helpers import cli
@@ -252,3 +252,29 @@ def test_cli_online_prints_the_mixed_window(redis_url, sync_r):
     assert payload["online"]["mixed_window_s"] > 0
     assert payload["verified"]["verify"] == "content"
     assert sync_r.hget(keys.location_cache_key("overpass"), "name") != "stale"
+
+
+async def test_doctor_says_which_preload_fits_the_diff(r, sync_r, big_world):
+    """A few stale entries: the atomic swap (microseconds of EXEC). Thousands: --online,
+    with the hold the atomic swap would cost. Nothing loaded: a first load, atomic."""
+    from echoes_ops.operations import doctor as ops
+
+    async def static_fix() -> tuple[str, str]:
+        report = await ops.doctor(r, gamedata=big_world)
+        check = next(c for c in report.checks if c.id == "static_data")
+        return check.verdict, check.fix
+
+    verdict, fix = await static_fix()
+    assert verdict == "fail"
+    assert fix.startswith("echoes-ops preload (a first load")
+    await preload(r, big_world, operator="alice")
+    for item in sorted(big_world.items)[:3]:
+        sync_r.hset(keys.item_def_key(item), "name", "stale")
+    verdict, fix = await static_fix()
+    assert verdict == "warn"
+    assert fix.startswith("echoes-ops preload (3 keys"), fix
+    await preload(r, generation(big_world, "other"), operator="alice")
+    verdict, fix = await static_fix()
+    assert fix.startswith("echoes-ops preload --online (6,600 keys"), fix
+    assert "--online" not in advice(500)
+    assert "--online" in advice(1000)

@@ -55,6 +55,11 @@ STEPS_PER_ROUND = 16  # calls sent together; the step size is adjusted between r
 INDEX_BATCH = 256  # members per SADD/SREM of the location index
 READ_BATCH = 500  # commands per round trip of the verify pass
 
+# what the atomic swap's EXEC costs the server per key written (benchmarks/preload.py:
+# 61-95 ms for 22,000 keys), and the longest a command may hold it (the budget's max)
+ATOMIC_US_PER_KEY = 3.5
+BUDGET_MAX_US = 2000
+
 Progress = Callable[[int, int], None]
 Item = tuple[str, Flat]  # a key and its fields (empty: delete the key)
 
@@ -99,6 +104,25 @@ class StepSizer:
         fits = int(self.target_us / cost)
         grown = self.keys + max(1, self.keys // 2)
         self.keys = max(MIN_STEP_KEYS, min(fits, grown, MAX_STEP_KEYS))
+
+
+def advice(keys_to_change: int, *, first_load: bool = False) -> str:
+    """Which preload fits a diff of ``keys_to_change`` keys on a live tier: the atomic swap
+    while its EXEC stays within the budget (or on a first load, when there is nothing to
+    mix with), else ``--online``."""
+    hold_ms = keys_to_change * ATOMIC_US_PER_KEY / 1000
+    if first_load:
+        return "echoes-ops preload (a first load: one atomic swap, nothing to mix with)"
+    if keys_to_change * ATOMIC_US_PER_KEY <= BUDGET_MAX_US:
+        return (
+            f"echoes-ops preload ({keys_to_change:,} keys: the atomic swap holds the server "
+            f"about {hold_ms:.1f} ms, within the budget)"
+        )
+    return (
+        f"echoes-ops preload --online ({keys_to_change:,} keys: the atomic swap would hold "
+        f"the server about {hold_ms:.0f} ms; --online keeps every command under 1 ms, "
+        "readers may see old and new entries side by side for the printed window)"
+    )
 
 
 def is_cluster(r: AnyRedis) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, Final
 from echoes_ops.contract import keys
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.doctor.base import Context, Finding, found
+from echoes_ops.operations.preload_online import advice
 from echoes_ops.operations.reconcile import LOCK_REPAIR_TTL
 from echoes_ops.operations.workers import list_workers
 
@@ -20,14 +21,13 @@ async def static_data(ctx: Context) -> Finding:
         "Workers read locations, items and NPC definitions from the static caches; missing "
         "or malformed entries break lookups, stale ones serve old data."
     )
-    fix = "echoes-ops preload (rewrites only what differs, atomically)"
     loaded = {name: ctx.walk.families[name].keys for name in STATIC_FAMILIES}
     if sum(loaded.values()) == 0:
         return found(
             "fail",
             "no static data loaded (no location, item or NPC keys)",
             why,
-            fix,
+            advice(0, first_load=True),
             loaded=loaded,
         )
     if data is None:
@@ -54,6 +54,8 @@ async def static_data(ctx: Context) -> Finding:
         "extra": extra,
     }
     counts = f"{missing} missing, {malformed} malformed, {stale} stale, {extra} extra"
+    # rewrites only what differs; atomic while that fits the budget, else --online
+    fix = advice(missing + malformed + stale + extra)
     if missing or malformed:
         return found("fail", f"static caches incomplete: {counts}", why, fix, **details)
     if not status.in_sync:
