@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import yaml
@@ -23,6 +23,23 @@ import yaml
 from echoes_ops.errors import ConfigError
 
 REDACTED = "***"
+
+# How the game's per-location and per-player channels are published (contract/pubsub.py)
+PubSubMode = Literal["classic", "sharded"]
+PUBSUB_MODES: tuple[PubSubMode, ...] = ("classic", "sharded")
+
+
+def check_pubsub_mode(value: object) -> PubSubMode:
+    """``value`` as a pub/sub mode (any case, blanks ignored); ConfigError otherwise."""
+    text = str(value).strip().lower()
+    if text not in PUBSUB_MODES:
+        raise ConfigError(
+            f"REDIS_PUBSUB_MODE must be classic or sharded, got {value!r}",
+            hint="classic is the plan's PUBLISH (the default); sharded uses SPUBLISH for "
+            "location:<id> and player:<id> channels",
+        )
+    return text
+
 
 # Environment variable for each setting (every setting has one).
 ENV_VARS: dict[str, str] = {
@@ -40,6 +57,7 @@ ENV_VARS: dict[str, str] = {
     "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
     "redis_timeout": "REDIS_TIMEOUT",
     "dead_after": "ECHOES_OPS_DEAD_AFTER",
+    "pubsub_mode": "REDIS_PUBSUB_MODE",
     "database_url": "DATABASE_URL",
     "gamedata_dir": "ECHOES_OPS_GAMEDATA",
     "cache_dir": "ECHOES_OPS_CACHE_DIR",
@@ -256,6 +274,9 @@ class RedisTarget:
     # a subscribed connection silent this long (PINGed after a third of it) is dead
     dead_after: float = 6.0
     tls_insecure: bool = False  # --insecure: the server certificate is not verified
+    # classic (PUBLISH everywhere, the plan's) or sharded (SPUBLISH for location:<id> and
+    # player:<id>): see contract/pubsub.py
+    pubsub_mode: PubSubMode = "classic"
 
     @property
     def display(self) -> str:
@@ -283,6 +304,7 @@ class Settings:
     redis_sentinel_master: str | None = None
     redis_timeout: float = 5.0
     dead_after: float = 6.0
+    pubsub_mode: PubSubMode = "classic"
     database_url: Secret | None = None
     # PostgreSQL: statement_timeout and lock_timeout of every connection, and the shorter
     # wait of the REDIS_ENABLED switch (flags commands: lock_timeout, statement twice that)
@@ -410,6 +432,7 @@ class Settings:
             timeout=self.redis_timeout,
             dead_after=self.dead_after,
             tls_insecure=self.redis_tls_insecure,
+            pubsub_mode=self.pubsub_mode,
         )
 
     @property
@@ -477,6 +500,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _as_bool(ENV_VARS[name], value)
     if name in _SECONDS:
         return _as_float(ENV_VARS[name], value)
+    if name == "pubsub_mode":
+        return check_pubsub_mode(value)
     text = str(value)
     return text if text != "" else None
 

@@ -99,3 +99,24 @@ async def database_url(pg_server) -> str:
     finally:
         await conn.close()
     return pg_server.url
+
+
+@pytest.fixture
+async def workers(redis_url):
+    """``await workers(id, **options)`` starts a reference worker on the session's server;
+    every one still running is stopped at the end."""
+    from tests.runtime_helpers import make_worker
+
+    started = []
+
+    async def start(worker_id: str, **options):
+        worker = make_worker(redis_url, worker_id, **options)
+        await worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if not worker._stopping.is_set():
+            await worker.stop()
+        await worker.r.aclose()

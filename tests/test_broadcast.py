@@ -314,7 +314,7 @@ def test_dry_run_publishes_nothing_and_counts_subscribers(env, static_cache, red
         report = json.loads(out.stdout)
         assert report["dry_run"] is True
         assert report["receivers"] is None
-        assert report["audience"] == {"channel_subscribers": 2, "patterns": 1}
+        assert report["audience"] == {"channel_subscribers": 2, "patterns": 1, "sharded": False}
         assert report["envelope"]["payload"]["data"]["message"] == "Quiet"
 
         human = cli("broadcast", "location", "overpass", "Quiet", "--dry-run", env=env)

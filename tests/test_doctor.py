@@ -111,7 +111,7 @@ def test_doctor_flags_each_misconfiguration(private_redis, client, tmp_path):
         )
         c.expire(keys.session_key(cid), keys.SESSION_TTL)
     # a live worker whose clock is 40 s behind the server's
-    named = live_worker(url, c, "w-skew", now - 40, mode="redis")
+    named = live_worker(url, c, "w-skew", now - 40, mode="redis", pubsub_mode="sharded")
     # REDIS_ENABLED: the env file says true, the Redis mirror false
     env_file = tmp_path / "app.env"
     env_file.write_text("# deployment\nexport REDIS_ENABLED='true'\n")
@@ -133,6 +133,7 @@ def test_doctor_flags_each_misconfiguration(private_redis, client, tmp_path):
         "acl_user": "warn",  # the shared default user
         "clock_skew": "fail",
         "redis_enabled": "warn",
+        "pubsub_mode": "warn",  # w-skew publishes sharded; the configuration says classic
     }
     assert code == ExitCode.PROBLEMS_FOUND
     for check in checks.values():
@@ -161,6 +162,14 @@ def test_doctor_flags_each_misconfiguration(private_redis, client, tmp_path):
         "redis": ("set", "false"),
     }
     assert details["worker_values"] == {"true": 1}  # mode redis: REDIS_ENABLED true
+    assert checks["pubsub_mode"]["details"] == {
+        "configured": "classic",
+        "workers": {"w-skew": "sharded"},
+    }
+    assert (
+        "1 of 1 live worker(s) not in the configured mode classic"
+        in (checks["pubsub_mode"]["summary"])
+    )
 
 
 def test_doctor_human_output_explains_and_exits_1(private_redis, client):
@@ -214,6 +223,7 @@ def test_doctor_passes_a_good_tier(private_redis, client, tmp_path):
     assert code == ExitCode.OK
     assert abs(checks["clock_skew"]["details"]["workers"]["w1"]["offset_s"]) < 1.0
     assert "all agree" in checks["redis_enabled"]["summary"]
+    assert checks["pubsub_mode"]["summary"] == "all 1 live worker(s) classic"
     assert checks["persistence"]["details"]["appendonly"] is True
 
 

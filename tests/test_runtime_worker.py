@@ -18,23 +18,6 @@ from tests.runtime_helpers import eventually, make_worker, session
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def workers(redis_url):
-    started: list[Worker] = []
-
-    async def start(worker_id: str, **options) -> Worker:
-        worker = make_worker(redis_url, worker_id, **options)
-        await worker.start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        if not worker._stopping.is_set():
-            await worker.stop()
-        await worker.r.aclose()
-
-
 def texts(worker: Worker, cid: int) -> list[str]:
     return [
         d.envelope.payload.get("data", {}).get("message") for d in worker.connections[cid].inbox

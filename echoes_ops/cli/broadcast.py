@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import confirm, emit_json, refuse_audited, run, write_log
+from echoes_ops.cli.common import confirm, emit_json, refuse_audited, run, state, write_log
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode, OpsError
 
@@ -75,7 +75,14 @@ def _publish(
         from echoes_ops.operations.writes import CLI, broadcast_audited
 
         async with write_log(ctx) as log:
-            return await broadcast_audited(log, request, envelope, via=CLI, dry_run=dry_run)
+            return await broadcast_audited(
+                log,
+                request,
+                envelope,
+                via=CLI,
+                dry_run=dry_run,
+                mode=state(ctx).settings().pubsub_mode,
+            )
 
     return run(ctx, work)
 

@@ -93,6 +93,7 @@ def doctor(
                 gamedata_problem=problem,
                 database_url=settings.database_dsn(),
                 env_file=settings.env_file,
+                pubsub_mode=settings.pubsub_mode,
             )
 
     report = run(ctx, work)

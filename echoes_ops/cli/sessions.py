@@ -12,6 +12,7 @@ from echoes_ops.cli.common import (
     emit_json,
     redis_client,
     run,
+    state,
     stdout_console,
     write_log,
 )
@@ -201,7 +202,13 @@ def kick(
             from echoes_ops.operations.writes import CLI, kick_audited
 
             async with write_log(ctx) as log:
-                return await kick_audited(log, character_id, reason=reason, via=CLI)
+                return await kick_audited(
+                    log,
+                    character_id,
+                    reason=reason,
+                    via=CLI,
+                    mode=state(ctx).settings().pubsub_mode,
+                )
 
         plan = run(ctx, apply)
     if json:

@@ -137,6 +137,10 @@ def tail(
     summary. --json prints one JSON object per line ({"event": "message", ...}, and
     {"event": "gap", ...} after a reconnect) for piping.
 
+    Follows REDIS_PUBSUB_MODE: in sharded mode, location and player channels are
+    SSUBSCRIBEd (on every cluster node that owns one): a pattern also subscribes the
+    shard channels of the gamedata's locations and of the players named with --player.
+
     Survives Redis restarts: it reconnects by itself and says so; pub/sub does not queue,
     so messages published while it was disconnected are lost (and reported as a gap). A
     connection silent for ECHOES_OPS_DEAD_AFTER seconds (6), not even answering the PING
@@ -176,8 +180,14 @@ def tail(
     def subscribed(plan: Subscriptions) -> None:
         nonlocal first
         if first and not json:
-            _note(f"listening on {', '.join(plan.names)} at {target.display} (Ctrl-C to stop)")
+            _note(f"listening on {plan.describe()} at {target.display} (Ctrl-C to stop)")
             _note(f"filters: {wanted.describe()}")
+            if target.pubsub_mode == "sharded" and plan.patterns:
+                _note(
+                    "pub/sub mode sharded: patterns hear classic publishes only; shard "
+                    "channels are the gamedata's locations and the players named "
+                    "(--player ID or player:ID)"
+                )
         first = False
 
     def disconnected(reason: str) -> None:

@@ -61,9 +61,17 @@ class SubscribedReader:
     """
 
     def __init__(
-        self, pubsub: PubSub, *, dead_after: float, ping_after: float | None = None
+        self,
+        pubsub: PubSub,
+        *,
+        dead_after: float,
+        ping_after: float | None = None,
+        on_protocol: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.pubsub = pubsub
+        # called with every reply that is not a published message ((un)subscribe
+        # confirmations, pongs, a server-sent sunsubscribe); may raise to end the read
+        self.on_protocol = on_protocol
         self.dead_after = dead_after
         self.ping_after = dead_after / 3 if ping_after is None else ping_after
         check_deadlines(self.ping_after, self.dead_after)
@@ -105,6 +113,8 @@ class SubscribedReader:
                 kind = kind.decode("ascii", "replace")
             if kind in PUBLISHED:
                 return cast(dict[str, Any], reply)
+            if self.on_protocol is not None:
+                self.on_protocol(cast(dict[str, Any], reply))
 
     async def _ping(self, budget: float) -> None:
         # sending cannot block on a stalled peer until the socket's send buffer is full, but

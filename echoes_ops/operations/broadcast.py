@@ -25,8 +25,10 @@ from redis.asyncio import Redis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.ids import check_character_id, check_name
+from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode, is_sharded
 from echoes_ops.errors import ConfigError, DecodeError, ExitCode, OpsError
 from echoes_ops.operations.reach import Reach, reach
+from echoes_ops.primitives.publish import publish
 
 MAX_MESSAGE_CHARS = 500
 MAX_DATA_BYTES = 4096
@@ -241,9 +243,14 @@ class Audience:
 
     channel_subscribers: int
     patterns: int
+    sharded: bool = False  # a shard channel (SPUBLISH): counted by PUBSUB SHARDNUMSUB
 
-    def as_dict(self) -> dict[str, int]:
-        return {"channel_subscribers": self.channel_subscribers, "patterns": self.patterns}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "channel_subscribers": self.channel_subscribers,
+            "patterns": self.patterns,
+            "sharded": self.sharded,
+        }
 
 
 @dataclass
@@ -269,7 +276,12 @@ class BroadcastResult:
         }
 
 
-async def audience(r: Redis, channel: str) -> Audience:
+async def audience(r: Redis, channel: str, mode: PubSubMode = DEFAULT_MODE) -> Audience:
+    """Who listens on ``channel`` in ``mode``: a shard channel's subscribers are counted by
+    PUBSUB SHARDNUMSUB (on the node that owns it), and no pattern can match it."""
+    if is_sharded(channel, mode):
+        reply = await r.pubsub_shardnumsub(channel)
+        return Audience(_numsub_count(reply, channel), 0, sharded=True)
     pipe = r.pipeline(transaction=False)
     pipe.pubsub_numsub(channel)
     pipe.pubsub_numpat()
@@ -278,16 +290,36 @@ async def audience(r: Redis, channel: str) -> Audience:
     return Audience(count, int(numpat))
 
 
+def _numsub_count(reply: Any, channel: str) -> int:
+    """The count for ``channel`` in a NUMSUB-style reply (a flat list or pairs)."""
+    if isinstance(reply, dict):
+        return int(reply.get(channel, 0))
+    items = list(reply or [])
+    if items and isinstance(items[0], list | tuple):
+        items = [x for pair in items for x in pair]
+    for name, count in zip(items[0::2], items[1::2], strict=False):
+        shown = name.decode() if isinstance(name, bytes) else str(name)
+        if shown == channel:
+            return int(count)
+    return 0
+
+
 async def send(
-    r: Redis, kind: str, envelope: envelopes.Envelope, *, dry_run: bool = False
+    r: Redis,
+    kind: str,
+    envelope: envelopes.Envelope,
+    *,
+    dry_run: bool = False,
+    mode: PubSubMode = DEFAULT_MODE,
 ) -> BroadcastResult:
-    """Publish ``envelope`` (or, with ``dry_run``, only count its audience)."""
+    """Publish ``envelope`` in ``mode`` (SPUBLISH for a location or player channel when
+    sharded), or, with ``dry_run``, only count its audience."""
     text = encode(envelope)
-    heard = await audience(r, envelope.channel)
+    heard = await audience(r, envelope.channel, mode)
     result = BroadcastResult(kind, envelope.channel, envelope.to_dict(), text, dry_run, heard)
     result.reach = await reach(r, envelope)
     if not dry_run:
-        result.receivers = int(await r.publish(envelope.channel, text))
+        result.receivers = await publish(r, envelope.channel, text, mode)
     return result
 
 

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id
+from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode
 from echoes_ops.contract.session import fields_json
 from echoes_ops.errors import NotFoundError
 from echoes_ops.operations.tiermap import (
@@ -21,6 +22,7 @@ from echoes_ops.operations.tiermap import (
     read_sessions,
     session_batches,
 )
+from echoes_ops.primitives.publish import publish
 
 SortField = Literal["id", "username", "location", "worker", "level", "hp", "ttl", "heartbeat"]
 SORT_FIELDS: tuple[str, ...] = (
@@ -252,7 +254,14 @@ class KickResult:
         }
 
 
-async def kick(r: Redis, character_id: int, *, reason: str, dry_run: bool = False) -> KickResult:
+async def kick(
+    r: Redis,
+    character_id: int,
+    *,
+    reason: str,
+    dry_run: bool = False,
+    mode: PubSubMode = DEFAULT_MODE,
+) -> KickResult:
     """Remove the session, every presence entry and the worker's connection entry in one
     transaction, then tell the player on their channel."""
     cid = check_character_id(character_id)
@@ -275,7 +284,7 @@ async def kick(r: Redis, character_id: int, *, reason: str, dry_run: bool = Fals
         {"type": "kicked", "data": {"message": reason, "reason": reason}},
         msg_id=envelopes.new_msg_id(),
     )
-    notified = int(await r.publish(notice.channel, notice.to_json()))
+    notified = await publish(r, notice.channel, notice.to_json(), mode)
     return KickResult(cid, False, exists, in_locations, worker_id, notified)
 
 

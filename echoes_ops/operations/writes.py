@@ -17,6 +17,7 @@ from typing import Any
 from echoes_ops.config import PgTimeouts
 from echoes_ops.contract import flags as flag_contract
 from echoes_ops.contract.envelopes import Envelope
+from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode
 from echoes_ops.errors import ExitCode, OpsError
 from echoes_ops.operations import broadcast as bc
 from echoes_ops.operations import locks
@@ -49,10 +50,17 @@ def lock_ttl(text: str) -> float:
 # -- sessions and workers -------------------------------------------------------------------
 
 
-async def kick_audited(log: AuditLog, character_id: int, *, reason: str, via: str) -> KickResult:
+async def kick_audited(
+    log: AuditLog,
+    character_id: int,
+    *,
+    reason: str,
+    via: str,
+    mode: PubSubMode = DEFAULT_MODE,
+) -> KickResult:
     args = {"id": character_id, "reason": reason}
     async with audited(log, "sessions.kick", _with_via(args, via), dry_run=False) as entry:
-        done = await kick(log.client(), character_id, reason=reason)
+        done = await kick(log.client(), character_id, reason=reason, mode=mode)
         entry.detail = done.as_dict()
         return done
 
@@ -207,7 +215,13 @@ class BroadcastRequest:
 
 
 async def broadcast_audited(
-    log: AuditLog, request: BroadcastRequest, envelope: Envelope, *, via: str, dry_run: bool
+    log: AuditLog,
+    request: BroadcastRequest,
+    envelope: Envelope,
+    *,
+    via: str,
+    dry_run: bool,
+    mode: PubSubMode = DEFAULT_MODE,
 ) -> BroadcastResult:
     """Publish ``envelope`` (or count its audience, in a dry run); a location broadcast's
     location is checked against the static cache first."""
@@ -216,7 +230,7 @@ async def broadcast_audited(
         r = log.client()
         if request.kind == "location":
             await bc.check_location(r, str(request.target))
-        result = await bc.send(r, request.kind, envelope, dry_run=dry_run)
+        result = await bc.send(r, request.kind, envelope, dry_run=dry_run, mode=mode)
         entry.detail = {
             "channel": result.channel,
             "msg_id": result.envelope.get("msg_id"),

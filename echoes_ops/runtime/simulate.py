@@ -131,6 +131,7 @@ async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, sto
             spawn_lock_ttl=max(10.0, config.spawn_interval * 2),
             database_url=config.database_url,
             record_deliveries=True,
+            pubsub_mode=config.target.pubsub_mode,
         ),
     )
     ids = [cid for cid in range(1, config.players + 1) if (cid - 1) % config.workers == index]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from echoes_ops.contract import envelopes, keys
+from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode
 from echoes_ops.contract.session import Session
 from echoes_ops.runtime import fallback
 
@@ -28,6 +29,9 @@ class WorkerOptions:
     dead_after: float = 6.0
     max_backoff: float = 2.0
     routing: Literal["local", "plan"] = "local"
+    # classic (PUBLISH/SUBSCRIBE everywhere) or sharded (SPUBLISH/SSUBSCRIBE for location
+    # and player channels; contract/pubsub.py); advertised in the meta for doctor
+    pubsub_mode: PubSubMode = DEFAULT_MODE
     # an inbox stands in for a WebSocket, which keeps nothing: a short one keeps the garbage
     # collector's work (and its pauses) small (benchmarks/pubsub.py: 1000 -> 32 took p99.9
     # from 13 ms to 2.3 ms and the per-worker ceiling from 3,500 to 20,000 msg/s)

@@ -23,9 +23,11 @@ from redis.asyncio import Redis
 
 from echoes_ops.contract import codec, envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id, check_name
+from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode, check_mode
 from echoes_ops.contract.session import Session
 from echoes_ops.errors import DecodeError
 from echoes_ops.primitives.lease import Lease, try_lease
+from echoes_ops.primitives.publish import publish
 
 CONNECTED = "connected"
 
@@ -38,10 +40,18 @@ def _fields(values: dict[str, str]) -> Any:
 class Tier:
     """One worker's view of the tier. ``r`` must decode responses (str)."""
 
-    def __init__(self, r: Redis, worker_id: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        r: Redis,
+        worker_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        pubsub_mode: PubSubMode = DEFAULT_MODE,
+    ) -> None:
         self.r = r
         self.worker_id = check_name(worker_id, "worker id")
         self.clock = clock
+        self.pubsub_mode = check_mode(pubsub_mode)
         self._touch = r.register_script(scripts.TOUCH_SESSION)
 
     # -- sessions ---------------------------------------------------------------------
@@ -165,8 +175,9 @@ class Tier:
     # -- publishing -------------------------------------------------------------------
 
     async def publish(self, envelope: envelopes.Envelope) -> int:
-        """Publish; returns how many subscribers received it (Redis's count)."""
-        return int(await self.r.publish(envelope.channel, envelope.to_json()))
+        """Publish in this tier's pub/sub mode (SPUBLISH for location and player channels
+        when sharded); returns how many subscribers received it (Redis's count)."""
+        return await publish(self.r, envelope.channel, envelope.to_json(), self.pubsub_mode)
 
     async def publish_global(self, payload: Mapping[str, Any], **kw: Any) -> int:
         return await self.publish(envelopes.global_broadcast(payload, **kw))

@@ -30,15 +30,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops import __version__
 from echoes_ops.client import dropcause
-from echoes_ops.client.subscribed import SubscribedReader, check_deadlines, close_pubsub
-from echoes_ops.contract import envelopes, keys
+from echoes_ops.client.subscribed import check_deadlines
+from echoes_ops.client.subscriber import Subscriber
+from echoes_ops.contract import envelopes, keys, pubsub
 from echoes_ops.contract.session import Session
 from echoes_ops.errors import DecodeError, PostgresError
 from echoes_ops.primitives.lease import Lease, LockLostError
@@ -84,7 +84,7 @@ class Worker:
         self.r = r
         self.options = options
         self.worker_id = options.worker_id
-        self.tier = Tier(r, options.worker_id)
+        self.tier = Tier(r, options.worker_id, pubsub_mode=options.pubsub_mode)
         self.spawn_task = spawn_task
         self.on_delivery = on_delivery
         self.connections: dict[int, Connection] = {}
@@ -92,7 +92,7 @@ class Worker:
         self._by_location: dict[str, set[int]] = {}
         self.stats = WorkerStats()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._pubsub: PubSub | None = None
+        self._subscriber: Subscriber | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.subscribed = asyncio.Event()
@@ -152,6 +152,7 @@ class Worker:
                 "started_at": f"{self.started_at:.3f}",
                 "heartbeat": f"{time.time():.3f}",
                 "mode": self.mode,
+                pubsub.META_FIELD: self.options.pubsub_mode,
                 "connections": str(len(self.connections)),
                 "heartbeat_interval": f"{self.options.heartbeat_interval:g}",
                 "locks": json.dumps(self.held_locks, sort_keys=True),
@@ -193,9 +194,10 @@ class Worker:
             self.flags.departed.pop(session.character_id, None)
         self.connections[session.character_id] = conn
         self._index(conn.character_id, None, conn.location_id)
-        if self._pubsub is not None:
+        if self._subscriber is not None:
+            channel = keys.player_channel(session.character_id)
             with contextlib.suppress(*_TRANSIENT):
-                await self._pubsub.subscribe(keys.player_channel(session.character_id))
+                await self._subscriber.add(channel, sharded=self._sharded(channel))
         return conn
 
     async def disconnect_player(self, character_id: int) -> None:
@@ -203,9 +205,10 @@ class Worker:
         if conn is None:
             return
         self._index(character_id, conn.location_id, None)
-        if self._pubsub is not None:
+        if self._subscriber is not None:
+            channel = keys.player_channel(character_id)
             with contextlib.suppress(*_TRANSIENT):
-                await self._pubsub.unsubscribe(keys.player_channel(character_id))
+                await self._subscriber.remove(channel, sharded=self._sharded(channel))
         if self.redis_enabled:
             await self.tier.disconnect_player(character_id, conn.location_id)
         else:
@@ -294,6 +297,9 @@ class Worker:
         fixed += [keys.player_channel(cid) for cid in self.connections]
         return fixed
 
+    def _sharded(self, channel: str) -> bool:
+        return pubsub.is_sharded(channel, self.options.pubsub_mode)
+
     async def _listen(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
@@ -313,10 +319,16 @@ class Worker:
                 backoff = min(self.options.max_backoff, backoff * 2)
 
     async def _subscribe(self) -> None:
-        # not ignore_subscribe_messages: every reply is a sign of life (SubscribedReader)
-        pubsub = self.r.pubsub()
-        self._pubsub = pubsub
-        await pubsub.subscribe(*self.channels())
+        # one connection on one server; on a cluster, one per node owning a shard channel
+        # (client/subscriber.py); after a failure, the slot map is read again first
+        subscriber = Subscriber(
+            self.r, dead_after=self.options.dead_after, ping_after=self.options.idle_ping
+        )
+        self._subscriber = subscriber
+        if self._disconnected_at is not None:
+            await subscriber.refresh_topology()
+        classic, sharded = pubsub.split_channels(self.channels(), self.options.pubsub_mode)
+        await subscriber.start(channels=classic, shard=sharded)
         if self._disconnected_at is not None and self._last_error is not None:
             self.stats.last_disconnect = await dropcause.cause(
                 self.r, self._server, self._last_error
@@ -350,19 +362,17 @@ class Worker:
         await self.tier.publish_worker_event(envelopes.WORKER_JOIN, rejoined=True)
 
     async def _pump(self) -> None:
-        assert self._pubsub is not None
-        reader = SubscribedReader(
-            self._pubsub, dead_after=self.options.dead_after, ping_after=self.options.idle_ping
-        )
+        assert self._subscriber is not None
+        subscriber = self._subscriber
         while not self._stopping.is_set():
-            message = await reader.next()
+            message = await subscriber.next()
             await self._on_message(message["channel"], message["data"])
 
     async def _close_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
             with contextlib.suppress(*_TRANSIENT, RedisError):
-                await close_pubsub(pubsub)
+                await subscriber.aclose()
 
     async def _on_message(self, channel: str, data: str) -> None:
         try:

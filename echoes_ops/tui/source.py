@@ -316,7 +316,7 @@ class RedisSource(WriteActions):
         """Decoded messages on the four channel families, reconnecting by itself."""
 
         def subscribed(subs: Subscriptions) -> None:
-            on_status("listening on " + ", ".join(subs.names))
+            on_status("listening on " + subs.describe())
 
         def lost(error: str) -> None:
             on_status(f"connection lost ({error}); reconnecting")

@@ -46,7 +46,9 @@ class WriteActions(SourceBase):
     async def kick(self, character_id: int, reason: str) -> KickResult:
         self.check_writable("kick")
         async with self.write_log() as log:
-            return await writes.kick_audited(log, character_id, reason=reason, via=VIA)
+            return await writes.kick_audited(
+                log, character_id, reason=reason, via=VIA, mode=self.settings.pubsub_mode
+            )
 
     async def hold_lock(self, name: str, ttl: str, reason: str) -> HoldResult:
         """Hold ``name`` for ``ttl``, a duration as ``locks hold --ttl`` takes it."""
@@ -93,7 +95,9 @@ class WriteActions(SourceBase):
         request = writes.BroadcastRequest(draft.kind, draft.message, target=target)
         envelope = dataclasses.replace(plan.envelope, sent_at=time.time())
         async with self.write_log() as log:
-            return await writes.broadcast_audited(log, request, envelope, via=VIA, dry_run=False)
+            return await writes.broadcast_audited(
+                log, request, envelope, via=VIA, dry_run=False, mode=self.settings.pubsub_mode
+            )
 
     async def _envelope(self, draft: BroadcastDraft) -> Envelope:
         if draft.kind not in KINDS:

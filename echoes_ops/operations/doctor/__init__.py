@@ -27,8 +27,9 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from echoes_ops.contract.pubsub import PubSubMode
 from echoes_ops.gamedata.models import GameData
-from echoes_ops.operations.doctor import clock, data, flag, identity, network, server
+from echoes_ops.operations.doctor import clock, data, flag, identity, network, pubsub, server
 from echoes_ops.operations.doctor.base import (
     RANK,
     VERDICTS,
@@ -65,6 +66,7 @@ CHECKS: Final = (
     CheckSpec("acl_user", "ACL user", identity.acl_user),
     CheckSpec("clock_skew", "Clock skew", clock.clock_skew),
     CheckSpec("redis_enabled", "REDIS_ENABLED agreement", flag.redis_enabled),
+    CheckSpec("pubsub_mode", "Pub/sub mode agreement", pubsub.pubsub_mode),
 )
 CHECK_IDS: Final = tuple(spec.id for spec in CHECKS)
 
@@ -92,6 +94,7 @@ async def doctor(
     database_url: str | None = None,
     env_file: str | None = None,
     rng: random.Random | None = None,
+    pubsub_mode: PubSubMode = "classic",
 ) -> DoctorReport:
     """Run every check of :data:`CHECKS` and return them in that order."""
     started = time.perf_counter()
@@ -121,6 +124,7 @@ async def doctor(
         gamedata_problem=gamedata_problem,
         database_url=database_url,
         env_file=env_file,
+        pubsub_mode=pubsub_mode,
     )
     checks = []
     for spec in CHECKS:

@@ -9,6 +9,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from echoes_ops.contract.pubsub import PubSubMode
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.keyspace import KeyspaceWalk
 from echoes_ops.operations.tiermap import WorkerLiveness
@@ -129,3 +130,4 @@ class Context:
     gamedata_problem: str | None = None  # why gamedata is None
     database_url: str | None = None
     env_file: str | None = None
+    pubsub_mode: PubSubMode = "classic"  # the configured REDIS_PUBSUB_MODE

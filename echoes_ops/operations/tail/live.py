@@ -6,25 +6,31 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis import exceptions as rx
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from echoes_ops.client import dropcause
 from echoes_ops.client.connect import Redis, make_client
 from echoes_ops.client.errors import translate
-from echoes_ops.client.subscribed import SubscribedReader, check_deadlines, close_pubsub
+from echoes_ops.client.subscribed import check_deadlines
+from echoes_ops.client.subscriber import Subscriber
 from echoes_ops.config import RedisTarget
+from echoes_ops.contract import keys
+from echoes_ops.contract.pubsub import SHARDED
 from echoes_ops.operations.tail.events import (
     TailArgumentError,
     TailEvent,
     TailGap,
-    TailMessage,
 )
-from echoes_ops.operations.tail.subscriptions import Subscriptions, TailFilter, plan_subscriptions
+from echoes_ops.operations.tail.subscriptions import (
+    Subscriptions,
+    TailFilter,
+    plan_subscriptions,
+    shard_plan,
+)
 from echoes_ops.operations.tail.summary import _text, to_message
 
 # -- the live tail ------------------------------------------------------------------------
@@ -40,21 +46,42 @@ def _retryable(exc: BaseException) -> bool:
 
 @dataclass
 class _Session:
-    """One connection with its subscriptions confirmed."""
+    """One subscriber (one connection per node it needs) with its subscriptions confirmed."""
 
     client: Redis
-    pubsub: PubSub
-    early: list[TailMessage] = field(default_factory=list)
+    subscriber: Subscriber
+    subs: Subscriptions
 
     async def close(self) -> None:
         with contextlib.suppress(rx.RedisError, OSError, RuntimeError, TimeoutError):
-            await close_pubsub(self.pubsub)
+            await self.subscriber.aclose()
         with contextlib.suppress(rx.RedisError, OSError, RuntimeError, TimeoutError):
             await self.client.aclose()
 
 
-async def _open_session(target: RedisTarget, subs: Subscriptions) -> _Session:
-    """Connect, subscribe, and wait until Redis confirms every subscription."""
+async def _known_locations(client: Redis) -> list[str]:
+    """The gamedata location index (what preload wrote), for expanding patterns to shard
+    channels; empty when it is missing."""
+    raw = await client.smembers(keys.LOCATION_INDEX_KEY)
+    found = []
+    for item in raw:
+        text = _text(item)
+        if keys.parse_presence_key(keys.PRESENCE_PREFIX + text + keys.PRESENCE_SUFFIX):
+            found.append(text)
+    return sorted(found)
+
+
+async def _open_session(
+    target: RedisTarget,
+    subs: Subscriptions,
+    wanted: TailFilter,
+    dead: float,
+    ping: float,
+    *,
+    refresh: bool = False,
+) -> _Session:
+    """Connect, subscribe (in the target's pub/sub mode: shard channels on every node that
+    owns one), and wait until Redis confirms every subscription."""
     client = make_client(
         target,
         decode_responses=False,  # a message that is not UTF-8 must not break the reader
@@ -63,30 +90,24 @@ async def _open_session(target: RedisTarget, subs: Subscriptions) -> _Session:
         # resubscribe silently behind our back
         retry=Retry(NoBackoff(), 0, supported_errors=()),
     )
-    pubsub = client.pubsub()
-    session = _Session(client, pubsub)
+    subscriber = Subscriber(client, dead_after=dead, ping_after=ping)
+    session = _Session(client, subscriber, subs)
     try:
-        if subs.channels:
-            await pubsub.subscribe(*subs.channels)
-        if subs.patterns:
-            await pubsub.psubscribe(*subs.patterns)
-        pending = len(subs.channels) + len(subs.patterns)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(target.timeout, 0.1)
-        while pending:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise rx.TimeoutError("Redis did not confirm the subscriptions in time")
-            reply = await pubsub.get_message(timeout=remaining)
-            if reply is None:
-                continue
-            kind = _text(reply["type"])
-            if kind in ("subscribe", "psubscribe"):
-                pending -= 1
-            elif kind in ("message", "pmessage"):
-                session.early.append(
-                    to_message(reply["channel"], reply["data"], pattern=reply.get("pattern"))
-                )
+        if refresh:
+            await subscriber.refresh_topology()
+        if target.pubsub_mode == SHARDED and subs.patterns:
+            locations = [*await _known_locations(client), *sorted(wanted.locations)]
+        else:
+            locations = sorted(wanted.locations)
+        session.subs = shard_plan(
+            subs, target.pubsub_mode, locations=locations, players=sorted(wanted.players)
+        )
+        await subscriber.start(
+            channels=session.subs.channels,
+            patterns=session.subs.patterns,
+            shard=session.subs.shard,
+            confirm_within=target.timeout,
+        )
     except BaseException:
         await session.close()
         raise
@@ -135,7 +156,7 @@ async def tail(
         raise TailArgumentError(str(exc)) from None
 
     try:
-        session = await _open_session(target, subs)
+        session = await _open_session(target, subs, wanted, dead, ping)
     except (rx.RedisError, OSError, TimeoutError) as exc:
         raise translate(exc, where) from exc
     gap: TailGap | None = None
@@ -144,18 +165,13 @@ async def tail(
     try:
         while True:
             if on_subscribed is not None:
-                on_subscribed(subs)
+                on_subscribed(session.subs)
             if gap is not None:
                 yield gap
                 gap = None
             try:
-                for early in session.early:
-                    if wanted.matches(early):
-                        yield early
-                session.early.clear()
-                receiver = SubscribedReader(session.pubsub, dead_after=dead, ping_after=ping)
                 while True:
-                    reply = await receiver.next()
+                    reply = await session.subscriber.next()
                     message = to_message(
                         reply["channel"], reply["data"], pattern=reply.get("pattern")
                     )
@@ -170,7 +186,7 @@ async def tail(
                 if on_disconnected is not None:
                     on_disconnected(reason)
                 session, attempts = await _reconnect(
-                    target, subs, where, reconnect_delay, max_reconnect_delay
+                    target, subs, wanted, dead, ping, where, reconnect_delay, max_reconnect_delay
                 )
                 reason = await dropcause.cause(session.client, server, reason)
                 server = await dropcause.mark(session.client)
@@ -182,6 +198,9 @@ async def tail(
 async def _reconnect(
     target: RedisTarget,
     subs: Subscriptions,
+    wanted: TailFilter,
+    dead: float,
+    ping: float,
     where: str,
     delay: float,
     max_delay: float,
@@ -192,7 +211,7 @@ async def _reconnect(
         await asyncio.sleep(wait)
         attempts += 1
         try:
-            return await _open_session(target, subs), attempts
+            return await _open_session(target, subs, wanted, dead, ping, refresh=True), attempts
         except (rx.RedisError, OSError, TimeoutError) as exc:
             if not _retryable(exc):
                 raise translate(exc, where) from exc

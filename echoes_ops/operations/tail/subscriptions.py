@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.envelopes import Envelope
 from echoes_ops.contract.ids import check_character_id, check_name
+from echoes_ops.contract.pubsub import SHARDED, PubSubMode, split_channels
 from echoes_ops.errors import InvalidIdError
 from echoes_ops.operations.tail.events import (
     _BAD_CHANNEL,
@@ -26,10 +28,25 @@ from echoes_ops.operations.tail.events import (
 class Subscriptions:
     channels: tuple[str, ...]
     patterns: tuple[str, ...]
+    # shard channels (SSUBSCRIBE): location and player channels in the sharded mode, the
+    # named ones and those a pattern expands to (see :func:`shard_plan`)
+    shard: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
-        return self.channels + self.patterns
+        return self.channels + self.patterns + self.shard
+
+    def describe(self, limit: int = 6) -> str:
+        """What is listened to, in one line: classic names, then the shard channels (the
+        first ``limit`` of them and how many more)."""
+        parts = list(self.channels + self.patterns)
+        if self.shard:
+            shown = ", ".join(self.shard[:limit])
+            more = len(self.shard) - limit
+            parts.append(
+                f"{len(self.shard)} shard channel(s) ({shown}{f', +{more} more' if more > 0 else ''})"
+            )
+        return ", ".join(parts)
 
 
 def is_pattern(name: str) -> bool:
@@ -54,6 +71,30 @@ def plan_subscriptions(names: Iterable[str] = ()) -> Subscriptions:
         if name not in bucket:
             bucket.append(name)
     return Subscriptions(tuple(channels), tuple(patterns))
+
+
+def shard_plan(
+    subs: Subscriptions,
+    mode: PubSubMode,
+    *,
+    locations: Iterable[str] = (),
+    players: Iterable[int] = (),
+) -> Subscriptions:
+    """``subs`` as subscribed in ``mode``. Classic: unchanged. Sharded: named location and
+    player channels move to ``shard``, and a pattern that matches location or player
+    channels adds the shard channels of the known ``locations`` (the gamedata location
+    index) and of the ``players`` named by ``--player`` that it matches (shard channels
+    have no patterns). The patterns stay subscribed too, so a publisher still in the
+    classic mode is heard as well."""
+    if mode != SHARDED:
+        return subs
+    classic, shard = split_channels(subs.channels, mode)
+    wanted = list(shard)
+    candidates = [keys.location_channel(loc) for loc in sorted(set(locations))]
+    candidates += [keys.player_channel(pid) for pid in sorted(set(players))]
+    for pattern in subs.patterns:
+        wanted += [name for name in candidates if fnmatch.fnmatchcase(name, pattern)]
+    return Subscriptions(classic, subs.patterns, tuple(dict.fromkeys(wanted)))
 
 
 # -- filtering ----------------------------------------------------------------------------
