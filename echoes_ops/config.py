@@ -55,6 +55,8 @@ ENV_VARS: dict[str, str] = {
     "redis_ca_file": "REDIS_CA_FILE",
     "redis_sentinels": "REDIS_SENTINELS",
     "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
+    "redis_cluster": "REDIS_CLUSTER",
+    "redis_cluster_nodes": "REDIS_CLUSTER_NODES",
     "redis_timeout": "REDIS_TIMEOUT",
     "dead_after": "ECHOES_OPS_DEAD_AFTER",
     "pubsub_mode": "REDIS_PUBSUB_MODE",
@@ -277,6 +279,9 @@ class RedisTarget:
     # classic (PUBLISH everywhere, the plan's) or sharded (SPUBLISH for location:<id> and
     # player:<id>): see contract/pubsub.py
     pubsub_mode: PubSubMode = "classic"
+    # Redis Cluster: ``url``'s host is one seed node, ``cluster_nodes`` the others
+    cluster: bool = False
+    cluster_nodes: tuple[tuple[str, int], ...] = ()
 
     @property
     def display(self) -> str:
@@ -302,6 +307,10 @@ class Settings:
     redis_ca_file: str | None = None
     redis_sentinels: str | None = None
     redis_sentinel_master: str | None = None
+    # Redis Cluster (REDIS_CLUSTER=true, or ?cluster=true on REDIS_URL): REDIS_URL's host is a
+    # seed node; REDIS_CLUSTER_NODES lists more seeds (host:port,...)
+    redis_cluster: bool = False
+    redis_cluster_nodes: str | None = None
     redis_timeout: float = 5.0
     dead_after: float = 6.0
     pubsub_mode: PubSubMode = "classic"
@@ -392,6 +401,18 @@ class Settings:
             )
         if self.redis_sentinels and not self.redis_sentinel_master:
             raise ConfigError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not")
+        if self.is_cluster and self.redis_sentinels:
+            raise ConfigError(
+                "REDIS_CLUSTER and REDIS_SENTINELS are both set: a tier is a cluster or a "
+                "Sentinel group, not both"
+            )
+        if self.is_cluster and self.redis_url and self.redis_url.startswith("unix://"):
+            raise ConfigError("REDIS_CLUSTER needs host:port seed nodes, not a unix:// socket")
+        if self.is_cluster and self.redis_db:
+            raise ConfigError(f"Redis Cluster has only database 0, REDIS_DB is {self.redis_db}")
+        if self.redis_cluster_nodes:
+            for item in self.redis_cluster_nodes.split(","):
+                _parse_hostport(item, what="REDIS_CLUSTER_NODES")
         if self.database_url is not None:
             scheme = urlsplit(self.database_url.reveal()).scheme
             if scheme not in {"postgres", "postgresql"}:
@@ -413,13 +434,20 @@ class Settings:
             username = parts.username or self.redis_username
             if parts.secret:
                 password = Secret(parts.secret)
-            clean = parts.without_credentials()
+            clean, _ = _pop_cluster_option(parts.without_credentials())
         else:
             scheme = "rediss" if self.redis_tls else "redis"
             host = f"[{self.redis_host}]" if ":" in self.redis_host else self.redis_host
             clean = f"{scheme}://{host}:{self.redis_port}/{self.redis_db}"
             username = self.redis_username
         sentinels: tuple[tuple[str, int], ...] = ()
+        seeds: tuple[tuple[str, int], ...] = ()
+        if self.redis_cluster_nodes:
+            seeds = tuple(
+                _parse_hostport(item, what="REDIS_CLUSTER_NODES")
+                for item in self.redis_cluster_nodes.split(",")
+                if item.strip()
+            )
         if self.redis_sentinels:
             sentinels = tuple(_parse_hostport(item) for item in self.redis_sentinels.split(","))
         return RedisTarget(
@@ -433,7 +461,18 @@ class Settings:
             dead_after=self.dead_after,
             tls_insecure=self.redis_tls_insecure,
             pubsub_mode=self.pubsub_mode,
+            cluster=self.is_cluster,
+            cluster_nodes=seeds,
         )
+
+    @property
+    def is_cluster(self) -> bool:
+        """Redis Cluster: REDIS_CLUSTER=true, or ``?cluster=true`` on REDIS_URL (either says so)."""
+        if self.redis_cluster:
+            return True
+        if not self.redis_url:
+            return False
+        return bool(_pop_cluster_option(self.redis_url)[1])
 
     @property
     def tls_unverified(self) -> bool:
@@ -496,7 +535,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name in _INTS:
         low, high = _INTS[name]
         return _as_int(ENV_VARS.get(name, name).upper(), value, low=low, high=high)
-    if name in {"redis_tls", "redis_tls_insecure"}:
+    if name in {"redis_tls", "redis_tls_insecure", "redis_cluster"}:
         return _as_bool(ENV_VARS[name], value)
     if name in _SECONDS:
         return _as_float(ENV_VARS[name], value)
@@ -536,11 +575,33 @@ def _check_url_options(url: str, *, insecure: bool) -> None:
             )
 
 
-def _parse_hostport(item: str) -> tuple[str, int]:
+def _parse_hostport(item: str, *, what: str = "REDIS_SENTINELS") -> tuple[str, int]:
     host, sep, port = item.strip().rpartition(":")
     if not sep or not host:
-        raise ConfigError(f"REDIS_SENTINELS entries must be host:port, got {item!r}")
-    return host.strip("[]"), _as_int("sentinel port", port, low=1, high=65535)
+        raise ConfigError(f"{what} entries must be host:port, got {item!r}")
+    return host.strip("[]"), _as_int(f"{what} port", port, low=1, high=65535)
+
+
+_CLUSTER_OPTION = "cluster"
+
+
+def _pop_cluster_option(url: str) -> tuple[str, bool | None]:
+    """``url`` without its ``cluster=`` query option (redis-py would refuse it), and that
+    option's value (None when absent)."""
+    base, qmark, query = url.partition("?")
+    if not qmark:
+        return url, None
+    kept: list[str] = []
+    found: bool | None = None
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == _CLUSTER_OPTION:
+            found = _as_bool("REDIS_URL option cluster", unquote(value))
+        else:
+            kept.append(pair)
+    if found is None:
+        return url, None
+    return base + ("?" + "&".join(kept) if kept else ""), found
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from echoes_ops.client.connect import Redis, open_redis
+from echoes_ops.client.connect import AnyRedis, Redis, open_redis
 from echoes_ops.config import Settings
+from echoes_ops.local.redis_cluster import RedisCluster
 from echoes_ops.local.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +71,96 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "private-redis")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One Redis Cluster (3 primaries, 3 replicas) for the session, started by the code of
+    ``local up --cluster``; tests get it flushed (``cluster_url``). Tests that kill nodes
+    start a private one (``private_cluster``)."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def flush_cluster(cluster: RedisCluster) -> None:
+    """FLUSHALL on every primary, and wait until the replicas have it too."""
+    for node in cluster.nodes:
+        sync = redis.Redis(host=cluster.host, port=node.port, password=cluster.password)
+        try:
+            if sync.execute_command("ROLE")[0] in (b"master", "master"):
+                sync.flushall()
+                sync.execute_command("WAIT", 1, 2000)
+        finally:
+            sync.close()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """The session's cluster, every node running and settled, emptied: its URL (the first
+    node as seed, ``?cluster=true``)."""
+    if not all(redis_cluster.running()):
+        redis_cluster.start()
+    redis_cluster.wait_ok()
+    flush_cluster(redis_cluster)
+    return redis_cluster.url
+
+
+@pytest.fixture
+def cluster_settings(cluster_url: str, redis_cluster: RedisCluster) -> Settings:
+    """Settings for the session's cluster: REDIS_CLUSTER=true and every node as a seed."""
+    return Settings.load(
+        env={
+            "REDIS_URL": cluster_url.replace("?cluster=true", ""),
+            "REDIS_CLUSTER": "true",
+            "REDIS_CLUSTER_NODES": ",".join(redis_cluster.seeds),
+        }
+    )
+
+
+@pytest.fixture
+async def cluster_r(cluster_settings: Settings) -> AsyncIterator[AnyRedis]:
+    async with open_redis(cluster_settings.redis_target()) as client:
+        yield client
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A cluster of the test's own, for tests that kill, stop or reshard nodes."""
+    cluster = RedisCluster(tmp_path / "private-cluster")
+    yield cluster
+    cluster.stop()
+
+
+TOPOLOGIES = ("standalone", "cluster")
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    """The topology a test parametrized over both runs on (``tier_url`` follows it)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def tier_url(topology: str, request: pytest.FixtureRequest) -> str:
+    """A flushed tier of each topology in turn: one server, then the cluster (REDIS_URL
+    with ?cluster=true)."""
+    return str(request.getfixturevalue("redis_url" if topology == "standalone" else "cluster_url"))
+
+
+@pytest.fixture
+def tier_settings(topology: str, request: pytest.FixtureRequest) -> Settings:
+    if topology == "standalone":
+        return Settings.from_dsn(request.getfixturevalue("redis_url"))
+    settings: Settings = request.getfixturevalue("cluster_settings")
+    return settings
+
+
+@pytest.fixture
+async def tier_r(tier_settings: Settings) -> AsyncIterator[AnyRedis]:
+    async with open_redis(tier_settings.redis_target()) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from echoes_ops.errors import ExitCode, Interrupted, OpsError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from echoes_ops.client.connect import Redis
+    from echoes_ops.client.connect import AnyRedis
     from echoes_ops.config import Settings
     from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
@@ -175,7 +175,7 @@ def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
 
 
 @asynccontextmanager
-async def redis_client(ctx: typer.Context) -> AsyncIterator[Redis]:
+async def redis_client(ctx: typer.Context) -> AsyncIterator[AnyRedis]:
     from echoes_ops.client.connect import open_redis
 
     async with open_redis(state(ctx).settings().redis_target()) as client:
@@ -185,7 +185,7 @@ async def redis_client(ctx: typer.Context) -> AsyncIterator[Redis]:
 @asynccontextmanager
 async def audited_redis(
     ctx: typer.Context, action: str, args: dict[str, Any], *, dry_run: bool
-) -> AsyncIterator[tuple[Redis, AuditEntry]]:
+) -> AsyncIterator[tuple[AnyRedis, AuditEntry]]:
     """Redis for a mutating command, with its audit record written when the block ends.
     Audit sink problems are printed as warnings after a successful command."""
     from echoes_ops.operations.audit import audited_redis as open_audited

@@ -47,11 +47,17 @@ PgPortOption = Annotated[
 
 
 def _stack(
-    root: Path, redis_port: int | None, pg_port: int | None, postgres: bool | None = None
+    root: Path,
+    redis_port: int | None,
+    pg_port: int | None,
+    postgres: bool | None = None,
+    cluster: bool | None = None,
 ) -> LocalStack:
     from echoes_ops.local.stack import LocalStack
 
-    return LocalStack.load(root, redis_port=redis_port, pg_port=pg_port, postgres=postgres)
+    return LocalStack.load(
+        root, redis_port=redis_port, pg_port=pg_port, postgres=postgres, cluster=cluster
+    )
 
 
 @app.command("up")
@@ -62,13 +68,25 @@ def up(
     pg_port: PgPortOption = None,
     no_postgres: Annotated[bool, typer.Option("--no-postgres", help="Start Redis only.")] = False,
     characters: Annotated[int, typer.Option("--characters", help="Demo characters to seed.")] = 300,
+    cluster: Annotated[
+        bool | None,
+        typer.Option(
+            "--cluster/--no-cluster",
+            help="Redis as a cluster of 3 primaries and 3 replicas (ports 7390-7395, or free "
+            "ones) instead of one server. Default: what the last 'up' in --dir started.",
+            show_default=False,
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Start the local services (if not running) and seed the demo characters.
 
     Prints the URLs to export. Without --redis-port/--pg-port, a port another process holds
     (another checkout's services, say) is replaced by a free one, and the ports taken are
-    recorded in --dir for status, env and down. Needs redis-server (apt-get install
+    recorded in --dir for status, env and down. With --cluster, Redis is a Redis Cluster of
+    3 primaries and 3 replicas (six redis-servers joined by redis-cli --cluster create);
+    'local env' then prints REDIS_URL with ?cluster=true and REDIS_CLUSTER_NODES, and
+    'local down' stops all six. Needs redis-server and redis-cli (apt-get install
     redis-server) and, unless --no-postgres, the PostgreSQL server binaries (apt-get install
     postgresql).
 
@@ -76,8 +94,11 @@ def up(
     Examples:
       echoes-ops local up
       eval "$(echoes-ops local env)" && echoes-ops status
+      echoes-ops local up --cluster --no-postgres
     """
-    stack = guard(ctx, lambda: _stack(root, redis_port, pg_port, postgres=not no_postgres))
+    stack = guard(
+        ctx, lambda: _stack(root, redis_port, pg_port, postgres=not no_postgres, cluster=cluster)
+    )
     data = guard(ctx, lambda: load_gamedata(ctx, None))
 
     async def work() -> LocalState:
@@ -98,7 +119,7 @@ def down(
     root: DirOption = Path(".echoes-local"),
     json: JsonOption = False,
 ) -> None:
-    """Stop the local services (data stays in --dir).
+    """Stop the local services (data stays in --dir); a local cluster's six nodes all.
 
     \b
     Examples:

@@ -211,7 +211,12 @@ def local_state(st: LocalState) -> None:
     console = stdout_console()
     console.print(f"local services in {st.root}")
     redis_line = _service_line(st.redis_status, st.redis_port_user)
-    console.print(f"  redis      {redis_line}  {st.redis_url}", soft_wrap=True, markup=False)
+    kind = "redis cluster" if st.cluster else "redis     "
+    console.print(f"  {kind} {redis_line}  {st.redis_url}", soft_wrap=True, markup=False)
+    for node in st.cluster_nodes:
+        user = node.get("port_user")
+        node_line = _service_line(str(node["status"]), user if isinstance(user, dict) else None)
+        console.print(f"    node {node['port']}  {node_line}", soft_wrap=True, markup=False)
     if st.postgres:
         pg_line = _service_line(st.pg_status or "stopped", st.pg_port_user)
         console.print(f"  postgresql {pg_line}  {st.database_url}", soft_wrap=True, markup=False)

@@ -19,8 +19,11 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
-from redis.exceptions import NoPermissionError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AskError, MovedError, NoPermissionError, ResponseError, TryAgainError
 
+from echoes_ops.client.nodes import node_client
+from echoes_ops.client.slots import first_key, slot_of
 from echoes_ops.errors import Interrupted
 
 Command = tuple[Any, ...]
@@ -28,7 +31,7 @@ DEFAULT_CHUNK = 2000
 
 
 async def bulk(
-    r: Redis,
+    r: Redis | RedisCluster,
     commands: Sequence[Command],
     *,
     chunk: int = DEFAULT_CHUNK,
@@ -46,6 +49,27 @@ async def bulk(
     connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
     and :class:`Interrupted` is raised; what was sent before has been sent.
     """
+    if isinstance(r, RedisCluster):
+        replies = await _bulk_cluster(r, commands, chunk=chunk, progress=progress, stop=stop)
+    else:
+        replies = await _bulk_one(r, commands, chunk=chunk, progress=progress, stop=stop)
+    for reply in replies:
+        if isinstance(reply, ResponseError) and (
+            raise_on_error or (not allow_denied and isinstance(reply, NoPermissionError))
+        ):
+            raise reply
+    return replies
+
+
+async def _bulk_one(
+    r: Redis,
+    commands: Sequence[Command],
+    *,
+    chunk: int,
+    progress: Callable[[int, int], None] | None,
+    stop: Callable[[], bool] | None,
+) -> list[Any]:
+    """Every reply, error replies in place, on one server."""
     replies: list[Any] = []
     if not commands:
         return replies
@@ -80,11 +104,102 @@ async def bulk(
         raise
     finally:
         await pool.release(conn)
-    for reply in replies:
-        if isinstance(reply, ResponseError) and (
-            raise_on_error or (not allow_denied and isinstance(reply, NoPermissionError))
-        ):
-            raise reply
+    return replies
+
+
+_REDIRECTED = (MovedError, AskError, TryAgainError)
+
+
+def _units(commands: Sequence[Command]) -> list[tuple[int, int]]:
+    """``commands`` as routing units ``(start, end)``: one command, or a whole
+    MULTI ... EXEC block (it goes to one node as it is)."""
+    units: list[tuple[int, int]] = []
+    i = 0
+    while i < len(commands):
+        if str(commands[i][0]).upper() == "MULTI":
+            end = i + 1
+            while end < len(commands) and str(commands[end][0]).upper() not in {"EXEC", "DISCARD"}:
+                end += 1
+            units.append((i, min(end + 1, len(commands))))
+            i = end + 1
+        else:
+            units.append((i, i + 1))
+            i += 1
+    return units
+
+
+def _unit_slot(commands: Sequence[Command], start: int, end: int) -> int:
+    for command in commands[start:end]:
+        key = first_key(command)
+        if key is not None:
+            return slot_of(key)
+    raise ValueError(
+        f"{commands[start][0]!r} names no key, so it has no node on a cluster: run it on "
+        "each node (echoes_ops.client.nodes.each_primary)"
+    )
+
+
+async def _bulk_cluster(
+    r: RedisCluster,
+    commands: Sequence[Command],
+    *,
+    chunk: int,
+    progress: Callable[[int, int], None] | None,
+    stop: Callable[[], bool] | None,
+) -> list[Any]:
+    """Every reply, in order, on a cluster: each command (or MULTI block) goes to the primary
+    that owns its first key's slot; each node's share streams on that node's own connection,
+    all nodes in parallel. A key moved meanwhile (MOVED/ASK/TRYAGAIN during a resharding) is
+    sent again through redis-py's cluster client, which follows the redirection."""
+    if not commands:
+        return []
+    await r.initialize()
+    by_node: dict[str, tuple[Any, list[int]]] = {}
+    in_transaction: set[int] = set()
+    for start, end in _units(commands):
+        if end - start > 1:
+            in_transaction.update(range(start, end))
+        node = r.nodes_manager.get_node_from_slot(_unit_slot(commands, start, end))
+        entry = by_node.setdefault(node.name, (node, []))
+        entry[1].extend(range(start, end))
+    done = [0]
+
+    def counted(n: int, _total: int) -> None:
+        done[0] += n
+        if progress:
+            progress(done[0], len(commands))
+
+    async def on_node(node: Any, indexes: list[int]) -> list[Any]:
+        last = [0]
+
+        def step(sent: int, total: int) -> None:
+            counted(sent - last[0], total)
+            last[0] = sent
+
+        return await _bulk_one(
+            node_client(r, node),
+            [commands[i] for i in indexes],
+            chunk=chunk,
+            progress=step,
+            stop=stop,
+        )
+
+    groups = list(by_node.values())
+    results = await asyncio.gather(*(on_node(n, ix) for n, ix in groups), return_exceptions=True)
+    replies: list[Any] = [None] * len(commands)
+    for (_, indexes), result in zip(groups, results, strict=True):
+        if isinstance(result, BaseException):
+            raise result
+        for i, reply in zip(indexes, result, strict=True):
+            replies[i] = reply
+    for i, reply in enumerate(replies):
+        if isinstance(reply, _REDIRECTED):
+            if i in in_transaction:
+                raise reply  # a transaction caught by a resharding: never replayed piecemeal
+            try:
+                replies[i] = await r.execute_command(*commands[i])
+            except ResponseError as exc:
+                replies[i] = exc
     return replies
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -24,6 +26,9 @@ from echoes_ops.config import RedisTarget
 from echoes_ops.errors import ConfigError
 
 Redis = aioredis.Redis
+# what make_client / open_redis return: a Redis Cluster client on a cluster (REDIS_CLUSTER),
+# a plain client otherwise (one server, or the Sentinel-discovered primary)
+AnyRedis = aioredis.Redis | RedisCluster
 # Sentinel(), typed: redis-py 8.1 leaves its constructor unannotated, 8.2 annotates it, so
 # neither a plain call nor a ``type: ignore`` type-checks on both
 _sentinel = cast(Callable[..., Sentinel], Sentinel)
@@ -51,8 +56,71 @@ def _check_ca_file(path: str) -> None:
         ) from None
 
 
-def make_client(target: RedisTarget, *, client_name: str | None = None, **extra: Any) -> Redis:
-    """Build (but do not connect) an asyncio client for ``target``."""
+class TierCluster(RedisCluster):
+    """redis-py's cluster client (MOVED/ASK, failover and resharding are its business), which
+    also opens a plain :class:`Redis` on any one of its nodes, with the same credentials and
+    TLS, for work that runs per node (SCAN walks, per-node Lua steps, bulk streaming; see
+    :mod:`echoes_ops.client.nodes`). Those clients are closed with it."""
+
+    def __init__(
+        self, *args: Any, node_target: RedisTarget, node_extra: dict[str, Any], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.node_target = node_target
+        self._node_extra = node_extra
+        self._node_clients: dict[str, aioredis.Redis] = {}
+
+    def node_client(self, node: ClusterNode) -> aioredis.Redis:
+        """A plain client on ``node`` (one per node, reused)."""
+        client = self._node_clients.get(node.name)
+        if client is None:
+            client = make_plain_client(
+                node_target(self.node_target, node.host, int(node.port)), **self._node_extra
+            )
+            self._node_clients[node.name] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients = list(self._node_clients.values())
+        self._node_clients.clear()
+        for client in clients:
+            with contextlib.suppress(rx.RedisError, OSError):
+                await client.aclose()
+        await super().aclose()
+
+
+def node_target(target: RedisTarget, host: str, port: int) -> RedisTarget:
+    """``target`` pointed at one node of its cluster (plain, not clustered)."""
+    scheme = urlsplit(target.url).scheme or "redis"
+    shown = f"[{host}]" if ":" in host else host
+    return replace(target, url=f"{scheme}://{shown}:{port}/0", cluster=False, cluster_nodes=())
+
+
+def _cluster_client(
+    target: RedisTarget, options: dict[str, Any], extra: dict[str, Any]
+) -> TierCluster:
+    parts = urlsplit(target.url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 6379
+    seeds = [ClusterNode(h, p) for h, p in target.cluster_nodes if (h, p) != (host, port)]
+    cluster_options = dict(options)
+    if parts.scheme == "rediss":
+        cluster_options["ssl"] = True
+    return TierCluster(
+        host=host,
+        port=port,
+        startup_nodes=seeds or None,
+        # one slot without its node fails the command that needs it, not every command
+        require_full_coverage=False,
+        node_target=target,
+        node_extra=extra,
+        **cluster_options,
+    )
+
+
+def _options(target: RedisTarget, client_name: str | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """redis-py client options for ``target`` (``extra`` overrides; TLS as the URL says)."""
+    extra = dict(extra)
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": target.timeout,
@@ -64,14 +132,37 @@ def make_client(target: RedisTarget, *, client_name: str | None = None, **extra:
         "password": target.password.reveal() if target.password else None,
     }
     options.update(extra)
-    tls = urlsplit(target.url).scheme == "rediss"
-    if tls:
+    if urlsplit(target.url).scheme == "rediss":
         # --insecure: the operator accepted an unverified server (the CLI warns each run)
         options["ssl_cert_reqs"] = "none" if target.tls_insecure else "required"
         options["ssl_check_hostname"] = not target.tls_insecure
         if target.ca_file:
             _check_ca_file(target.ca_file)
             options["ssl_ca_certs"] = target.ca_file
+    return options
+
+
+def make_client(target: RedisTarget, *, client_name: str | None = None, **extra: Any) -> AnyRedis:
+    """Build (but do not connect) an asyncio client for ``target``: a :class:`TierCluster`
+    when ``target.cluster``, a plain :class:`Redis` otherwise."""
+    if target.cluster:
+        options = _options(target, client_name, extra)
+        return _cluster_client(target, options, {"client_name": client_name, **extra})
+    return make_plain_client(target, client_name=client_name, **extra)
+
+
+def make_plain_client(
+    target: RedisTarget, *, client_name: str | None = None, **extra: Any
+) -> aioredis.Redis:
+    """A plain client for ``target``: one server, a Sentinel-discovered primary, or (for a
+    cluster target) the seed node itself, as a node of its own (classic pub/sub reaches every
+    node's subscribers from any node)."""
+    options = _options(target, client_name, extra)
+    tls = urlsplit(target.url).scheme == "rediss"
+    if target.cluster:
+        # the seed node as a server of its own
+        parts = urlsplit(target.url)
+        target = node_target(target, parts.hostname or "localhost", parts.port or 6379)
     if target.sentinels:
         if tls:
             # the primary is reached over TLS (REDIS_TLS=true); the Sentinels in plain text
@@ -94,7 +185,7 @@ def make_client(target: RedisTarget, *, client_name: str | None = None, **extra:
 @asynccontextmanager
 async def open_redis(
     target: RedisTarget, *, ping: bool = True, client_name: str | None = None, **extra: Any
-) -> AsyncIterator[Redis]:
+) -> AsyncIterator[AnyRedis]:
     """Connect (and ping) Redis; inside the block, Redis failures become :class:`OpsError`.
 
     Every redis-py exception raised inside the ``async with`` body is translated to a
@@ -105,7 +196,7 @@ async def open_redis(
         if ping:
             await client.ping()
         yield client
-    except (TimeoutError, rx.RedisError, OSError) as exc:
+    except (TimeoutError, rx.RedisError, rx.RedisClusterException, OSError) as exc:
         raise translate(exc, target.display) from exc
     finally:
         # the connection may already be gone; there is nothing left to release then

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from redis import exceptions as rx
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 COUNTER = "client_output_buffer_limit_disconnections"
 
@@ -25,7 +26,7 @@ class ServerMark:
     dropped: int | None  # COUNTER, where the server keeps it
 
 
-async def mark(r: Redis) -> ServerMark | None:
+async def mark(r: Redis | RedisCluster) -> ServerMark | None:
     """Read what later tells a drop from a restart; ``None`` if the server will not say."""
     try:
         info = await r.info("server", "stats")
@@ -38,7 +39,7 @@ async def mark(r: Redis) -> ServerMark | None:
     )
 
 
-async def cause(r: Redis, before: ServerMark | None, error: str) -> str:
+async def cause(r: Redis | RedisCluster, before: ServerMark | None, error: str) -> str:
     """``error`` with the drop's cause, read from the server once reconnected."""
     after = await mark(r) if before is not None else None
     if before is None or after is None:

@@ -91,11 +91,37 @@ def translate(exc: BaseException, where: str) -> OpsError:
         )
     if isinstance(exc, _NO_MASTER) or lowered.startswith("no master found for"):
         return _no_master(text, where)
+    cluster = _cluster_problem(exc, text, where)
+    if cluster is not None:
+        return cluster
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError):
         return _connection_problem(exc, text, where)
     if isinstance(exc, rx.ResponseError):
         return RedisCommandError(f"Redis at {where} answered with an error: {text}")
     return RedisCommandError(f"Redis at {where} failed: {text}")
+
+
+def _cluster_problem(exc: BaseException, text: str, where: str) -> OpsError | None:
+    """A Redis Cluster failure (redis-py raises some outside RedisError)."""
+    first = text.splitlines()[0]
+    if isinstance(exc, rx.ClusterDownError) or text.startswith("CLUSTERDOWN"):
+        return UnreachableError(
+            f"the Redis Cluster at {where} is down: {first}",
+            hint="a primary and its replicas may all be down; check CLUSTER INFO on a node",
+        )
+    if isinstance(exc, rx.SlotNotCoveredError):
+        return UnreachableError(
+            f"the Redis Cluster at {where} has no node for a slot this command needs: {first}",
+            hint="check slot coverage (CLUSTER INFO cluster_slots_ok) on a node",
+        )
+    if isinstance(exc, rx.RedisClusterException):
+        if "at least one reachable node" in text or "failed to resolve" in text.lower():
+            return UnreachableError(
+                f"cannot reach any seed node of the Redis Cluster at {where}",
+                hint="check REDIS_URL and REDIS_CLUSTER_NODES, and that the nodes run",
+            )
+        return RedisCommandError(f"Redis Cluster at {where} refused the command: {first}")
+    return None
 
 
 def _no_master(text: str, where: str) -> OpsError:

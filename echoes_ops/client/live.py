@@ -15,12 +15,12 @@ from redis import exceptions as rx
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from echoes_ops.client.connect import Redis, make_client
+from echoes_ops.client.connect import AnyRedis, make_client
 from echoes_ops.client.errors import translate
 from echoes_ops.config import RedisTarget
 
 
-def make_polling_client(target: RedisTarget, *, client_name: str | None = None) -> Redis:
+def make_polling_client(target: RedisTarget, *, client_name: str | None = None) -> AnyRedis:
     """A client that retries a failed command once at once (a pooled connection that died
     with a restart is replaced), never waits between tries, and never blocks longer than
     the target's timeout."""
@@ -38,5 +38,5 @@ def translated(where: str) -> Iterator[None]:
     :class:`~echoes_ops.errors.OpsError`, so faces catch one family of errors."""
     try:
         yield
-    except (TimeoutError, rx.RedisError, OSError) as exc:
+    except (TimeoutError, rx.RedisError, rx.RedisClusterException, OSError) as exc:
         raise translate(exc, where) from exc

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
+
+from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import primary_clients
 
 DEFAULT_SCAN_COUNT = 1000
 DEFAULT_BATCH = 1000
 
-AnyRedis = aioredis.Redis | RedisCluster
+__all__ = ["AnyRedis", "chunks", "collect_keys", "hgetall_many", "pipelined", "scan_keys"]
 
 
 async def scan_keys(
@@ -27,19 +29,18 @@ async def scan_keys(
     count: int = DEFAULT_SCAN_COUNT,
     type_: str | None = None,
 ) -> AsyncIterator[list[str]]:
-    """Yield batches of keys matching ``match``. Keys may repeat (SCAN's guarantee)."""
-    if isinstance(r, RedisCluster):
-        for node in r.get_primaries():
-            cursor = 0
-            while True:
-                cursor, batch = await r.scan(
-                    cursor, match=match, count=count, _type=type_, target_nodes=node
-                )
-                if batch:
-                    yield [str(k) for k in batch]
-                if cursor == 0:
-                    break
-        return
+    """Yield batches of keys matching ``match``. Keys may repeat (SCAN's guarantee; on a
+    cluster, also a key seen on two nodes while its slot migrates): dedupe by key. On a
+    cluster, every primary is walked, one after the other."""
+    for node in await primary_clients(r):
+        async for batch in scan_node(node, match, count=count, type_=type_):
+            yield batch
+
+
+async def scan_node(
+    r: Redis, match: str, *, count: int = DEFAULT_SCAN_COUNT, type_: str | None = None
+) -> AsyncIterator[list[str]]:
+    """SCAN one node (one server, or one node of a cluster through its own client)."""
     cursor = 0
     while True:
         cursor, batch = await r.scan(cursor, match=match, count=count, _type=type_)

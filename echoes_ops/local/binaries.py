@@ -8,16 +8,24 @@ from pathlib import Path
 from echoes_ops.errors import ConfigError
 
 
-def find_redis_server() -> str:
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+def _find(program: str, package: str, why: str = "") -> str:
+    found = shutil.which(program) or (
+        f"/usr/bin/{program}" if Path(f"/usr/bin/{program}").exists() else None
     )
     if not found:
         raise ConfigError(
-            "redis-server is not installed",
-            hint="install it: sudo apt-get install redis-server (Debian/Ubuntu)",
+            f"{program} is not installed{why}",
+            hint=f"install it: sudo apt-get install {package} (Debian/Ubuntu)",
         )
     return found
+
+
+def find_redis_server() -> str:
+    return _find("redis-server", "redis-server")
+
+
+def find_redis_cli() -> str:
+    return _find("redis-cli", "redis-tools", " (it creates the local cluster)")
 
 
 def find_postgres_bindir() -> Path:

@@ -17,12 +17,14 @@ from echoes_ops.errors import ConfigError
 from echoes_ops.local.demo import DemoSummary, seed_demo
 from echoes_ops.local.ports import free_port, port_in_use, who_listens
 from echoes_ops.local.postgres_server import PostgresServer
+from echoes_ops.local.redis_cluster import RedisCluster, cluster_ports
 from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.migrations import migrate
 
 DEFAULT_ROOT = ".echoes-local"
 DEFAULT_REDIS_PORT = 6390
 DEFAULT_PG_PORT = 5490
+DEFAULT_CLUSTER_PORT = 7390  # the local cluster's first node (7390-7395, buses 17390-17395)
 STATE_FILE = "state.json"
 _AUTO_ATTEMPTS = 3  # a free port picked can be taken before our server binds it: pick again
 
@@ -51,12 +53,21 @@ class LocalState:
     pg_status: str | None = None
     pg_port_user: dict[str, object] | None = None
     notes: list[str] = field(default_factory=list)  # e.g. a configured port that was taken
+    # local up --cluster: Redis is a 3-primary / 3-replica cluster; one entry per node
+    # (port, status), and redis_url names the first node as seed with ?cluster=true
+    cluster: bool = False
+    cluster_nodes: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def env(self) -> dict[str, str]:
         values = {"REDIS_URL": self.redis_url}
+        if self.cluster:
+            # every node as a seed: the client still finds the cluster when the first is down
+            values["REDIS_CLUSTER_NODES"] = ",".join(
+                f"127.0.0.1:{node['port']}" for node in self.cluster_nodes
+            )
         if self.database_url:
             values["DATABASE_URL"] = self.database_url
         return values
@@ -102,6 +113,8 @@ class LocalStack:
     postgres: bool = True
     redis_explicit: bool = False
     pg_explicit: bool = False
+    cluster: bool = False
+    cluster_port_list: list[int] = field(default_factory=list)
 
     @classmethod
     def load(
@@ -111,6 +124,7 @@ class LocalStack:
         redis_port: int | None = None,
         pg_port: int | None = None,
         postgres: bool | None = None,
+        cluster: bool | None = None,
     ) -> LocalStack:
         """The stack in ``root``: ports from flags, else from its state file, else defaults."""
         saved: dict[str, Any] = {}
@@ -127,17 +141,31 @@ class LocalStack:
             postgres=postgres if postgres is not None else bool(saved.get("postgres", True)),
             redis_explicit=redis_port is not None,
             pg_explicit=pg_port is not None,
+            cluster=cluster if cluster is not None else bool(saved.get("cluster", False)),
+            cluster_port_list=[int(p) for p in saved.get("cluster_ports", [])],
         )
 
     def redis(self) -> RedisServer:
         return RedisServer(self.root / "redis", port=self.redis_port)
+
+    def redis_cluster(self) -> RedisCluster | None:
+        """The local cluster (None until its ports were chosen by ``up --cluster``)."""
+        if not self.cluster_port_list:
+            return None
+        return RedisCluster(self.root / "cluster", ports=list(self.cluster_port_list))
 
     def pg(self) -> PostgresServer:
         return PostgresServer(self.root / "postgres", port=self.pg_port)
 
     def _save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        data = {"redis_port": self.redis_port, "pg_port": self.pg_port, "postgres": self.postgres}
+        data = {
+            "redis_port": self.redis_port,
+            "pg_port": self.pg_port,
+            "postgres": self.postgres,
+            "cluster": self.cluster,
+            "cluster_ports": self.cluster_port_list,
+        }
         tmp = self.root / f"{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(self.root / STATE_FILE)
@@ -169,7 +197,10 @@ class LocalStack:
     ) -> LocalState:
         """Start what is not running, seed the demo characters, and report."""
         notes: list[str] = []
-        self._start_redis(notes)
+        if self.cluster:
+            self._start_cluster(notes)
+        else:
+            self._start_redis(notes)
         self._save()
         summary: DemoSummary | None = None
         if self.postgres:
@@ -219,6 +250,27 @@ class LocalStack:
                 port = chosen
         self.redis_port = port
 
+    def _start_cluster(self, notes: list[str]) -> None:
+        """The six nodes on the ports recorded (or 7390-7395, or free ones), created as one
+        cluster the first time, rejoining it after a ``down``."""
+        current = self.redis_cluster()
+        if current is not None and all(current.running()):
+            current.wait_ok()
+            return
+        ports = list(self.cluster_port_list)
+        if not ports or any(port_in_use(p) for p in ports):
+            ports = cluster_ports(6, first=DEFAULT_CLUSTER_PORT)
+            if ports[0] != DEFAULT_CLUSTER_PORT and not self.cluster_port_list:
+                notes.append(
+                    f"cluster ports {DEFAULT_CLUSTER_PORT}-{DEFAULT_CLUSTER_PORT + 5} "
+                    f"(or their bus ports) are in use: took {ports}"
+                )
+        self.cluster_port_list = ports
+        self._save()  # recorded before starting: down finds whatever did start
+        cluster = self.redis_cluster()
+        assert cluster is not None
+        cluster.start()
+
     def _start_pg(self, notes: list[str]) -> PostgresServer:
         pg = self.pg()
         running_on = pg.running_port()
@@ -247,23 +299,29 @@ class LocalStack:
 
     def down(self) -> LocalState:
         self.redis().stop()
+        cluster = self.redis_cluster()
+        if cluster is not None:
+            cluster.stop()
         if self.postgres:
             self.pg().stop()
         return self.status()
 
     def status(self) -> LocalState:
-        redis = self.redis()
-        running = redis.running()
-        redis_status, redis_user = _service_status(running, self.redis_port)
-        state = LocalState(
-            root=str(self.root),
-            redis_port=self.redis_port,
-            redis_running=running,
-            redis_url=redis.url,
-            postgres=self.postgres,
-            redis_status=redis_status,
-            redis_port_user=redis_user,
-        )
+        if self.cluster:
+            state = self._cluster_status()
+        else:
+            redis = self.redis()
+            running = redis.running()
+            redis_status, redis_user = _service_status(running, self.redis_port)
+            state = LocalState(
+                root=str(self.root),
+                redis_port=self.redis_port,
+                redis_running=running,
+                redis_url=redis.url,
+                postgres=self.postgres,
+                redis_status=redis_status,
+                redis_port_user=redis_user,
+            )
         if self.postgres:
             pg = self.pg()
             state.pg_port = self.pg_port
@@ -272,3 +330,28 @@ class LocalStack:
             state.database_url = pg.url
             state.pg_data_dir = str(pg.actual_data_dir)
         return state
+
+    def _cluster_status(self) -> LocalState:
+        cluster = self.redis_cluster()
+        nodes: list[dict[str, object]] = []
+        if cluster is not None:
+            for node in cluster.nodes:
+                status, user = _service_status(node.running(), node.port)
+                nodes.append({"port": node.port, "status": status, "port_user": user})
+        up = sum(1 for n in nodes if n["status"] == RUNNING)
+        if nodes and up == len(nodes):
+            summary = RUNNING
+        elif up:
+            summary = f"{up} of {len(nodes)} nodes running"
+        else:
+            summary = STOPPED
+        return LocalState(
+            root=str(self.root),
+            redis_port=cluster.ports[0] if cluster is not None else 0,
+            redis_running=bool(nodes) and up == len(nodes),
+            redis_url=cluster.url if cluster is not None else "",
+            postgres=self.postgres,
+            redis_status=summary,
+            cluster=True,
+            cluster_nodes=nodes,
+        )

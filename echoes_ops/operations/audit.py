@@ -17,9 +17,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.config import REDACTED, PgTimeouts, RedisTarget, Secret, redact_url
 from echoes_ops.contract import keys
 from echoes_ops.errors import Interrupted, OpsError, UnreachableError
@@ -58,7 +58,7 @@ class AuditLog:
     """Where records go. Either sink may be absent."""
 
     operator: str
-    redis: Redis | None = None
+    redis: AnyRedis | None = None
     database_url: str | None = None
     warnings: list[str] = field(default_factory=list)
     pg_timeouts: PgTimeouts = field(default_factory=PgTimeouts)
@@ -84,7 +84,7 @@ class AuditLog:
         me = identity.local_identity(self.operator)
         return me.with_redis_user(await self.redis_user() or None)
 
-    def client(self) -> Redis:
+    def client(self) -> AnyRedis:
         """The Redis connection the audited write uses; raises why there is none (inside
         the audited block, so the failure is recorded)."""
         if self.redis is None:
@@ -197,7 +197,7 @@ async def audited_redis(
     args: Mapping[str, Any],
     dry_run: bool,
     pg_timeouts: PgTimeouts | None = None,
-) -> AsyncIterator[tuple[Redis, AuditEntry, AuditLog]]:
+) -> AsyncIterator[tuple[AnyRedis, AuditEntry, AuditLog]]:
     """Open Redis and run the block audited. A failure to connect is recorded too (in
     PostgreSQL, the one sink left), then re-raised."""
     from echoes_ops.client.connect import open_redis

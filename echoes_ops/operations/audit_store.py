@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
-from redis.asyncio import Redis
-
 from echoes_ops import __version__
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.config import PgTimeouts
 from echoes_ops.contract import keys
 from echoes_ops.errors import PostgresError
@@ -180,12 +179,12 @@ async def insert_postgres(dsn: str, records: list[AuditRecord], timeouts: PgTime
     return len(inserted)
 
 
-async def keep_unsynced(r: Redis, stream_id: str) -> None:
+async def keep_unsynced(r: AnyRedis, stream_id: str) -> None:
     """Name a stream record PostgreSQL did not take, for :func:`copy_unsynced`."""
     await r.sadd(keys.AUDIT_UNSYNCED_KEY, stream_id)
 
 
-async def copy_unsynced(r: Redis, dsn: str, timeouts: PgTimeouts) -> int:
+async def copy_unsynced(r: AnyRedis, dsn: str, timeouts: PgTimeouts) -> int:
     """Copy the records the stream took while PostgreSQL did not into PostgreSQL, then
     forget them; idempotent (a record already copied is not copied twice), safe to run from
     several processes at once. Returns how many were copied. Raises

@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from redis.asyncio import Redis
-
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.ids import check_character_id, check_name
@@ -147,7 +146,7 @@ def _check_strings(value: Any, where: str) -> None:
             _check_strings(item, where)
 
 
-async def check_location(r: Redis, location_id: str) -> str:
+async def check_location(r: AnyRedis, location_id: str) -> str:
     """The location must be in the static cache; refuses an unknown one (with the closest
     known ids) and says so when the static cache holds no location at all."""
     loc = check_name(location_id, "location id")
@@ -276,7 +275,7 @@ class BroadcastResult:
         }
 
 
-async def audience(r: Redis, channel: str, mode: PubSubMode = DEFAULT_MODE) -> Audience:
+async def audience(r: AnyRedis, channel: str, mode: PubSubMode = DEFAULT_MODE) -> Audience:
     """Who listens on ``channel`` in ``mode``: a shard channel's subscribers are counted by
     PUBSUB SHARDNUMSUB (on the node that owns it), and no pattern can match it."""
     if is_sharded(channel, mode):
@@ -305,7 +304,7 @@ def _numsub_count(reply: Any, channel: str) -> int:
 
 
 async def send(
-    r: Redis,
+    r: AnyRedis,
     kind: str,
     envelope: envelopes.Envelope,
     *,
@@ -409,7 +408,7 @@ class CountdownResult:
 
 
 async def countdown(
-    r: Redis,
+    r: AnyRedis,
     steps: list[Step],
     *,
     on_step: Callable[[Step, BroadcastResult], None] | None = None,

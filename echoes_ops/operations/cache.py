@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import collect_keys
 from echoes_ops.contract import keys
 from echoes_ops.contract.static import StaticKind
@@ -72,7 +71,7 @@ class CacheStatus:
         }
 
 
-async def cache_status(r: Redis, data: GameData) -> CacheStatus:
+async def cache_status(r: AnyRedis, data: GameData) -> CacheStatus:
     """Compare every static key with gamedata: missing, stale, extra and malformed keys."""
     encoded = encode_gamedata(data)
     version = await read_version(r)
@@ -91,7 +90,7 @@ async def cache_status(r: Redis, data: GameData) -> CacheStatus:
     )
 
 
-async def _malformed(r: Redis, present: list[str]) -> list[str]:
+async def _malformed(r: AnyRedis, present: list[str]) -> list[str]:
     """Keys of a static family that are not hashes or lack the required fields."""
     replies = await bulk(
         r, [("HMGET", key, *sorted(REQUIRED_FIELDS)) for key in present], raise_on_error=False
@@ -114,7 +113,7 @@ class InvalidateResult:
 
 
 async def invalidate(
-    r: Redis, kind: StaticKind, ids: Sequence[str], *, dry_run: bool = False
+    r: AnyRedis, kind: StaticKind, ids: Sequence[str], *, dry_run: bool = False
 ) -> InvalidateResult:
     """Delete the named static keys (ids are validated first; none is deleted on a bad id).
 
@@ -124,7 +123,7 @@ async def invalidate(
     return await _delete(r, targets, dry_run=dry_run)
 
 
-async def invalidate_all_static(r: Redis, *, dry_run: bool = False) -> InvalidateResult:
+async def invalidate_all_static(r: AnyRedis, *, dry_run: bool = False) -> InvalidateResult:
     targets: list[str] = []
     for kind in StaticKind:
         found = await collect_keys(r, kind.pattern)
@@ -133,7 +132,7 @@ async def invalidate_all_static(r: Redis, *, dry_run: bool = False) -> Invalidat
     return await _delete(r, targets, dry_run=dry_run)
 
 
-async def _delete(r: Redis, targets: list[str], *, dry_run: bool) -> InvalidateResult:
+async def _delete(r: AnyRedis, targets: list[str], *, dry_run: bool) -> InvalidateResult:
     existing = await bulk(r, [("EXISTS", key) for key in targets])
     present = [key for key, found in zip(targets, existing, strict=True) if found]
     if dry_run or not present:

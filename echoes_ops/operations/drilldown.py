@@ -10,9 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.contract.ids import check_character_id, check_name
 from echoes_ops.errors import NotFoundError
@@ -53,7 +52,9 @@ class WorkerDetail:
         }
 
 
-async def worker_detail(r: Redis, worker_id: str, *, limit: int = WORKER_PLAYERS) -> WorkerDetail:
+async def worker_detail(
+    r: AnyRedis, worker_id: str, *, limit: int = WORKER_PLAYERS
+) -> WorkerDetail:
     """The worker's liveness and up to ``limit`` of its connected players with a session
     summary each."""
     wid = check_name(worker_id, "worker id")
@@ -98,7 +99,7 @@ class InventoryPreview:
 
 
 async def inventory_preview(
-    r: Redis, character_id: int, *, limit: int = INVENTORY_ROWS
+    r: AnyRedis, character_id: int, *, limit: int = INVENTORY_ROWS
 ) -> InventoryPreview:
     """The cached inventory's size, TTL and first ``limit`` rows (JSON; an entry that does
     not decode is kept as ``{"raw": text}``)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from echoes_ops.client.connect import AnyRedis
 
 
 def evicts_keys_without_ttl(policy: str) -> bool:
@@ -26,7 +27,7 @@ class MemoryState:
     evicted_keys: int
 
 
-async def memory_state(r: Redis) -> MemoryState:
+async def memory_state(r: AnyRedis) -> MemoryState:
     """used_memory, maxmemory, the policy and the evicted_keys counter (one INFO call on
     Redis 7, two before it)."""
     try:

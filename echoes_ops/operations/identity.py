@@ -22,8 +22,9 @@ import socket
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from echoes_ops.client.connect import AnyRedis
 
 SHARED_REDIS_USER = "default"  # the one every unconfigured client gets: no one in particular
 
@@ -85,7 +86,7 @@ def local_identity(declared: str) -> Identity:
     )
 
 
-async def whoami(r: Redis) -> str | None:
+async def whoami(r: AnyRedis) -> str | None:
     """``ACL WHOAMI`` of this connection; None when refused or the server has no ACL."""
     try:
         reply = await r.acl_whoami()

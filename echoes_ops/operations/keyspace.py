@@ -14,14 +14,15 @@ reports how many it caused, so a caller can keep its own reads out of hit-rate f
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Final
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import primary_clients
 from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.contract import keys
 
@@ -129,8 +130,15 @@ def _offer(sample: list[bytes], seen: int, key: bytes, size: int, rng: random.Ra
         sample[slot] = key
 
 
+async def _scan_every_node(r: AnyRedis, calls: list[int]) -> AsyncIterator[list[bytes]]:
+    """Every key of every primary (one node after the other), as raw bytes."""
+    for node in await primary_clients(r):
+        async for batch in scan_raw(node, count=SCAN_COUNT, calls=calls):
+            yield batch
+
+
 async def walk_keyspace(
-    r: Redis,
+    r: AnyRedis,
     *,
     memory_sample: int = 0,
     ttl_sample: int = 0,
@@ -144,7 +152,7 @@ async def walk_keyspace(
     rng = rng or random.Random()
     walk = KeyspaceWalk(families={name: FamilyWalk() for name in FAMILIES}, worker_ids=set())
     calls: list[int] = []
-    async for batch in scan_raw(r, count=SCAN_COUNT, calls=calls):
+    async for batch in _scan_every_node(r, calls):
         walk.scanned += len(batch)
         ttl_keys: list[tuple[str, bytes]] = []
         for key in batch:

@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.operations.keyspace import family_of
 from echoes_ops.operations.stats.connections import channel_family, named_workers
 from echoes_ops.operations.stats.model import OwnLoad
@@ -200,7 +200,7 @@ class LatencyReport:
         }
 
 
-async def _config(r: Redis, notes: list[str]) -> dict[str, int]:
+async def _config(r: AnyRedis, notes: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name in ("slowlog-log-slower-than", "slowlog-max-len", "latency-monitor-threshold"):
         try:
@@ -242,7 +242,7 @@ def _entry(raw: list[Any], workers: set[str]) -> SlowEntry:
     )
 
 
-async def _slowlog(r: Redis, limit: int, notes: list[str]) -> tuple[list[SlowEntry], int | None]:
+async def _slowlog(r: AnyRedis, limit: int, notes: list[str]) -> tuple[list[SlowEntry], int | None]:
     try:
         raw, length = await bulk(r, [("SLOWLOG", "GET", limit), ("SLOWLOG", "LEN")])
     except (NoPermissionError, ResponseError) as exc:
@@ -253,7 +253,7 @@ async def _slowlog(r: Redis, limit: int, notes: list[str]) -> tuple[list[SlowEnt
     return [_entry(e, workers) for e in raw], int(length)
 
 
-async def _events(r: Redis, notes: list[str]) -> list[LatencyEvent]:
+async def _events(r: AnyRedis, notes: list[str]) -> list[LatencyEvent]:
     try:
         (latest,) = await bulk(r, [("LATENCY", "LATEST")])
         names = [_text(row[0]) for row in latest]
@@ -275,7 +275,7 @@ async def _events(r: Redis, notes: list[str]) -> list[LatencyEvent]:
     return sorted(out, key=lambda e: e.event)
 
 
-async def round_trip(r: Redis, samples: int) -> RoundTrip:
+async def round_trip(r: AnyRedis, samples: int) -> RoundTrip:
     """``samples`` PINGs one after another, each timed from send to reply."""
     times = []
     for _ in range(samples):
@@ -286,7 +286,7 @@ async def round_trip(r: Redis, samples: int) -> RoundTrip:
 
 
 async def latency_report(
-    r: Redis, *, limit: int = SLOWLOG_LIMIT, samples: int = PING_SAMPLES
+    r: AnyRedis, *, limit: int = SLOWLOG_LIMIT, samples: int = PING_SAMPLES
 ) -> LatencyReport:
     notes: list[str] = []
     config = await _config(r, notes)

@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import NotFoundError
@@ -39,7 +38,7 @@ class LocationList:
         }
 
 
-async def known_presence_sets(r: Redis) -> list[tuple[str, str]]:
+async def known_presence_sets(r: AnyRedis) -> list[tuple[str, str]]:
     """(location id, presence key) for the loaded gamedata's locations, from the location
     index preload writes (one SSCAN pass over a few hundred ids), else by SCAN over the
     keyspace (slow on a big server: preload to create the index)."""
@@ -49,7 +48,7 @@ async def known_presence_sets(r: Redis) -> list[tuple[str, str]]:
     return await presence_sets(r)
 
 
-async def list_locations(r: Redis, *, top: int | None = None) -> LocationList:
+async def list_locations(r: AnyRedis, *, top: int | None = None) -> LocationList:
     """Players per location, most first (pipelined SCARD and names). Locations outside the
     loaded gamedata are not listed; ``reconcile`` reports their sets as unknown_location."""
     sets = await known_presence_sets(r)
@@ -117,7 +116,7 @@ class LocationDetail:
         }
 
 
-async def show_location(r: Redis, location_id: str) -> LocationDetail:
+async def show_location(r: AnyRedis, location_id: str) -> LocationDetail:
     """The location's members with a session summary each (SSCAN, pipelined reads)."""
     loc = check_name(location_id, "location id")
     raw = await set_members(r, keys.presence_key(loc))

@@ -16,9 +16,8 @@ import socket
 import time
 from typing import Any
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys
 from echoes_ops.errors import OpsError
@@ -44,7 +43,7 @@ def _heartbeat_age(meta: list[Any], now: float) -> tuple[float | None, float]:
     return age, STALE_BEATS * every
 
 
-async def liveness(r: Redis, owners: set[str]) -> dict[str, tuple[bool | None, str]]:
+async def liveness(r: AnyRedis, owners: set[str]) -> dict[str, tuple[bool | None, str]]:
     """For each owner: (alive, how it was decided). A worker is alive while a client with
     its name is connected (CLIENT LIST) AND its ``worker:<id>:meta`` heartbeat is fresh: a
     frozen process (SIGSTOP, a long GC pause) keeps its connection but stops beating, and
@@ -101,7 +100,7 @@ async def liveness(r: Redis, owners: set[str]) -> dict[str, tuple[bool | None, s
     return out
 
 
-async def claims_of_workers(r: Redis) -> dict[str, list[tuple[str, str]]]:
+async def claims_of_workers(r: AnyRedis) -> dict[str, list[tuple[str, str]]]:
     """What workers' own meta says they hold: lock name -> [(worker id, token)]. A worker
     records the locks it holds in its meta's ``locks`` field (JSON name -> value)."""
     metas: list[str] = []

@@ -15,9 +15,9 @@ import socket
 import time
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.errors import BusyError, NotFoundError
 from echoes_ops.primitives import lock
@@ -28,7 +28,7 @@ PROCESS_LOCK_TTL = 30.0
 
 
 async def take(
-    r: Redis, name: str, *, operator: str, reason: str, ttl: float = PROCESS_LOCK_TTL
+    r: AnyRedis, name: str, *, operator: str, reason: str, ttl: float = PROCESS_LOCK_TTL
 ) -> Lease | None:
     """Take ``lock:<name>`` for this process, with its info hash; ``None`` when held.
     Use the lease as ``async with``: it renews both while the block runs."""
@@ -46,7 +46,7 @@ async def take(
 
 
 async def record_holder(
-    r: Redis, handle: lock.LockHandle, *, operator: str, reason: str, **extra: str
+    r: AnyRedis, handle: lock.LockHandle, *, operator: str, reason: str, **extra: str
 ) -> str:
     """Write ``echoes:lockinfo:<name>`` for a lock just taken: who, why, when, its value
     (the info describes that value only), with the lock's TTL. Returns the info key."""
@@ -66,7 +66,7 @@ async def record_holder(
     return info
 
 
-async def busy(r: Redis, name: str, what: str) -> BusyError:
+async def busy(r: AnyRedis, name: str, what: str) -> BusyError:
     """Why ``lock:<name>`` cannot be taken, naming its holder; when the holder's process is
     gone (a run that was cut off), the exact command that clears it."""
     from echoes_ops.operations.locks import show_lock

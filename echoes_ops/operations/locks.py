@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from echoes_ops.client.bulk import bulk, pairs
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
 from echoes_ops.contract.ids import check_name
@@ -119,7 +119,7 @@ def _info(
     )
 
 
-async def _read(r: Redis, names: list[str], *, claims: bool = False) -> list[LockInfo]:
+async def _read(r: AnyRedis, names: list[str], *, claims: bool = False) -> list[LockInfo]:
     commands: list[tuple[Any, ...]] = []
     for name in names:
         commands += [
@@ -149,7 +149,7 @@ async def _read(r: Redis, names: list[str], *, claims: bool = False) -> list[Loc
     ]
 
 
-async def list_locks(r: Redis) -> list[LockInfo]:
+async def list_locks(r: AnyRedis) -> list[LockInfo]:
     """Every ``lock:*`` key (SCAN), with owner, TTL and liveness, by name. The reads are
     pipelined in chunks (``bulk``); CLIENT LIST runs once."""
     names: set[str] = set()
@@ -158,7 +158,7 @@ async def list_locks(r: Redis) -> list[LockInfo]:
     return await _read(r, sorted(names), claims=True)
 
 
-async def show_lock(r: Redis, name: str) -> LockInfo:
+async def show_lock(r: AnyRedis, name: str) -> LockInfo:
     found = await _read(r, [check_name(name, "lock name")], claims=True)
     if not found:
         raise NotFoundError(f"no lock {keys.lock_key(name)} (not held, or expired)")
@@ -210,7 +210,7 @@ def _busy(current: LockInfo, me: str) -> BusyError:
 
 
 async def hold(
-    r: Redis,
+    r: AnyRedis,
     name: str,
     *,
     operator: str,
@@ -282,7 +282,7 @@ class ReleaseResult:
         }
 
 
-async def _delete_exact(r: Redis, name: str, value: str) -> bool:
+async def _delete_exact(r: AnyRedis, name: str, value: str) -> bool:
     """Compare-and-delete the lock (RELEASE_LOCK) and, with it, its hold info."""
     released = await lock.release(r, keys.lock_key(name), value)
     if released:
@@ -292,13 +292,13 @@ async def _delete_exact(r: Redis, name: str, value: str) -> bool:
     return released
 
 
-async def _current(r: Redis, name: str) -> LockInfo | None:
+async def _current(r: AnyRedis, name: str) -> LockInfo | None:
     found = await _read(r, [name])
     return found[0] if found else None
 
 
 async def _yours(
-    r: Redis, lock_name: str, me: str, token: str | None, verb: str, who: Identity
+    r: AnyRedis, lock_name: str, me: str, token: str | None, verb: str, who: Identity
 ) -> tuple[LockInfo, str, str]:
     """The lock, the value to compare and how it was chosen: ``token`` when given (it must
     be the current value), else the current value if its owner is ``me`` *and* ``who``
@@ -332,7 +332,7 @@ async def _yours(
 
 
 async def release(
-    r: Redis,
+    r: AnyRedis,
     name: str,
     *,
     operator: str,
@@ -388,7 +388,7 @@ def _taken_over(key: str, current: LockInfo, seen_value: str) -> BusyError:
 
 
 async def force_release(
-    r: Redis, name: str, *, seen_value: str, even_if_alive: bool = False
+    r: AnyRedis, name: str, *, seen_value: str, even_if_alive: bool = False
 ) -> ReleaseResult:
     """Delete ``lock:<name>`` only while it still holds ``seen_value`` (the value the
     operator saw and confirmed): a lock that expired and was taken by a new owner since is
@@ -454,7 +454,7 @@ class ExtendResult:
 
 
 async def extend(
-    r: Redis,
+    r: AnyRedis,
     name: str,
     *,
     ttl: float,

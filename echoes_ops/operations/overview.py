@@ -13,10 +13,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.operations.tiercount import COUNT_STEP, count_tier
 from echoes_ops.operations.tiermap import client_names
@@ -67,7 +67,7 @@ class ServerCounters:
         return asdict(self)
 
 
-async def read_counters(r: Redis) -> ServerCounters:
+async def read_counters(r: AnyRedis) -> ServerCounters:
     """INFO, INFO commandstats and TIME in one round trip."""
     pipe = r.pipeline(transaction=False)
     pipe.info()
@@ -159,7 +159,7 @@ class TierSummary:
 
 
 async def tier_summary(
-    r: Redis, *, stale_after: float = STALE_AFTER, step: int = CENSUS_STEP
+    r: AnyRedis, *, stale_after: float = STALE_AFTER, step: int = CENSUS_STEP
 ) -> TierSummary:
     """The tier's counts, counted on the server (:mod:`echoes_ops.operations.tiercount`):
     the client receives ids and a few rows per step, never the sessions."""
@@ -181,7 +181,7 @@ async def tier_summary(
     )
 
 
-async def live_worker_ids(r: Redis) -> set[str]:
+async def live_worker_ids(r: AnyRedis) -> set[str]:
     """Connected clients named after a worker that has a meta key (workers name their
     connection after their id): found without scanning the keyspace."""
     names = await client_names(r)
@@ -218,7 +218,7 @@ def _probes() -> list[tuple[str, ...]]:
     ]
 
 
-async def write_access(r: Redis) -> WriteAccess:
+async def write_access(r: AnyRedis) -> WriteAccess:
     """A replica is read-only; otherwise ``ACL DRYRUN`` tells, for the current user, whether
     each write the actions need is allowed. When ACL WHOAMI or DRYRUN is not allowed, a
     no-op DEL of a random lock key tells whether the user may write at all. Nothing is
@@ -244,7 +244,7 @@ async def write_access(r: Redis) -> WriteAccess:
     return WriteAccess(True, user, f"ACL user {user!r} may make every write")
 
 
-async def _delete_probe(r: Redis, user: str | None) -> WriteAccess:
+async def _delete_probe(r: AnyRedis, user: str | None) -> WriteAccess:
     """Without ACL DRYRUN: DEL of a lock key that cannot exist (random name) changes
     nothing, and is refused when the user may not write."""
     who = f"ACL user {user!r}" if user else "this user"

@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from echoes_ops import __version__
 from echoes_ops.client.bulk import Command, bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, keys, static
 from echoes_ops.contract.static import StaticKind
 from echoes_ops.errors import Interrupted, UnreachableError
@@ -114,7 +114,7 @@ class PreloadResult:
 
 
 async def preload(
-    r: Redis,
+    r: AnyRedis,
     data: GameData | World,
     *,
     operator: str,
@@ -269,7 +269,7 @@ async def preload(
 
 
 async def _swap(
-    r: Redis,
+    r: AnyRedis,
     commands: list[Command],
     batch: int,
     progress: Progress | None,
@@ -315,7 +315,7 @@ async def _swap(
 
 
 async def _estimate(
-    r: Redis,
+    r: AnyRedis,
     data: GameData,
     result: PreloadResult,
     to_write: list[tuple[str, Flat]],
@@ -368,7 +368,7 @@ def _write_memo(world: World, memo: _Memo) -> None:
     world.save_annex(_memo_name(), orjson.dumps({"sha256": memo.sha256, "keys": memo.keys}))
 
 
-async def _all_present(r: Redis, static_keys: list[str]) -> bool:
+async def _all_present(r: AnyRedis, static_keys: list[str]) -> bool:
     """Whether every static key still exists (eviction or a manual delete makes a gap
     that an unchanged version record would hide). Multi-key EXISTS, 1000 keys a call."""
     wanted = [*static_keys, keys.LOCATION_INDEX_KEY]
@@ -378,7 +378,7 @@ async def _all_present(r: Redis, static_keys: list[str]) -> bool:
 
 
 async def _plan(
-    r: Redis, encoded: Encoded, result: PreloadResult, *, force: bool
+    r: AnyRedis, encoded: Encoded, result: PreloadResult, *, force: bool
 ) -> tuple[list[tuple[str, Flat]], list[str]]:
     """Diff against Redis; fill ``result`` with the diff."""
     diffs = await diff_static(r, encoded)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.contract.static import StaticKind
 from echoes_ops.errors import DataLostError, RefusedError, UnreachableError
@@ -54,7 +54,7 @@ def refused_by_server(replies: list[Any]) -> None:
     oom = next((e for e in errors if isinstance(e, OutOfMemoryError)), None)
     if oom is not None:
         raise RefusedError(
-            "not enough memory: Redis refused the transaction (used memory > maxmemory) and "
+            "not enough memory: AnyRedis refused the transaction (used memory > maxmemory) and "
             "discarded it; nothing written",
             hint=REFUSAL_HINT,
         )
@@ -62,7 +62,7 @@ def refused_by_server(replies: list[Any]) -> None:
 
 
 async def verify(
-    r: Redis, encoded: Encoded, version: str, before: MemoryState, detail: dict[str, Any]
+    r: AnyRedis, encoded: Encoded, version: str, before: MemoryState, detail: dict[str, Any]
 ) -> dict[str, Any]:
     """Check that every key of the dataset, the location index and the version record
     exist (EXISTS, ``VERIFY_BATCH`` keys a call). Returns what was checked; raises
@@ -124,7 +124,7 @@ async def verify(
 
 
 async def cut_off(
-    r: Redis,
+    r: AnyRedis,
     cause: BaseException,
     *,
     exec_sent: bool,
@@ -163,7 +163,7 @@ async def cut_off(
 
 
 async def with_lock_state(
-    r: Redis, error: UnreachableError, *, name: str, token: str, owner: str, ttl: float
+    r: AnyRedis, error: UnreachableError, *, name: str, token: str, owner: str, ttl: float
 ) -> UnreachableError:
     """``error`` with what became of this run's lock after it was cut off: released, or
     still held (by this process, about to exit) until its TTL runs out."""

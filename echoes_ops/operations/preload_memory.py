@@ -21,9 +21,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import Command, bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 
 SAMPLES = 12  # records probed per kind and encoding
@@ -63,7 +62,7 @@ def _buckets(count: int) -> int:
 
 
 async def estimate(
-    r: Redis,
+    r: AnyRedis,
     to_write: Sequence[tuple[str, Sequence[str]]],
     index_ids: Sequence[str],
     *,
@@ -117,7 +116,7 @@ def model_bytes(to_write: Sequence[tuple[str, Sequence[str]]], index_ids: Sequen
 
 
 async def _probe(
-    r: Redis,
+    r: AnyRedis,
     to_write: Sequence[tuple[str, Sequence[str]]],
     chosen: dict[tuple[str, bool], list[int]],
     index_ids: Sequence[str],

@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.operations.tiercount import count_tier
 from echoes_ops.operations.tiermap import set_members
@@ -37,7 +36,7 @@ class Reach:
         return f"{players} ({self.connections:,} connection{'' if self.connections == 1 else 's'})"
 
 
-async def reach(r: Redis, envelope: envelopes.Envelope) -> Reach:
+async def reach(r: AnyRedis, envelope: envelopes.Envelope) -> Reach:
     """The players ``envelope`` is for, and the connections behind them."""
     if envelope.type == envelopes.GLOBAL_BROADCAST:
         counted = await count_tier(r, stale_after=keys.SESSION_TTL)  # every session counts
@@ -55,7 +54,7 @@ async def reach(r: Redis, envelope: envelopes.Envelope) -> Reach:
     return Reach(0, 0)
 
 
-async def _connected(r: Redis, ids: list[int]) -> int:
+async def _connected(r: AnyRedis, ids: list[int]) -> int:
     """How many of ``ids`` have an entry in the connections hash of their session's worker."""
     if not ids:
         return 0

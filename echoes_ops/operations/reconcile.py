@@ -32,9 +32,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.drift_report import (
@@ -117,7 +116,7 @@ class DriftPlan:
 
 
 async def find_drift(
-    r: Redis, *, grace: float = DEFAULT_GRACE, now: float | None = None, step: int = CENSUS_COUNT
+    r: AnyRedis, *, grace: float = DEFAULT_GRACE, now: float | None = None, step: int = CENSUS_COUNT
 ) -> DriftPlan:
     """Detect every kind of drift (read-only). ``step``: keys per census step (smaller
     steps: shorter server commands, more round trips)."""
@@ -166,7 +165,7 @@ async def find_drift(
 
 
 async def repair(
-    r: Redis, plan: DriftPlan, *, kinds: list[str] | None = None, stop: StopToken | None = None
+    r: AnyRedis, plan: DriftPlan, *, kinds: list[str] | None = None, stop: StopToken | None = None
 ) -> ReconcileReport:
     """Apply a plan's repairs (only ``kinds`` when given); each re-checks its condition in
     Redis first. ``stop`` is checked before each repair: a stop raises :class:`Interrupted`
@@ -184,7 +183,7 @@ async def repair(
 
 
 async def reconcile(
-    r: Redis,
+    r: AnyRedis,
     *,
     fix: bool = False,
     grace: float = DEFAULT_GRACE,
@@ -200,7 +199,7 @@ async def reconcile(
     return await repair(r, plan, kinds=kinds, stop=stop) if fix else plan.report
 
 
-async def _gone(r: Redis, worker_ids: list[str]) -> set[str]:
+async def _gone(r: AnyRedis, worker_ids: list[str]) -> set[str]:
     """Which of ``worker_ids`` have no connected client (or, when CLIENT LIST is not
     allowed, no meta key)."""
     if not worker_ids:
@@ -232,7 +231,7 @@ def _presence_suspects(
 
 
 async def _recheck_presence(
-    r: Redis,
+    r: AnyRedis,
     sessions: dict[int, _Session],
     member_locations: dict[int, list[str]],
     suspects: list[int],
@@ -326,7 +325,7 @@ def _presence_drift(
 
 
 async def _dead_workers(
-    r: Redis,
+    r: AnyRedis,
     report: ReconcileReport,
     repairs: _Repairs,
     sessions: dict[int, _Session],
@@ -401,7 +400,7 @@ def _no_ttl(
 
 
 async def _unknown_locations(
-    r: Redis,
+    r: AnyRedis,
     report: ReconcileReport,
     sets: list[tuple[str, str]],
     member_locations: dict[int, list[str]],
@@ -430,7 +429,7 @@ async def _unknown_locations(
 
 
 async def _apply(
-    r: Redis, report: ReconcileReport, repairs: _Repairs, kinds: set[str], stop: StopToken
+    r: AnyRedis, report: ReconcileReport, repairs: _Repairs, kinds: set[str], stop: StopToken
 ) -> None:
     """Run the repairs of ``kinds`` in dependency order: dead workers first, then presence,
     then TTLs. A stop before a repair raises :class:`Interrupted` saying how many ran."""

@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id
 from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode
@@ -126,7 +125,7 @@ def _sort_key(name: str) -> Any:
 
 
 async def list_sessions(
-    r: Redis,
+    r: AnyRedis,
     *,
     location: str | None = None,
     worker: str | None = None,
@@ -189,14 +188,14 @@ class SessionDetail:
         }
 
 
-async def locations_holding(r: Redis, character_id: int) -> list[str]:
+async def locations_holding(r: AnyRedis, character_id: int) -> list[str]:
     """Every location set that has the player (SCAN the sets, pipelined SISMEMBER)."""
     sets = await presence_sets(r)
     replies = await bulk(r, [("SISMEMBER", key, str(character_id)) for _, key in sets])
     return [loc for (loc, _), found in zip(sets, replies, strict=True) if found]
 
 
-async def show_session(r: Redis, character_id: int) -> SessionDetail:
+async def show_session(r: AnyRedis, character_id: int) -> SessionDetail:
     cid = check_character_id(character_id)
     found = await read_sessions(r, [cid])
     in_locations = await locations_holding(r, cid)
@@ -255,7 +254,7 @@ class KickResult:
 
 
 async def kick(
-    r: Redis,
+    r: AnyRedis,
     character_id: int,
     *,
     reason: str,
@@ -313,7 +312,7 @@ PAGE_MAX_STEPS = 100  # SCAN steps one page may take while a name search finds l
 
 
 async def page_sessions(
-    r: Redis,
+    r: AnyRedis,
     cursor: str = "0",
     count: int = 50,
     *,

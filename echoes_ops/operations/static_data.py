@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from echoes_ops.client.bulk import bulk, pairs
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import collect_keys
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract.static import StaticKind
@@ -142,7 +142,7 @@ class KindDiff:
         }
 
 
-async def diff_static(r: Redis, encoded: Encoded) -> dict[StaticKind, tuple[KindDiff, set[str]]]:
+async def diff_static(r: AnyRedis, encoded: Encoded) -> dict[StaticKind, tuple[KindDiff, set[str]]]:
     """Compare the dataset with Redis. Returns per kind the diff (ids) and present keys.
 
     Walks each family with SCAN and reads existing hashes in pipelined batches.
@@ -189,6 +189,6 @@ def version_json(record: Mapping[str, str]) -> dict[str, Any]:
     return codec.typed_fields(record, ints=VERSION_INTS, floats=VERSION_FLOATS)
 
 
-async def read_version(r: Redis) -> dict[str, str]:
+async def read_version(r: AnyRedis) -> dict[str, str]:
     value: dict[str, str] = await r.hgetall(keys.GAMEDATA_VERSION_KEY)  # type: ignore[assignment]
     return value

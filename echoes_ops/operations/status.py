@@ -8,8 +8,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
+from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.topology import describe
 from echoes_ops.config import PgTimeouts, RedisTarget, switch_timeouts
 from echoes_ops.operations.flags import LazyRedis, flag_status
 from echoes_ops.operations.flags.status import FlagHeadline
@@ -48,7 +50,7 @@ class Target:
     """What the command talks to: the redacted URL, the topology and the environment's name."""
 
     url: str  # without its password
-    topology: str  # "standalone", "sentinel <master>", "cluster"
+    topology: str  # "standalone", "sentinel <master>", "cluster 3 primaries / 3 replicas"
     environment: str | None  # ECHOES_OPS_ENVIRONMENT (None: not named)
 
 
@@ -65,7 +67,7 @@ class Status:
         return {**asdict(self), "gamedata": version_json(self.gamedata)}
 
 
-async def server_info(r: Redis) -> ServerInfo:
+async def server_info(r: AnyRedis) -> ServerInfo:
     info = await r.info()
     keyspace = sum(
         int(v.get("keys", 0)) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)
@@ -84,13 +86,13 @@ async def server_info(r: Redis) -> ServerInfo:
     )
 
 
-async def tier_counts(r: Redis) -> TierCounts:
+async def tier_counts(r: AnyRedis) -> TierCounts:
     """Counts from one pass over the keyspace, counted on the server (Lua SCAN steps that
     return ids, not sessions; never KEYS)."""
     return (await _tier(r))[0]
 
 
-async def _tier(r: Redis) -> tuple[TierCounts, dict[str, WorkerLiveness]]:
+async def _tier(r: AnyRedis) -> tuple[TierCounts, dict[str, WorkerLiveness]]:
     tier = await count_tier(r, stale_after=STALE_AFTER)
     members = list(tier.presence.values())
     liveness = await worker_liveness(r, tier.worker_metas | tier.worker_connections)
@@ -104,14 +106,17 @@ async def _tier(r: Redis) -> tuple[TierCounts, dict[str, WorkerLiveness]]:
     ), liveness
 
 
-def topology(target: RedisTarget, server: ServerInfo) -> str:
-    if target.sentinels:
-        return f"sentinel {target.sentinel_master}"
-    return server.mode  # INFO redis_mode: standalone or cluster
+async def topology(r: AnyRedis, server: ServerInfo) -> str:
+    """The one-line topology (client/topology.py); a cluster node reached as one server
+    says so, since only its own slots' keys are then seen."""
+    label = (await describe(r)).label
+    if server.mode == "cluster" and not isinstance(r, RedisCluster):
+        return f"{label} (the server is a cluster node: set REDIS_CLUSTER=true)"
+    return label
 
 
 async def status(
-    r: Redis,
+    r: AnyRedis,
     *,
     target: RedisTarget | None = None,
     environment: str | None = None,
@@ -135,7 +140,7 @@ async def status(
         gamedata=await read_version(r),
         counts=counts,
         checked_at=time.time(),
-        target=Target(target.display, topology(target, server), environment)
+        target=Target(target.display, await topology(r, server), environment)
         if target is not None
         else None,
         redis_enabled=flag.headline,

@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from redis.asyncio import Redis
-
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, keys, scripts
 
 COUNT_STEP: Final = 200  # keys per Lua SCAN step (about 0.3 ms of server time each)
@@ -51,7 +50,7 @@ def _ids(text: str) -> list[str]:
 
 
 async def count_tier(
-    r: Redis, *, stale_after: float, step: int = COUNT_STEP, now: float | None = None
+    r: AnyRedis, *, stale_after: float, step: int = COUNT_STEP, now: float | None = None
 ) -> TierCount:
     """Walk the keyspace once and count sessions (stale, unknown heartbeat) and presence
     sizes; collect lock keys and worker ids. Every step is one bounded Lua call."""

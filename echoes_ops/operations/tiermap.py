@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from echoes_ops.client.bulk import bulk, pairs
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.contract.session import SESSION_FIELDS, Session
@@ -39,7 +39,7 @@ class SessionRow:
 
 
 async def session_batches(
-    r: Redis,
+    r: AnyRedis,
     *,
     fields: Sequence[str] = SESSION_FIELDS,
     stale_before: float | None = None,
@@ -91,7 +91,7 @@ async def session_batches(
             return
 
 
-async def read_sessions(r: Redis, ids: Sequence[int]) -> dict[int, SessionRow]:
+async def read_sessions(r: AnyRedis, ids: Sequence[int]) -> dict[int, SessionRow]:
     """Full sessions (HGETALL + TTL) for ``ids``, pipelined; missing ones are left out."""
     now = time.time()
     commands: list[tuple[Any, ...]] = []
@@ -110,7 +110,7 @@ async def read_sessions(r: Redis, ids: Sequence[int]) -> dict[int, SessionRow]:
     return out
 
 
-async def presence_sets(r: Redis) -> list[tuple[str, str]]:
+async def presence_sets(r: AnyRedis) -> list[tuple[str, str]]:
     """(location id, key) of every presence set."""
     found: dict[str, str] = {}
     async for batch in scan_keys(r, keys.PRESENCE_PATTERN, count=BATCH):
@@ -121,7 +121,7 @@ async def presence_sets(r: Redis) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-async def set_members(r: Redis, key: str) -> set[str]:
+async def set_members(r: AnyRedis, key: str) -> set[str]:
     """All members of a set, read with SSCAN (bounded work per call)."""
     members: set[str] = set()
     cursor = 0
@@ -132,7 +132,7 @@ async def set_members(r: Redis, key: str) -> set[str]:
             return members
 
 
-async def hash_fields(r: Redis, key: str) -> list[str]:
+async def hash_fields(r: AnyRedis, key: str) -> list[str]:
     """All field names of a hash, read with HSCAN (bounded work per call, unlike HKEYS)."""
     names: list[str] = []
     cursor = 0
@@ -144,7 +144,7 @@ async def hash_fields(r: Redis, key: str) -> list[str]:
             return names
 
 
-async def location_names(r: Redis, location_ids: Sequence[str]) -> dict[str, str]:
+async def location_names(r: AnyRedis, location_ids: Sequence[str]) -> dict[str, str]:
     """Display names from the static cache (``name`` field); missing ones are left out."""
     replies = await bulk(
         r,
@@ -187,7 +187,7 @@ class WorkerLiveness:
 
 
 async def worker_liveness(
-    r: Redis, worker_ids: set[str] | None = None
+    r: AnyRedis, worker_ids: set[str] | None = None
 ) -> dict[str, WorkerLiveness]:
     """Liveness of ``worker_ids`` (default: every worker with a meta or connections key)."""
     ids: set[str] = set(worker_ids or ())
@@ -220,7 +220,7 @@ async def worker_liveness(
     return out
 
 
-async def client_names(r: Redis) -> set[str] | None:
+async def client_names(r: AnyRedis) -> set[str] | None:
     """Names of connected clients (workers set theirs to their id), or None when the ACL
     user may not run CLIENT LIST. CLIENT LIST is O(clients)."""
     try:
@@ -256,7 +256,7 @@ class Census:
     worker_connections: set[str] = field(default_factory=set)
 
 
-async def census(r: Redis, *, count: int = CENSUS_COUNT) -> Census:
+async def census(r: AnyRedis, *, count: int = CENSUS_COUNT) -> Census:
     """Walk the keyspace once (Lua SCAN steps of ``count`` keys) and sort out the tier."""
     script = r.register_script(scripts.CENSUS_STEP)
     result = Census()

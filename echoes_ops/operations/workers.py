@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import DecodeError, NotFoundError, RefusedError
@@ -45,7 +44,7 @@ class WorkerInfo:
         }
 
 
-async def _players_naming(r: Redis, worker_id: str) -> list[int]:
+async def _players_naming(r: AnyRedis, worker_id: str) -> list[int]:
     """Character ids in the worker's connections hash whose session names the worker."""
     connections = await hash_fields(r, keys.worker_connections_key(worker_id))
     ids = [int(c) for c in connections if str(c).isdigit()]
@@ -79,7 +78,7 @@ def _info(live: WorkerLiveness, players: int, now: float) -> WorkerInfo:
     )
 
 
-async def list_workers(r: Redis) -> list[WorkerInfo]:
+async def list_workers(r: AnyRedis) -> list[WorkerInfo]:
     now = time.time()
     liveness = await worker_liveness(r)
     out = []
@@ -114,7 +113,7 @@ class CleanupResult:
 
 
 async def cleanup_worker(
-    r: Redis, worker_id: str, *, force: bool = False, dry_run: bool = False
+    r: AnyRedis, worker_id: str, *, force: bool = False, dry_run: bool = False
 ) -> CleanupResult:
     """Remove a dead worker's traces: for each of its connections, the session and presence
     entry (only while the session still names this worker: a player who reconnected

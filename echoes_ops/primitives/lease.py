@@ -20,10 +20,10 @@ import contextlib
 import time
 from types import TracebackType
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.errors import OpsError
 from echoes_ops.primitives import lock
 
@@ -34,7 +34,7 @@ class LockLostError(OpsError):
 
 class Lease:
     def __init__(
-        self, r: Redis, handle: lock.LockHandle, ttl: float, *, info_key: str | None = None
+        self, r: AnyRedis, handle: lock.LockHandle, ttl: float, *, info_key: str | None = None
     ) -> None:
         self.r = r
         self.handle = handle
@@ -104,6 +104,6 @@ class Lease:
             raise LockLostError(f"lost lock:{self.name} before the work finished")
 
 
-async def try_lease(r: Redis, name: str, owner: str, ttl: float) -> Lease | None:
+async def try_lease(r: AnyRedis, name: str, owner: str, ttl: float) -> Lease | None:
     handle = await lock.try_acquire(r, name, owner, ttl)
     return Lease(r, handle, ttl) if handle is not None else None

@@ -11,8 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys, scripts
 from echoes_ops.contract.ids import check_name
 
@@ -50,7 +49,7 @@ class LockHandle:
     ttl_ms: int
 
 
-async def try_acquire(r: Redis, name: str, owner: str, ttl_seconds: float) -> LockHandle | None:
+async def try_acquire(r: AnyRedis, name: str, owner: str, ttl_seconds: float) -> LockHandle | None:
     """SET NX PX with a fresh token; ``None`` when someone else holds the lock."""
     key = keys.lock_key(name)
     token = new_token(owner)
@@ -59,26 +58,26 @@ async def try_acquire(r: Redis, name: str, owner: str, ttl_seconds: float) -> Lo
     return LockHandle(name, key, token, ttl_ms) if acquired else None
 
 
-async def release(r: Redis, key: str, token: str) -> bool:
+async def release(r: AnyRedis, key: str, token: str) -> bool:
     """Delete the lock only if it still holds ``token``."""
     script = r.register_script(scripts.RELEASE_LOCK)
     return bool(await script(keys=[key], args=[token]))
 
 
-async def extend(r: Redis, key: str, token: str, ttl_seconds: float) -> bool:
+async def extend(r: AnyRedis, key: str, token: str, ttl_seconds: float) -> bool:
     """Reset the TTL only if the lock still holds ``token``."""
     script = r.register_script(scripts.EXTEND_LOCK)
     return bool(await script(keys=[key], args=[token, max(1, int(ttl_seconds * 1000))]))
 
 
-async def extend_info(r: Redis, info_key: str, token: str, ttl_seconds: float) -> bool:
+async def extend_info(r: AnyRedis, info_key: str, token: str, ttl_seconds: float) -> bool:
     """Reset the TTL of a lock's info hash while it still describes ``token``."""
     script = r.register_script(scripts.EXPIRE_HASH_IF_FIELD)
     ttl_ms = max(1, int(ttl_seconds * 1000))
     return bool(await script(keys=[info_key], args=["value", token, ttl_ms]))
 
 
-async def drop_info(r: Redis, info_key: str, token: str) -> bool:
+async def drop_info(r: AnyRedis, info_key: str, token: str) -> bool:
     """Delete a lock's info hash while it still describes ``token``."""
     script = r.register_script(scripts.DELETE_HASH_IF_FIELD)
     return bool(await script(keys=[info_key], args=["value", token]))

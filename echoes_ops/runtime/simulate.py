@@ -28,11 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import make_client, open_redis
 from echoes_ops.client.scan import collect_keys
 from echoes_ops.config import RedisTarget
 from echoes_ops.contract import keys
+from echoes_ops.errors import ConfigError
 from echoes_ops.runtime.players import PlayerDriver, PlayerPlan
 from echoes_ops.runtime.worker import Worker, WorkerOptions
 
@@ -122,6 +125,9 @@ def _worker_process(index: int, config: SimConfig, reports: Any, go: Any, stop: 
 async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, stop: Any) -> None:
     worker_id = f"{config.worker_prefix}-{index + 1}"
     client = make_client(config.target, client_name=worker_id)
+    if isinstance(client, RedisCluster):
+        # the reference worker on a cluster is issue 15's work
+        raise ConfigError("simulate does not run on Redis Cluster yet")
     worker = Worker(
         client,
         WorkerOptions(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from echoes_ops.client.connect import Redis
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.live import make_polling_client, translated
 from echoes_ops.config import Settings
 from echoes_ops.errors import OpsError, RefusedError
@@ -30,7 +30,7 @@ class SourceBase:
         self.operator = settings.operator_name()
         self.read_only = read_only  # --read-only, or the ACL user may not write
         self.warnings: list[str] = []
-        self._client: Redis | None = None
+        self._client: AnyRedis | None = None
         # names the fast poll reads (from the last census); None: not known yet
         self.known_workers: set[str] | None = None
         self.known_locks: set[str] | None = None
@@ -38,7 +38,7 @@ class SourceBase:
     def clock(self) -> float:
         return time.time()
 
-    def redis(self) -> Redis:
+    def redis(self) -> AnyRedis:
         if self._client is None:
             self._client = make_polling_client(self.target, client_name=CLIENT_NAME)
         return self._client

@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract.pubsub import PubSubMode
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.doctor import clock, data, flag, identity, network, pubsub, server
@@ -87,7 +87,7 @@ __all__ = [
 
 
 async def doctor(
-    r: Redis,
+    r: AnyRedis,
     *,
     gamedata: GameData | None,
     gamedata_problem: str | None = None,

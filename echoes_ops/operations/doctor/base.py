@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract.pubsub import PubSubMode
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.keyspace import KeyspaceWalk
@@ -91,7 +91,7 @@ def refused(exc: ResponseError) -> str:
 class ConfigReader:
     """CONFIG GET of single parameters, remembering why it failed (never raising)."""
 
-    def __init__(self, r: Redis) -> None:
+    def __init__(self, r: AnyRedis) -> None:
         self.r = r
         self.values: dict[str, str | None] = {}
         self.error: str | None = None
@@ -119,7 +119,7 @@ class ConfigReader:
 class Context:
     """What the checks read, gathered once per run."""
 
-    r: Redis
+    r: AnyRedis
     info: dict[str, Any] | None
     info_error: str | None
     config: ConfigReader

@@ -7,9 +7,9 @@ import ipaddress
 import re
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.fmt import size
 from echoes_ops.operations.doctor.base import Context, Finding, found, refused
 from echoes_ops.operations.doctor.server import parse_version
@@ -131,7 +131,7 @@ def _host_of(laddr: str) -> str:
     return laddr.rsplit(":", 1)[0] if ":" in laddr else laddr
 
 
-async def _client_laddr(r: Redis) -> str | None:
+async def _client_laddr(r: AnyRedis) -> str | None:
     """The server address our own connection came in on (CLIENT INFO, 6.2+)."""
     try:
         reply = await r.client_info()

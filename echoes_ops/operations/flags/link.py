@@ -11,10 +11,10 @@ import contextlib
 from dataclasses import dataclass
 from types import TracebackType
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.config import RedisTarget
 from echoes_ops.errors import OpsError, UnreachableError
 from echoes_ops.operations.audit import AuditLog, AuditRecord
@@ -36,19 +36,19 @@ class LazyRedis:
         self.target = target
         self.error: str | None = None
         self.unreachable = False
-        self._client: Redis | None = None
+        self._client: AnyRedis | None = None
         self._tried = False
         self._stack = contextlib.AsyncExitStack()
 
     @classmethod
-    def of(cls, client: Redis) -> LazyRedis:
+    def of(cls, client: AnyRedis) -> LazyRedis:
         """An already open connection (its owner closes it)."""
         lazy = cls(None)
         lazy._client = client
         lazy._tried = True
         return lazy
 
-    async def get(self) -> Redis | None:
+    async def get(self) -> AnyRedis | None:
         if self._tried:
             return self._client
         self._tried = True

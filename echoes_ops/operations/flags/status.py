@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from echoes_ops import fmt
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.config import PgTimeouts
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract import flags as contract
@@ -340,7 +340,7 @@ def env_source(env_file: str | None, spec: contract.FlagSpec) -> SourceValue:
     return SourceValue("env_file", "set", value, _canonical(value), env_file)
 
 
-async def _redis_source(r: Redis, spec: contract.FlagSpec) -> SourceValue:
+async def _redis_source(r: AnyRedis, spec: contract.FlagSpec) -> SourceValue:
     value, version, updated_by = map(
         text_of,
         await r.hmget(

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.errors import translate
 from echoes_ops.config import PgTimeouts, RedisTarget
 from echoes_ops.contract import flags as flag_contract
@@ -189,7 +189,7 @@ async def read_domain(
     )
 
 
-async def _redis_parts(r: Redis) -> dict[str, Any]:
+async def _redis_parts(r: AnyRedis) -> dict[str, Any]:
     tier = await tier_summary(r)
     return {
         "tier": tier,
@@ -201,7 +201,7 @@ async def _redis_parts(r: Redis) -> dict[str, Any]:
 
 
 async def _warmup(
-    r: Redis | None, database_url: str | None, operator: str
+    r: AnyRedis | None, database_url: str | None, operator: str
 ) -> tuple[WarmupRuns | None, str | None]:
     """The warmup's audit records, read-only: from PostgreSQL alone when configured (the
     audit reader given both stores would also copy the stream's unsynced records in, a

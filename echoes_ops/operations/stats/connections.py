@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.errors import InvalidIdError
 from echoes_ops.operations.stats.model import (
@@ -25,7 +25,7 @@ TOP_CHANNELS: Final = 10
 CHANNEL_FAMILIES: Final = ("broadcast", "workers", "location", "player", "other")
 
 
-async def named_workers(r: Redis, names: set[str], own: OwnLoad) -> set[str]:
+async def named_workers(r: AnyRedis, names: set[str], own: OwnLoad) -> set[str]:
     """The client names that are workers: those with a meta or connections key (EXISTS,
     pipelined; no key walk)."""
     candidates = []
@@ -49,7 +49,7 @@ async def named_workers(r: Redis, names: set[str], own: OwnLoad) -> set[str]:
 
 
 async def client_stats(
-    r: Redis, info: dict[str, Any], worker_ids: set[str] | None, own: OwnLoad
+    r: AnyRedis, info: dict[str, Any], worker_ids: set[str] | None, own: OwnLoad
 ) -> ClientStats:
     """Connections, and which belong to workers (a client named after a worker with keys;
     ``worker_ids`` None: look the names up)."""
@@ -88,7 +88,7 @@ def channel_family(channel: str) -> str:
     return "other"
 
 
-async def pubsub_stats(r: Redis, info: dict[str, Any], own: OwnLoad) -> PubSubStats:
+async def pubsub_stats(r: AnyRedis, info: dict[str, Any], own: OwnLoad) -> PubSubStats:
     total = info_int(info, "pubsub_channels")
     patterns = info_int(info, "pubsub_patterns")
     families = {name: ChannelFamily() for name in CHANNEL_FAMILIES}

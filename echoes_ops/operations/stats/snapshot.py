@@ -9,10 +9,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.operations.keyspace import FAMILIES, walk_keyspace
 from echoes_ops.operations.static_data import read_version
 from echoes_ops.operations.stats.connections import client_stats, pubsub_stats
@@ -42,7 +43,7 @@ def _db_keys(info: dict[str, Any], db: int) -> int:
 
 
 async def snapshot(
-    r: Redis,
+    r: AnyRedis,
     *,
     keyspace: bool = True,
     previous: StatsSnapshot | None = None,
@@ -108,7 +109,7 @@ async def snapshot(
         version=str(info.get("redis_version", "?")),
         role=str(info.get("role", "?")),
         uptime_s=info_int(info, "uptime_in_seconds"),
-        db_keys=_db_keys(info, int(r.connection_pool.connection_kwargs.get("db", 0) or 0)),
+        db_keys=_db_keys(info, _db_of(r)),
         counters=counters,
         instantaneous_ops_per_sec=info_int(info, "instantaneous_ops_per_sec"),
         memory=memory,
@@ -152,7 +153,9 @@ def interval_between(previous: StatsSnapshot, current: StatsSnapshot) -> Interva
     )
 
 
-async def _family_memory(r: Redis, walked: dict[str, Any], own: OwnLoad) -> dict[str, FamilyStats]:
+async def _family_memory(
+    r: AnyRedis, walked: dict[str, Any], own: OwnLoad
+) -> dict[str, FamilyStats]:
     commands: list[tuple[Any, ...]] = []
     owners: list[str] = []
     for name in FAMILIES:
@@ -187,7 +190,7 @@ async def _family_memory(r: Redis, walked: dict[str, Any], own: OwnLoad) -> dict
     return out
 
 
-async def _ttl_buckets(r: Redis, walked: dict[str, Any], own: OwnLoad) -> dict[str, TtlStats]:
+async def _ttl_buckets(r: AnyRedis, walked: dict[str, Any], own: OwnLoad) -> dict[str, TtlStats]:
     commands: list[tuple[Any, ...]] = []
     owners: list[str] = []
     for name in TTL_FAMILIES:
@@ -220,7 +223,7 @@ async def _ttl_buckets(r: Redis, walked: dict[str, Any], own: OwnLoad) -> dict[s
 
 
 async def watch(
-    r: Redis,
+    r: AnyRedis,
     every: float,
     *,
     count: int | None = None,
@@ -238,3 +241,10 @@ async def watch(
         taken += 1
         yield current
         previous = current
+
+
+def _db_of(r: AnyRedis) -> int:
+    """The database a client uses (always 0 on a cluster)."""
+    if isinstance(r, RedisCluster):
+        return 0
+    return int(r.connection_pool.connection_kwargs.get("db", 0) or 0)

@@ -13,7 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from echoes_ops.client import dropcause
-from echoes_ops.client.connect import Redis, make_client
+from echoes_ops.client.connect import AnyRedis, make_client
 from echoes_ops.client.errors import translate
 from echoes_ops.client.subscribed import check_deadlines
 from echoes_ops.client.subscriber import Subscriber
@@ -48,7 +48,7 @@ def _retryable(exc: BaseException) -> bool:
 class _Session:
     """One subscriber (one connection per node it needs) with its subscriptions confirmed."""
 
-    client: Redis
+    client: AnyRedis
     subscriber: Subscriber
     subs: Subscriptions
 
@@ -59,7 +59,7 @@ class _Session:
             await self.client.aclose()
 
 
-async def _known_locations(client: Redis) -> list[str]:
+async def _known_locations(client: AnyRedis) -> list[str]:
     """The gamedata location index (what preload wrote), for expanding patterns to shard
     channels; empty when it is missing."""
     raw = await client.smembers(keys.LOCATION_INDEX_KEY)

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from echoes_ops.client.bulk import bulk
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.postgres import connect_postgres, target_of
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
@@ -45,7 +45,7 @@ MAX_SCRIPT_BATCH = 1000
 Progress = Callable[[int], None]
 
 
-async def _run_scripts(r: Redis, encoded: Encoded, sha: str) -> list[Any]:
+async def _run_scripts(r: AnyRedis, encoded: Encoded, sha: str) -> list[Any]:
     """Send the batch's script calls; reload the script once if the server lost it."""
     replies = await bulk(r, encoded.commands, raise_on_error=False)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -62,7 +62,7 @@ async def _run_scripts(r: Redis, encoded: Encoded, sha: str) -> list[Any]:
 
 
 async def warmup(
-    r: Redis,
+    r: AnyRedis,
     database_url: str,
     *,
     operator: str,
@@ -195,7 +195,7 @@ def _lock_ttl(max_seconds: float | None) -> float:
 
 
 async def _static(
-    r: Redis, data: GameData | World, *, operator: str, dry_run: bool, stop: StopToken
+    r: AnyRedis, data: GameData | World, *, operator: str, dry_run: bool, stop: StopToken
 ) -> dict[str, Any]:
     from echoes_ops.operations.preload import preload
 
@@ -214,7 +214,7 @@ async def _static(
 
 
 async def _players(
-    r: Redis,
+    r: AnyRedis,
     source: Source,
     report: WarmupReport,
     *,
