@@ -48,27 +48,25 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
 import asyncio
-import gc
 import json
 import multiprocessing as mp
 import random
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis
-from textual import events
 
+from benchmarks.dashboard_ui import ProbeApp, report_ui, ui_stage
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.local.redis_server import RedisServer
-from echoes_ops.tui.app import create_app
+from echoes_ops.tui.process_source import ProcessSource
 from echoes_ops.tui.source import RedisSource
 
 SLOWLOG_US = 100
@@ -234,96 +232,33 @@ def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-TAB_KEYS = {"1": "overview", "2": "workers", "3": "locations", "4": "sessions", "5": "locks"}
-TAB_KEYS |= {"7": "live"}
-
-
-WORST_KEY: list[Any] = [0.0, "", ""]  # latency, key, tab shown when it was sent
-
-
-def press_keys(app: Any, until: float, switches: int, latencies: list[float]) -> None:
-    """From a thread, as the terminal driver's input thread does, send a key every 100 ms
-    until ``until`` (time.monotonic): ``switches`` times a tab key, else the shown tab's
-    own; append the seconds from each send to its action starting."""
-    handled: list[float] = []
-    show_tab = app.action_show_tab
-
-    def timed(tab: str) -> None:
-        handled.append(time.perf_counter())
-        show_tab(tab)
-
-    app.action_show_tab = timed
-    order = ["3", "7", "2", "4", "5", "1"]
-    start = time.monotonic()
-    done = 0
-    while time.monotonic() < until:
-        if time.monotonic() > start + (done + 1) * (until - start) / (switches + 1):
-            key = order[done % len(order)]
-            done += 1
-        else:
-            key = next((k for k, tab in TAB_KEYS.items() if tab == app.tabs.active), "1")
-        seen = len(handled)
-        shown = app.tabs.active
-        event = events.Key(key, key)
-        event.set_sender(app)
-        sent = time.perf_counter()
-        app._driver.send_message(event)
-        deadline = time.monotonic() + 5
-        while len(handled) == seen and time.monotonic() < deadline:
-            time.sleep(0.001)
-        if len(handled) > seen:
-            latencies.append(handled[seen] - sent)
-            if latencies[-1] > WORST_KEY[0]:
-                WORST_KEY[:] = [latencies[-1], key, shown]
-        time.sleep(0.1)
-    app.action_show_tab = show_tab
-
-
-_GC_STARTED: list[float] = []
-
-
-def _trace_gc(phase: str, info: dict[str, Any]) -> None:
-    if info["generation"] != 2:
-        return
-    if phase == "start":
-        _GC_STARTED[:] = [time.perf_counter()]
-    elif _GC_STARTED:
-        print(f"  full collection {(time.perf_counter() - _GC_STARTED[0]) * 1000:.0f} ms")
-
-
-async def ui_stalls(
-    settings: Settings, seconds: float, source: str
-) -> tuple[float, float, int, list[float]]:
-    """Run the dashboard headless; return the longest and p99 event-loop stall (ms), the
-    pub/sub messages the live tab received and the key-press latencies (s)."""
-    options = json.loads(os.environ.get("UI_OPTIONS", "{}"))
-    if source == "inline":
-        options["source"] = RedisSource(settings)
-    app = create_app(settings, refresh=1.0, **options)
-    lags: list[float] = []
-    latencies: list[float] = []
-    if os.environ.get("TRACE_STALLS"):  # also print full collections of this process
-        gc.callbacks.append(_trace_gc)
-    async with app.run_test(size=(160, 48)) as pilot:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        presser = threading.Thread(
-            target=press_keys, args=(app, time.monotonic() + seconds, 6, latencies), daemon=True
-        )
-        presser.start()
-        while loop.time() < end:
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append(loop.time() - before - 0.01)
-            if os.environ.get("TRACE_STALLS") and lags[-1] > 0.05:
-                print(
-                    f"  stall {lags[-1] * 1000:.0f} ms at {loop.time() - end + seconds:.2f} s on {app.tabs.active}"
-                )
-        await asyncio.to_thread(presser.join, 10)
-        received = app.query_one("#live-panel").received  # type: ignore[attr-defined]
-        await pilot.pause(0)
-    lags.sort()
-    return lags[-1] * 1000, lags[int(0.99 * (len(lags) - 1))] * 1000, int(received), latencies
+async def poll_stages(r: Any, settings: Settings, args: argparse.Namespace, pid: int) -> None:
+    """Stages 1-2: each poll's client time, CPU and longest server command."""
+    preempted = involuntary_switches(pid)
+    source = RedisSource(settings)
+    await source.open()
+    before = await r.info("commandstats")
+    print(f"publisher: {args.rate:,.0f} msg/s; SLOWLOG threshold {SLOWLOG_US} us")
+    print(
+        f"{'poll':<26}{'median':>9}{'p95':>9}{'max':>9}{'cpu':>9}{'longest cmd':>12}{'> 2 ms':>9}"
+    )
+    print(f"{'':<26}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>12}{'cmds':>9}")
+    report("snapshot (every refresh)", *await measure(r, args.cycles, source.snapshot))
+    report("tier census (every 10 s)", *await measure(r, 3, source.tier))
+    report("drift (every 30 s)", *await measure(r, 3, source.drift))
+    after = await r.info("commandstats")
+    publishes = after.get("cmdstat_publish", {}).get("calls", 0) - before.get(
+        "cmdstat_publish", {}
+    ).get("calls", 0)
+    for label, slowest in zip(("snapshot", "tier", "drift"), SLOWEST, strict=True):
+        print(f"  slowest {label} command: {slowest}")
+    now_preempted = involuntary_switches(pid)
+    if preempted is not None and now_preempted is not None:
+        print(f"redis-server preempted {now_preempted - preempted:,} times meanwhile")
+    if args.rt_redis:  # a real-time Redis would take the CPU from the screen
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    print(f"(published meanwhile: {publishes:,} messages)")
+    await source.close()
 
 
 async def main() -> None:
@@ -335,6 +270,7 @@ async def main() -> None:
     parser.add_argument("--ui-seconds", type=float, default=10.0)
     parser.add_argument("--source", choices=("process", "inline"), default="process")
     parser.add_argument("--rt-redis", action="store_true", help="redis-server at SCHED_FIFO")
+    parser.add_argument("--ui-only", action="store_true", help="skip the polls' stages 1-2")
     args = parser.parse_args()
     print(f"start: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -371,47 +307,14 @@ async def main() -> None:
                 if args.rt_redis:
                     os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(50))
                     print("redis-server runs at SCHED_FIFO 50")
-                preempted = involuntary_switches(pid)
-                source = RedisSource(settings)
-                await source.open()
-                before = await r.info("commandstats")
-                print(f"publisher: {args.rate:,.0f} msg/s; SLOWLOG threshold {SLOWLOG_US} us")
-                print(
-                    f"{'poll':<26}{'median':>9}{'p95':>9}{'max':>9}{'cpu':>9}{'longest cmd':>12}"
-                    f"{'> 2 ms':>9}"
+                if not args.ui_only:
+                    await poll_stages(r, settings, args, pid)
+                options = json.loads(os.environ.get("UI_OPTIONS", "{}"))
+                chosen = (
+                    RedisSource(settings) if args.source == "inline" else ProcessSource(settings)
                 )
-                print(f"{'':<26}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>12}{'cmds':>9}")
-                report("snapshot (every refresh)", *await measure(r, args.cycles, source.snapshot))
-                report("tier census (every 10 s)", *await measure(r, 3, source.tier))
-                report("drift (every 30 s)", *await measure(r, 3, source.drift))
-                after = await r.info("commandstats")
-                publishes = after.get("cmdstat_publish", {}).get("calls", 0) - before.get(
-                    "cmdstat_publish", {}
-                ).get("calls", 0)
-                for label, slowest in zip(("snapshot", "tier", "drift"), SLOWEST, strict=True):
-                    print(f"  slowest {label} command: {slowest}")
-                now_preempted = involuntary_switches(pid)
-                if preempted is not None and now_preempted is not None:
-                    print(f"redis-server preempted {now_preempted - preempted:,} times meanwhile")
-                if args.rt_redis:  # a real-time Redis would take the CPU from the screen
-                    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
-                print(f"(published meanwhile: {publishes:,} messages)")
-                await source.close()
-                worst, p99, received, keys_s = await ui_stalls(
-                    settings, args.ui_seconds, args.source
-                )
-                print(
-                    f"dashboard UI for {args.ui_seconds:g} s (source: {args.source}; 1 s refresh, "
-                    f"live tail on, tabs switched): event-loop stall max {worst:.1f} ms, "
-                    f"p99 {p99:.1f} ms; live tab received {received:,} messages"
-                )
-                ordered = sorted(keys_s)
-                print(
-                    f"key presses: {len(ordered)}, press to action median "
-                    f"{statistics.median(ordered) * 1000:.1f} ms, "
-                    f"p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms, "
-                    f"max {ordered[-1] * 1000:.1f} ms (key {WORST_KEY[1]} on {WORST_KEY[2]})"
-                )
+                app = ProbeApp(chosen, refresh=1.0, **options)
+                report_ui(await ui_stage(app, args.ui_seconds), args.source)
                 print(f"end: {load()}")
         finally:
             stop.set()
