@@ -14,7 +14,7 @@ from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, Select, TabbedContent, TabPane
+from textual.widgets import DataTable, RichLog, Select, TabbedContent, TabPane
 
 from echoes_ops.config import Settings
 from echoes_ops.errors import AuthError, OpsError, UnreachableError
@@ -27,6 +27,7 @@ from echoes_ops.tui.panels.audit import AuditPanel
 from echoes_ops.tui.panels.broadcast import BroadcastPanel
 from echoes_ops.tui.panels.flags import FlagsPanel
 from echoes_ops.tui.panels.header import StatusHeader
+from echoes_ops.tui.panels.keybar import KeyBar
 from echoes_ops.tui.panels.live import LivePanel
 from echoes_ops.tui.panels.locations import LocationsPanel
 from echoes_ops.tui.panels.locks import LocksPanel
@@ -135,7 +136,7 @@ class DashboardApp(App[None]):
             for tab, label in TABS:
                 with TabPane(label, id=tab):
                     yield self.panels[tab]
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         self.gc_policy.start()

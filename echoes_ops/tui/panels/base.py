@@ -60,7 +60,7 @@ class TablePanel(Vertical):
         return table
 
     def set_hint(self, text: str) -> None:
-        self.query_one(".hint", Static).update(text)
+        self.query_one(".hint", Static).update(text, layout=False)  # one line: no layout
 
     def set_detail(self, renderable: RenderableType) -> None:
         self.query_one(".detail", Static).update(renderable)

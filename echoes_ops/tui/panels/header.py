@@ -72,4 +72,5 @@ class StatusHeader(Static):
     """
 
     def show_state(self, state: DashboardState) -> None:
-        self.update(render_header(state))
+        # two lines whatever they say: a repaint, never a layout of the whole screen
+        self.update(render_header(state), layout=False)

@@ -85,14 +85,15 @@ class LivePanel(Vertical):
         state = "PAUSED (space to resume)" if self.paused else "space pause, c clear"
         shown = f"filter '{self.needle}'" if self.needle else "no filter"
         gap = self.last_gap
-        self.query_one(".hint", Static).update(
+        self.query_one(".hint", Static).update(  # one line: a repaint, no layout
             f"{self.status} — {self.received:,} received, {shown}, {state}"
             + (f", {self.hidden:,} not shown" if self.hidden else "")
             + (
                 f" — last gap {clock_time(gap.reconnected_at)}: {duration(gap.duration)} lost"
                 if gap
                 else ""
-            )
+            ),
+            layout=False,
         )
 
     def set_status(self, text: str) -> None:

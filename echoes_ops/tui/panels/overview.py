@@ -79,11 +79,12 @@ def _drift(state: DashboardState) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in found.items()) + when
 
 
-def render_overview(state: DashboardState) -> Table:
+def render_overview(state: DashboardState, rows: list[tuple[str, str]] | None = None) -> Table:
+    """The overview as a two-column grid (``rows``: :func:`overview_rows`, when known)."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    for label, value in overview_rows(state):
+    for label, value in overview_rows(state) if rows is None else rows:
         style = "red" if label == "drift" and value[:1].isalpha() and "_" in value else ""
         if label in ("STALE", "ALARM"):
             style = "bold red"
@@ -116,11 +117,23 @@ class OverviewPanel(VerticalScroll):
         yield Static("pub/sub messages/s", classes="label", id="pub-label")
         yield Sparkline([], id="pub")
 
+    shape: tuple[int, ...] = ()  # the overview's cell widths last shown
+
     def show_state(self, state: DashboardState) -> None:
-        self.query_one("#overview-table", Static).update(render_overview(state))
+        rows = overview_rows(state)
+        # Its height changes only when a row or a cell's length does (values fold at the
+        # edge): only then is a layout of the screen needed, else a repaint will do.
+        shape = (self.size.width, *(len(cell) for row in rows for cell in row))
+        layout, self.shape = shape != self.shape, shape
+        self.query_one("#overview-table", Static).update(
+            render_overview(state, rows), layout=layout
+        )
         ops = list(state.history.ops)
         pub = list(state.history.publishes)
-        self.query_one("#ops-label", Static).update(rate_label("ops/s (all clients)", ops))
-        self.query_one("#pub-label", Static).update(rate_label("pub/sub messages/s", pub))
+        # labels are one line each: a repaint, no layout of the screen
+        label = rate_label("ops/s (all clients)", ops)
+        self.query_one("#ops-label", Static).update(label, layout=False)
+        label = rate_label("pub/sub messages/s", pub)
+        self.query_one("#pub-label", Static).update(label, layout=False)
         self.query_one("#ops", Sparkline).data = ops
         self.query_one("#pub", Sparkline).data = pub
