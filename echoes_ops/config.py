@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
-import yaml
-
 from echoes_ops.errors import ConfigError
 
 REDACTED = "***"
@@ -605,6 +603,8 @@ def _pop_cluster_option(url: str) -> tuple[str, bool | None]:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
+    import yaml  # only with a config file: most runs have none
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -9,7 +9,9 @@ One place, applied to the whole tree when Typer builds it (the subcommands exist
 - a bad flag or argument is one line on stderr in the project's words and exits 2
   (``echoes-ops: error: --limit: must be at least 1 (see: echoes-ops sessions list --help)``),
   never the validation library's ``Input should be greater than or equal to 1`` under a
-  usage block.
+  usage block;
+- plain values (words, paths, numbers) are taken without the validation library, which is
+  imported only for a value that needs it (``cli/coerce.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 import typer
 from typer import _click
 from typer.core import TyperGroup
 
+from echoes_ops.cli import coerce
 from echoes_ops.errors import ExitCode
 
 PANELS = ("inspect", "act", "admin", "local")  # the order of the help's command panels
@@ -152,6 +156,11 @@ class EchoesGroup(TyperGroup):
         parent: _click.Context | None = None,
         **extra: Any,
     ) -> _click.Context:
+        # here, not in __init__: Typer adds the completion options, and each command its
+        # help option, after the tree is built
+        names = SimpleNamespace(help_option_names=self.context_settings.get("help_option_names"))
+        for cmd in _walk(self):
+            coerce.install([*cmd.params, cmd.get_help_option(names)])
         try:
             return super().make_context(info_name, args, parent, **extra)
         except _click.exceptions.NoArgsIsHelpError:

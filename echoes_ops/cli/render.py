@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -22,15 +23,15 @@ def _short(version: str | None) -> str:
 
 
 def preload(result: PreloadResult) -> None:
+    if result.skipped:  # one plain line: not worth importing rich for
+        sys.stdout.write(
+            f"gamedata unchanged (version {_short(result.version)}); nothing written. "
+            "Use --force to rewrite.\n"
+        )
+        return
     from rich.table import Table
 
     console = stdout_console()
-    if result.skipped:
-        console.print(
-            f"gamedata unchanged (version {_short(result.version)}); nothing written. "
-            "Use --force to rewrite."
-        )
-        return
     table = Table(title="dry run: nothing written" if result.dry_run else None)
     for column in ("kind", "added", "changed", "removed", "unchanged"):
         table.add_column(column, justify="left" if column == "kind" else "right")

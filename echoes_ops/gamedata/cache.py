@@ -29,8 +29,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from echoes_ops import __version__
 from echoes_ops.gamedata.models import (
     GameData,
@@ -67,9 +65,16 @@ def default_dir(env: Mapping[str, str] | None = None) -> Path:
 def reader_version() -> str:
     """What the meaning of a cached world depends on besides the files: this package's
     source (validation rules, models), id rules, PyYAML, the cache format."""
-    digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0{yaml.__version__}\0".encode())
+    from importlib.util import find_spec
+
+    digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
     here = Path(__file__).resolve().parent
     sources = [*sorted(here.glob("*.py")), here.parent / "contract" / "ids.py"]
+    # PyYAML's version, without importing it (a cached world needs no parser): its
+    # __init__.py, which names the version, is hashed with the rest
+    spec = find_spec("yaml")
+    if spec is not None and spec.origin is not None:
+        sources.append(Path(spec.origin))
     for source in sources:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()

@@ -1,0 +1,124 @@
+"""Plain parameter values without the validation library (cli/coerce.py): the same values
+and the same errors as Typer's own coercion, and a plain command never imports pydantic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer import _click
+from typer._coercion import build_runtime_param
+
+from echoes_ops.cli import coerce
+from echoes_ops.cli.main import build_app
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _params() -> list[Any]:
+    command = typer.main.get_command(build_app())
+    found: list[Any] = []
+
+    def walk(cmd: Any) -> None:
+        found.extend(cmd.params)
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(command)
+    return found
+
+
+def _outcome(runtime: Any, value: Any, param: Any, ctx: _click.Context) -> tuple[str, Any]:
+    try:
+        return "ok", runtime._coerce_value(value, param=param, ctx=ctx)
+    except _click.exceptions.BadParameter as exc:
+        return "error", exc.message
+
+
+SAMPLES = [
+    "",
+    "x",
+    "0",
+    "7",
+    "-3",
+    "007",
+    " 5",
+    "1e3",
+    "2.5",
+    "-0.25",
+    "nan",
+    "1_000",
+    "99999999999999999999",
+    "/tmp",
+    True,
+    False,
+    3,
+    0.5,
+    ("a", "b"),
+    ("1", "2"),
+]
+
+
+def test_light_coercion_matches_typer_on_every_plain_parameter() -> None:
+    checked = 0
+    ctx = _click.Context(typer.main.get_command(build_app("validate")))
+    for param in _params():
+        light = coerce._light(param.type_descriptor)
+        if light is None:
+            continue
+        slow = build_runtime_param(param.type_descriptor)
+        for value in SAMPLES:
+            expected = _outcome(slow, value, param, ctx)
+            got = _outcome(light, value, param, ctx)
+            assert repr(got) == repr(expected), (
+                param.name,
+                param.type_descriptor.annotation,
+                value,
+            )
+            assert type(got[1]) is type(expected[1]), (param.name, value)
+            checked += 1
+    assert checked > 1000
+
+
+def test_bad_values_still_read_as_before(tmp_path: Path) -> None:
+    run = [str(Path(sys.executable).parent / "echoes-ops")]
+    out = subprocess.run(
+        [*run, "sessions", "list", "--limit", "0"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert out.returncode == 2
+    assert out.stderr == (
+        "echoes-ops: error: --limit: must be at least 1 (see: echoes-ops sessions list --help)\n"
+    )
+    out = subprocess.run(
+        [*run, "--timeout", "soon", "status"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert out.returncode == 2
+    assert out.stderr == "echoes-ops: error: --timeout: must be a number (see: echoes-ops --help)\n"
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_validate_imports_neither_pydantic_nor_redis(tmp_path: Path, cached: bool) -> None:
+    """What validate costs a user is mostly imports: the validation library (for Typer's
+    coercion), redis and rich are none of its business; a cached world needs no YAML."""
+    probe = (
+        "import sys\n"
+        "from echoes_ops.cli.main import main\n"
+        f"sys.argv = ['echoes-ops', 'validate', '--gamedata', {str(REPO / 'gamedata')!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('pydantic', 'redis', 'rich', 'yaml') if m in sys.modules))\n"
+    )
+    env = {"ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    if cached:
+        subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    imported = out.stdout.strip().splitlines()[-1]
+    assert imported == ("[]" if cached else "['yaml']")
