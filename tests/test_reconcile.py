@@ -282,19 +282,19 @@ async def test_players_moving_during_the_walk_are_not_drift(r, sync_r, redis_url
         for cid in range(1, 7):
             await w.connect_player(session(cid, "ruins"))
         sync_r.sadd(keys.presence_key("overpass"), 5)  # real drift: 5 is in two sets
-        original = module.set_members
+        original = module.members_of_sets
         moved = False
         route = ("ruins", "overpass")
 
-        async def move_then_read(conn, key):  # type: ignore[no-untyped-def]
+        async def move_then_read(conn, set_keys):  # type: ignore[no-untyped-def]
             nonlocal moved
             if not moved:  # after the census read the sessions, before the sets are read
                 moved = True
                 for cid in (1, 2, 3):
                     await w.tier.move(cid, *route)
-            return await original(conn, key)
+            return await original(conn, set_keys)
 
-        monkeypatch.setattr(module, "set_members", move_then_read)
+        monkeypatch.setattr(module, "members_of_sets", move_then_read)
         plan = await find_drift(r, grace=0)
         assert moved
         assert found(plan.report) == {"multi_location": 1, "location_mismatch": 1}

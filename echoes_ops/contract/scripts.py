@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from typing import Final
 
-# A prelude, not a script: the reads that tolerate a key of the wrong type under a pattern
-# (redis.pcall) pass the reply through wrongtype_only(), which raises every other error, so an ACL
-# refusal inside a script fails the command instead of reading as "no such data".
-TYPE_ERRORS_ONLY: Final = """
-local function wrongtype_only(reply)
-  if type(reply) == 'table' and reply.err and not string.find(reply.err, '^WRONGTYPE') then
-    error(reply)
-  end
-  return reply
-end
-"""
+# re-exported: the prelude and the walk steps live in sibling modules
+from echoes_ops.contract.lua_prelude import TYPE_ERRORS_ONLY as TYPE_ERRORS_ONLY
+from echoes_ops.contract.walk_scripts import CENSUS_STEP as CENSUS_STEP
+from echoes_ops.contract.walk_scripts import SCAN_HASH_FIELDS as SCAN_HASH_FIELDS
+from echoes_ops.contract.walk_scripts import TIER_COUNT_STEP as TIER_COUNT_STEP
 
 # Release a lock only if it still holds the caller's token.
 # KEYS[1] = lock key; ARGV[1] = token. Returns 1 if released, 0 if not ours (or gone).
@@ -164,91 +158,6 @@ if redis.call('HGET', KEYS[2], 'worker_id') == ARGV[2] then
 end
 return redis.call('HDEL', KEYS[1], ARGV[1])
 """
-
-# One SCAN step over a key family with each matching hash's fields and TTL read in the same
-# call, so a walk over a big keyspace costs one round trip per step. Optionally keeps only
-# hashes whose first field (a heartbeat) is a plausible epoch older than a cutoff.
-# KEYS: none: it reads the keys it scans, so it is for a single Redis, not Cluster.
-# ARGV[1] = cursor, ARGV[2] = MATCH pattern, ARGV[3] = COUNT, ARGV[4] = n fields,
-# ARGV[5 .. 4+n] = field names, ARGV[5+n] = "all" or "stale",
-# ARGV[6+n] = smallest plausible epoch, ARGV[7+n] = cutoff (stale: heartbeat < cutoff).
-# Returns {next cursor, keys matched by this step, key, ttl, value1 .. valuen, key, ttl,
-# ...}; a missing field is nil.
-SCAN_HASH_FIELDS: Final = (
-    TYPE_ERRORS_ONLY
-    + """local n = tonumber(ARGV[4])
-local fields = {}
-for i = 1, n do fields[i] = ARGV[4 + i] end
-local mode = ARGV[5 + n]
-local min_epoch = tonumber(ARGV[6 + n])
-local cutoff = tonumber(ARGV[7 + n])
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local out = {step[1], #step[2]}
-for _, key in ipairs(step[2]) do
-  local values = wrongtype_only(redis.pcall('HMGET', key, unpack(fields)))
-  local keep = values.err == nil  -- a key of another type under the pattern is skipped
-  if keep and mode == 'stale' then
-    local beat = tonumber(values[1])
-    keep = beat ~= nil and beat >= min_epoch and beat < cutoff
-  end
-  if keep then
-    out[#out + 1] = key
-    out[#out + 1] = redis.call('TTL', key)
-    for i = 1, n do out[#out + 1] = values[i] end
-  end
-end
-return out
-"""
-)
-
-# One SCAN step over the whole keyspace that picks out the tier's keys and reads what the
-# views need about each, so a census of a big server is one pass with one round trip per
-# step (instead of one SCAN pass per key family).
-# KEYS: none: it reads the keys it scans, so it is for a single Redis, not Cluster.
-# ARGV[1] = cursor, ARGV[2] = COUNT.
-# Returns {next cursor, keys scanned, then records of 6 values each:
-#   "s", key, ttl, location_id, worker_id, last_heartbeat   -- player:<id>:session
-#   "i", key, ttl, false, false, false                       -- player:<id>:inventory
-#   "p", key, members, false, false, false                   -- location:<loc>:players
-#   "l", key, ttl, false, false, false                       -- lock:<name>
-#   "m" / "c", key, false, false, false, false               -- worker:<id>:meta / connections
-# }; missing values are false (nil in the reply).
-CENSUS_STEP: Final = (
-    TYPE_ERRORS_ONLY
-    + """local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local out = {step[1], #step[2]}
-local function add(code, key, a, b, c, d)
-  out[#out + 1] = code
-  out[#out + 1] = key
-  out[#out + 1] = a
-  out[#out + 1] = b
-  out[#out + 1] = c
-  out[#out + 1] = d
-end
-for _, key in ipairs(step[2]) do
-  if string.find(key, '^player:%d+:session$') then
-    local v = wrongtype_only(redis.pcall('HMGET', key, 'location_id', 'worker_id', 'last_heartbeat'))
-    if v.err == nil then
-      add('s', key, redis.call('TTL', key), v[1], v[2], v[3])
-    end
-  elseif string.find(key, '^player:%d+:inventory$') then
-    add('i', key, redis.call('TTL', key), false, false, false)
-  elseif string.find(key, '^location:[^:]+:players$') then
-    local n = wrongtype_only(redis.pcall('SCARD', key))
-    if type(n) == 'number' then
-      add('p', key, n, false, false, false)
-    end
-  elseif string.find(key, '^lock:.') then
-    add('l', key, redis.call('TTL', key), false, false, false)
-  elseif string.find(key, '^worker:[^:]+:meta$') then
-    add('m', key, false, false, false, false)
-  elseif string.find(key, '^worker:[^:]+:connections$') then
-    add('c', key, false, false, false, false)
-  end
-end
-return out
-"""
-)
 
 # Warm many players' session and inventory caches from database rows, never overwriting
 # fresher data a live worker wrote (echoes-ops warmup; see docs/warmup.md). KEYS are
@@ -402,75 +311,6 @@ for k = 1, #KEYS, 2 do
   i_out[#i_out + 1] = inv
 end
 return {table.concat(s_out), table.concat(i_out)}
-"""
-)
-
-# One SCAN step of the dashboard's tier count: like CENSUS_STEP, but sessions are counted
-# on the server instead of shipped, so a count of 100,000 sessions moves a few kilobytes.
-# KEYS: none: it reads the keys it scans, so it is for a single Redis, not Cluster.
-# ARGV[1] = cursor, ARGV[2] = COUNT, ARGV[3] = now (epoch seconds), ARGV[4] = stale after
-# (seconds), ARGV[5] = smallest plausible epoch, ARGV[6] = allowed future skew (seconds).
-# A session is a hash at player:<id>:session (<id> canonical: no leading zero). Its
-# last_heartbeat, when plain decimal digits, is judged here: outside [min epoch, now + skew]
-# unknown, older than now - stale after stale, else fresh; any other text is returned as is
-# for the caller to judge with the codec.
-# Returns {next cursor, keys scanned, fresh ids, stale ids, unknown ids (each a
-# comma-separated string of ids), {id, raw heartbeat, ...} for the caller to judge,
-# {code, key, n, ...} for the other tier keys: "p" location:<loc>:players (n = SCARD),
-# "l" lock:<name>, "m" worker:<id>:meta, "c" worker:<id>:connections (n = 0)}.
-TIER_COUNT_STEP: Final = (
-    TYPE_ERRORS_ONLY
-    + """local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local now = tonumber(ARGV[3])
-local stale_before = now - tonumber(ARGV[4])
-local min_epoch = tonumber(ARGV[5])
-local max_epoch = now + tonumber(ARGV[6])
-local find, match, pcall_ = string.find, string.match, redis.pcall
-local fresh, stale, unknown, odd, rows = {}, {}, {}, {}, {}
-for _, key in ipairs(step[2]) do
-  local id = match(key, '^player:([1-9]%d*):session$')
-  if id then
-    local beat = wrongtype_only(pcall_('HGET', key, 'last_heartbeat'))
-    if type(beat) ~= 'table' then
-      if not beat then
-        unknown[#unknown + 1] = id
-      elseif find(beat, '^%d+%.?%d*$') then
-        local value = tonumber(beat)
-        if value < min_epoch or value > max_epoch then
-          unknown[#unknown + 1] = id
-        elseif value < stale_before then
-          stale[#stale + 1] = id
-        else
-          fresh[#fresh + 1] = id
-        end
-      else
-        odd[#odd + 1] = id
-        odd[#odd + 1] = beat
-      end
-    end
-  elseif find(key, '^location:[^:]+:players$') then
-    local n = wrongtype_only(pcall_('SCARD', key))
-    if type(n) == 'number' then
-      rows[#rows + 1] = 'p'
-      rows[#rows + 1] = key
-      rows[#rows + 1] = n
-    end
-  elseif find(key, '^lock:.') then
-    rows[#rows + 1] = 'l'
-    rows[#rows + 1] = key
-    rows[#rows + 1] = 0
-  elseif find(key, '^worker:[^:]+:meta$') then
-    rows[#rows + 1] = 'm'
-    rows[#rows + 1] = key
-    rows[#rows + 1] = 0
-  elseif find(key, '^worker:[^:]+:connections$') then
-    rows[#rows + 1] = 'c'
-    rows[#rows + 1] = key
-    rows[#rows + 1] = 0
-  end
-end
-return {step[1], #step[2], table.concat(fresh, ','), table.concat(stale, ','),
-  table.concat(unknown, ','), odd, rows}
 """
 )
 

@@ -57,7 +57,7 @@ from echoes_ops.operations.tiermap import (
     census,
     client_names,
     hash_fields,
-    set_members,
+    members_of_sets,
     worker_liveness,
 )
 
@@ -137,10 +137,9 @@ async def find_drift(
 
     member_locations: dict[int, list[str]] = defaultdict(list)
     sets = sorted((loc, key) for loc, (key, _) in tier.presence.items())
+    members = await members_of_sets(r, [key for loc, key in sets if tier.presence[loc][1]])
     for loc, key in sets:
-        if tier.presence[loc][1] == 0:
-            continue
-        for member in await set_members(r, key):
+        for member in members.get(key, ()):
             if member.isdigit() and member.isascii():
                 member_locations[int(member)].append(loc)
     report.scanned["location_sets"] = len(sets)
@@ -277,7 +276,14 @@ def _presence_drift(
     sessions: dict[int, _Session],
     member_locations: dict[int, list[str]],
 ) -> None:
-    for cid, locations in sorted(member_locations.items()):
+    # most players are where their session says: set them aside before sorting the rest
+    odd_members = []
+    for cid, locations in member_locations.items():
+        session = sessions.get(cid)
+        if session is None or len(locations) > 1 or locations[0] != session.location:
+            odd_members.append(cid)
+    for cid in sorted(odd_members):
+        locations = member_locations[cid]
         session = sessions.get(cid)
         if len(locations) > 1:
             report.kinds["multi_location"].add({"id": cid, "locations": sorted(locations)})
@@ -304,24 +310,30 @@ def _presence_drift(
                     [str(cid), loc],
                     f"{cid}@{loc}",
                 )
-    for cid, session in sorted(sessions.items()):
-        # only a session held by a worker puts the player in a location; a cache-only
-        # session (warmup writes those, with no worker_id) is an offline player
-        if session.worker is None:
-            continue
-        if session.location and session.location not in member_locations.get(cid, []):
-            try:
-                key = keys.presence_key(session.location)
-            except ValueError:
-                continue  # a location id no key can be built from: nothing safe to add
-            report.kinds["missing_member"].add({"id": cid, "session_location": session.location})
-            repairs.add(
-                "missing_member",
-                scripts.ADD_MISSING_MEMBER,
-                [key, keys.session_key(cid)],
-                [str(cid), session.location],
-                f"{cid}@{session.location}",
-            )
+    # only a session held by a worker puts the player in a location; a cache-only session
+    # (warmup writes those, with no worker_id) is an offline player
+    missing = [
+        cid
+        for cid, session in sessions.items()
+        if session.worker is not None
+        and session.location
+        and session.location not in member_locations.get(cid, ())
+    ]
+    for cid in sorted(missing):
+        session = sessions[cid]
+        assert session.location is not None
+        try:
+            key = keys.presence_key(session.location)
+        except ValueError:
+            continue  # a location id no key can be built from: nothing safe to add
+        report.kinds["missing_member"].add({"id": cid, "session_location": session.location})
+        repairs.add(
+            "missing_member",
+            scripts.ADD_MISSING_MEMBER,
+            [key, keys.session_key(cid)],
+            [str(cid), session.location],
+            f"{cid}@{session.location}",
+        )
 
 
 async def _dead_workers(
@@ -333,25 +345,27 @@ async def _dead_workers(
     grace: float,
     now: float,
 ) -> None:
-    for cid, session in sorted(sessions.items()):
-        if session.worker not in dead:
-            continue
-        assert session.worker is not None
+    kind = report.kinds["dead_worker"]
+    held = sorted(cid for cid, session in sessions.items() if session.worker in dead)
+    connections_keys = {wid: keys.worker_connections_key(wid) for wid in dead}
+    for cid in held:
+        session = sessions[cid]
+        worker = session.worker
+        assert worker is not None
         age = None if session.heartbeat is None else now - session.heartbeat
-        kind = report.kinds["dead_worker"]
-        example = {"id": cid, "worker_id": session.worker, "heartbeat_age": age and round(age, 1)}
         if age is None:
+            example = {"id": cid, "worker_id": worker, "heartbeat_age": None}
             kind.add({**example, "repairable": False, "why": "heartbeat unknown"})
             kind.not_repairable += 1
         elif age <= grace:
             kind.add_pending(grace - age)  # the worker may be restarting: not yet
         else:
-            kind.add(example)
+            kind.add({"id": cid, "worker_id": worker, "heartbeat_age": age and round(age, 1)})
             repairs.add(
                 "dead_worker",
                 scripts.RELEASE_PLAYER_OF_WORKER,
-                [keys.session_key(cid), keys.worker_connections_key(session.worker)],
-                [str(cid), session.worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
+                [keys.session_key(cid), connections_keys[worker]],
+                [str(cid), worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
                 str(cid),
             )
     for wid in sorted(dead):
@@ -379,16 +393,15 @@ async def _dead_workers(
 def _no_ttl(
     report: ReconcileReport, repairs: _Repairs, sessions: dict[int, _Session], tier: Census
 ) -> None:
-    for cid, session in sorted(sessions.items()):
-        if session.ttl == -1:
-            report.kinds["no_ttl_session"].add({"id": cid})
-            repairs.add(
-                "no_ttl_session",
-                scripts.EXPIRE_IF_PERSISTENT,
-                [keys.session_key(cid)],
-                [str(keys.SESSION_TTL)],
-                str(cid),
-            )
+    for cid in sorted(cid for cid, session in sessions.items() if session.ttl == -1):
+        report.kinds["no_ttl_session"].add({"id": cid})
+        repairs.add(
+            "no_ttl_session",
+            scripts.EXPIRE_IF_PERSISTENT,
+            [keys.session_key(cid)],
+            [str(keys.SESSION_TTL)],
+            str(cid),
+        )
     for found_ttls, kind, ttl in (
         (tier.inventories, "no_ttl_inventory", keys.INVENTORY_TTL),
         (tier.locks, "no_ttl_lock", LOCK_REPAIR_TTL),

@@ -349,7 +349,7 @@ async def page_sessions(
         )
         cursor = str(reply[0])
         scanned += int(reply[1])
-        items = reply[2:]
+        items = reply[3:]  # after the cursor, the count and the step's duration
         for start in range(0, len(items), width):
             key, ttl, *values = items[start : start + width]
             cid = keys.parse_session_key(key)

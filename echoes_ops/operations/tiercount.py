@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from echoes_ops.client.budget import StepBudget, lua_walk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, keys, scripts
 
@@ -50,26 +51,30 @@ def _ids(text: str) -> list[str]:
 
 
 async def count_tier(
-    r: AnyRedis, *, stale_after: float, step: int = COUNT_STEP, now: float | None = None
+    r: AnyRedis,
+    *,
+    stale_after: float,
+    step: int = COUNT_STEP,
+    now: float | None = None,
+    budget: StepBudget | None = None,
 ) -> TierCount:
     """Walk the keyspace once and count sessions (stale, unknown heartbeat) and presence
-    sizes; collect lock keys and worker ids. Every step is one bounded Lua call."""
-    script = r.register_script(scripts.TIER_COUNT_STEP)
+    sizes; collect lock keys and worker ids. Every step is one bounded Lua call, the first of
+    ``step`` keys, the next sized by ``budget`` to the server-time budget."""
     now = time.time() if now is None else now
     out = TierCount()
-    cursor = "0"
-    while True:
-        reply = await script(
-            args=[
-                cursor,
-                step,
-                repr(now),
-                repr(stale_after),
-                repr(codec.MIN_PLAUSIBLE_EPOCH),
-                repr(codec.MAX_FUTURE_SKEW),
-            ]
-        )
-        cursor = str(reply[0])
+    tail = [
+        repr(now),
+        repr(stale_after),
+        repr(codec.MIN_PLAUSIBLE_EPOCH),
+        repr(codec.MAX_FUTURE_SKEW),
+    ]
+
+    def args(cursor: str, size: int) -> list[str | int]:
+        return [cursor, size, *tail]
+
+    steps = lua_walk(r, scripts.TIER_COUNT_STEP, args, budget or StepBudget(step), micros_at=7)
+    async for reply in steps:
         out.scanned += int(reply[1])
         fresh, stale, unknown = _ids(reply[2]), _ids(reply[3]), _ids(reply[4])
         odd, rows = reply[5], reply[6]
@@ -84,8 +89,7 @@ async def count_tier(
                 fresh.append(cid)
         out.add_sessions(fresh, stale, unknown)
         _sort_rows(out, rows)
-        if cursor == "0":
-            return out
+    return out
 
 
 def _sort_rows(out: TierCount, rows: list[object]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import NoPermissionError
 
+from echoes_ops.client.budget import StepBudget, lua_walk
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
@@ -44,39 +45,32 @@ async def session_batches(
     fields: Sequence[str] = SESSION_FIELDS,
     stale_before: float | None = None,
     counter: list[int] | None = None,
+    budget: StepBudget | None = None,
 ) -> AsyncIterator[list[SessionRow]]:
     """Every session, one SCAN step at a time, with ``fields`` and TTL read in the same
-    server-side call (Lua, one round trip per step of ``STEP_COUNT`` keys scanned).
+    server-side call (Lua, one round trip per step; the step size adapts to the server-time
+    budget, ``budget``, starting at ``STEP_COUNT`` keys).
 
     With ``stale_before`` only sessions whose first field (``last_heartbeat``) is a plausible
     epoch older than it come back: a mostly-healthy server sends almost nothing. ``counter``,
     if given, receives the number of keys each step matched (sessions scanned).
     """
-    script = r.register_script(scripts.SCAN_HASH_FIELDS)
     mode = "all" if stale_before is None else "stale"
     if stale_before is not None:  # the script filters on the first field
         fields = ("last_heartbeat", *(f for f in fields if f != "last_heartbeat"))
     cutoff = repr(stale_before) if stale_before is not None else "0"
     width = 2 + len(fields)
     now = time.time()
-    cursor: str = "0"
-    while True:
-        reply = await script(
-            args=[
-                cursor,
-                keys.SESSION_PATTERN,
-                STEP_COUNT,
-                len(fields),
-                *fields,
-                mode,
-                repr(codec.MIN_PLAUSIBLE_EPOCH),
-                cutoff,
-            ]
-        )
-        cursor = str(reply[0])
+    tail: list[str | int] = [len(fields), *fields, mode, repr(codec.MIN_PLAUSIBLE_EPOCH), cutoff]
+
+    def args(cursor: str, size: int) -> list[str | int]:
+        return [cursor, keys.SESSION_PATTERN, size, *tail]
+
+    steps = lua_walk(r, scripts.SCAN_HASH_FIELDS, args, budget or StepBudget(STEP_COUNT))
+    async for reply in steps:
         if counter is not None:
             counter.append(int(reply[1]))
-        items = reply[2:]
+        items = reply[3:]
         rows = []
         for start in range(0, len(items), width):
             key, ttl, *values = items[start : start + width]
@@ -87,8 +81,6 @@ async def session_batches(
             rows.append(SessionRow(Session.decode(cid, mapping, now=now), int(ttl)))
         if rows:
             yield rows
-        if cursor == "0":
-            return
 
 
 async def read_sessions(r: AnyRedis, ids: Sequence[int]) -> dict[int, SessionRow]:
@@ -130,6 +122,35 @@ async def set_members(r: AnyRedis, key: str) -> set[str]:
         members.update(str(m) for m in batch)
         if cursor == 0:
             return members
+
+
+async def members_of_sets(r: AnyRedis, set_keys: Sequence[str]) -> dict[str, list[str]]:
+    """Members of many sets: the first SSCAN page of every set in one pipelined batch (a small
+    set, the common case, is done then), the rest of the big ones page by page. Every call
+    is an SSCAN with a COUNT (bounded work); a key that is not a set reads as empty."""
+    out: dict[str, list[str]] = {}
+    pending: list[tuple[str, str]] = []
+    for start in range(0, len(set_keys), BATCH):
+        part = set_keys[start : start + BATCH]
+        replies = await bulk(
+            r, [("SSCAN", key, 0, "COUNT", SSCAN_COUNT) for key in part], raise_on_error=False
+        )
+        for key, reply in zip(part, replies, strict=True):
+            if not isinstance(reply, list):
+                out[key] = []
+                continue
+            cursor, members = reply
+            out[key] = [str(m) for m in members]
+            if str(cursor) != "0":
+                pending.append((key, str(cursor)))
+    for key, cursor in pending:
+        found = set(out[key])
+        while cursor != "0":
+            next_cursor, batch = await r.sscan(key, int(cursor), count=SSCAN_COUNT)
+            found.update(str(m) for m in batch)
+            cursor = str(next_cursor)
+        out[key] = list(found)
+    return out
 
 
 async def hash_fields(r: AnyRedis, key: str) -> list[str]:
@@ -256,37 +277,40 @@ class Census:
     worker_connections: set[str] = field(default_factory=set)
 
 
-async def census(r: AnyRedis, *, count: int = CENSUS_COUNT) -> Census:
-    """Walk the keyspace once (Lua SCAN steps of ``count`` keys) and sort out the tier."""
-    script = r.register_script(scripts.CENSUS_STEP)
+async def census(
+    r: AnyRedis, *, count: int = CENSUS_COUNT, budget: StepBudget | None = None
+) -> Census:
+    """Walk the keyspace once (Lua SCAN steps, the first of ``count`` keys, then sized by
+    ``budget`` to the server-time budget) and sort out the tier."""
     result = Census()
     now = time.time()
-    cursor = "0"
-    while True:
-        reply = await script(args=[cursor, count])
-        cursor = str(reply[0])
+    sessions = result.sessions
+    decode_str, decode_epoch = codec.decode_str, codec.decode_epoch
+
+    def args(cursor: str, size: int) -> list[str | int]:
+        return [cursor, size]
+
+    async for reply in lua_walk(r, scripts.CENSUS_STEP, args, budget or StepBudget(count)):
         result.scanned += int(reply[1])
-        items = reply[2:]
-        for start in range(0, len(items), 6):
-            code, key, a, b, c, d = items[start : start + 6]
-            if code == "s":
-                cid = keys.parse_session_key(key)
-                if cid is None:
-                    continue
-                result.sessions[cid] = SessionBrief(
-                    location_id=codec.decode_str(b),
-                    worker_id=codec.decode_str(c),
-                    heartbeat=codec.decode_epoch(d, now=now),
-                    ttl=int(a),
-                )
-            elif code == "p":
+        found, rows = reply[3], reply[4]
+        for start in range(0, len(found), 5):
+            cid, ttl, location, worker, beat = found[start : start + 5]
+            sessions[int(cid)] = SessionBrief(
+                location_id=decode_str(location),
+                worker_id=decode_str(worker),
+                heartbeat=decode_epoch(beat, now=now),
+                ttl=int(ttl),
+            )
+        for start in range(0, len(rows), 3):
+            code, key, n = rows[start : start + 3]
+            if code == "p":
                 loc = keys.parse_presence_key(key)
                 if loc is not None:
-                    result.presence[loc] = (key, int(a))
+                    result.presence[loc] = (key, int(n))
             elif code == "i":
-                result.inventories[key] = int(a)
+                result.inventories[key] = int(n)
             elif code == "l":
-                result.locks[key] = int(a)
+                result.locks[key] = int(n)
             elif code == "m":
                 wid = keys.parse_worker_meta_key(key)
                 if wid:
@@ -295,5 +319,4 @@ async def census(r: AnyRedis, *, count: int = CENSUS_COUNT) -> Census:
                 wid = keys.parse_worker_connections_key(key)
                 if wid:
                     result.worker_connections.add(wid)
-        if cursor == "0":
-            return result
+    return result

@@ -1,0 +1,172 @@
+"""The server-time budget for stepped walks (docs/design.md, decision 11; issue #16).
+
+A walk over the keyspace runs as many short server commands (a Lua SCAN step, a batch of
+reads). A fixed batch size is either too big somewhere (a step over a node full of sessions
+holds the server for milliseconds) or too small elsewhere (round trips dominate). Here the
+size adapts to what each step cost: :class:`StepBudget` is told how long a step held the
+server (the script's own clock where it reports one, else the round trip) and shrinks the next
+step at once when one ran long, grows it gently while steps stay short. The target is below
+the budget (1 ms p99, 2 ms max per command) so that ordinary jitter stays inside it.
+
+:func:`node_walk` drives a walk of Lua SCAN steps with it and writes the next step to the
+server before the caller handles the current one's reply, so decoding in Python overlaps
+the server's next step (one command in flight at a time: the server is never asked for two
+steps at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import hiredis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
+
+from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import primary_clients
+
+BUDGET_P99_S = 0.001  # what no command of ours may exceed at p99 (#16)
+BUDGET_MAX_S = 0.002  # ... and at its maximum
+TARGET_S = 0.0007  # what a step aims at: under the budget with room for jitter
+GROWTH = 1.5  # a short step lets the next grow by at most this factor
+SMOOTHING = 0.3  # weight of the newest step in the per-item cost estimate
+
+
+@dataclass
+class StepBudget:
+    """The size of the next step of a walk, adapted to what the steps so far cost.
+
+    ``size`` is the next step's size (keys per SCAN step, commands per batch), always within
+    ``[low, high]``. ``observe(used, seconds)`` reports a step of ``used`` items that held the
+    server ``seconds``: a step over ``target`` makes the next one proportionally smaller at
+    once; shorter steps let it grow by at most ``GROWTH`` per step towards ``target``.
+    The figures (steps, longest, total) are kept for reports and benchmarks.
+    """
+
+    size: int = 400
+    target: float = TARGET_S
+    low: int = 10
+    high: int = 5000
+    steps: int = 0
+    longest: float = 0.0
+    total: float = 0.0
+    over_budget: int = 0  # steps that took longer than BUDGET_P99_S
+    _cost: float | None = field(default=None, repr=False)  # seconds per item, smoothed
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high:
+            raise ValueError(
+                f"step bounds must satisfy 0 < low <= high, got {self.low}, {self.high}"
+            )
+        if self.target <= 0:
+            raise ValueError(f"target must be positive, got {self.target}")
+        self.low = min(self.low, max(self.size, 1))  # a smaller first step is honoured
+        self.size = min(max(self.size, self.low), self.high)
+
+    def observe(self, used: int, seconds: float) -> int:
+        """Record a step of ``used`` items that took ``seconds``; return the next size."""
+        self.steps += 1
+        self.total += seconds
+        self.longest = max(self.longest, seconds)
+        if seconds > BUDGET_P99_S:
+            self.over_budget += 1
+        cost = seconds / max(used, 1)
+        if self._cost is None or seconds > self.target:
+            self._cost = cost  # a long step is believed at once
+        else:
+            self._cost = (1 - SMOOTHING) * self._cost + SMOOTHING * cost
+        ideal = self.target / self._cost if self._cost > 0 else float(self.high)
+        if seconds > self.target:
+            wanted = min(ideal, used * self.target / seconds)
+        else:
+            wanted = min(ideal, max(used, 1) * GROWTH)
+        self.size = int(min(max(wanted, self.low), self.high))
+        return self.size
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "steps": self.steps,
+            "longest_ms": round(self.longest * 1000, 3),
+            "total_ms": round(self.total * 1000, 1),
+            "over_budget": self.over_budget,
+            "last_size": self.size,
+        }
+
+
+async def lua_walk(
+    r: AnyRedis,
+    script: str,
+    make_args: Callable[[str, int], Sequence[Any]],
+    budget: StepBudget,
+    *,
+    micros_at: int = 2,
+) -> AsyncIterator[Any]:
+    """:func:`node_walk` on one server; on a cluster, on every primary in turn (a caller
+    that wants the nodes in parallel runs :func:`node_walk` per node itself)."""
+    clients = await primary_clients(r) if isinstance(r, RedisCluster) else [r]
+    for client in clients:
+        async for reply in node_walk(client, script, make_args, budget, micros_at=micros_at):
+            yield reply
+
+
+async def node_walk(
+    r: Redis,
+    script: str,
+    make_args: Callable[[str, int], Sequence[Any]],
+    budget: StepBudget,
+    *,
+    micros_at: int = 2,
+) -> AsyncIterator[Any]:
+    """Run a Lua step script (no KEYS; ARGV from ``make_args(cursor, size)``) from cursor "0"
+    until its reply's first element, the next cursor, is "0", and yield each reply.
+
+    The script reports the microseconds it held the server at ``micros_at`` of its reply
+    (``STEP_CLOCK``); ``budget`` sizes every step by it (by the round trip when the script
+    could not read its clock). The next step is written to the server before the current
+    reply is yielded, so the caller's work on it overlaps the server's next step; at most one
+    step is in flight, on one connection of ``r``'s pool. Leaving the walk early discards
+    that connection (its reply is still due) rather than returning it to the pool.
+    """
+    sha = await r.script_load(script)
+    pool = r.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def send(cursor: str, size: int) -> float:
+        command = ("EVALSHA", sha, 0, *make_args(cursor, size))
+        await conn.send_packed_command(hiredis.pack_command(command), check_health=False)
+        return time.perf_counter()
+
+    try:
+        size = budget.size
+        sent = await send("0", size)
+        while True:
+            reply = await conn.read_response()
+            if isinstance(reply, ResponseError):
+                raise reply
+            micros = lua_micros(reply[micros_at])
+            budget.observe(size, micros if micros is not None else time.perf_counter() - sent)
+            cursor = str(reply[0])
+            if cursor != "0":
+                size = budget.size
+                sent = await send(cursor, size)
+            yield reply
+            if cursor == "0":
+                return
+    except BaseException:
+        await conn.disconnect()  # a reply may still be in flight: never reuse the connection
+        raise
+    finally:
+        await pool.release(conn)
+
+
+def lua_micros(value: object) -> float | None:
+    """A script's reported duration (microseconds, from TIME) in seconds; None if absent."""
+    try:
+        micros = int(str(value))
+    except ValueError:
+        return None
+    return micros / 1_000_000 if micros >= 0 else None

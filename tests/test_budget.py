@@ -1,0 +1,159 @@
+"""The server-time budget (#16): step sizes that adapt to what each step cost, walks that
+overlap the client's work with the server's next step, and Lua steps that report their own
+duration."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from echoes_ops.client.budget import BUDGET_P99_S, GROWTH, StepBudget, lua_micros, lua_walk
+from echoes_ops.contract import keys, scripts
+from echoes_ops.operations.tiercount import count_tier
+from echoes_ops.operations.tiermap import census, session_batches
+
+
+def test_a_long_step_shrinks_the_next_at_once() -> None:
+    budget = StepBudget(400, target=0.001)
+    assert budget.observe(400, 0.004) == 100  # four times too long: a quarter of the size
+    assert budget.over_budget == 1
+    assert budget.longest == 0.004
+
+
+def test_short_steps_grow_gently_up_to_the_target() -> None:
+    budget = StepBudget(100, target=0.001)
+    sizes = []
+    for _ in range(12):
+        used = budget.size
+        sizes.append(budget.observe(used, used * 2e-6))  # 2 us per item: 500 fit the target
+    assert sizes[0] == int(100 * GROWTH)  # never more than GROWTH per step
+    assert all(b <= a * GROWTH + 1 for a, b in itertools.pairwise(sizes))
+    assert sizes[-1] == 500  # and it settles where a step costs the target
+
+
+def test_sizes_stay_within_their_bounds() -> None:
+    budget = StepBudget(50, low=10, high=80, target=0.001)
+    for _ in range(5):
+        budget.observe(budget.size, 1e-7)
+    assert budget.size == 80
+    for _ in range(5):
+        budget.observe(budget.size, 1.0)
+    assert budget.size == 10
+    assert StepBudget(3).size == 3  # a smaller first step is taken as asked
+    with pytest.raises(ValueError, match="bounds"):
+        StepBudget(low=0)
+
+
+def test_a_cost_that_changes_midway_is_followed() -> None:
+    budget = StepBudget(200, target=0.001)
+    for _ in range(10):
+        budget.observe(budget.size, budget.size * 1e-6)  # cheap keys: grows to 1000
+    assert budget.size == 1000
+    budget.observe(budget.size, budget.size * 1e-5)  # a node full of sessions: 10x dearer
+    assert budget.size == 100
+
+
+async def evalsha_calls(r: Redis) -> int:
+    stats = await r.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_walks_send_the_next_step_before_the_caller_handles_this_one(
+    r: Redis, crowded: int
+) -> None:
+    """When the walk hands over a step's reply, the server already has the next step: the
+    caller's decoding overlaps the server's work."""
+    other = r  # another connection of the pool: the walk holds its own
+    before = await evalsha_calls(other)
+    seen = []
+
+    def args(cursor: str, size: int) -> list[str | int]:
+        return [cursor, size]
+
+    async for reply in lua_walk(r, scripts.CENSUS_STEP, args, StepBudget(100)):
+        seen.append(reply)
+        if len(seen) == 1:
+            assert str(reply[0]) != "0"
+            # the next step was written before this reply was handed over: the server
+            # counts it as soon as it has run it
+            deadline = asyncio.get_running_loop().time() + 5
+            while await evalsha_calls(other) - before < 2:
+                assert asyncio.get_running_loop().time() < deadline, "next step never sent"
+                await asyncio.sleep(0.001)
+    assert len(seen) > 2
+
+
+async def test_leaving_a_walk_early_discards_its_connection(r: Redis, crowded: int) -> None:
+    def args(cursor: str, size: int) -> list[str | int]:
+        return [cursor, size]
+
+    walk = lua_walk(r, scripts.CENSUS_STEP, args, StepBudget(50))
+    async for reply in walk:
+        assert str(reply[0]) != "0"
+        break
+    await walk.aclose()
+    # the step in flight was not left for the next user of the pool to read
+    assert await r.ping() is True
+    assert await r.set("after", "1") is True
+    assert await r.get("after") == "1"
+
+
+def test_lua_micros() -> None:
+    assert lua_micros(1500) == 0.0015
+    assert lua_micros(-1) is None
+    assert lua_micros(None) is None
+
+
+@pytest.fixture
+def crowded(sync_r: redis.Redis) -> int:
+    """600 sessions among 1,400 other keys."""
+    pipe = sync_r.pipeline(transaction=False)
+    for cid in range(1, 601):
+        pipe.hset(keys.session_key(cid), mapping={"location_id": "a", "worker_id": "w1"})
+        pipe.hset(keys.session_key(cid), "last_heartbeat", "1700000000")
+    for n in range(1400):
+        pipe.set(f"other:{n}", "x")
+    pipe.execute()
+    return 600
+
+
+async def test_steps_report_their_server_time(r: Redis, crowded: int) -> None:
+    script = r.register_script(scripts.CENSUS_STEP)
+    reply = await script(args=["0", 200])
+    micros = lua_micros(reply[2])
+    assert micros is not None
+    assert 0 <= micros < 1.0
+
+
+@pytest.mark.parametrize("walk", ["census", "sessions", "tier count"])
+async def test_walks_shrink_their_steps_to_the_budget(r: Redis, crowded: int, walk: str) -> None:
+    """A target no step can meet drives the steps down to the smallest size; the walk still
+    sees every key (the same result as a walk with one fixed size)."""
+    tight = StepBudget(500, target=1e-9, low=5)
+    if walk == "census":
+        tier = await census(r, budget=tight)
+        assert len(tier.sessions) == crowded
+    elif walk == "sessions":
+        seen = {
+            row.character_id async for batch in session_batches(r, budget=tight) for row in batch
+        }
+        assert len(seen) == crowded
+    else:
+        counted = await count_tier(r, stale_after=60, budget=tight)
+        assert len(counted.sessions) == crowded
+    assert tight.size == 5
+    assert tight.steps > 2000 / 500  # smaller steps than asked at first: more of them
+    assert tight.over_budget <= tight.steps
+
+
+async def test_walks_grow_their_steps_when_the_server_is_idle(r: Redis, crowded: int) -> None:
+    roomy = StepBudget(10, target=1.0, high=4000)  # any step is short against a second
+    tier = await census(r, budget=roomy)
+    assert len(tier.sessions) == crowded
+    assert roomy.size > 10
+    assert roomy.longest < 1.0
+    assert BUDGET_P99_S == 0.001
