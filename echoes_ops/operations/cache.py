@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import collect_keys
+from echoes_ops.client.slots import group_by_slot
 from echoes_ops.contract import keys
 from echoes_ops.contract.static import StaticKind
 from echoes_ops.gamedata.models import GameData
@@ -137,6 +140,17 @@ async def _delete(r: AnyRedis, targets: list[str], *, dry_run: bool) -> Invalida
     present = [key for key, found in zip(targets, existing, strict=True) if found]
     if dry_run or not present:
         return InvalidateResult(dry_run=dry_run, keys=present, deleted=0)
+    if isinstance(r, RedisCluster):
+        # one UNLINK per slot group (each atomic), after the content hash is cleared: a
+        # run cut off midway leaves the hash cleared, so the next preload diffs every key
+        await r.hdel(keys.GAMEDATA_VERSION_KEY, "content_hash")
+        unlinks = [
+            ("UNLINK", *group[start : start + 1000])
+            for group in group_by_slot(present).values()
+            for start in range(0, len(group), 1000)
+        ]
+        deleted = sum(int(n) for n in await bulk(r, unlinks))
+        return InvalidateResult(dry_run=False, keys=present, deleted=deleted)
     commands: list[tuple[Any, ...]] = [("MULTI",)]
     for start in range(0, len(present), 1000):
         commands.append(("UNLINK", *present[start : start + 1000]))

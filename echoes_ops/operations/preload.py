@@ -44,9 +44,11 @@ from redis.exceptions import RedisError
 from echoes_ops import __version__
 from echoes_ops.client.bulk import Command, bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import each_primary
+from echoes_ops.client.slots import group_by_slot
 from echoes_ops.contract import codec, keys, static
 from echoes_ops.contract.static import StaticKind
-from echoes_ops.errors import Interrupted, UnreachableError
+from echoes_ops.errors import DataLostError, Interrupted, UnreachableError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations import lockowner, preload_memory, preload_online, static_data
@@ -199,7 +201,14 @@ async def preload(
                 estimate = MemoryEstimate(estimate.data_bytes, 0, estimate.method)
             result.estimated_bytes = estimate.data_bytes
             before = await memory_state(r)
-            checks.check_headroom(before, estimate)
+            if preload_online.is_cluster(r):
+                # each primary takes its slots' share (spread evenly by CRC16; 20% margin)
+                states = await each_primary(r, memory_state)
+                share = MemoryEstimate(estimate.data_bytes * 12 // (10 * len(states)), 0, "")
+                for state in states:
+                    checks.check_headroom(state, share)
+            else:
+                checks.check_headroom(before, estimate)
             token.check("nothing written (stopped before the transaction)")
             version_fields = {
                 "content_hash": digest.sha256,
@@ -240,8 +249,15 @@ async def preload(
                 written = {"version": digest.sha256, "keys_written": len(to_write)}
                 result.verified = await checks.verify(r, encoded, digest.sha256, before, written)
             elif verify:
-                result.verified = await preload_online.verify_online(
-                    r, encoded, to_remove, sorted(data.locations), digest.sha256, result.online
+                result.verified = await _verify_online(
+                    r,
+                    encoded,
+                    to_remove,
+                    sorted(data.locations),
+                    flatten(version_fields),
+                    result,
+                    token,
+                    lease,
                 )
             else:
                 result.verified = {"verify": "skipped"}
@@ -314,6 +330,49 @@ async def _swap(
         ) from exc
 
 
+async def _verify_online(
+    r: AnyRedis,
+    encoded: Encoded,
+    removed: list[str],
+    location_ids: list[str],
+    version_fields: Flat,
+    result: PreloadResult,
+    token: StopToken,
+    lease: Lease,
+) -> dict[str, Any]:
+    """The verify pass of the stepped writer. On Redis Cluster a failover during the run
+    can drop a primary's last writes (replication is asynchronous, the promoted replica may
+    not have them): what still differs is then written once more, version record last,
+    and verified again; a second difference is :class:`DataLostError`."""
+    report = result.online
+    assert report is not None
+    try:
+        return await preload_online.verify_online(
+            r, encoded, removed, location_ids, result.version, report
+        )
+    except DataLostError:
+        if not preload_online.is_cluster(r):
+            raise
+    scratch = PreloadResult(result.version, None, dry_run=False, skipped=False)
+    to_write, to_remove = await _plan(r, encoded, scratch, force=False)
+    again = await preload_online.write_online(
+        r,
+        to_write,
+        to_remove,
+        version_fields,
+        location_ids=location_ids,
+        stop=token,
+        lease=lease,
+        previous=result.version,
+    )
+    report.steps += again.steps
+    report.longest_step_us = max(report.longest_step_us, again.longest_step_us)
+    checked = await preload_online.verify_online(
+        r, encoded, [*removed, *to_remove], location_ids, result.version, report
+    )
+    return {**checked, "rewritten_after_verify": len(to_write) + len(to_remove)}
+
+
 async def _estimate(
     r: AnyRedis,
     data: GameData,
@@ -372,9 +431,15 @@ async def _all_present(r: AnyRedis, static_keys: list[str]) -> bool:
     """Whether every static key still exists (eviction or a manual delete makes a gap
     that an unchanged version record would hide). Multi-key EXISTS, 1000 keys a call."""
     wanted = [*static_keys, keys.LOCATION_INDEX_KEY]
-    commands = [("EXISTS", *wanted[i : i + 1000]) for i in range(0, len(wanted), 1000)]
-    found = sum(int(n) for n in await bulk(r, commands))
-    return found == len(wanted)
+    groups = list(group_by_slot(wanted).values()) if preload_online.is_cluster(r) else [wanted]
+    commands: list[Command] = [
+        ("EXISTS", *group[i : i + 1000]) for group in groups for i in range(0, len(group), 1000)
+    ]
+    replies = await preload_online.send(r, commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return sum(int(n) for n in replies) == len(wanted)
 
 
 async def _plan(

@@ -136,7 +136,7 @@ async def _probe(
     writes.append(("PEXPIRE", index_probe, PROBE_TTL_MS))
     every = [*probes.values(), index_probe]
     reads: list[Command] = [("MEMORY", "USAGE", p, "SAMPLES", "0") for p in every]
-    deletes: list[Command] = [("DEL", *every)]
+    deletes: list[Command] = [("DEL", p) for p in every]  # one key each: slots differ
     try:
         replies = await bulk(r, [*writes, *reads], raise_on_error=False, allow_denied=True)
     finally:

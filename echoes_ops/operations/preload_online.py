@@ -29,13 +29,26 @@ during it (never a half-written entry).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    MaxConnectionsError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.bulk import Command, bulk, pairs
 from echoes_ops.client.scan import AnyRedis
@@ -51,9 +64,23 @@ FIRST_STEP_KEYS = 16
 MIN_STEP_KEYS = 1
 MAX_STEP_KEYS = 512
 MAX_STEP_BYTES = 48 * 1024  # argument bytes of one call (parsed before the script's clock)
-STEPS_PER_ROUND = 16  # calls sent together; the step size is adjusted between rounds
+STEPS_PER_ROUND = 16  # steps' worth of keys sent together; sizes adjust between rounds
+MAX_CALLS_PER_ROUND = 512  # on a cluster a step holds the keys of one slot: often one
 INDEX_BATCH = 256  # members per SADD/SREM of the location index
 READ_BATCH = 500  # commands per round trip of the verify pass
+# Redis Cluster: how long a round is tried again while a failover runs (a primary gone, its
+# replica not yet promoted: cluster-node-timeout plus the election). Every command of a
+# round rewrites the same value, so sending a round again is harmless.
+FAILOVER_WAIT_S = 30.0
+FAILOVER_PAUSE_S = 0.25
+_FAILOVER_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    SlotNotCoveredError,
+    RedisClusterException,
+)
+_NOT_FAILOVER = (AuthenticationError, AuthorizationError, MaxConnectionsError)
 
 # what the atomic swap's EXEC costs the server per key written (benchmarks/preload.py:
 # 61-95 ms for 22,000 keys), and the longest a command may hold it (the budget's max)
@@ -136,11 +163,31 @@ async def send(r: AnyRedis, commands: Sequence[Command]) -> list[Any]:
     if not commands:
         return []
     if isinstance(r, RedisCluster):
+        return await _send_cluster(r, commands)
+    return await bulk(r, commands, raise_on_error=False)
+
+
+async def _send_cluster(r: RedisCluster, commands: Sequence[Command]) -> list[Any]:
+    """One pipeline; while a failover runs (the pipeline's own retries spent), the whole
+    round again, until ``FAILOVER_WAIT_S``. Then the last error is raised."""
+    deadline = time.monotonic() + FAILOVER_WAIT_S
+    while True:
         pipe = r.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
-    return await bulk(r, commands, raise_on_error=False)
+        try:
+            replies = list(await pipe.execute(raise_on_error=False))
+        except _NOT_FAILOVER:
+            raise
+        except _FAILOVER_ERRORS:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(FAILOVER_PAUSE_S)
+            continue
+        if any(isinstance(x, ClusterDownError) for x in replies) and time.monotonic() < deadline:
+            await asyncio.sleep(FAILOVER_PAUSE_S)
+            continue
+        return replies
 
 
 def _slot_of(r: AnyRedis) -> Callable[[str], int] | None:
@@ -188,13 +235,15 @@ class _Writer:
             )
 
     def _steps(self, items: Sequence[Item], start: int) -> tuple[list[Command], list[int], int]:
-        """Up to ``STEPS_PER_ROUND`` calls from ``items[start:]``; returns them, how many
-        keys each holds and where the next round starts. On a cluster ``items`` are sorted by slot and a step never
-        crosses a slot."""
+        """About ``STEPS_PER_ROUND`` full steps' worth of keys from ``items[start:]``, as
+        calls; returns them, how many keys each holds and where the next round starts. On a
+        cluster ``items`` are sorted by slot and a step never crosses a slot, so a round
+        holds more (smaller) calls."""
         calls: list[Command] = []
         sizes: list[int] = []
         at = start
-        while at < len(items) and len(calls) < STEPS_PER_ROUND:
+        budget = self.sizer.keys * STEPS_PER_ROUND
+        while at < len(items) and at - start < budget and len(calls) < MAX_CALLS_PER_ROUND:
             step_keys: list[str] = []
             counts: list[str] = []
             values: list[str] = []

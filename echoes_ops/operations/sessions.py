@@ -6,8 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from redis.asyncio.cluster import RedisCluster
+
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.slotwrites import transactions_per_slot
 from echoes_ops.contract import envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id
 from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode
@@ -272,12 +275,25 @@ async def kick(
         raise NotFoundError(f"player {cid} has no session and is in no location")
     if dry_run:
         return KickResult(cid, True, exists, in_locations, worker_id, 0)
-    script = r.register_script(scripts.KICK_PLAYER)
-    key_list = [keys.session_key(cid)]
-    key_list += [keys.presence_key(loc) for loc in in_locations]
-    if worker_id:
-        key_list.append(keys.worker_connections_key(worker_id))
-    await script(keys=key_list, args=[str(cid), str(len(in_locations)), "1" if worker_id else "0"])
+    if isinstance(r, RedisCluster):
+        # the keys span slots: one transaction per slot, the session's last (a reader sees
+        # at worst a session without presence for a moment, never presence without one)
+        commands: list[tuple[str, ...]] = [
+            ("SREM", keys.presence_key(loc), str(cid)) for loc in in_locations
+        ]
+        if worker_id:
+            commands.append(("HDEL", keys.worker_connections_key(worker_id), str(cid)))
+        commands.append(("DEL", keys.session_key(cid)))
+        await transactions_per_slot(r, commands, last_key=keys.session_key(cid))
+    else:
+        script = r.register_script(scripts.KICK_PLAYER)
+        key_list = [keys.session_key(cid)]
+        key_list += [keys.presence_key(loc) for loc in in_locations]
+        if worker_id:
+            key_list.append(keys.worker_connections_key(worker_id))
+        await script(
+            keys=key_list, args=[str(cid), str(len(in_locations)), "1" if worker_id else "0"]
+        )
     notice = envelopes.personal_message(
         cid,
         {"type": "kicked", "data": {"message": reason, "reason": reason}},

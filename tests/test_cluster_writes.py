@@ -1,0 +1,174 @@
+"""Writes across slots on Redis Cluster (issue #14 item 3): preload as per-slot steps with
+the version record last, a verify pass and the mixed window, a re-run converging; cache
+invalidate and sessions kick on both topologies. Against the session's real cluster."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import redis
+from redis.cluster import RedisCluster as SyncCluster
+from redis.crc import key_slot
+
+from benchmarks.worldgen import make_world
+from echoes_ops.contract import keys
+from echoes_ops.contract.scripts_static import REPLACE_HASHES
+from echoes_ops.contract.static import StaticKind
+from echoes_ops.errors import Interrupted
+from echoes_ops.gamedata import load_gamedata
+from echoes_ops.gamedata.models import GameData
+from echoes_ops.operations.cache import cache_status, invalidate, invalidate_all_static
+from echoes_ops.operations.preload import preload
+from echoes_ops.operations.sessions import kick
+from echoes_ops.operations.stop import StopToken
+from tests.cli_helpers import cli
+from tests.conftest import BUNDLED_GAMEDATA
+from tests.test_preload import generation
+
+
+@pytest.fixture(scope="module")
+def world() -> GameData:
+    return load_gamedata(BUNDLED_GAMEDATA)
+
+
+@pytest.fixture(scope="module")
+def big_world() -> GameData:
+    return make_world(3000, 300)
+
+
+@pytest.fixture
+def sync_cluster(cluster_url: str) -> Iterator[SyncCluster]:
+    client = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    yield client
+    client.close()
+
+
+def primaries(cluster: SyncCluster) -> list[redis.Redis]:
+    return [cluster.get_redis_connection(node) for node in cluster.get_primaries()]
+
+
+async def test_cluster_preload_is_stepped_per_slot_and_verified(cluster_r, sync_cluster, world):
+    result = await preload(cluster_r, world, operator="alice")
+    assert result.mode == "online"  # one transaction cannot span slots: always stepped
+    assert result.online is not None
+    assert result.online.per_slot
+    assert result.online.mixed_window_s > 0
+    assert result.verified == {"verified_keys": result.keys_written, "verify": "content"}
+    assert result.keys_written == sum(world.counts().values())
+    assert (await cache_status(cluster_r, world)).in_sync
+    assert sync_cluster.hget(keys.GAMEDATA_VERSION_KEY, "content_hash") == result.version
+    assert sync_cluster.smembers(keys.LOCATION_INDEX_KEY) == set(world.locations)
+    # the keys are spread over every primary
+    assert all(node.dbsize() > 0 for node in primaries(sync_cluster))
+    again = await preload(cluster_r, world, operator="alice")
+    assert again.skipped
+
+
+async def test_every_cluster_step_holds_keys_of_one_slot(cluster_r, sync_cluster, big_world):
+    """SLOWLOG at threshold 0 on every primary: each REPLACE_HASHES call names keys of a
+    single slot (the server would refuse it otherwise: CROSSSLOT)."""
+    nodes = primaries(sync_cluster)
+    for node in nodes:
+        node.config_set("slowlog-log-slower-than", 0)
+        node.config_set("slowlog-max-len", 1_000_000)
+        node.slowlog_reset()
+    try:
+        result = await preload(cluster_r, big_world, operator="alice")
+        entries = [e for node in nodes for e in node.slowlog_get(1_000_000)]
+    finally:
+        for node in nodes:
+            node.config_set("slowlog-log-slower-than", 10_000)
+            node.config_set("slowlog-max-len", 128)
+    sha = hashlib.sha1(REPLACE_HASHES.encode()).hexdigest()
+    steps = []
+    for entry in entries:
+        command = entry["command"]
+        parts = (command.decode() if isinstance(command, bytes) else command).split()
+        if parts[0].upper() == "EVALSHA" and parts[1] == sha:
+            steps.append(parts)
+    assert result.online is not None
+    assert len(steps) >= result.online.steps - 1  # SLOWLOG truncates very long entries
+    for parts in steps:
+        n = int(parts[2])
+        named = [p for p in parts[3 : 3 + n] if not p.startswith("...")]
+        assert len({key_slot(k.encode()) for k in named}) == 1, named
+    assert (await cache_status(cluster_r, big_world)).in_sync
+
+
+async def test_cluster_preload_changes_and_removes(cluster_r, sync_cluster, world):
+    await preload(cluster_r, world, operator="alice")
+    locations = dict(world.locations)
+    gone = sorted(locations)[0]
+    del locations[gone]
+    changed_world = replace(world, locations=locations)
+    result = await preload(cluster_r, changed_world, operator="bob")
+    assert result.keys_removed == 1
+    assert sync_cluster.exists(keys.location_cache_key(gone)) == 0
+    assert sync_cluster.smembers(keys.LOCATION_INDEX_KEY) == set(locations)
+    assert (await cache_status(cluster_r, changed_world)).in_sync
+
+
+async def test_cluster_preload_stopped_midway_converges(cluster_r, sync_cluster, big_world):
+    await preload(cluster_r, generation(big_world, "old"), operator="alice")
+    previous = sync_cluster.hget(keys.GAMEDATA_VERSION_KEY, "content_hash")
+    token = StopToken()
+
+    def progress(done: int, total: int) -> None:
+        if done >= total // 4:
+            token.request("SIGTERM")
+
+    new = generation(big_world, "new")
+    with pytest.raises(Interrupted, match="keys done"):
+        await preload(cluster_r, new, operator="alice", stop=token, progress=progress)
+    assert sync_cluster.hget(keys.GAMEDATA_VERSION_KEY, "content_hash") == previous
+    again = await preload(cluster_r, new, operator="alice")
+    assert 0 < again.keys_written < len(big_world.items)
+    assert (await cache_status(cluster_r, new)).in_sync
+
+
+def test_cluster_preload_cli_says_per_slot(cluster_url):
+    env = {"REDIS_URL": cluster_url, "ECHOES_OPS_GAMEDATA": str(BUNDLED_GAMEDATA)}
+    out = cli("preload", "--yes", env=env)
+    assert out.code == 0, out.stderr
+    assert "per-slot steps, Redis Cluster" in out.stdout
+    assert "readers could see a mix" in out.stdout
+    payload = json.loads(cli("preload", "--force", "--json", env=env).stdout)
+    assert payload["online"]["per_slot"] is True
+
+
+async def test_invalidate_on_both_topologies(tier_r, world):
+    await preload(tier_r, world, operator="alice")
+    ids = sorted(world.items)[:5]
+    done = await invalidate(tier_r, StaticKind.ITEM, ids)
+    assert done.deleted == 5
+    assert sum([int(await tier_r.exists(keys.item_def_key(i))) for i in ids]) == 0
+    assert await tier_r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash") is None
+    everything = await invalidate_all_static(tier_r)
+    assert everything.deleted == sum(world.counts().values()) - 5 + 1  # + the index
+    status = await cache_status(tier_r, world)
+    assert all(k.loaded == 0 for k in status.kinds.values())
+    again = await preload(tier_r, world, operator="alice")
+    assert again.keys_written == sum(world.counts().values())
+
+
+async def test_kick_on_both_topologies(tier_r):
+    cid = 42
+    places = ["overpass", "ruins", "gas_station"]
+    await tier_r.hset(
+        keys.session_key(cid),
+        mapping={"player_id": str(cid), "worker_id": "w1", "location_id": "overpass"},
+    )
+    for place in places:
+        await tier_r.sadd(keys.presence_key(place), str(cid), "7")
+    await tier_r.hset(keys.worker_connections_key("w1"), mapping={str(cid): "1", "7": "1"})
+    result = await kick(tier_r, cid, reason="test")
+    assert result.removed_session
+    assert sorted(result.removed_from) == sorted(places)
+    assert await tier_r.exists(keys.session_key(cid)) == 0
+    for place in places:
+        assert await tier_r.smembers(keys.presence_key(place)) == {"7"}
+    assert await tier_r.hgetall(keys.worker_connections_key("w1")) == {"7": "1"}
