@@ -44,7 +44,6 @@ from redis.exceptions import (
     NoScriptError,
     RedisClusterException,
     RedisError,
-    ResponseError,
     SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -184,7 +183,12 @@ async def _send_cluster(r: RedisCluster, commands: Sequence[Command]) -> list[An
                 raise
             await asyncio.sleep(FAILOVER_PAUSE_S)
             continue
-        if any(isinstance(x, ClusterDownError) for x in replies) and time.monotonic() < deadline:
+        failing = [
+            x
+            for x in replies
+            if isinstance(x, _FAILOVER_ERRORS) and not isinstance(x, _NOT_FAILOVER)
+        ]
+        if failing and time.monotonic() < deadline:
             await asyncio.sleep(FAILOVER_PAUSE_S)
             continue
         return replies
@@ -294,7 +298,7 @@ class _Writer:
         if self.first_sent is None and commands:
             self.first_sent = time.perf_counter()
         for reply in await send(self.r, commands):
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, Exception):
                 raise reply
 
     async def _run(self, calls: list[Command]) -> list[Any]:
@@ -313,7 +317,7 @@ class _Writer:
                 next(redone) if isinstance(reply, NoScriptError) else reply for reply in replies
             ]
         for reply in replies:
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, Exception):
                 raise reply
         return replies
 
