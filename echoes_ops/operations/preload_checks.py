@@ -54,7 +54,7 @@ def refused_by_server(replies: list[Any]) -> None:
     oom = next((e for e in errors if isinstance(e, OutOfMemoryError)), None)
     if oom is not None:
         raise RefusedError(
-            "not enough memory: AnyRedis refused the transaction (used memory > maxmemory) and "
+            "not enough memory: Redis refused the transaction (used memory > maxmemory) and "
             "discarded it; nothing written",
             hint=REFUSAL_HINT,
         )
