@@ -185,8 +185,6 @@ class Subscriber:
         if node is None:
             node = _Node(name, self._router.client(name).pubsub())
             self._nodes[name] = node
-            if self._running:
-                self._start_reader(node)
         return node
 
     async def start(
@@ -200,7 +198,7 @@ class Subscriber:
         pending: dict[str, int] = {}
         classic = list(dict.fromkeys(channels))
         globs = list(dict.fromkeys(patterns))
-        if classic or globs or not shard:
+        if classic or globs:
             home = self._node(self._router.home())
             if classic:
                 await home.pubsub.subscribe(*classic)
@@ -238,6 +236,10 @@ class Subscriber:
                     self._early.append(reply)
 
     def _start_reader(self, node: _Node) -> None:
+        """Read ``node`` from now on (after its first subscription was sent: redis-py's
+        PubSub has no connection before that)."""
+        if node.task is not None or not self._running:
+            return
         node.reader = SubscribedReader(
             node.pubsub,
             dead_after=self.dead_after,
@@ -282,7 +284,9 @@ class Subscriber:
             node.shard.add(channel)
             await node.pubsub.ssubscribe(channel)
         else:
-            await self._node(self._router.home()).pubsub.subscribe(channel)
+            node = self._node(self._router.home())
+            await node.pubsub.subscribe(channel)
+        self._start_reader(node)
 
     async def remove(self, channel: str, *, sharded: bool) -> None:
         if sharded:

@@ -77,6 +77,8 @@ class WorkerStats:
     undecodable: int = 0
     reconnects: int = 0
     gap_seconds: float = 0.0
+    # (lost, resubscribed) epoch seconds of each pub/sub outage (simulate's failover window)
+    gaps: list[tuple[float, float]] = field(default_factory=list)
     spawn_runs: int = 0
     spawn_skipped: int = 0
     lock_lost: int = 0
@@ -96,6 +98,7 @@ class WorkerStats:
             "undecodable": self.undecodable,
             "reconnects": self.reconnects,
             "gap_seconds": round(self.gap_seconds, 3),
+            "gaps": [(round(lost, 3), round(back, 3)) for lost, back in self.gaps],
             "spawn_runs": self.spawn_runs,
             "spawn_skipped": self.spawn_skipped,
             "lock_lost": self.lock_lost,

@@ -9,6 +9,11 @@ calls nobody made were removed rather than kept untested. Differences from the p
   sets (with the session's location) are each one MULTI/EXEC (decision 3);
 - connecting and disconnecting a player are one transaction each, awaited, never
   fire-and-forget tasks that a crash can lose;
+- on Redis Cluster a transaction may only touch one slot, so the multi-key writes run as one
+  MULTI/EXEC per slot, in a stated order (:mod:`echoes_ops.runtime.slotwrites`): a session
+  and its TTL, an inventory and its TTL stay atomic (one key); a move, a connect and a
+  disconnect are atomic per key and ordered so that a failure part-way leaves only drift
+  ``reconcile`` repairs (each method says which);
 - a heartbeat never recreates a session that was kicked or expired (Lua, compare first).
 """
 
@@ -28,6 +33,7 @@ from echoes_ops.contract.session import Session
 from echoes_ops.errors import DecodeError
 from echoes_ops.primitives.lease import Lease, try_lease
 from echoes_ops.primitives.publish import publish
+from echoes_ops.runtime.slotwrites import Transaction
 
 CONNECTED = "connected"
 
@@ -96,18 +102,23 @@ class Tier:
         ttl: int = keys.SESSION_TTL,
     ) -> None:
         """Move a player between location sets and update the session's location, in one
-        transaction (a crash cannot leave the player in both sets or in neither)."""
+        transaction (a crash cannot leave the player in both sets or in neither).
+
+        On a cluster (three slots): the new set first, then the session (fields and TTL
+        together), then the old set; a failure part-way leaves the player in both sets
+        (seen by ``reconcile``), never in neither."""
         cid = check_character_id(character_id)
         values = codec.encode_mapping({**(fields or {}), "location_id": to_location})
         values["last_movement_time"] = values.get("last_movement_time") or repr(self.clock())
         values["last_heartbeat"] = repr(self.clock())
         session = keys.session_key(cid)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.srem(keys.presence_key(from_location), cid)
-        pipe.sadd(keys.presence_key(to_location), cid)
-        pipe.hset(session, mapping=_fields(values))
-        pipe.expire(session, ttl)
-        await pipe.execute()
+        old, new = keys.presence_key(from_location), keys.presence_key(to_location)
+        tx = Transaction(self.r)
+        tx.add(new, lambda p: p.sadd(new, cid))
+        tx.add(session, lambda p: p.hset(session, mapping=_fields(values)))
+        tx.add(session, lambda p: p.expire(session, ttl))
+        tx.add(old, lambda p: p.srem(old, cid))
+        await tx.execute()
 
     async def members(self, location_id: str) -> set[int]:
         raw = await self.r.smembers(keys.presence_key(location_id))
@@ -116,28 +127,53 @@ class Tier:
     # -- connect / disconnect (the ConnectionManager's Redis side) ----------------------
 
     async def connect_player(self, session: Session, *, ttl: int = keys.SESSION_TTL) -> None:
-        """Session (with TTL), presence and this worker's connection entry: one transaction."""
+        """Session (with TTL), presence and this worker's connection entry: one transaction.
+
+        On a cluster: the session (replaced with its TTL, atomically), then presence, then
+        the connection entry; a failure part-way leaves a session without presence or
+        connection entry (``reconcile`` reports it; its TTL ends it)."""
         if session.location_id is None:
             raise DecodeError("a connecting player needs a location_id")
         cid = session.character_id
         key = keys.session_key(cid)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping=_fields(self._stamped(session)))
-        pipe.expire(key, ttl)
-        pipe.sadd(keys.presence_key(session.location_id), cid)
-        pipe.hset(keys.worker_connections_key(self.worker_id), str(cid), CONNECTED)
-        await pipe.execute()
+        presence = keys.presence_key(session.location_id)
+        conns = keys.worker_connections_key(self.worker_id)
+        fields = _fields(self._stamped(session))
+        tx = Transaction(self.r)
+        tx.add(key, lambda p: p.delete(key))
+        tx.add(key, lambda p: p.hset(key, mapping=fields))
+        tx.add(key, lambda p: p.expire(key, ttl))
+        tx.add(presence, lambda p: p.sadd(presence, cid))
+        tx.add(conns, lambda p: p.hset(conns, str(cid), CONNECTED))
+        await tx.execute()
+
+    async def restore_presence(self, character_id: int, location_id: str) -> None:
+        """Presence and connection entry of a player whose session survived (after a
+        reconnect); per slot on a cluster (presence first)."""
+        cid = check_character_id(character_id)
+        presence = keys.presence_key(location_id)
+        conns = keys.worker_connections_key(self.worker_id)
+        tx = Transaction(self.r)
+        tx.add(presence, lambda p: p.sadd(presence, cid))
+        tx.add(conns, lambda p: p.hset(conns, str(cid), CONNECTED))
+        await tx.execute()
 
     async def disconnect_player(self, character_id: int, location_id: str | None) -> None:
-        """Remove session, presence and connection entry in one transaction."""
+        """Remove session, presence and connection entry in one transaction.
+
+        On a cluster: presence first (the player leaves the location's view), then the
+        session, then the connection entry; a failure part-way leaves a session or a
+        connection entry without presence (``reconcile`` reports both)."""
         cid = check_character_id(character_id)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(keys.session_key(cid))
+        session = keys.session_key(cid)
+        conns = keys.worker_connections_key(self.worker_id)
+        tx = Transaction(self.r)
         if location_id is not None:
-            pipe.srem(keys.presence_key(location_id), cid)
-        pipe.hdel(keys.worker_connections_key(self.worker_id), str(cid))
-        await pipe.execute()
+            presence = keys.presence_key(location_id)
+            tx.add(presence, lambda p: p.srem(presence, cid))
+        tx.add(session, lambda p: p.delete(session))
+        tx.add(conns, lambda p: p.hdel(conns, str(cid)))
+        await tx.execute()
 
     # -- inventory cache ------------------------------------------------------------------
 

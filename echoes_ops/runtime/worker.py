@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,6 +45,7 @@ from echoes_ops.errors import DecodeError, PostgresError
 from echoes_ops.primitives.lease import Lease, LockLostError
 from echoes_ops.runtime import fallback
 from echoes_ops.runtime.flags_listener import WorkerFlags
+from echoes_ops.runtime.slotwrites import Transaction
 from echoes_ops.runtime.state import Connection, Delivery, WorkerOptions, WorkerStats
 from echoes_ops.runtime.tier import Tier
 
@@ -133,10 +135,12 @@ class Worker:
         await self._close_pubsub()
         for cid in list(self.connections):
             await self.disconnect_player(cid)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(keys.worker_connections_key(self.worker_id))
-        pipe.delete(keys.worker_meta_key(self.worker_id))
-        await pipe.execute()
+        conns = keys.worker_connections_key(self.worker_id)
+        meta = keys.worker_meta_key(self.worker_id)
+        tx = Transaction(self.r)  # on a cluster: the connections, then the meta
+        tx.add(conns, lambda p: p.delete(conns))
+        tx.add(meta, lambda p: p.delete(meta))
+        await tx.execute()
         await self.tier.publish_worker_event(envelopes.WORKER_LEAVE)
 
     async def _register(self) -> None:
@@ -329,18 +333,26 @@ class Worker:
             await subscriber.refresh_topology()
         classic, sharded = pubsub.split_channels(self.channels(), self.options.pubsub_mode)
         await subscriber.start(channels=classic, shard=sharded)
-        if self._disconnected_at is not None and self._last_error is not None:
-            self.stats.last_disconnect = await dropcause.cause(
-                self.r, self._server, self._last_error
-            )
-        self._server = await dropcause.mark(self.r)
+        if isinstance(self.r, RedisCluster):
+            # INFO reaches one node of many: it cannot tell why another node dropped us
+            # (a failover, a restart, a kill); the error itself names the node
+            if self._disconnected_at is not None and self._last_error is not None:
+                self.stats.last_disconnect = self._last_error
+        else:
+            if self._disconnected_at is not None and self._last_error is not None:
+                self.stats.last_disconnect = await dropcause.cause(
+                    self.r, self._server, self._last_error
+                )
+            self._server = await dropcause.mark(self.r)
         self.subscribed.set()
 
     async def _recover(self) -> None:
         """After a reconnect: count the gap, re-register, restore lost player keys."""
         assert self._disconnected_at is not None
         self.stats.reconnects += 1
-        self.stats.gap_seconds += time.time() - self._disconnected_at
+        back = time.time()
+        self.stats.gap_seconds += back - self._disconnected_at
+        self.stats.gaps.append((self._disconnected_at, back))
         self._disconnected_at = None
         await self._register()
         cids = list(self.connections)
@@ -355,10 +367,7 @@ class Worker:
             if not exists:
                 await self.tier.connect_player(conn.session)
             else:
-                pipe = self.r.pipeline(transaction=True)
-                pipe.sadd(keys.presence_key(conn.location_id), cid)
-                pipe.hset(keys.worker_connections_key(self.worker_id), str(cid), "connected")
-                await pipe.execute()
+                await self.tier.restore_presence(cid, conn.location_id)
         await self.tier.publish_worker_event(envelopes.WORKER_JOIN, rejoined=True)
 
     async def _pump(self) -> None:
