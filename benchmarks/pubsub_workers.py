@@ -40,10 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import hiredis
+from redis.crc import key_slot
 
 from echoes_ops.client.connect import make_client
 from echoes_ops.config import Settings
 from echoes_ops.contract import envelopes
+from echoes_ops.contract.pubsub import publish_command
 from echoes_ops.contract.session import Session
 from echoes_ops.runtime.worker import Connection, Delivery, Worker, WorkerOptions
 
@@ -55,8 +57,31 @@ DIRECTIONS = ("north", "south", "east", "west", "the ruins", "the river")
 
 
 @dataclass(frozen=True)
-class WorkerSpec:
+class TierSpec:
+    """Where the workers and publishers go: one server, or a cluster's primaries (a
+    message is published on the primary owning its channel's slot, in either mode, so the
+    two modes differ only in the cluster bus forwarding and the subscriptions)."""
+
     url: str
+    nodes: tuple[tuple[str, int], ...]  # primaries (one server: itself)
+    slot_node: bytes = b""  # cluster: per slot, the index in ``nodes`` of its primary
+    cluster: bool = False
+    pubsub_mode: str = "classic"
+    pids: tuple[int, ...] = ()  # server processes (CPU accounting)
+
+    def node_of(self, channel: str) -> int:
+        return self.slot_node[key_slot(channel.encode("utf-8"))] if self.slot_node else 0
+
+    def settings_env(self) -> dict[str, str]:
+        env = {"REDIS_URL": self.url, "REDIS_PUBSUB_MODE": self.pubsub_mode}
+        if self.cluster:
+            env["REDIS_CLUSTER"] = "true"
+        return env
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    tier: TierSpec
     worker_id: str
     routing: str  # "local" or "plan"
     location_ids: tuple[str, ...]
@@ -81,6 +106,7 @@ class PublisherSpec:
     subscribers: int  # worker processes expected to receive each message
     exclude_share: float = 0.5  # share of messages that exclude one member (the actor)
     coalesce: int = 8  # most messages per socket write, only when behind schedule
+    tier: TierSpec | None = None  # None: host/port, PUBLISH
 
 
 # -- worker process ---------------------------------------------------------------------
@@ -142,7 +168,7 @@ def worker_process(spec: WorkerSpec, commands: Any, replies: Any) -> None:
 
 async def _worker_main(spec: WorkerSpec, commands: Any, replies: Any) -> None:
     parent = os.getppid()
-    target = Settings.from_dsn(spec.url).redis_target()
+    target = Settings.load(env=spec.tier.settings_env()).redis_target()
     client = make_client(target, client_name=spec.worker_id)
     probe = _Probe()
     worker = Worker(
@@ -154,6 +180,7 @@ async def _worker_main(spec: WorkerSpec, commands: Any, replies: Any) -> None:
             routing="plan" if spec.routing == "plan" else "local",
             inbox_size=spec.inbox_size,
             record_deliveries=True,
+            pubsub_mode=target.pubsub_mode,
         ),
         on_delivery=probe.on_delivery,
     )
@@ -292,31 +319,51 @@ def _payload(rng: random.Random, cid: int, location: str, other: str) -> dict[st
     }
 
 
-def _publish(spec: PublisherSpec, go: Any, t0: Any, replies: Any) -> dict[str, Any]:
-    rng = random.Random(spec.seed)
-    locations = spec.location_ids
-    all_players = sorted({cid for members in spec.members.values() for cid in members}) or [1]
-    sock = socket.create_connection((spec.host, spec.port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader = hiredis.Reader()
-    answered = receivers = errors = 0
+class _Link:
+    """One publisher connection (to one server, or one cluster primary)."""
 
-    def drain(block: bool) -> None:
-        nonlocal answered, receivers, errors
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = hiredis.Reader()
+        self.pending: list[bytes] = []
+        self.sent = self.answered = self.receivers = self.errors = 0
+
+    def drain(self, block: bool) -> None:
         try:
-            data = sock.recv(1 << 16) if block else sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            data = (
+                self.sock.recv(1 << 16) if block else self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            )
         except BlockingIOError:
             return
         if not data:
             raise ConnectionError("Redis closed the publisher's connection")
-        reader.feed(data)
-        while (reply := reader.gets()) is not False:
-            answered += 1
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            self.answered += 1
             if isinstance(reply, int):
-                receivers += reply
+                self.receivers += reply
             else:
-                errors += 1
+                self.errors += 1
 
+    def flush(self) -> bool:
+        if not self.pending:
+            return False
+        self.sock.sendall(b"".join(self.pending))
+        self.sent += len(self.pending)
+        self.pending.clear()
+        return True
+
+
+def _publish(spec: PublisherSpec, go: Any, t0: Any, replies: Any) -> dict[str, Any]:
+    rng = random.Random(spec.seed)
+    locations = spec.location_ids
+    all_players = sorted({cid for members in spec.members.values() for cid in members}) or [1]
+    tier = spec.tier
+    mode = tier.pubsub_mode if tier is not None else "classic"
+    links = [
+        _Link(h, p) for h, p in (tier.nodes if tier is not None else ((spec.host, spec.port),))
+    ]
     ids: list[str] = []
     expected = array("l")
     lateness = array("d")
@@ -329,7 +376,6 @@ def _publish(spec: PublisherSpec, go: Any, t0: Any, replies: Any) -> dict[str, A
     cpu0 = time.process_time()
     first = last = 0.0
     size = 0
-    pending: list[bytes] = []
     pending_due: list[float] = []
     writes = 0
     try:
@@ -352,7 +398,9 @@ def _publish(spec: PublisherSpec, go: Any, t0: Any, replies: Any) -> dict[str, A
                 msg_id=msg_id,
             )
             body = envelope.to_json()
-            pending.append(hiredis.pack_command(("PUBLISH", envelope.channel, body)))
+            link = links[tier.node_of(envelope.channel) if tier is not None else 0]
+            command = publish_command(envelope.channel, mode)  # type: ignore[arg-type]
+            link.pending.append(hiredis.pack_command((command, envelope.channel, body)))
             pending_due.append(due)
             ids.append(msg_id)
             size = len(body)
@@ -361,34 +409,39 @@ def _publish(spec: PublisherSpec, go: Any, t0: Any, replies: Any) -> dict[str, A
             # up to spec.coalesce messages per write. Each keeps its own sent_at, stamped
             # at most a few builds (~10 µs each) before the write, never after.
             next_due = due + step
-            if len(pending) < spec.coalesce and i + 1 < spec.count and next_due <= time.monotonic():
+            if (
+                len(pending_due) < spec.coalesce
+                and i + 1 < spec.count
+                and next_due <= time.monotonic()
+            ):
                 continue
-            sock.sendall(b"".join(pending))
+            writes += sum(link.flush() for link in links)
             sent = time.monotonic()
-            writes += 1
             if not first:
                 first = sent
             last = sent
             lateness.extend((sent - d) * 1000.0 for d in pending_due)
-            pending.clear()
             pending_due.clear()
             if writes % 32 == 0:
-                drain(block=False)
+                for link in links:
+                    link.drain(block=False)
         cpu = time.process_time() - cpu0
-        sock.settimeout(10)
-        while answered < len(ids):
-            drain(block=True)
+        for link in links:
+            link.sock.settimeout(10)
+            while link.answered < link.sent:
+                link.drain(block=True)
     finally:
-        sock.close()
+        for link in links:
+            link.sock.close()
     return {
         "ids": ids,
         "expected": expected.tobytes(),
         "first": first,
         "last": last,
         "lateness": lateness.tobytes(),
-        "receivers": receivers,
+        "receivers": sum(link.receivers for link in links),
         "subscribers": spec.subscribers,
-        "errors": errors,
+        "errors": sum(link.errors for link in links),
         "cpu_s": cpu,
         "bytes": size,
         "writes": writes,

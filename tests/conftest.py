@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -192,22 +193,38 @@ async def database_url(pg_server) -> str:
     return pg_server.url
 
 
-@pytest.fixture
-async def workers(redis_url):
-    """``await workers(id, **options)`` starts a reference worker on the session's server;
-    every one still running is stopped at the end."""
+@asynccontextmanager
+async def started_workers(url: str):
+    """``await start(id, **options)`` starts a reference worker on ``url``; every one still
+    running is stopped on the way out."""
     from tests.runtime_helpers import make_worker
 
     started = []
 
     async def start(worker_id: str, **options):
-        worker = make_worker(redis_url, worker_id, **options)
+        worker = make_worker(url, worker_id, **options)
         await worker.start()
         started.append(worker)
         return worker
 
-    yield start
-    for worker in started:
-        if not worker._stopping.is_set():
-            await worker.stop()
-        await worker.r.aclose()
+    try:
+        yield start
+    finally:
+        for worker in started:
+            if not worker._stopping.is_set():
+                await worker.stop()
+            await worker.r.aclose()
+
+
+@pytest.fixture
+async def workers(redis_url):
+    """Reference workers on the session's server (see :func:`started_workers`)."""
+    async with started_workers(redis_url) as start:
+        yield start
+
+
+@pytest.fixture
+async def cluster_workers(cluster_url):
+    """Reference workers on the session's cluster (see :func:`started_workers`)."""
+    async with started_workers(cluster_url) as start:
+        yield start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from echoes_ops import fmt
 from echoes_ops.cli.common import stdout_console
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from echoes_ops.operations.cache import CacheStatus, InvalidateResult
     from echoes_ops.operations.preload import PreloadResult
     from echoes_ops.operations.status import Status
+    from echoes_ops.runtime.failover import FailoverReport
     from echoes_ops.runtime.simulate import SimResult
 
 
@@ -247,7 +248,11 @@ def simulation(result: SimResult) -> None:
         f"{result.reconnects} player reconnects, {result.spawn_runs} spawn runs"
     )
     published = ", ".join(f"{n} {family}" for family, n in result.published.items())
-    console.print(f"  published  {published}")
+    console.print(f"  published  {published} (pub/sub mode {result.pubsub_mode})")
+    for node, calls in result.publish_by_node.items():
+        shown = ", ".join(f"{'?' if n is None else n} {name.upper()}" for name, n in calls.items())
+        gone = " (killed: its counts went with it)" if None in calls.values() else ""
+        console.print(f"    {node:21} {shown}{gone}")
     console.print(
         f"  delivery   expected {result.expected}, received {result.received}, "
         f"lost {result.lost}, duplicated {result.duplicated} (per worker); "
@@ -259,6 +264,8 @@ def simulation(result: SimResult) -> None:
     )
     if result.worker_reconnects:
         console.print(f"  workers reconnected to Redis {result.worker_reconnects} time(s)")
+    if result.failover is not None:
+        _failover(console, result.failover)
     left = {k: v for k, v in result.leftover.items() if v}
     if left:
         console.print(
@@ -272,3 +279,31 @@ def simulation(result: SimResult) -> None:
         )
     else:
         console.print("  left in Redis: nothing")
+
+
+def _failover(console: Any, f: FailoverReport) -> None:
+    start, end = f.window_s
+    console.print(
+        f"  failover   killed primary {f.node} (pid {f.pid}) at {f.killed_at_s:.1f}s; its "
+        f"slots now served by {f.new_primary or 'nobody yet'}"
+    )
+    console.print(
+        f"             window {start:.1f}s to {end:.1f}s (kill to the last worker back on its "
+        "subscriptions, 0.5 s margin either side)"
+    )
+    gap = "none" if f.subscriber_gap_s is None else f"{f.subscriber_gap_s:.2f} s"
+    console.print(
+        f"             delivery stopped: longest subscriber gap {gap} "
+        f"({f.workers_resubscribed} worker(s) resubscribed); {f.publish_errors} player "
+        "step(s) failed while the node was away"
+    )
+    span = (
+        ""
+        if f.lost_span_s is None
+        else (f", sent between {f.lost_span_s[0]:.1f}s and {f.lost_span_s[1]:.1f}s")
+    )
+    verdict = "confined to the window" if f.lost_outside_window == 0 else "NOT confined"
+    console.print(
+        f"             lost {f.lost_in_window} inside the window, "
+        f"{f.lost_outside_window} outside{span}: {verdict}"
+    )

@@ -38,6 +38,17 @@ def simulate(
             "--crash-workers", min=0, help="SIGKILL this many workers half-way (makes drift)."
         ),
     ] = 0,
+    kill_primary: Annotated[
+        float | None,
+        typer.Option(
+            "--kill-primary",
+            min=0.5,
+            metavar="AFTER",
+            help="Redis Cluster on this machine: SIGKILL one primary AFTER seconds into play "
+            "and report the failover (what was lost in its window, how long delivery stopped).",
+            show_default=False,
+        ),
+    ] = None,
     gamedata: GamedataOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; start nothing.")
@@ -51,13 +62,20 @@ def simulate(
 
     Players connect, move along gamedata exits, heartbeat, fight, disconnect and reconnect.
     The report counts messages published, received by the workers, lost and duplicated,
-    and the delivery latency (publish to the player's inbox) p50/p95/p99. Ctrl-C stops
-    cleanly; without --crash-workers no session, presence or lock is left behind.
+    and the delivery latency (publish to the player's inbox) p50/p95/p99, and the publishes
+    each primary received (PUBLISH/SPUBLISH, from INFO commandstats). Workers publish and
+    subscribe in REDIS_PUBSUB_MODE. Ctrl-C stops cleanly; without --crash-workers no
+    session, presence or lock is left behind.
+
+    On a local cluster (local up --cluster), --kill-primary AFTER kills the primary owning
+    the most subscribed channels; the report states the failover window, the loss inside
+    and outside it, and the longest time a worker was off its subscriptions.
 
     \b
     Examples:
       echoes-ops simulate --workers 4 --players 1000 --duration 30
       echoes-ops simulate --workers 3 --players 300 --duration 20 --crash-workers 1 --json
+      REDIS_PUBSUB_MODE=sharded echoes-ops simulate --duration 30 --kill-primary 10
     """
     from echoes_ops.runtime.simulate import SimConfig, run_simulation
 
@@ -68,6 +86,15 @@ def simulate(
         fail("--crash-workers must leave at least one worker running", int(ExitCode.USAGE))
     data = guard(ctx, lambda: load_gamedata(ctx, gamedata))
     target = guard(ctx, lambda: state(ctx).settings().redis_target())
+    if kill_primary is not None and not target.cluster:
+        from echoes_ops.cli.common import fail
+        from echoes_ops.errors import ExitCode
+
+        fail(
+            "--kill-primary needs a Redis Cluster (REDIS_CLUSTER=true; local up --cluster "
+            "starts one): it kills one of its primaries",
+            int(ExitCode.USAGE),
+        )
     exits = {loc_id: sorted(set(loc.exits.values())) for loc_id, loc in data.locations.items()}
     config = SimConfig(
         target=target,
@@ -78,6 +105,7 @@ def simulate(
         move_rate=move_rate,
         seed=seed,
         crash_workers=crash_workers,
+        kill_primary=kill_primary,
         database_url=guard(ctx, lambda: state(ctx).settings().database_dsn()),
     )
     if dry_run:
@@ -127,6 +155,8 @@ def _print_plan(config: SimConfig, where: str, as_json: bool) -> None:
         "locations": len(config.exits),
         "expected_location_messages_per_s": round(per_second, 1),
         "crash_workers": config.crash_workers,
+        "pubsub_mode": config.target.pubsub_mode,
+        "kill_primary_after_s": config.kill_primary,
         "seed": config.seed,
     }
     if as_json:

@@ -27,7 +27,12 @@ class ServerMark:
 
 
 async def mark(r: Redis | RedisCluster) -> ServerMark | None:
-    """Read what later tells a drop from a restart; ``None`` if the server will not say."""
+    """Read what later tells a drop from a restart; ``None`` if the server will not say.
+    On a cluster always ``None``: a subscriber there holds connections to several nodes
+    and INFO reaches one of them, so it cannot tell why another dropped it (a failover, a
+    restart, a kill): the connection error itself names the node."""
+    if isinstance(r, RedisCluster):
+        return None
     try:
         info = await r.info("server", "stats")
     except (rx.RedisError, OSError, TimeoutError):

@@ -41,9 +41,9 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.subscribed import SubscribedReader, close_pubsub
 
-AnyRedis = Redis | RedisCluster
 HOME = ""  # the node name of the one connection on a single server
 
 

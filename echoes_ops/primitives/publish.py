@@ -5,13 +5,11 @@ publisher of game messages (the reference worker, broadcasts, a kick's notice) g
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract.pubsub import PubSubMode, is_sharded
 
 
-async def publish(r: Redis | RedisCluster, channel: str, text: str, mode: PubSubMode) -> int:
+async def publish(r: AnyRedis, channel: str, text: str, mode: PubSubMode) -> int:
     """Publish ``text``; returns Redis's receiver count (SPUBLISH counts the shard's
     subscribers on the owning node, PUBLISH those of the node it reached)."""
     if is_sharded(channel, mode):

@@ -31,11 +31,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import asyncpg
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.postgres import CONNECT_TIMEOUT, connect_postgres
 from echoes_ops.contract import envelopes, keys, scripts
 from echoes_ops.contract import flags as contract
@@ -51,7 +51,7 @@ class FlagHost(Protocol):
     :class:`~echoes_ops.runtime.worker.Worker`), so this module does not import it back."""
 
     worker_id: str
-    r: Redis
+    r: AnyRedis
     options: WorkerOptions
     stats: WorkerStats
     connections: dict[int, Connection]
@@ -89,7 +89,7 @@ async def read_flags(conn: Any) -> list[FlagUpdate]:
     ]
 
 
-async def read_mirror(r: Redis) -> list[FlagUpdate]:
+async def read_mirror(r: AnyRedis) -> list[FlagUpdate]:
     """The known flags as mirrored in Redis (``echoes:flags``)."""
     out = []
     for name in contract.KNOWN_FLAGS:

@@ -62,6 +62,7 @@ class PlayerDriver:
     fights: int = 0
     reconnects: int = 0
     redis_errors: int = 0  # steps that failed because Redis was away (plan: log, go on)
+    error_times: list[float] = field(default_factory=list)  # when (epoch s), for failovers
 
     async def connect_all(self) -> None:
         locations = sorted(self.exits)
@@ -97,6 +98,7 @@ class PlayerDriver:
                     await self._step(cid, state, started)
                 except _TRANSIENT:
                     self.redis_errors += 1  # until REDIS_ENABLED=false reaches this worker
+                    self.error_times.append(time.time())
                     if state.connected and cid not in self.worker.connections:
                         state.connected = False  # let go of before Redis failed: reconnect
                         state.reconnect_at = started

@@ -28,14 +28,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import make_client, open_redis
 from echoes_ops.client.scan import collect_keys
 from echoes_ops.config import RedisTarget
 from echoes_ops.contract import keys
-from echoes_ops.errors import ConfigError
+from echoes_ops.runtime.failover import (
+    FailoverReport,
+    Victim,
+    choose_victim,
+    failover_report,
+    kill,
+    publish_counts,
+    publish_deltas,
+    slot_owner,
+)
 from echoes_ops.runtime.players import PlayerDriver, PlayerPlan
 from echoes_ops.runtime.worker import Worker, WorkerOptions
 
@@ -60,6 +67,7 @@ class SimConfig:
     heartbeat_interval: float = 5.0
     worker_prefix: str = "sim"
     database_url: str | None = None  # workers follow REDIS_ENABLED from PostgreSQL
+    kill_primary: float | None = None  # SIGKILL a local cluster primary this long into play
 
 
 @dataclass
@@ -91,9 +99,19 @@ class SimResult:
     spawn_runs: int
     leftover: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    pubsub_mode: str = "classic"
+    # INFO commandstats calls during the run, per primary: {"publish": n, "spublish": n}
+    publish_by_node: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    failover: FailoverReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def lost_outside_failover(self) -> int:
+        """Messages lost that the failover window does not explain (all of them without
+        ``--kill-primary``)."""
+        return self.lost if self.failover is None else self.failover.lost_outside_window
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
@@ -125,9 +143,6 @@ def _worker_process(index: int, config: SimConfig, reports: Any, go: Any, stop: 
 async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, stop: Any) -> None:
     worker_id = f"{config.worker_prefix}-{index + 1}"
     client = make_client(config.target, client_name=worker_id)
-    if isinstance(client, RedisCluster):
-        # the reference worker on a cluster is issue 15's work
-        raise ConfigError("simulate does not run on Redis Cluster yet")
     worker = Worker(
         client,
         WorkerOptions(
@@ -190,6 +205,7 @@ async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, sto
                     "moves": driver.moves,
                     "fights": driver.fights,
                     "reconnects": driver.reconnects,
+                    "error_times": driver.error_times,
                 },
             )
         )
@@ -232,6 +248,9 @@ class Simulation:
         self.finals: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
         self.crashed: list[str] = []
+        self.victim: Victim | None = None
+        self.killed_at: float | None = None  # epoch seconds
+        self.play_started = 0.0  # epoch seconds
 
     def _drain(self, timeout: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
@@ -265,13 +284,36 @@ class Simulation:
                 self._drain(0.2)
             if self.errors:
                 raise RuntimeError(self.errors[0])
+            if self.config.kill_primary is not None:
+                self.victim = asyncio.run(
+                    choose_victim(
+                        self.config.target,
+                        self.config.target.pubsub_mode,
+                        sorted(self.config.exits),
+                    )
+                )
+                self._phase(
+                    f"will kill primary {self.victim.node} (pid {self.victim.pid}, owner of "
+                    f"{self.victim.channels} subscribed channel(s)) {self.config.kill_primary:g}s "
+                    "into play"
+                )
             self.go.set()
             play_started = time.monotonic()
+            self.play_started = time.time()
             crash_at = play_started + self.config.duration / 2
+            kill_at = play_started + (self.config.kill_primary or 0.0)
             while time.monotonic() - play_started < self.config.duration:
-                self._drain(0.2)
+                self._drain(0.05 if self.victim is not None and self.killed_at is None else 0.2)
                 if self.config.crash_workers and not self.crashed and time.monotonic() >= crash_at:
                     self._crash(self.config.crash_workers)
+                if (
+                    self.victim is not None
+                    and self.killed_at is None
+                    and time.monotonic() >= kill_at
+                ):
+                    kill(self.victim)
+                    self.killed_at = time.time()
+                    self._phase(f"killed primary {self.victim.node} (SIGKILL)")
                 if self.on_progress is not None:
                     self.on_progress(self._snapshot(time.monotonic() - play_started))
             finished = True
@@ -344,6 +386,17 @@ class Simulation:
                     got += sum(msg_id in received[w] for w in survivors)
         latencies = [x for w in survivors for x in self.finals[w]["latencies"]]
         stats = [self.finals[w]["stats"] for w in survivors]
+        failover = None
+        if self.victim is not None and self.killed_at is not None:
+            failover = failover_report(
+                self.victim,
+                play_started=self.play_started,
+                killed_at=self.killed_at,
+                gaps=[tuple(g) for s in stats for g in s["gaps"]],
+                error_times=[t for w in survivors for t in self.finals[w]["error_times"]],
+                lost_sent_at=self._lost_sent_at(survivors, received),
+                workers_resubscribed=sum(1 for s in stats if s["gaps"]),
+            )
         return SimResult(
             workers=self.config.workers,
             players=self.config.players,
@@ -362,7 +415,18 @@ class Simulation:
             worker_reconnects=sum(s["reconnects"] for s in stats),
             spawn_runs=sum(s["spawn_runs"] for s in stats),
             interrupted=interrupted,
+            pubsub_mode=self.config.target.pubsub_mode,
+            failover=failover,
         )
+
+    def _lost_sent_at(self, survivors: list[str], received: dict[str, set[str]]) -> list[float]:
+        """The send time of every (message, worker) that should have arrived and did not."""
+        out: list[float] = []
+        for publisher in survivors:
+            for msg_id, family, sent in self.finals[publisher]["published"]:
+                targets = [publisher] if family == "personal" else survivors
+                out += [sent for w in targets if msg_id not in received[w]]
+        return out
 
 
 async def leftovers(target: RedisTarget) -> dict[str, int]:
@@ -387,8 +451,12 @@ def run_simulation(
     on_phase: Callable[[str], None] | None = None,
 ) -> SimResult:
     """Run the simulation; ``on_phase`` is told what the shutdown is doing, step by step."""
+    before = asyncio.run(publish_counts(config.target))
     result = Simulation(config, on_progress=on_progress, on_phase=on_phase).run()
     if on_phase is not None:
         on_phase("checking what is left in Redis (sessions, presence, connections, locks)")
+    result.publish_by_node = publish_deltas(before, asyncio.run(publish_counts(config.target)))
+    if result.failover is not None:
+        result.failover.new_primary = asyncio.run(slot_owner(config.target, result.failover.slot))
     result.leftover = asyncio.run(leftovers(config.target))
     return result

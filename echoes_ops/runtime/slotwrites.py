@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+
+from echoes_ops.client.connect import AnyRedis
 
 Queue = Callable[[Any], object]  # queues one command on a (transaction) pipeline
 
@@ -26,7 +27,7 @@ Queue = Callable[[Any], object]  # queues one command on a (transaction) pipelin
 class Transaction:
     """Commands on keys, applied atomically per slot (everything at once on one server)."""
 
-    def __init__(self, r: Redis | RedisCluster) -> None:
+    def __init__(self, r: AnyRedis) -> None:
         self.r = r
         self._ops: list[tuple[str, Queue]] = []
 

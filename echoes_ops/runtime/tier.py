@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from redis.asyncio import Redis
-
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, envelopes, keys, scripts
 from echoes_ops.contract.ids import check_character_id, check_name
 from echoes_ops.contract.pubsub import DEFAULT_MODE, PubSubMode, check_mode
@@ -48,7 +47,7 @@ class Tier:
 
     def __init__(
         self,
-        r: Redis,
+        r: AnyRedis,
         worker_id: str,
         *,
         clock: Callable[[], float] = time.time,

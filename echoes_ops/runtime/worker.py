@@ -29,14 +29,13 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops import __version__
 from echoes_ops.client import dropcause
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.subscribed import check_deadlines
 from echoes_ops.client.subscriber import Subscriber
 from echoes_ops.contract import envelopes, keys, pubsub
@@ -76,7 +75,7 @@ async def announce_spawn(worker: Worker, lease: Lease) -> None:
 class Worker:
     def __init__(
         self,
-        r: Redis,
+        r: AnyRedis,
         options: WorkerOptions,
         *,
         spawn_task: SpawnTask = announce_spawn,
@@ -333,17 +332,11 @@ class Worker:
             await subscriber.refresh_topology()
         classic, sharded = pubsub.split_channels(self.channels(), self.options.pubsub_mode)
         await subscriber.start(channels=classic, shard=sharded)
-        if isinstance(self.r, RedisCluster):
-            # INFO reaches one node of many: it cannot tell why another node dropped us
-            # (a failover, a restart, a kill); the error itself names the node
-            if self._disconnected_at is not None and self._last_error is not None:
-                self.stats.last_disconnect = self._last_error
-        else:
-            if self._disconnected_at is not None and self._last_error is not None:
-                self.stats.last_disconnect = await dropcause.cause(
-                    self.r, self._server, self._last_error
-                )
-            self._server = await dropcause.mark(self.r)
+        if self._disconnected_at is not None and self._last_error is not None:
+            self.stats.last_disconnect = await dropcause.cause(
+                self.r, self._server, self._last_error
+            )
+        self._server = await dropcause.mark(self.r)
         self.subscribed.set()
 
     async def _recover(self) -> None:
