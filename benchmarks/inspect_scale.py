@@ -44,7 +44,7 @@ STALE = 300.0
 SLOWLOG_US = 500
 
 
-async def populate(r, sessions: int, total_keys: int, locations: int) -> None:
+async def populate(r, sessions: int, total_keys: int, locations: int, first_id: int = 1) -> None:
     rng = random.Random(7)
     now = time.time()
     locs = [f"loc_{i}" for i in range(locations)]
@@ -52,7 +52,7 @@ async def populate(r, sessions: int, total_keys: int, locations: int) -> None:
     for loc in locs:
         commands.append(("HSET", keys.location_cache_key(loc), "id", loc, "name", loc.title()))
     commands.append(("SADD", keys.LOCATION_INDEX_KEY, *locs))  # as preload writes it
-    for cid in range(1, sessions + 1):
+    for cid in range(first_id, first_id + sessions):
         loc = rng.choice(locs)
         beat = now - (rng.uniform(STALE + 10, 3600) if rng.random() < 0.05 else rng.uniform(0, 60))
         commands.append(

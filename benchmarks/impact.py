@@ -1,0 +1,412 @@
+"""Game-latency probe: what each echoes-ops operation costs the game, as the game feels it.
+
+Run:  .venv/bin/python benchmarks/impact.py            # 200,000 sessions in 1,000,000 keys
+      .venv/bin/python benchmarks/impact.py --small    # 20,000 / 100,000: proves it runs
+      .venv/bin/python benchmarks/impact.py --only reconcile,stats --rate 500
+
+Builds, in a private redis-server (and a private PostgreSQL for warmup), a tier of SESSIONS
+session hashes (5% stale) with presence sets, filler keys up to KEYS keys, and CHARACTERS
+characters with inventories in PostgreSQL (ids apart from the live sessions, so warmup has
+work to do). A probe process then plays game traffic through the reference runtime
+(:class:`echoes_ops.runtime.tier.Tier`) at a fixed rate: heartbeats (the session's Lua
+touch), moves (the MULTI of presence SREM/SADD and the session HSET/EXPIRE) and location
+PUBLISHes, one after another on a schedule. Each call's latency is measured from the time
+it was due, so a stall delays the calls behind it and they count it too.
+
+In one run: the probe alone (idle baseline), then the probe while each operation runs as a
+separate process (the CLI command an operator types, or the dashboard's polls through the
+same source the dashboard uses): preload (first load, then a routine change of 10 entries),
+warmup (with inventories), ``sessions list --stale 300``, ``reconcile`` (dry run), ``stats``,
+``doctor``, the dashboard's polls, and ``simulate`` as the reference load. Per operation it
+prints the probe's p50/p99/max, the p99 against the idle p99, and the longest command on the
+server (SLOWLOG, threshold 0, reset before each operation; the probe's own commands and the
+simulated workers' are told apart by client name), and how many of ours took over 1 ms.
+
+The machine's load average is printed at the start and the end: a loaded machine inflates
+every figure, the ratios to the idle baseline of the same run survive it best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inspect_scale import populate
+from worldgen import make_world, write_yaml
+
+from echoes_ops.client.connect import open_redis
+from echoes_ops.config import Settings
+from echoes_ops.contract.session import Session
+from echoes_ops.local.redis_server import RedisServer
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PROBE_WORKER = "impact-probe"
+PROBE_PLAYERS = 50
+PROBE_FIRST_ID = 9_000_001
+LIVE_FIRST_ID = 1_000_001
+PROBE_LOCATIONS = ("probe_a", "probe_b", "probe_c")
+SLOWLOG_LEN = 1_000_000  # threshold 0 logs every command, scripts' inner calls included
+BUDGET_MS = 1.0
+
+
+@dataclasses.dataclass
+class Row:
+    label: str
+    samples: list[float]  # probe latencies, ms
+    longest_ms: float  # longest command of the operation (not the probe's)
+    longest_name: str
+    over_budget: int  # the operation's commands over BUDGET_MS
+    commands: int
+    seconds: float
+    note: str = ""
+
+
+# -- the probe -----------------------------------------------------------------------------
+
+
+def probe_process(url: str, rate: float, ready: Any, stop: Any, out: Any) -> None:
+    """Play game traffic at ``rate`` calls/s until ``stop``; send [(due time, ms)] to ``out``."""
+    samples = asyncio.run(_probe(url, rate, ready, stop))
+    out.send(samples)
+
+
+async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[float, float]]:
+    from echoes_ops.runtime.tier import Tier
+
+    target = Settings.from_dsn(url).redis_target()
+    async with open_redis(target, client_name=PROBE_WORKER) as r:
+        tier = Tier(r, PROBE_WORKER)
+        where = {}
+        for n in range(PROBE_PLAYERS):
+            cid = PROBE_FIRST_ID + n
+            loc = PROBE_LOCATIONS[n % len(PROBE_LOCATIONS)]
+            await tier.connect_player(
+                Session(character_id=cid, location_id=loc, username=f"probe{n}", hp=100)
+            )
+            where[cid] = loc
+        ready.set()
+        samples: list[tuple[float, float]] = []
+        interval = 1.0 / rate
+        due = time.perf_counter()
+        n = 0
+        while not stop.is_set():
+            now = time.perf_counter()
+            if now < due:
+                await asyncio.sleep(due - now)
+            cid = PROBE_FIRST_ID + n % PROBE_PLAYERS
+            kind = n % 3
+            if kind == 0:
+                await tier.touch_session(cid, {"hp": 100 - n % 7})
+            elif kind == 1:
+                here = where[cid]
+                there = PROBE_LOCATIONS[(PROBE_LOCATIONS.index(here) + 1) % len(PROBE_LOCATIONS)]
+                await tier.move(cid, here, there)
+                where[cid] = there
+            else:
+                await tier.publish_location(where[cid], {"text": "probe", "n": n})
+            samples.append((time.time(), (time.perf_counter() - due) * 1000))
+            n += 1
+            due += interval
+        for cid, loc in where.items():
+            await tier.disconnect_player(cid, loc)
+        return samples
+
+
+# -- the server's view ---------------------------------------------------------------------
+
+
+async def slowlog_reset(r: Any) -> None:
+    await r.slowlog_reset()
+
+
+async def longest_commands(r: Any, exclude: set[str]) -> tuple[float, str, int, int]:
+    """(longest ms, its command, how many over the budget, how many) of the commands the
+    SLOWLOG holds, leaving out clients named in ``exclude`` (and the SLOWLOG reads)."""
+    entries = await r.execute_command("SLOWLOG", "GET", SLOWLOG_LEN)
+    longest, name, over, count = 0.0, "-", 0, 0
+    for entry in entries:
+        # [id, time, micros, [args], peer, client name]
+        args = entry[3]
+        command = str(args[0] if args else "?").upper()
+        client = str(entry[5]) if len(entry) > 5 else ""
+        if command == "SLOWLOG" or client in exclude:
+            continue
+        count += 1
+        ms = entry[2] / 1000
+        over += ms > BUDGET_MS
+        if ms > longest:
+            longest, name = ms, command
+    return longest, name, over, count
+
+
+# -- the operations ------------------------------------------------------------------------
+
+
+def cli(*args: str) -> list[str]:
+    return [str(BIN / "echoes-ops"), *args]
+
+
+def run_cli(cmd: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):  # doctor exits 1 on a failed check: still measured
+        raise SystemExit(f"{' '.join(cmd[1:])} exited {done.returncode}: {done.stderr.strip()}")
+    return ""
+
+
+def dashboard_polls(url: str, cycles: int) -> None:
+    """The dashboard's polls (snapshot, tier census, drift), ``cycles`` times, through the
+    source the dashboard's poller calls."""
+    from echoes_ops.tui.source import RedisSource
+
+    async def go() -> None:
+        source = RedisSource(Settings.from_dsn(url), read_only=True)
+        try:
+            await source.open()
+            for _ in range(cycles):
+                await source.snapshot()
+                await source.tier()
+                await source.drift()
+        finally:
+            await source.close()
+
+    asyncio.run(go())
+
+
+def routine_change(world: Any, folder: Path, entries: int) -> None:
+    """The same world with ``entries`` items renamed, written to ``folder``."""
+    items = dict(world.items)
+    for item_id in list(items)[:entries]:
+        items[item_id] = dataclasses.replace(items[item_id], name=items[item_id].name + " (mk2)")
+    write_yaml(dataclasses.replace(world, items=items), folder)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
+async def build_tier(url: str, args: argparse.Namespace) -> None:
+    async with open_redis(Settings.from_dsn(url).redis_target(), socket_timeout=300) as r:
+        started = time.perf_counter()
+        # live sessions from id 1,000,001: warmup's characters (1..N) have no fresher session
+        await populate(r, args.sessions, args.keys, args.locations, first_id=LIVE_FIRST_ID)
+        await r.config_set("slowlog-log-slower-than", 0)
+        await r.config_set("slowlog-max-len", SLOWLOG_LEN)
+        print(f"tier: {await r.dbsize():,} keys in {time.perf_counter() - started:.1f} s")
+
+
+async def seed_postgres(dsn: str, characters: int) -> None:
+    from echoes_ops.gamedata import load_gamedata
+    from echoes_ops.local.demo import seed_demo
+
+    data = load_gamedata(REPO / "gamedata")
+    started = time.perf_counter()
+    summary = await seed_demo(
+        dsn,
+        location_ids=sorted(data.locations),
+        item_ids=sorted(data.items),
+        characters=characters,
+    )
+    print(
+        f"postgresql: {summary.characters:,} characters, {summary.inventory_rows:,} inventory "
+        f"rows in {time.perf_counter() - started:.1f} s"
+    )
+
+
+def operations(
+    args: argparse.Namespace, work: Path, url: str, env: dict[str, str]
+) -> list[tuple[str, Any]]:
+    world = make_world(args.items, args.world_locations)
+    first, changed = work / "world", work / "world-changed"
+    write_yaml(world, first)
+    routine_change(world, changed, 10)
+    ops: list[tuple[str, Any]] = [
+        (
+            "preload, first load",
+            lambda: run_cli(cli("preload", "--gamedata", str(first), "-y"), env),
+        ),
+        (
+            "preload, 10 entries changed",
+            lambda: run_cli(cli("preload", "--gamedata", str(changed), "-y"), env),
+        ),
+    ]
+    if args.characters:
+        ops.append(
+            (
+                f"warmup ({args.characters:,} characters)",
+                lambda: run_cli(
+                    cli("warmup", "--what", "sessions,inventories", "--active-within", "600"), env
+                ),
+            )
+        )
+    ops += [
+        (
+            "sessions list --stale 300",
+            lambda: run_cli(cli("sessions", "list", "--stale", "300", "--json"), env),
+        ),
+        ("reconcile (dry run)", lambda: run_cli(cli("reconcile", "--json"), env)),
+        ("stats", lambda: run_cli(cli("stats", "--json"), env)),
+        ("doctor", lambda: run_cli(cli("doctor", "--json", "--gamedata", str(changed)), env)),
+        ("dashboard polls", lambda: dashboard_polls(url, args.poll_cycles)),
+        (
+            f"simulate ({args.sim_players} players)",
+            lambda: run_cli(
+                cli(
+                    "simulate",
+                    "--workers",
+                    "2",
+                    "--players",
+                    str(args.sim_players),
+                    "--duration",
+                    str(args.sim_seconds),
+                    "--gamedata",
+                    str(REPO / "gamedata"),
+                    "--yes",
+                    "--json",
+                ),
+                env,
+            ),
+        ),
+    ]
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        ops = [op for op in ops if any(op[0].startswith(w) for w in wanted)]
+    return ops
+
+
+async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str, str]) -> list[Row]:
+    ops = operations(args, work, url, env)
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    receive, send = ctx.Pipe(duplex=False)
+    probe = ctx.Process(target=probe_process, args=(url, args.rate, ready, stop, send))
+    probe.start()
+    if not ready.wait(60):
+        raise SystemExit("the probe did not start")
+    windows: list[tuple[str, float, float, tuple[float, str, int, int]]] = []
+    exclude = {PROBE_WORKER}
+    async with open_redis(Settings.from_dsn(url).redis_target(), socket_timeout=300) as r:
+        await slowlog_reset(r)
+        started = time.time()
+        time.sleep(args.idle_seconds)  # the probe plays alone
+        windows.append(("idle (probe alone)", started, time.time(), (0.0, "-", 0, 0)))
+        for label, run in ops:
+            await slowlog_reset(r)
+            started = time.time()
+            await asyncio.to_thread(run)
+            ended = time.time()
+            longest = await longest_commands(r, exclude)
+            windows.append((label, started, ended, longest))
+            print(f"  {label}: {ended - started:.1f} s", flush=True)
+    stop.set()
+    samples = receive.recv()
+    probe.join(30)
+    rows = []
+    for label, start, end, (longest, name, over, count) in windows:
+        within = [ms for at, ms in samples if start <= at <= end]
+        rows.append(Row(label, within, longest, name, over, count, end - start))
+    return rows
+
+
+def report(rows: list[Row]) -> None:
+    idle_p99 = percentile(rows[0].samples, 0.99)
+    print(
+        f"\n{'operation':<34}{'secs':>7}{'calls':>7}{'p50 ms':>8}{'p99 ms':>8}{'Δp99':>7}"
+        f"{'max ms':>8}{'longest cmd':>20}{'>1ms':>6}"
+    )
+    for row in rows:
+        p50 = statistics.median(row.samples) if row.samples else float("nan")
+        p99 = percentile(row.samples, 0.99)
+        top = max(row.samples) if row.samples else float("nan")
+        longest = f"{row.longest_ms:.2f} {row.longest_name}" if row.commands else "-"
+        print(
+            f"{row.label:<34}{row.seconds:>7.1f}{len(row.samples):>7}{p50:>8.2f}{p99:>8.2f}"
+            f"{p99 - idle_p99:>+7.2f}{top:>8.2f}{longest:>20}{row.over_budget:>6}"
+        )
+    print(
+        f"\nbudget: the probe's p99 within {BUDGET_MS:.0f} ms of idle (Δp99), every command of "
+        "ours at most 1 ms p99 / 2 ms max (longest cmd, >1ms counts ours over 1 ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="a small tier that runs in a minute")
+    parser.add_argument("--sessions", type=int, default=200_000)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--locations", type=int, default=500)
+    parser.add_argument("--characters", type=int, default=100_000, help="0: no warmup row")
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--world-locations", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, default=300.0, help="probe calls per second")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--poll-cycles", type=int, default=5)
+    parser.add_argument("--sim-players", type=int, default=1000)
+    parser.add_argument("--sim-seconds", type=int, default=15)
+    parser.add_argument("--only", help="comma-separated operation prefixes (idle always runs)")
+    args = parser.parse_args()
+    if args.small:
+        args.sessions, args.keys, args.characters = 20_000, 100_000, 2_000
+        args.items, args.world_locations, args.locations = 2_000, 200, 100
+        args.idle_seconds, args.poll_cycles = 3.0, 2
+        args.sim_players, args.sim_seconds = 200, 3
+    print(load())
+    with tempfile.TemporaryDirectory(prefix="echoes-impact-") as tmp:
+        work = Path(tmp)
+        server = RedisServer(work / "redis", extra_args=["--enable-debug-command", "yes"])
+        server.start()
+        pg = None
+        try:
+            env = {
+                **{
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith(("ECHOES_OPS_", "REDIS_", "DATABASE_"))
+                },
+                "REDIS_URL": server.url,
+                "ECHOES_OPS_CACHE_DIR": str(work / "cache"),
+                "ECHOES_OPS_OPERATOR": "impact-bench",
+            }
+            if args.characters:
+                from echoes_ops.local.postgres_server import PostgresServer
+
+                pg = PostgresServer(work / "pg")
+                pg.start()
+                asyncio.run(seed_postgres(pg.url, args.characters))
+                env["DATABASE_URL"] = pg.url
+            asyncio.run(build_tier(server.url, args))
+            rows = asyncio.run(measure(args, work, server.url, env))
+            report(rows)
+        finally:
+            server.stop()
+            if pg is not None:
+                pg.destroy()
+    print(load())
+
+
+if __name__ == "__main__":
+    main()
