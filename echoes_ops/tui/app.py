@@ -283,7 +283,11 @@ class DashboardApp(App[None]):
         self.tier.run_now()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        # built once and kept: composing it again, and the new screen's first resize
+        # laying out the whole dashboard behind it, cost more than the rest of the key
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(), "help")
+        self.push_screen("help")
 
     def action_latency(self) -> None:
         from echoes_ops.tui.panels.latency import LatencyScreen

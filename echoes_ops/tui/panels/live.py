@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import ClassVar
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -48,6 +49,13 @@ def matches(event: TailEvent, needle: str) -> bool:
         return True
     text = f"{event.channel} {event.type} {event.summary}".casefold()
     return all(word in text for word in needle.casefold().split())
+
+
+def write_lines(log: RichLog, lines: list[Text]) -> None:
+    """Append ``lines`` to ``log`` in one write: one measure, one render, one scroll and one
+    repaint for the batch (a write per line did each of those per line)."""
+    if lines:
+        log.write(Group(*lines))
 
 
 class LivePanel(Vertical):
@@ -115,21 +123,19 @@ class LivePanel(Vertical):
             return
         if not self.paused:
             shown = [e for e in events if matches(e, self.needle)]
-            log = self.query_one(RichLog)
+            lines = [tail_line(event) for event in shown[-SHOW_PER_BATCH:]]
             skipped = max(0, len(shown) - SHOW_PER_BATCH) + dropped
             if skipped:
                 self.hidden += skipped
-                log.write(Text(f"… {skipped:,} more messages not drawn", style="dim"))
-            for event in shown[-SHOW_PER_BATCH:]:
-                log.write(tail_line(event))
+                lines.insert(0, Text(f"… {skipped:,} more messages not drawn", style="dim"))
+            write_lines(self.query_one(RichLog), lines)
         self._hint()
 
     def redraw(self) -> None:
         self.behind = False
         log = self.query_one(RichLog)
         log.clear()
-        for event in [e for e in self.events if matches(e, self.needle)][-REDRAW:]:
-            log.write(tail_line(event))
+        write_lines(log, [tail_line(e) for e in self.events if matches(e, self.needle)][-REDRAW:])
         self._hint()
 
     def show_state(self, state: object) -> None:
