@@ -150,8 +150,10 @@ def press_keys(
         if switch:
             done += 1
         if key is None:
-            if os.environ.get("TRACE_KEYS"):
-                print(f"  no key for {app.tabs.active} focused {app.focused!r}")
+            if os.environ.get("TRACE_KEYS"):  # why a tick sent nothing
+                focused = app.focused
+                rows = getattr(focused, "row_count", None)
+                print(f"  no key: {app.tabs.active}, focus {focused!r}, {rows} rows")
             time.sleep(KEY_EVERY)
             continue
         shown = app.tabs.active or ""
