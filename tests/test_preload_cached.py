@@ -81,3 +81,30 @@ async def test_force_rewrites_a_noted_world(r, tmp_path):
     result = await preload(r, _world(tmp_path), operator="alice", force=True)
     assert not result.skipped
     assert result.keys_written == sum(result.counts.values())
+
+
+def test_the_cli_reads_and_encodes_the_world_once(redis_url, tmp_path, monkeypatch):
+    """``preload`` previews what it would remove, then preloads: both steps use one reading
+    of the files and one encoding of the world (the preview's)."""
+    from echoes_ops.gamedata import loader
+    from echoes_ops.operations import preload as preload_module
+    from tests.cli_helpers import cli
+
+    counts = {"read": 0, "encoded": 0}
+    validate, encode = loader.validate_gamedata, preload_module.encode_gamedata
+
+    def counted_validate(*args, **kwargs):
+        counts["read"] += 1
+        return validate(*args, **kwargs)
+
+    def counted_encode(data):
+        counts["encoded"] += 1
+        return encode(data)
+
+    monkeypatch.setattr(loader, "validate_gamedata", counted_validate)
+    monkeypatch.setattr(preload_module, "encode_gamedata", counted_encode)
+    env = {"REDIS_URL": redis_url, "ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache")}
+    out = cli("preload", "--gamedata", str(BUNDLED_GAMEDATA), "--yes", env=env)
+    assert out.code == 0, out.stderr
+    assert "wrote" in out.stdout
+    assert counts == {"read": 1, "encoded": 1}

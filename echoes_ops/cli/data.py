@@ -26,6 +26,7 @@ from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
+    from echoes_ops.gamedata import World
     from echoes_ops.operations.preload import PreloadResult
     from echoes_ops.operations.stop import StopToken
 
@@ -140,12 +141,15 @@ def preload(
     operator = guard(ctx, lambda: state(ctx).settings().operator_name())
     folder = gamedata_dir(ctx, gamedata)
     args = {"gamedata": str(folder), "force": force, "online": online}
+    previewed = None
     if not dry_run:
-        _confirm_removals(ctx, folder, operator=operator, force=force, yes=yes)
+        previewed = _confirm_removals(ctx, folder, operator=operator, force=force, yes=yes)
 
     async def work(stop: StopToken) -> PreloadResult:
         async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
-            world = load_world(ctx, folder)  # invalid gamedata is audited as a failure
+            # the world the preview read (not read twice); invalid gamedata is read here
+            # again, to be audited as a failure
+            world = previewed if previewed is not None else load_world(ctx, folder)
             risk = eviction_warning(await memory_state(r))
             if risk:
                 warn(risk)
@@ -182,12 +186,16 @@ def preload(
 
 def _confirm_removals(
     ctx: typer.Context, folder: Path, *, operator: str, force: bool, yes: bool
-) -> None:
-    """Say how many entries of each kind the preload deletes (gone from gamedata) and ask."""
+) -> World | None:
+    """Say how many entries of each kind the preload deletes (gone from gamedata) and ask;
+    the world read for the preview, if it could be read."""
     from echoes_ops.cli.common import confirm, redis_client
     from echoes_ops.operations.preload import preload as do_preload
 
+    world: World | None = None
+
     async def preview() -> PreloadResult:
+        nonlocal world
         world = load_world(ctx, folder)
         async with redis_client(ctx) as r:
             return await do_preload(r, world, operator=operator, dry_run=True, force=force)
@@ -199,13 +207,14 @@ def _confirm_removals(
     try:
         plan = asyncio.run(preview())
     except OpsError:
-        return  # the preload itself fails the same way, and is audited then
+        return world  # the preload itself fails the same way, and is audited then
     removed = {kind: d.removed for kind, d in plan.diffs.items() if d.removed}
     if not removed:
-        return
+        return world
     target = state(ctx).settings().redis_target().display
     what = ", ".join(
         f"{len(ids):,} {kind} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
         for kind, ids in removed.items()
     )
     confirm(ctx, f"Preload on {target} removes entries gone from gamedata: {what}?", yes=yes)
+    return world

@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from echoes_ops.errors import ConfigError, GamedataError
 from echoes_ops.gamedata.cache import CacheMiss, WorldCache, file_digest, reader_version, world_key
 from echoes_ops.gamedata.models import GameData
+
+T = TypeVar("T")
 
 
 def gamedata_files(root: Path) -> list[Path]:
@@ -50,12 +53,21 @@ class World:
     cache: WorldCache | None = field(default=None, repr=False)
     _data: GameData | None = field(default=None, repr=False)
     _fetch: Callable[[], GameData] | None = field(default=None, repr=False)
+    _kept: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def data(self) -> GameData:
         if self._data is None:
             assert self._fetch is not None
             self._data = self._fetch()
         return self._data
+
+    def keep(self, name: str, make: Callable[[], T]) -> T:
+        """What ``make`` derives from this world, made once per world object (a preview and
+        the run after it share it)."""
+        if name not in self._kept:
+            self._kept[name] = make()
+        kept: T = self._kept[name]
+        return kept
 
     def annex(self, name: str) -> bytes | None:
         if self.cache is None or self.key is None:

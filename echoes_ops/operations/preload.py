@@ -159,7 +159,11 @@ async def preload(
                 )
     data = world.data() if world is not None else data
     assert isinstance(data, GameData)
-    encoded = encode_gamedata(data)
+    encoded = (
+        world.keep("preload-encoded", lambda: encode_gamedata(data))
+        if world is not None
+        else encode_gamedata(data)
+    )
     digest = content_digest(encoded)
     static_keys = [key for mappings in encoded.values() for key in mappings]
     if world is not None:
