@@ -39,6 +39,12 @@ def inventory_key(character_id: object) -> str:
     return f"player:{check_character_id(character_id)}:inventory"
 
 
+# The same two names as %-formats, for bulk writers that have already checked the id (an
+# int from check_character_id): ``SESSION_KEY_FORMAT % 5`` is ``player:5:session``.
+SESSION_KEY_FORMAT: Final = "player:%d:session"
+INVENTORY_KEY_FORMAT: Final = "player:%d:inventory"
+
+
 PRESENCE_PREFIX: Final = "location:"
 PRESENCE_SUFFIX: Final = ":players"
 

@@ -240,7 +240,8 @@ WARMUP: Final = RedisRole(
     ),
     # reads: preload's diff (SCAN, HGETALL, EXISTS), its memory check (INFO, DBSIZE, MEMORY
     # USAGE of its probe keys), the lock's holder (GET), and what WARMUP_PLAYERS compares
-    # (HMGET of a session, LRANGE, TTL)
+    # (EXISTS over a call's keys, HMGET of a session, LRANGE, TTL; INFO cpu for the call's
+    # own server time, which sizes the next calls)
     commands=_unique(
         CONNECTION,
         SCRIPTS,

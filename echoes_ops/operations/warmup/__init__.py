@@ -10,9 +10,10 @@
    rows at a time, and fetch each batch's inventories with one query (one row per
    character, its items already JSON). While one batch is encoded, the previous one is
    being written to Redis and the next one read from PostgreSQL.
-5. Write each batch with the ``WARMUP_PLAYERS`` Lua script, ``script_batch`` players per
-   EVALSHA (a few milliseconds of server time per call), commands packed by hiredis and
-   streamed on one connection (``client.bulk``).
+5. Write each batch with the ``WARMUP_PLAYERS`` Lua script (``contract/scripts_warmup.py``),
+   as many players per EVALSHA as keep a call inside the command budget: each call reports
+   its server time and the next calls are sized from it (``steps.py``); commands are packed
+   by hiredis and streamed on one connection (``client.bulk``).
 
 The script compares inside Redis, so a worker's write that lands while warmup runs is never
 undone: a session whose ``last_heartbeat`` is newer than the row's last-active time is left
@@ -32,7 +33,6 @@ from echoes_ops.operations.warmup.report import (
 from echoes_ops.operations.warmup.run import (
     BATCH_SIZE,
     MAX_SCRIPT_BATCH,
-    SCRIPT_BATCH,
     WARMUP_LOCK,
     warmup,
 )
@@ -42,7 +42,6 @@ __all__ = [
     "DEFAULT_CHARACTERS_QUERY",
     "DEFAULT_INVENTORY_QUERY",
     "MAX_SCRIPT_BATCH",
-    "SCRIPT_BATCH",
     "WARMUP_LOCK",
     "WHAT_CHOICES",
     "InventoryCounts",

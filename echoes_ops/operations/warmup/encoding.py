@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -157,57 +157,102 @@ class Batch:
 # -- building script calls ----------------------------------------------------------------
 
 
+# Where the script's "measure this call" flag sits in its header (ARGV[9]), and how often it
+# is set: measuring reads INFO cpu twice, a few microseconds, so one call in four is enough.
+MEASURE_FLAG = 8
+MEASURE_EVERY = 4
+
+
 @dataclass
 class Encoded:
-    commands: list[Command]
-    calls: list[list[int]]  # the character ids of each command, in order
-    characters: int  # rows of the batch, valid or not
-    inventory_rows: int
+    """Players as the script's per-player arguments, laid end to end, ready to be cut into
+    calls of any size at send time (:meth:`commands`)."""
+
+    keys_per_player: int  # 2 (session, inventory: mode pairs) or 1 (mode sessions)
+    ids: list[int] = field(default_factory=list)  # each player's character id, in order
+    keys: list[str] = field(default_factory=list)  # each player's keys, end to end
+    args: list[str] = field(default_factory=list)  # each player's arguments, end to end
+    starts: list[int] = field(default_factory=list)  # where each player's arguments start
+    splits: set[int] = field(default_factory=set)  # players whose id is already in the batch
+    seen: set[int] = field(default_factory=set)
+    characters: int = 0  # rows of the batch, valid or not
+    inventory_rows: int = 0
+
+    @property
+    def mode(self) -> str:
+        return "pairs" if self.keys_per_player == 2 else "sessions"
+
+    def commands(
+        self, sha: str, header: Sequence[str], step: int
+    ) -> tuple[list[Command], list[int]]:
+        """EVALSHA calls of at most ``step`` players each, and how many players each holds.
+        ``header`` is the script's ARGV before the players; its measure flag (ARGV[9]) is set
+        on every :data:`MEASURE_EVERY` th call. A call never holds one player twice (the
+        script judges keys as they were when the call began)."""
+        commands: list[Command] = []
+        sizes: list[int] = []
+        ids, names, args, width = self.ids, self.keys, self.args, self.keys_per_player
+        measured = (*header[:MEASURE_FLAG], "1", *header[MEASURE_FLAG + 1 :])
+        plain = (*header[:MEASURE_FLAG], "0", *header[MEASURE_FLAG + 1 :])
+        starts = [*self.starts, len(args)]
+        count, begin = len(ids), 0
+        while begin < count:
+            end = min(begin + step, count)
+            if self.splits:
+                end = next((i for i in range(begin + 1, end) if i in self.splits), end)
+            part = names[begin * width : end * width]
+            head = plain if len(sizes) % MEASURE_EVERY else measured
+            commands.append(
+                ("EVALSHA", sha, len(part), *part, *head, *args[starts[begin] : starts[end]])
+            )
+            sizes.append(end - begin)
+            begin = end
+        return commands, sizes
 
 
-def encode_batch(
-    batch: Batch,
+def encode_rows(
+    encoded: Encoded,
+    rows: Sequence[Any],
+    owned: dict[int, list[str]],
     columns: CharacterColumns,
     report: WarmupReport,
     *,
-    sha: str,
-    header: Sequence[str],
-    do_inventories: bool,
-    script_batch: int,
     max_epoch: float,
-) -> Encoded:
-    """The batch's EVALSHA calls (``script_batch`` players each); invalid rows are counted
-    in ``report`` and left out."""
-    id_index, stamp_index, fields = columns.id_index, columns.stamp_index, columns.fields
-    owned = batch.inventory
+) -> None:
+    """Append ``rows`` (of the characters query) to ``encoded`` as ``WARMUP_PLAYERS``
+    arguments: the row's time and its field values, then (mode pairs) the inventory rows.
+    Invalid rows are counted in ``report`` and left out."""
+    id_index, stamp_index = columns.id_index, columns.stamp_index
     min_epoch = codec.MIN_PLAUSIBLE_EPOCH
-    commands: list[Command] = []
-    calls: list[list[int]] = []
-    keys_part: list[str] = []
-    args_part: list[Any] = []
-    call_ids: list[int] = []
+    ids, seen, splits, starts, args = (
+        encoded.ids,
+        encoded.seen,
+        encoded.splits,
+        encoded.starts,
+        encoded.args,
+    )
+    add_key, add_arg, add_args = encoded.keys.append, args.append, args.extend
     no_rows: list[str] = []
-    # name, value for each field, then last_heartbeat <time>, websocket_connected false
-    template: list[str] = []
-    for _, name, _ in fields:
-        template += (name, "")
-    template += ("last_heartbeat", "", "websocket_connected", "false")
-    values_slice = slice(1, 2 * len(fields), 2)
-    stamp_at = 2 * len(fields) + 1
+    session_format, inventory_format = keys.SESSION_KEY_FORMAT, keys.INVENTORY_KEY_FORMAT
+    pairs = encoded.keys_per_player == 2
     # integer fields take a fast path for int values (most of them)
-    plan = [(index, name, encode, encode is _enc_int) for index, name, encode in fields]
+    plan = [(index, name, encode, encode is _enc_int) for index, name, encode in columns.fields]
 
-    for row in batch.characters:
+    for row in rows:
         raw_id = row[id_index]
         column = ID_COLUMN
         try:
-            cid = raw_id if type(raw_id) is int else check_character_id(raw_id)
-            session_key, inventory_key = keys.player_cache_keys(cid)
+            cid = raw_id if type(raw_id) is int and raw_id > 0 else check_character_id(raw_id)
             column = STAMP_COLUMN
-            stamp = _epoch(row[stamp_index])
+            raw_stamp = row[stamp_index]
+            stamp = (
+                raw_stamp.timestamp()
+                if type(raw_stamp) is datetime and raw_stamp.tzinfo
+                else _epoch(raw_stamp)
+            )
             if not min_epoch <= stamp <= max_epoch:
-                raise _bad(row[stamp_index], "a plausible time")
-            values: list[str] = []
+                raise _bad(raw_stamp, "a plausible time")
+            values: list[str] = [repr(stamp)]
             for index, name, encode, whole in plan:
                 column = name
                 value = row[index]
@@ -216,44 +261,47 @@ def encode_batch(
             report.invalid += 1
             report.example("invalid", {"id": str(raw_id), "why": f"{column}: {exc}"})
             continue
-        text_stamp = repr(stamp)
-        pairs = template.copy()
-        pairs[values_slice] = values
-        pairs[stamp_at] = text_stamp
-        keys_part.append(session_key)
-        keys_part.append(inventory_key)
-        args_part.append(text_stamp)
-        args_part.append(str(values.count("")))
-        args_part.extend(pairs)
-        if do_inventories:
+        if cid in seen:
+            splits.add(len(ids))
+        seen.add(cid)
+        ids.append(cid)
+        starts.append(len(args))
+        add_key(session_format % cid)
+        add_args(values)
+        if pairs:
+            add_key(inventory_format % cid)
             items = owned.get(cid, no_rows)
-            args_part.append(str(len(items)))
-            args_part.extend(items)
-        else:
-            args_part.append("-1")
-        call_ids.append(cid)
-        if len(call_ids) >= script_batch:
-            commands.append(("EVALSHA", sha, len(keys_part), *keys_part, *header, *args_part))
-            calls.append(call_ids)
-            keys_part, args_part, call_ids = [], [], []
-    if call_ids:
-        commands.append(("EVALSHA", sha, len(keys_part), *keys_part, *header, *args_part))
-        calls.append(call_ids)
-    return Encoded(commands, calls, len(batch.characters), batch.inventory_rows)
+            add_arg(str(len(items)))
+            add_args(items)
+
+
+# Rows encoded between two turns of the event loop.
+ENCODE_SLICE = 250
 
 
 async def encode_yielding(
-    batch: Batch, columns: CharacterColumns, report: WarmupReport, **options: Any
+    batch: Batch,
+    columns: CharacterColumns,
+    report: WarmupReport,
+    *,
+    pairs: bool,
+    max_epoch: float,
 ) -> Encoded:
-    """:func:`encode_batch`, one script call at a time, giving the event loop a turn
-    between calls: the next batch's PostgreSQL reads are sent (and their replies taken in)
-    while this one is encoded, so PostgreSQL, Redis and this process work at the same time."""
-    rows, step = batch.characters, options["script_batch"]
-    whole = Encoded([], [], len(rows), batch.inventory_rows)
-    for start in range(0, len(rows), step):
-        part = Batch(rows[start : start + step], batch.inventory, 0)
-        encoded = encode_batch(part, columns, report, **options)
-        whole.commands += encoded.commands
-        whole.calls += encoded.calls
+    """The batch's players, encoded :data:`ENCODE_SLICE` rows at a time with a turn of the
+    event loop between slices: the next batch's PostgreSQL reads are sent (and their replies
+    taken in) while this one is encoded, so PostgreSQL, Redis and this process work at the
+    same time."""
+    encoded = Encoded(2 if pairs else 1, characters=len(batch.characters))
+    encoded.inventory_rows = batch.inventory_rows
+    rows = batch.characters
+    for start in range(0, len(rows), ENCODE_SLICE):
+        encode_rows(
+            encoded,
+            rows[start : start + ENCODE_SLICE],
+            batch.inventory,
+            columns,
+            report,
+            max_epoch=max_epoch,
+        )
         await asyncio.sleep(0)
-    return whole
+    return encoded

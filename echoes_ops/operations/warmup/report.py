@@ -69,6 +69,15 @@ class WarmupReport:
     static: dict[str, Any] | None = None
     batches: int = 0
     script_calls: int = 0
+    # server CPU time of the calls that measured it (INFO cpu inside the call): the longest
+    # one, their sum and the players they held (the rest is estimated from them)
+    longest_call_us: int = 0
+    server_us: int = 0
+    measured_players: int = 0
+    # where the run's wall time went: waiting for PostgreSQL, encoding, waiting for Redis
+    waited_postgres_s: float = 0.0
+    encoding_s: float = 0.0
+    waited_redis_s: float = 0.0
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
 
@@ -80,6 +89,14 @@ class WarmupReport:
     def changed(self) -> int:
         """Keys written or removed (what a dry run would write)."""
         return self.sessions.written + self.inventories.written + self.inventories.removed
+
+    @property
+    def server_estimate_s(self) -> float:
+        """Server CPU time of all calls, from the calls that measured theirs."""
+        if not self.measured_players:
+            return 0.0
+        players = self.characters - self.invalid
+        return self.server_us / 1e6 * players / self.measured_players
 
     def example(self, kind: str, item: dict[str, Any]) -> None:
         bucket = self.examples.setdefault(kind, [])
@@ -104,6 +121,13 @@ class WarmupReport:
             "static": self.static,
             "batches": self.batches,
             "script_calls": self.script_calls,
+            "longest_call_ms": round(self.longest_call_us / 1000, 3),
+            "time_split_s": {
+                "postgres_wait": round(self.waited_postgres_s, 3),
+                "encoding": round(self.encoding_s, 3),
+                "redis_wait": round(self.waited_redis_s, 3),
+                "redis_server": round(self.server_estimate_s, 3),
+            },
             "examples": self.examples,
             "ignored_columns": self.ignored_columns,
         }
@@ -125,7 +149,11 @@ def parse_what(text: str | Sequence[str]) -> list[str]:
 def tally(report: WarmupReport, calls: list[list[int]], replies: list[Any]) -> None:
     s, inv = report.sessions, report.inventories
     for ids, reply in zip(calls, replies, strict=True):
-        session_codes, inventory_codes = reply[0], reply[1]
+        session_codes, inventory_codes, body_us = reply[0], reply[1], reply[2]
+        if body_us >= 0:
+            report.server_us += body_us
+            report.measured_players += len(ids)
+            report.longest_call_us = max(report.longest_call_us, body_us)
         s.written += session_codes.count("W")
         s.unchanged += session_codes.count("U")
         s.skipped_fresher += session_codes.count("F")

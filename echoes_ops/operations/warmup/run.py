@@ -7,14 +7,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from echoes_ops.client.bulk import bulk
+from echoes_ops.client.bulk import Command, bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.postgres import connect_postgres, target_of
-from echoes_ops.contract import codec, keys, scripts
+from echoes_ops.contract import codec, keys, scripts_warmup
 from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
@@ -31,6 +32,7 @@ from echoes_ops.operations.warmup.queries import (
     read_batch,
 )
 from echoes_ops.operations.warmup.report import WHAT_CHOICES, WarmupReport, parse_what, tally
+from echoes_ops.operations.warmup.steps import StepSizer
 from echoes_ops.primitives import lock
 
 WARMUP_LOCK = "echoes-ops.warmup"
@@ -38,21 +40,21 @@ WARMUP_LOCK = "echoes-ops.warmup"
 LOCK_TTL = 300.0
 # PostgreSQL rows per cursor fetch (one inventory query per fetch).
 BATCH_SIZE = 2000
-# Players per EVALSHA call: bounds the server time of one call (a few ms).
-SCRIPT_BATCH = 200
-MAX_SCRIPT_BATCH = 1000
+# Players per EVALSHA call at most; the calls are sized from the server time they report
+# (operations/warmup/steps.py), so each stays inside the command budget.
+MAX_SCRIPT_BATCH = 500
 
 Progress = Callable[[int], None]
 
 
-async def _run_scripts(r: AnyRedis, encoded: Encoded, sha: str) -> list[Any]:
-    """Send the batch's script calls; reload the script once if the server lost it."""
-    replies = await bulk(r, encoded.commands, raise_on_error=False)
+async def _run_scripts(r: AnyRedis, commands: list[Command]) -> list[Any]:
+    """Send a batch's script calls; reload the script once if the server lost it."""
+    replies = await bulk(r, commands, raise_on_error=False)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         # no call that failed with NOSCRIPT ran; the script is idempotent anyway
-        await r.script_load(scripts.WARMUP_PLAYERS)
-        retried = await bulk(r, [encoded.commands[i] for i in missing], raise_on_error=False)
+        await r.script_load(scripts_warmup.WARMUP_PLAYERS)
+        retried = await bulk(r, [commands[i] for i in missing], raise_on_error=False)
         for i, reply in zip(missing, retried, strict=True):
             replies[i] = reply
     for reply in replies:
@@ -74,7 +76,7 @@ async def warmup(
     dry_run: bool = False,
     max_seconds: float | None = None,
     batch_size: int = BATCH_SIZE,
-    script_batch: int = SCRIPT_BATCH,
+    script_batch: int = MAX_SCRIPT_BATCH,
     session_ttl: int = keys.SESSION_TTL,
     inventory_ttl: int = keys.INVENTORY_TTL,
     clock: Callable[[], float] = time.time,
@@ -233,7 +235,7 @@ async def _players(
 ) -> None:
     """Stream the characters and write them. Three stages overlap: PostgreSQL reads the
     next batch and Redis runs the previous batch's scripts while this batch is encoded."""
-    sha = str(await r.script_load(scripts.WARMUP_PLAYERS))
+    sha = str(await r.script_load(scripts_warmup.WARMUP_PLAYERS))
     max_epoch = clock() + codec.MAX_FUTURE_SKEW
     header = (
         "1" if dry_run else "0",
@@ -243,8 +245,11 @@ async def _players(
         str(inventory_ttl),
         "1" if do_sessions else "0",
         str(len(source.columns.fields)),
+        "pairs" if do_inventories else "sessions",
+        "0",  # measure: set on some calls (Encoded.commands)
         *(name for _, name, _ in source.columns.fields),
     )
+    sizer = StepSizer(maximum=script_batch)
     last_extend = time.perf_counter()
     try:
         cursor = await source.characters.cursor(*source.characters_args)
@@ -253,29 +258,26 @@ async def _players(
 
     reading: asyncio.Future[Batch | None] | None = None
     writing: asyncio.Future[list[Any]] | None = None
-    written: Encoded | None = None
+    written: _Sent | None = None
     try:
         reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
         while True:
+            waited = time.perf_counter()
             batch = await reading
+            encoding = time.perf_counter()
+            report.waited_postgres_s += encoding - waited
             reading = None
             if batch is None:
                 break
             reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
             encoded = await encode_yielding(
-                batch,
-                source.columns,
-                report,
-                sha=sha,
-                header=header,
-                do_inventories=do_inventories,
-                script_batch=script_batch,
-                max_epoch=max_epoch,
+                batch, source.columns, report, pairs=do_inventories, max_epoch=max_epoch
             )
+            report.encoding_s += time.perf_counter() - encoding
             if writing is not None:
                 assert written is not None
                 task, writing = writing, None
-                _done(report, written, await task, progress)
+                _done(report, written, await _waited(report, task), sizer, progress)
                 stop = None
                 if stop_token():
                     stop = "interrupted"
@@ -291,12 +293,13 @@ async def _players(
                     report.partial = True
                     report.stopped_because = stop
                     break
-            writing = asyncio.ensure_future(_run_scripts(r, encoded, sha))
-            written = encoded
+            commands, sizes = encoded.commands(sha, header, sizer.step)
+            writing = asyncio.ensure_future(_run_scripts(r, commands))
+            written = _Sent(encoded, sizes)
         if writing is not None:
             assert written is not None
             task, writing = writing, None
-            _done(report, written, await task, progress)
+            _done(report, written, await _waited(report, task), sizer, progress)
     finally:
         # never leave a read or a write running behind an error
         if reading is not None:
@@ -305,14 +308,38 @@ async def _players(
             await _settle(writing, cancel=False)  # let sent scripts finish and be read
 
 
+@dataclass
+class _Sent:
+    encoded: Encoded
+    sizes: list[int]  # players per call
+
+
+async def _waited(report: WarmupReport, task: asyncio.Future[list[Any]]) -> list[Any]:
+    waited = time.perf_counter()
+    try:
+        return await task
+    finally:
+        report.waited_redis_s += time.perf_counter() - waited
+
+
 def _done(
-    report: WarmupReport, encoded: Encoded, replies: list[Any], progress: Progress | None
+    report: WarmupReport,
+    sent: _Sent,
+    replies: list[Any],
+    sizer: StepSizer,
+    progress: Progress | None,
 ) -> None:
-    tally(report, encoded.calls, replies)
-    report.characters += encoded.characters
-    report.inventories.rows += encoded.inventory_rows
+    ids, calls, at = sent.encoded.ids, [], 0
+    for n in sent.sizes:
+        calls.append(ids[at : at + n])
+        at += n
+    tally(report, calls, replies)
+    measured = [(n, r[2]) for n, r in zip(sent.sizes, replies, strict=True) if r[2] >= 0]
+    sizer.observe([n for n, _ in measured], [us for _, us in measured])
+    report.characters += sent.encoded.characters
+    report.inventories.rows += sent.encoded.inventory_rows
     report.batches += 1
-    report.script_calls += len(encoded.commands)
+    report.script_calls += len(replies)
     if progress is not None:
         progress(report.characters)
 
