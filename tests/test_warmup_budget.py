@@ -13,54 +13,9 @@ from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_warmup import WARMUP_PLAYERS
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.warmup import warmup
-from echoes_ops.operations.warmup.steps import FIRST_STEP, LONG_US, StepSizer
 from tests.test_warmup import DATA
 
 PLAYERS = ["sessions", "inventories"]
-
-
-# -- the step sizer (pure logic) ----------------------------------------------------------
-
-
-def test_steps_grow_at_most_twofold_towards_the_target():
-    sizer = StepSizer(maximum=500, target_us=400)
-    assert sizer.step == FIRST_STEP
-    sizer.observe([16] * 10, [16 * 5] * 10)  # 5 us per player: 80 would fit
-    assert sizer.step == 32
-    sizer.observe([32] * 10, [32 * 5] * 10)
-    assert sizer.step == 64
-    sizer.observe([64] * 10, [64 * 5] * 10)
-    assert sizer.step == 80  # the target, not more
-    sizer.observe([80] * 10, [80 * 5] * 10)
-    assert sizer.step == 80
-
-
-def test_steps_shrink_at_once_when_calls_run_long():
-    sizer = StepSizer(maximum=500, target_us=400, step=100)
-    sizer.observe([100] * 10, [1500] * 10)  # 15 us per player, every call over 1 ms
-    assert sizer.step == 26  # 400 / 15, below half of 100 already
-    sizer = StepSizer(maximum=500, target_us=400, step=100)
-    sizer.observe([100] * 10, [int(LONG_US) + 100] * 10)  # 11 us per player
-    assert sizer.step == 36
-
-
-def test_calls_the_os_delayed_do_not_shrink_the_step():
-    sizer = StepSizer(maximum=500, target_us=400, step=40)
-    sizer.observe([40] * 20, [400] * 12 + [12_000] * 8)
-    assert sizer.step == 40
-    assert sizer.longest_us == 12_000
-
-
-def test_steps_stay_within_one_and_the_maximum():
-    sizer = StepSizer(maximum=8, target_us=400)
-    assert sizer.step == 8
-    sizer.observe([8] * 10, [1] * 10)
-    assert sizer.step == 8
-    sizer = StepSizer(maximum=500, target_us=400, step=2)
-    sizer.observe([2] * 10, [5000] * 10)
-    assert sizer.step == 1
-    sizer.observe([], [])
-    assert sizer.step == 1
 
 
 # -- against a real redis-server ----------------------------------------------------------

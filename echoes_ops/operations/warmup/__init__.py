@@ -11,9 +11,9 @@
    character, its items already JSON). While one batch is encoded, the previous one is
    being written to Redis and the next one read from PostgreSQL.
 5. Write each batch with the ``WARMUP_PLAYERS`` Lua script (``contract/scripts_warmup.py``),
-   as many players per EVALSHA as keep a call inside the command budget: each call reports
-   its server time and the next calls are sized from it (``steps.py``); commands are packed
-   by hiredis and streamed on one connection (``client.bulk``).
+   as many players per EVALSHA as keep a call inside the command budget: calls report their
+   server CPU time and the next calls are sized from it (``client.budget.StepBudget``);
+   commands are packed by hiredis and streamed on one connection (``client.bulk``).
 
 The script compares inside Redis, so a worker's write that lands while warmup runs is never
 undone: a session whose ``last_heartbeat`` is newer than the row's last-active time is left

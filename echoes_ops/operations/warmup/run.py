@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command, bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.postgres import connect_postgres, target_of
@@ -32,7 +33,6 @@ from echoes_ops.operations.warmup.queries import (
     read_batch,
 )
 from echoes_ops.operations.warmup.report import WHAT_CHOICES, WarmupReport, parse_what, tally
-from echoes_ops.operations.warmup.steps import StepSizer
 from echoes_ops.primitives import lock
 
 WARMUP_LOCK = "echoes-ops.warmup"
@@ -41,8 +41,13 @@ LOCK_TTL = 300.0
 # PostgreSQL rows per cursor fetch (one inventory query per fetch).
 BATCH_SIZE = 2000
 # Players per EVALSHA call at most; the calls are sized from the server time they report
-# (operations/warmup/steps.py), so each stays inside the command budget.
+# (client/budget.StepBudget), so each stays inside the command budget.
 MAX_SCRIPT_BATCH = 500
+# Players of the first calls, before any measurement.
+FIRST_STEP = 16
+# Server CPU time a call's body aims at: the shared step target less a margin for reading
+# the call's arguments (about a fifth of its time, before the script's clock starts).
+STEP_TARGET_S = 0.0005
 
 Progress = Callable[[int], None]
 
@@ -249,7 +254,7 @@ async def _players(
         "0",  # measure: set on some calls (Encoded.commands)
         *(name for _, name, _ in source.columns.fields),
     )
-    sizer = StepSizer(maximum=script_batch)
+    sizer = StepBudget(size=FIRST_STEP, target=STEP_TARGET_S, low=1, high=script_batch)
     last_extend = time.perf_counter()
     try:
         cursor = await source.characters.cursor(*source.characters_args)
@@ -293,7 +298,7 @@ async def _players(
                     report.partial = True
                     report.stopped_because = stop
                     break
-            commands, sizes = encoded.commands(sha, header, sizer.step)
+            commands, sizes = encoded.commands(sha, header, sizer.size)
             writing = asyncio.ensure_future(_run_scripts(r, commands))
             written = _Sent(encoded, sizes)
         if writing is not None:
@@ -326,7 +331,7 @@ def _done(
     report: WarmupReport,
     sent: _Sent,
     replies: list[Any],
-    sizer: StepSizer,
+    sizer: StepBudget,
     progress: Progress | None,
 ) -> None:
     ids, calls, at = sent.encoded.ids, [], 0
@@ -334,8 +339,9 @@ def _done(
         calls.append(ids[at : at + n])
         at += n
     tally(report, calls, replies)
-    measured = [(n, r[2]) for n, r in zip(sent.sizes, replies, strict=True) if r[2] >= 0]
-    sizer.observe([n for n, _ in measured], [us for _, us in measured])
+    for n, reply in zip(sent.sizes, replies, strict=True):
+        if reply[2] >= 0:  # the calls that measured their CPU time
+            sizer.observe(n, reply[2] / 1e6)
     report.characters += sent.encoded.characters
     report.inventories.rows += sent.encoded.inventory_rows
     report.batches += 1
