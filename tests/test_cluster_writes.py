@@ -172,3 +172,13 @@ async def test_kick_on_both_topologies(tier_r):
     for place in places:
         assert await tier_r.smembers(keys.presence_key(place)) == {"7"}
     assert await tier_r.hgetall(keys.worker_connections_key("w1")) == {"7": "1"}
+
+
+async def test_doctor_names_the_stepped_preload_on_a_cluster(cluster_r, world):
+    from echoes_ops.operations import doctor as ops
+
+    report = await ops.doctor(cluster_r, gamedata=world)
+    check = next(c for c in report.checks if c.id == "static_data")
+    assert check.verdict == "fail"
+    assert "per-slot steps" in check.fix
+    assert "--online" not in check.fix

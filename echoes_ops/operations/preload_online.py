@@ -132,11 +132,16 @@ class StepSizer:
         self.keys = max(MIN_STEP_KEYS, min(fits, grown, MAX_STEP_KEYS))
 
 
-def advice(keys_to_change: int, *, first_load: bool = False) -> str:
+def advice(keys_to_change: int, *, first_load: bool = False, cluster: bool = False) -> str:
     """Which preload fits a diff of ``keys_to_change`` keys on a live tier: the atomic swap
     while its EXEC stays within the budget (or on a first load, when there is nothing to
-    mix with), else ``--online``."""
+    mix with), else ``--online``. On Redis Cluster there is one kind: stepped per slot."""
     hold_ms = keys_to_change * ATOMIC_US_PER_KEY / 1000
+    if cluster:
+        return (
+            "echoes-ops preload (on Redis Cluster always in per-slot steps inside the budget; "
+            "it prints how long readers could see a mix)"
+        )
     if first_load:
         return "echoes-ops preload (a first load: one atomic swap, nothing to mix with)"
     if keys_to_change * ATOMIC_US_PER_KEY <= BUDGET_MAX_US:

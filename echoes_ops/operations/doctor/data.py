@@ -8,7 +8,7 @@ from typing import Any, Final
 from echoes_ops.contract import keys
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.doctor.base import Context, Finding, found
-from echoes_ops.operations.preload_online import advice
+from echoes_ops.operations.preload_online import advice, is_cluster
 from echoes_ops.operations.reconcile import LOCK_REPAIR_TTL
 from echoes_ops.operations.workers import list_workers
 
@@ -27,7 +27,7 @@ async def static_data(ctx: Context) -> Finding:
             "fail",
             "no static data loaded (no location, item or NPC keys)",
             why,
-            advice(0, first_load=True),
+            advice(0, first_load=True, cluster=is_cluster(ctx.r)),
             loaded=loaded,
         )
     if data is None:
@@ -55,7 +55,7 @@ async def static_data(ctx: Context) -> Finding:
     }
     counts = f"{missing} missing, {malformed} malformed, {stale} stale, {extra} extra"
     # rewrites only what differs; atomic while that fits the budget, else --online
-    fix = advice(missing + malformed + stale + extra)
+    fix = advice(missing + malformed + stale + extra, cluster=is_cluster(ctx.r))
     if missing or malformed:
         return found("fail", f"static caches incomplete: {counts}", why, fix, **details)
     if not status.in_sync:
