@@ -20,7 +20,7 @@ from echoes_ops.gamedata import load_gamedata
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import PRELOAD_LOCK, preload
-from echoes_ops.operations.preload_online import OnlineReport, StepSizer, advice, verify_online
+from echoes_ops.operations.preload_online import OnlineReport, advice, verify_online
 from echoes_ops.operations.static_data import encode_gamedata
 from echoes_ops.operations.stop import StopToken
 from tests.cli_helpers import cli
@@ -136,20 +136,6 @@ async def test_every_command_stays_within_the_budget(r, sync_r, big_world):
     assert statistics.median(e["duration"] for e in steps) <= 1000
     assert durations[len(durations) // 2] <= 100  # the typical command is tiny
     assert (await cache_status(r, big_world)).in_sync
-
-
-def test_step_sizer_follows_the_server_cost():
-    sizer = StepSizer(target_us=400, first=16)
-    sizer.observe([160] * 8, [16] * 8)  # 10 us a key: 40 would fit, grows by half
-    assert sizer.keys == 24
-    sizer.observe([240] * 8, [24] * 8)
-    assert sizer.keys == 36
-    sizer.observe([3600, 360, 360, 360], [36] * 4)  # one preempted step: median unmoved
-    assert sizer.keys == 40
-    sizer.observe([2000] * 4, [40] * 4)  # 50 us a key: at once down to 8
-    assert sizer.keys == 8
-    sizer.observe([-1, -1], [8, 8])  # TIME refused: keep the size
-    assert sizer.keys == 8
 
 
 async def test_stop_midway_leaves_the_old_version_and_a_rerun_converges(r, sync_r, big_world):

@@ -9,10 +9,10 @@ stall", and measures the price:
 1. Every key to write is replaced by ``REPLACE_HASHES`` (DEL + HSET of whole hashes, one
    atomic call per step): a reader sees a key's old hash or its new one, never a gap and
    never a half-written record. A step holds as many keys as fit the budget: the script
-   reports the server time it spent, and the step size shrinks when a step runs over
-   ``TARGET_US`` and grows while steps stay well under it (never over ``MAX_STEP_BYTES`` of
+   reports the server time it spent and the walks' shared ``client.budget.StepBudget``
+   sizes the next steps from it, aiming at ``TARGET_US`` (never over ``MAX_STEP_BYTES`` of
    arguments, whose parsing the script's clock does not see). On Redis Cluster a step holds
-   keys of one slot only (``group_by_slot``), so each step is atomic there too.
+   keys of one slot only (sorted by ``slot_of``), so each step is atomic there too.
 2. The location index gains new locations after their keys exist, and loses removed ones
    before their keys go (SADD/SREM in bounded batches): the index never names a missing key.
 3. Entries gone from gamedata are deleted, in steps.
@@ -49,8 +49,10 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command, bulk, pairs
-from echoes_ops.client.scan import AnyRedis
+from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.slots import slot_of
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
 from echoes_ops.errors import DataLostError, UnreachableError
@@ -110,26 +112,6 @@ class OnlineReport:
             "verified_keys": self.verified_keys,
             "per_slot": self.per_slot,
         }
-
-
-class StepSizer:
-    """Keys per step, adapted to what the server reports. After each round the cost of a
-    key is taken as the median over the round's steps of (server time / keys), which a
-    single step stretched by the scheduler does not move; the next steps hold as many keys
-    as fit ``target_us`` at that cost, shrinking at once and growing by at most half."""
-
-    def __init__(self, target_us: int = TARGET_US, first: int = FIRST_STEP_KEYS) -> None:
-        self.target_us = target_us
-        self.keys = first
-
-    def observe(self, spent_us: Sequence[int], sizes: Sequence[int]) -> None:
-        per_key = sorted(us / n for us, n in zip(spent_us, sizes, strict=True) if us >= 0 and n > 0)
-        if not per_key:
-            return
-        cost = max(per_key[len(per_key) // 2], 0.5)
-        fits = int(self.target_us / cost)
-        grown = self.keys + max(1, self.keys // 2)
-        self.keys = max(MIN_STEP_KEYS, min(fits, grown, MAX_STEP_KEYS))
 
 
 def advice(keys_to_change: int, *, first_load: bool = False, cluster: bool = False) -> str:
@@ -202,11 +184,11 @@ async def _send_cluster(r: RedisCluster, commands: Sequence[Command]) -> list[An
 def _slot_of(r: AnyRedis) -> Callable[[str], int] | None:
     if not isinstance(r, RedisCluster):
         return None
-    return r.keyslot
+    return slot_of
 
 
 class _Writer:
-    """Sends REPLACE_HASHES steps, sized by a :class:`StepSizer`, checking ``stop`` and the
+    """Sends REPLACE_HASHES steps, sized by the shared :class:`~echoes_ops.client.budget.StepBudget`, checking ``stop`` and the
     lock between rounds."""
 
     def __init__(
@@ -226,7 +208,9 @@ class _Writer:
         self.total = total
         self.done = 0
         self.report = report
-        self.sizer = StepSizer()
+        self.sizer = StepBudget(
+            size=FIRST_STEP_KEYS, target=TARGET_US / 1e6, low=MIN_STEP_KEYS, high=MAX_STEP_KEYS
+        )
         self.slot_of = _slot_of(r)
         self.sha = ""
         self.first_sent: float | None = None
@@ -251,14 +235,14 @@ class _Writer:
         calls: list[Command] = []
         sizes: list[int] = []
         at = start
-        budget = self.sizer.keys * STEPS_PER_ROUND
+        budget = self.sizer.size * STEPS_PER_ROUND
         while at < len(items) and at - start < budget and len(calls) < MAX_CALLS_PER_ROUND:
             step_keys: list[str] = []
             counts: list[str] = []
             values: list[str] = []
             size = 0
             slot = self.slot_of(items[at][0]) if self.slot_of else None
-            while at < len(items) and len(step_keys) < self.sizer.keys:
+            while at < len(items) and len(step_keys) < self.sizer.size:
                 key, flat = items[at]
                 if slot is not None and self.slot_of and self.slot_of(key) != slot:
                     break
@@ -287,7 +271,9 @@ class _Writer:
                 self.first_sent = time.perf_counter()
             replies = await self._run(calls)
             spent = [int(reply) for reply in replies]
-            self.sizer.observe(spent, sizes)
+            for used, micros in zip(sizes, spent, strict=True):
+                if micros >= 0:  # -1: the script could not read its clock (ACL)
+                    self.sizer.observe(used, micros / 1e6)
             self.report.steps += len(calls)
             self.report.step_us.extend(spent)
             self.report.longest_step_us = max(self.report.longest_step_us, *spent)
@@ -295,7 +281,7 @@ class _Writer:
             at = nxt
             if self.progress:
                 self.progress(self.done, self.total)
-        self.report.step_keys_final = self.sizer.keys
+        self.report.step_keys_final = self.sizer.size
 
     async def plain(self, commands: Sequence[Command], phase: str) -> None:
         """Commands outside the script (the location index), in one round."""
