@@ -274,7 +274,11 @@ def simulation(result: SimResult) -> None:
             + (
                 " (from the crashed workers: see docs/runbook.md, presence drift)"
                 if result.crashed
-                else ""
+                else (
+                    " (player writes cut part-way by the failover: run echoes-ops reconcile)"
+                    if result.failover is not None
+                    else ""
+                )
             )
         )
     else:
