@@ -185,3 +185,27 @@ async def test_worker_resubscribes_after_its_primary_is_killed(private_cluster):
         alive = next(p for p in private_cluster.ports if p != port)
         now = owners(f"redis://{private_cluster.host}:{alive}/0")
         assert owner_of(now, channel) != victim  # the replica was promoted
+
+
+async def test_dashboard_live_feed_follows_the_sharded_mode(cluster_url, cluster_r):
+    """The dashboard's Live tab reads the tail through its poller process: with
+    REDIS_PUBSUB_MODE=sharded on the cluster it hears SPUBLISHed location messages."""
+    from echoes_ops.tui.process_source import ProcessSource
+
+    settings = Settings.load(env={"REDIS_URL": cluster_url, "REDIS_PUBSUB_MODE": "sharded"})
+    places = [f"place{n}" for n in range(6)]
+    await cluster_r.sadd(keys.LOCATION_INDEX_KEY, *places)
+    source = ProcessSource(settings)
+    status: list[str] = []
+    events = source.tail(status.append)
+    try:
+        first = asyncio.ensure_future(anext(events))
+        await eventually(lambda: bool(status), timeout=15)
+        assert "6 shard channel(s)" in status[0]
+        env = envelopes.location_update("place3", {"type": "location_update", "data": {}})
+        await cluster_r.spublish(env.channel, env.to_json())
+        event = await asyncio.wait_for(first, 10)
+        assert event.channel == "location:place3"  # type: ignore[union-attr]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await source.close()
