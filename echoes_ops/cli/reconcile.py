@@ -63,7 +63,10 @@ def reconcile(
         typer.Option(
             "--grace",
             min=0,
-            help="Seconds a dead worker's players are left alone (reported as pending).",
+            help=(
+                "Seconds a dead worker's players are left alone (reported as pending); on a "
+                "cluster also the wait before the confirming pass."
+            ),
         ),
     ] = 60.0,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -79,6 +82,10 @@ def reconcile(
     reconnects meanwhile is left alone; a second run finds nothing. The audit record names
     what was repaired (the first 100 ids per kind, and the total). Ctrl-C or SIGTERM during
     the repairs stops before the next one and says how many ran (exit 130, audited).
+
+    On Redis Cluster a player's keys lie in different slots: repairs across slots act only on
+    findings a second pass sees again --grace seconds after the first (--fix waits for it),
+    each change re-checking the key it changes in the same call; the output says so.
 
     Kinds: orphan_member, location_mismatch, multi_location, missing_member, dead_worker,
     stale_connection, no_ttl_session, no_ttl_inventory, no_ttl_lock, unknown_location.
@@ -146,6 +153,13 @@ def _print(report: ReconcileReport, *, fix: bool) -> None:
                 f"{found.pending_ready_in or 0:.0f} s (inside --grace {report.grace_seconds:g} s)",
                 markup=False,
             )
+    if report.note:
+        console.print(f"  note: {report.note}", markup=False)
+    if report.unconfirmed:
+        console.print(
+            f"  {report.unconfirmed} finding(s) not seen again by the confirming pass: left alone",
+            markup=False,
+        )
     if report.selected is not None:
         others = sum(k.found for n, k in report.kinds.items() if n not in report.chosen())
         if others:

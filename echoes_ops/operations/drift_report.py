@@ -85,6 +85,8 @@ class ReconcileReport:
     kinds: dict[str, KindReport]
     elapsed_s: float = 0.0
     selected: list[str] | None = None  # --kind: only these are counted and repaired
+    note: str | None = None  # how the repairs are guarded on this topology (Redis Cluster)
+    unconfirmed: int = 0  # cross-slot findings a second pass did not see again: left alone
 
     def chosen(self) -> list[str]:
         return [k for k in KINDS if self.selected is None or k in self.selected]
@@ -113,6 +115,8 @@ class ReconcileReport:
             "scanned": self.scanned,
             "kinds": {name: self.kinds[name].as_dict() for name in KINDS},
             "elapsed_s": round(self.elapsed_s, 3),
+            "note": self.note,
+            "unconfirmed": self.unconfirmed,
         }
 
     def audit_detail(self) -> dict[str, Any]:

@@ -41,7 +41,6 @@ from echoes_ops.operations.drift_report import (
     DEFAULT_GRACE,
     KINDS,
     LOCK_REPAIR_TTL,
-    RECHECK_BATCH,
     REPAIR_ORDER,
     KindReport,
     ReconcileArgumentError,
@@ -49,17 +48,27 @@ from echoes_ops.operations.drift_report import (
     check_kinds,
     repair_kinds,
 )
+from echoes_ops.operations.reconcile_cluster import (
+    CROSS_SLOT_KINDS,
+    NOTE,
+    apply_one,
+    census_all,
+    is_cluster,
+    wait_for_second_pass,
+)
+from echoes_ops.operations.reconcile_recheck import Seen, presence_suspects, recheck_presence
 from echoes_ops.operations.stop import StopToken
 from echoes_ops.operations.tiermap import (
     BATCH,
     CENSUS_COUNT,
     Census,
-    census,
     client_names,
     hash_fields,
     members_of_sets,
     worker_liveness,
 )
+
+_recheck_presence = recheck_presence  # looked up at call time (tests replace it)
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -74,14 +83,6 @@ __all__ = [
     "reconcile",
     "repair",
 ]
-
-
-@dataclass
-class _Session:
-    location: str | None
-    worker: str | None
-    heartbeat: float | None
-    ttl: int
 
 
 @dataclass
@@ -105,6 +106,7 @@ class DriftPlan:
 
     report: ReconcileReport
     repairs: _Repairs
+    detected_at: float = field(default_factory=time.monotonic)
 
     def planned(self, kinds: list[str] | None = None) -> dict[str, int]:
         """Repairs that ``repair(kinds=kinds)`` would attempt, per kind (nonzero only)."""
@@ -127,10 +129,10 @@ async def find_drift(
     )
     repairs = _Repairs()
 
-    tier = await census(r, count=step)  # one pass over the keyspace
+    tier = await census_all(r, count=step)  # one pass over the keyspace (every primary)
     report.scanned["keys"] = tier.scanned
     sessions = {
-        cid: _Session(brief.location_id, brief.worker_id, brief.heartbeat, brief.ttl)
+        cid: Seen(brief.location_id, brief.worker_id, brief.heartbeat, brief.ttl)
         for cid, brief in tier.sessions.items()
     }
     report.scanned["sessions"] = len(sessions)
@@ -152,9 +154,14 @@ async def find_drift(
     dead |= await _gone(r, sorted(named))
     report.scanned["workers"] = len(workers) + len(named)
 
-    suspects = _presence_suspects(sessions, member_locations)
-    report.scanned["rechecked_players"] = len(suspects)
-    await _recheck_presence(r, sessions, member_locations, suspects)
+    if is_cluster(r):
+        # a player's session and sets lie in different slots: no one-instant re-read; --fix
+        # confirms each cross-slot finding with a second pass instead (reconcile_cluster.py)
+        report.note = NOTE.format(grace=grace)
+    else:
+        suspects = presence_suspects(sessions, member_locations)
+        report.scanned["rechecked_players"] = len(suspects)
+        await _recheck_presence(r, sessions, member_locations, suspects)
     _presence_drift(report, repairs, sessions, member_locations)
     await _dead_workers(r, report, repairs, sessions, dead, grace, now)
     _no_ttl(report, repairs, sessions, tier)
@@ -172,10 +179,12 @@ async def repair(
     started = time.perf_counter()
     plan.report.dry_run = False
     plan.report.selected = check_kinds(kinds)
+    stop = stop or StopToken()
+    chosen = repair_kinds(plan.report.selected)
     try:
-        await _apply(
-            r, plan.report, plan.repairs, repair_kinds(plan.report.selected), stop or StopToken()
-        )
+        if is_cluster(r) and any(plan.repairs.calls.get(k) for k in chosen & CROSS_SLOT_KINDS):
+            await _confirm(r, plan, chosen, stop)
+        await _apply(r, plan.report, plan.repairs, chosen, stop)
     finally:
         plan.report.elapsed_s += time.perf_counter() - started
     return plan.report
@@ -198,6 +207,19 @@ async def reconcile(
     return await repair(r, plan, kinds=kinds, stop=stop) if fix else plan.report
 
 
+async def _confirm(r: AnyRedis, plan: DriftPlan, chosen: set[str], stop: StopToken) -> None:
+    """On a cluster: a second pass ``--grace`` after the first; a cross-slot repair goes
+    ahead only when the second pass finds the same thing (with what it read then)."""
+    await wait_for_second_pass(plan.detected_at, plan.report.grace_seconds, stop)
+    second = await find_drift(r, grace=plan.report.grace_seconds)
+    for kind in chosen & CROSS_SLOT_KINDS:
+        again = {call[3]: call for call in second.repairs.calls.get(kind, [])}
+        first = plan.repairs.calls.get(kind, [])
+        kept = [again[call[3]] for call in first if call[3] in again]
+        plan.report.unconfirmed += len(first) - len(kept)
+        plan.repairs.calls[kind] = kept
+
+
 async def _gone(r: AnyRedis, worker_ids: list[str]) -> set[str]:
     """Which of ``worker_ids`` have no connected client (or, when CLIENT LIST is not
     allowed, no meta key)."""
@@ -210,70 +232,10 @@ async def _gone(r: AnyRedis, worker_ids: list[str]) -> set[str]:
     return {wid for wid, exists in zip(worker_ids, metas, strict=True) if not exists}
 
 
-def _presence_suspects(
-    sessions: dict[int, _Session], member_locations: dict[int, list[str]]
-) -> list[int]:
-    """Players whose session and location sets disagree in what the walk read."""
-    out = set()
-    for cid, locations in member_locations.items():
-        session = sessions.get(cid)
-        if session is None or len(locations) > 1 or locations[0] != session.location:
-            out.add(cid)
-    for cid, session in sessions.items():
-        if (
-            session.worker
-            and session.location
-            and session.location not in member_locations.get(cid, [])
-        ):
-            out.add(cid)
-    return sorted(out)
-
-
-async def _recheck_presence(
-    r: AnyRedis,
-    sessions: dict[int, _Session],
-    member_locations: dict[int, list[str]],
-    suspects: list[int],
-) -> None:
-    """Re-read each suspect's session and memberships at one instant (``PRESENCE_RECHECK``,
-    ``RECHECK_BATCH`` players per call) and replace what the walk saw with it. The walk
-    reads sessions and sets at different moments, so a player who moved meanwhile looks
-    misplaced; only what is still inconsistent at one instant is drift. A session that
-    appeared after the walk is left to the next run."""
-    script = r.register_script(scripts.PRESENCE_RECHECK)
-    for start in range(0, len(suspects), RECHECK_BATCH):
-        chunk = suspects[start : start + RECHECK_BATCH]
-        key_list: list[str] = []
-        args: list[str] = [keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX]
-        for cid in chunk:
-            seen = member_locations.get(cid, [])
-            key_list.append(keys.session_key(cid))
-            key_list.extend(keys.presence_key(loc) for loc in seen)
-            args += [str(cid), str(len(seen)), *seen]
-        replies = await script(keys=key_list, args=args)
-        for cid, (state, location, worker, joined) in zip(chunk, replies, strict=True):
-            if int(state) == 2:
-                continue  # a key of the wrong type: keep what the walk saw
-            members = str(joined).split("\n") if joined else []
-            session = sessions.get(cid)
-            if int(state) == 0:
-                sessions.pop(cid, None)
-            elif session is None:
-                member_locations.pop(cid, None)  # a session newer than the walk
-                continue
-            else:
-                session.location = str(location) or None
-                session.worker = str(worker) or None
-            if members:
-                member_locations[cid] = members
-            else:
-                member_locations.pop(cid, None)
-
-
 def _presence_drift(
     report: ReconcileReport,
     repairs: _Repairs,
-    sessions: dict[int, _Session],
+    sessions: dict[int, Seen],
     member_locations: dict[int, list[str]],
 ) -> None:
     # most players are where their session says: set them aside before sorting the rest
@@ -340,7 +302,7 @@ async def _dead_workers(
     r: AnyRedis,
     report: ReconcileReport,
     repairs: _Repairs,
-    sessions: dict[int, _Session],
+    sessions: dict[int, Seen],
     dead: set[str],
     grace: float,
     now: float,
@@ -391,7 +353,7 @@ async def _dead_workers(
 
 
 def _no_ttl(
-    report: ReconcileReport, repairs: _Repairs, sessions: dict[int, _Session], tier: Census
+    report: ReconcileReport, repairs: _Repairs, sessions: dict[int, Seen], tier: Census
 ) -> None:
     for cid in sorted(cid for cid, session in sessions.items() if session.ttl == -1):
         report.kinds["no_ttl_session"].add({"id": cid})
@@ -447,6 +409,7 @@ async def _apply(
     """Run the repairs of ``kinds`` in dependency order: dead workers first, then presence,
     then TTLs. A stop before a repair raises :class:`Interrupted` saying how many ran."""
     registered = {}
+    cluster = is_cluster(r)
     total = sum(len(repairs.calls.get(kind, [])) for kind in REPAIR_ORDER if kind in kinds)
     ran = 0
     for kind in REPAIR_ORDER:
@@ -463,8 +426,11 @@ async def _apply(
             ran += 1
             if script_text not in registered:
                 registered[script_text] = r.register_script(script_text)
-            result = await registered[script_text](keys=key_list, args=args)
-            done = int(result[0]) + int(result[1]) if isinstance(result, list) else int(result)
+            if cluster and kind in CROSS_SLOT_KINDS:
+                done = await apply_one(r, kind, key_list, args)
+            else:
+                result = await registered[script_text](keys=key_list, args=args)
+                done = int(result[0]) + int(result[1]) if isinstance(result, list) else int(result)
             if done:
                 found = report.kinds[kind]
                 found.fixed += 1

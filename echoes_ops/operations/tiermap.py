@@ -17,6 +17,7 @@ from redis.exceptions import NoPermissionError
 from echoes_ops.client.budget import StepBudget, lua_walk
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import each_primary
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.contract.session import SESSION_FIELDS, Session
@@ -243,12 +244,13 @@ async def worker_liveness(
 
 async def client_names(r: AnyRedis) -> set[str] | None:
     """Names of connected clients (workers set theirs to their id), or None when the ACL
-    user may not run CLIENT LIST. CLIENT LIST is O(clients)."""
+    user may not run CLIENT LIST. CLIENT LIST is O(clients). On a cluster every primary is
+    asked (a worker holds connections only to the nodes it has used)."""
     try:
-        clients = await r.client_list()
+        lists = await each_primary(r, lambda node: node.client_list())
     except NoPermissionError:
         return None
-    return {c.get("name", "") for c in clients if c.get("name")}
+    return {c.get("name", "") for clients in lists for c in clients if c.get("name")}
 
 
 CENSUS_COUNT = STEP_COUNT

@@ -1,0 +1,163 @@
+"""reconcile on Redis Cluster (issue #14 item 3): the census on every primary, merged; the
+same findings as on one server; repairs across slots only on findings a second pass
+``--grace`` later sees again, each change re-checking the key it changes; the output says so.
+Against the session's real cluster (and one server, where the tests hold on both)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from redis.cluster import RedisCluster as SyncCluster
+from redis.crc import key_slot
+
+from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import primary_clients
+from echoes_ops.contract import keys
+from echoes_ops.operations.reconcile import find_drift, reconcile, repair
+from tests.cli_helpers import cli
+
+DEAD = "w-gone"
+
+
+@pytest.fixture
+def sync_tier(topology: str, tier_url: str) -> Iterator[redis.Redis | SyncCluster]:
+    if topology == "cluster":
+        client: redis.Redis | SyncCluster = SyncCluster.from_url(
+            tier_url.replace("?cluster=true", ""), decode_responses=True
+        )
+    else:
+        client = redis.Redis.from_url(tier_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def drift(r: redis.Redis | SyncCluster, *, dead: range = range(1, 6)) -> None:
+    """Dead-worker sessions, an orphan member, a misplaced member and a session without TTL,
+    spread over many slots."""
+    old = f"{time.time() - 600:.3f}"
+    for cid in dead:
+        r.hset(
+            keys.session_key(cid),
+            mapping={"worker_id": DEAD, "location_id": "ruins", "last_heartbeat": old},
+        )
+        r.expire(keys.session_key(cid), 600)
+        r.sadd(keys.presence_key("ruins"), cid)
+        r.hset(keys.worker_connections_key(DEAD), str(cid), "connected")
+    r.sadd(keys.presence_key("overpass"), 77)  # no session: orphan
+    r.hset(keys.session_key(8), mapping={"location_id": "ruins", "last_heartbeat": old})
+    r.expire(keys.session_key(8), 600)
+    r.sadd(keys.presence_key("overpass"), 8)  # its session says ruins: misplaced
+    r.hset(keys.session_key(9), mapping={"location_id": "ruins"})  # no TTL
+
+
+def found(report) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    return {name: k.found for name, k in report.kinds.items() if k.found}
+
+
+def test_the_drift_spans_slots() -> None:
+    names = [keys.session_key(c) for c in (1, 2, 3, 8, 9)] + [
+        keys.presence_key("ruins"),
+        keys.presence_key("overpass"),
+        keys.worker_connections_key(DEAD),
+    ]
+    assert len({key_slot(n.encode()) for n in names}) == len(names)
+
+
+async def test_reconcile_finds_and_repairs_the_same_on_both(
+    tier_r: AnyRedis, sync_tier: redis.Redis | SyncCluster, topology: str
+) -> None:
+    drift(sync_tier)
+    plan = await find_drift(tier_r, grace=0.5)
+    assert found(plan.report) == {
+        "dead_worker": 5,
+        "orphan_member": 1,
+        "location_mismatch": 1,
+        "no_ttl_session": 1,
+    }
+    started = time.monotonic()
+    report = await repair(tier_r, plan)
+    if topology == "cluster":
+        assert report.note is not None
+        assert "two passes" in report.note
+        assert time.monotonic() - started >= 0.4  # waited for the confirming pass
+    else:
+        assert report.note is None
+    assert report.unconfirmed == 0
+    fixed = {name: k.fixed for name, k in report.kinds.items() if k.fixed}
+    assert fixed == {
+        "dead_worker": 5,
+        "orphan_member": 1,
+        "location_mismatch": 1,
+        "no_ttl_session": 1,
+    }
+    for cid in range(1, 6):
+        assert sync_tier.exists(keys.session_key(cid)) == 0
+    assert sync_tier.smembers(keys.presence_key("ruins")) == set()
+    assert sync_tier.exists(keys.presence_key("overpass")) == 0
+    assert sync_tier.hlen(keys.worker_connections_key(DEAD)) == 0
+    assert sync_tier.exists(keys.session_key(8)) == 1  # a cache-only session stays
+    assert sync_tier.ttl(keys.session_key(9)) > 0
+    assert (await reconcile(tier_r, grace=0.5)).clean
+
+
+async def test_census_reads_every_primary(cluster_r: AnyRedis, cluster_url: str) -> None:
+    sync = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    try:
+        drift(sync, dead=range(10, 70))
+    finally:
+        sync.close()
+    nodes = await primary_clients(cluster_r)
+    holding = [await node.dbsize() for node in nodes]
+    assert len(nodes) == 3
+    assert all(holding)  # the tier is spread over the three
+    plan = await find_drift(cluster_r, grace=0.5)
+    assert plan.report.scanned["sessions"] == 62
+    assert plan.report.scanned["keys"] == sum(holding)
+
+
+async def test_a_worker_back_before_the_second_pass_keeps_its_players(
+    cluster_r: AnyRedis, cluster_url: str
+) -> None:
+    """On a cluster the session delete cannot check the worker's liveness in the same call:
+    the second sighting does. A worker that reconnects between the passes (a restart) is
+    alive again: its players are left alone and the output says how many were not confirmed."""
+    sync = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    try:
+        drift(sync)
+        plan = await find_drift(cluster_r, grace=0.5)
+        assert plan.report.kinds["dead_worker"].found == 5
+        node = (await primary_clients(cluster_r))[0]
+        kwargs = node.connection_pool.connection_kwargs
+        back = Redis(host=kwargs["host"], port=kwargs["port"], client_name=DEAD)
+        try:
+            await back.ping()  # the worker is connected again
+            report = await repair(cluster_r, plan, kinds=["dead_worker"])
+        finally:
+            await back.aclose()
+        assert report.kinds["dead_worker"].fixed == 0
+        assert report.unconfirmed == 5
+        assert all(sync.exists(keys.session_key(c)) for c in range(1, 6))
+        assert sync.scard(keys.presence_key("ruins")) == 5
+    finally:
+        sync.close()
+
+
+def test_cli_says_how_repairs_are_guarded_on_a_cluster(cluster_url: str) -> None:
+    sync = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    try:
+        drift(sync)
+    finally:
+        sync.close()
+    env = {"REDIS_URL": cluster_url}
+    dry = cli("reconcile", "--grace", "0.5", env=env)
+    assert dry.code == 1, dry.stderr  # drift found
+    assert "two passes 0.5 s apart" in dry.stdout
+    fixed = cli("reconcile", "--fix", "--yes", "--grace", "0.5", env=env)
+    assert fixed.code == 0, fixed.stderr
+    assert "two passes 0.5 s apart" in fixed.stdout
+    assert "re-checks the key it changes" in fixed.stdout
+    assert cli("reconcile", env=env).code == 0
