@@ -8,6 +8,9 @@ redis-server started here, and both include encoding the values. The plan's appr
 ``preload_game_data``: one HSET per key, each awaited before the next. Reports the median of
 ``--runs`` runs of each, keys/s and the ratio, plus how long the atomic swap held the server.
 
+With ``--cluster`` the same table follows for a private local cluster (3 primaries, 3
+replicas), SLOWLOG read on every primary.
+
 Then, in the same run, ``preload --online`` for a first load and for a routine change of 10
 entries, with SLOWLOG at threshold 0 (reset before each): every command the server ran, its
 p50/p99/max and the longest step, the mixed window, beside the atomic swap's EXEC for the same
@@ -34,9 +37,11 @@ from dataclasses import replace
 
 from benchmarks.worldgen import make_world
 from echoes_ops.client.connect import open_redis
+from echoes_ops.client.nodes import primary_clients
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.gamedata.models import GameData
+from echoes_ops.local.redis_cluster import RedisCluster as LocalCluster
 from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.preload import preload
 from echoes_ops.operations.preload_online import OnlineReport
@@ -70,38 +75,61 @@ def changed(data: GameData, count: int, tag: str) -> GameData:
 async def slowlog_run(r, data: GameData, *, online: bool) -> tuple[list[int], float, tuple]:
     """Run one preload with SLOWLOG at threshold 0; return every command's duration (us),
     the EXEC time from commandstats (ms), and the result with the longest command's name."""
-    await r.config_set("slowlog-log-slower-than", 0)
-    await r.config_set("slowlog-max-len", 2_000_000)
-    await r.slowlog_reset()
-    await r.config_resetstat()
+    nodes = await primary_clients(r)  # [r] on one server, every primary on a cluster
+    for node in nodes:
+        await node.config_set("slowlog-log-slower-than", 0)
+        await node.config_set("slowlog-max-len", 2_000_000)
+        await node.slowlog_reset()
+        await node.config_resetstat()
     result = await preload(r, data, operator="bench", online=online)
-    # the benchmark's own SLOWLOG/CONFIG calls are not the preload's
-    entries = [
-        e
-        for e in await r.slowlog_get(2_000_000)
-        if e["command"].split()[0].upper() not in (b"SLOWLOG", b"CONFIG")
-    ]
-    stats = await r.info("commandstats")
-    await r.config_set("slowlog-log-slower-than", 10_000)
+    entries, exec_ms = [], 0.0
+    for node in nodes:
+        # the benchmark's own SLOWLOG/CONFIG calls are not the preload's
+        entries += [
+            e
+            for e in await node.slowlog_get(2_000_000)
+            if e["command"].split()[0].upper() not in (b"SLOWLOG", b"CONFIG")
+        ]
+        stats = await node.info("commandstats")
+        await node.config_set("slowlog-log-slower-than", 10_000)
+        exec_ms += stats.get("cmdstat_exec", {}).get("usec", 0) / 1000
     durations = sorted(int(e["duration"]) for e in entries)
-    exec_ms = stats.get("cmdstat_exec", {}).get("usec", 0) / 1000
     top = max(entries, key=lambda e: e["duration"], default=None)
     name = top["command"].split()[0].decode() if top is not None else ""
     return durations, exec_ms, (result, name)
+
+
+async def cluster_budget(data: GameData, runs: int, folder: Path) -> list[str]:
+    """The budget table on a private local cluster (the code of ``local up --cluster``)."""
+    cluster = LocalCluster(folder / "cluster")
+    cluster.start()
+    try:
+        settings = Settings.load(
+            env={
+                "REDIS_URL": cluster.url.replace("?cluster=true", ""),
+                "REDIS_CLUSTER": "true",
+                "REDIS_CLUSTER_NODES": ",".join(cluster.seeds),
+            }
+        )
+        async with open_redis(settings.redis_target()) as r:
+            return await budget_runs(r, data, runs, cluster=True)
+    finally:
+        cluster.stop()
 
 
 def pct(values: list[int], share: float) -> int:
     return values[min(len(values) - 1, int(len(values) * share))] if values else 0
 
 
-async def budget_runs(r, data: GameData, runs: int) -> list[str]:
-    """The online mode against the atomic swap, first load and a change of 10 entries."""
+async def budget_runs(r, data: GameData, runs: int, *, cluster: bool = False) -> list[str]:
+    """The online mode against the atomic swap, first load and a change of 10 entries (on
+    a cluster there is no atomic swap: preload is always stepped per slot)."""
     rows = []
     for label, prepare, target in (
         ("first load", None, data),
         ("change of 10 entries", data, changed(data, 10, "edited")),
     ):
-        for online in (False, True):
+        for online in (True,) if cluster else (False, True):
             all_durations: list[int] = []
             execs, windows, steps, longest, names = [], [], [], [], []
             for _ in range(runs):
@@ -121,7 +149,7 @@ async def budget_runs(r, data: GameData, runs: int) -> list[str]:
             all_durations.sort()
             rows.append(
                 (
-                    f"{label}, {'--online' if online else 'atomic'}",
+                    f"{label}, {'cluster' if cluster else '--online' if online else 'atomic'}",
                     pct(all_durations, 0.5),
                     pct(all_durations, 0.99),
                     all_durations[-1] if all_durations else 0,
@@ -131,8 +159,10 @@ async def budget_runs(r, data: GameData, runs: int) -> list[str]:
                     names[-1] if names else "",
                 )
             )
+    where = "Redis Cluster 3 primaries / 3 replicas, every primary" if cluster else "one server"
     lines = [
-        f"\nserver-time budget (SLOWLOG threshold 0, {runs} run(s) each, commands pooled):",
+        f"\nserver-time budget on {where} (SLOWLOG threshold 0, {runs} run(s) each, commands "
+        "pooled):",
         f"{'run':<34} {'p50 us':>7} {'p99 us':>7} {'max us':>8} {'EXEC ms':>8} "
         f"{'mixed window':>13} {'steps':>6}  longest command",
     ]
@@ -157,6 +187,11 @@ async def main() -> None:
     parser.add_argument(
         "--budget-only", action="store_true", help="only the --online / budget table"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also the budget table on a local 3+3 Redis Cluster, in the same run",
+    )
     args = parser.parse_args()
     data = make_world(args.items, args.locations)
     total = args.items + args.locations
@@ -167,6 +202,8 @@ async def main() -> None:
             async with open_redis(Settings.from_dsn(server.url).redis_target()) as r:
                 if args.budget_only:
                     print("\n".join(await budget_runs(r, data, args.runs)))
+                    if args.cluster:
+                        print("\n".join(await cluster_budget(data, args.runs, Path(tmp))))
                     return
                 ours, plans, swaps, forced = [], [], [], []
                 for _ in range(args.runs):
@@ -209,6 +246,9 @@ async def main() -> None:
         f"max {max(swaps):.1f} ms (server-side, INFO commandstats)"
     )
     print("\n".join(budget))
+    if args.cluster:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("\n".join(await cluster_budget(data, args.runs, Path(tmp))))
 
 
 if __name__ == "__main__":
