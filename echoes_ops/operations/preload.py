@@ -421,10 +421,12 @@ def _read_memo(world: World) -> _Memo | None:
         return None
     try:
         memo = orjson.loads(payload)
-        found = _Memo(str(memo["sha256"]), [str(key) for key in memo["keys"]])
+        found = _Memo(str(memo["sha256"]), memo["keys"])
     except (ValueError, TypeError, KeyError):
         return None  # not ours: computed again below
-    return found
+    # the annex is checksummed by the cache; a list of strings as written (not copied key
+    # by key: it is as long as the world)
+    return found if type(found.keys) is list else None
 
 
 def _write_memo(world: World, memo: _Memo) -> None:
