@@ -64,7 +64,8 @@ def default_dir(env: Mapping[str, str] | None = None) -> Path:
 
 def reader_version() -> str:
     """What the meaning of a cached world depends on besides the files: this package's
-    source (validation rules, models), id rules, PyYAML, the cache format."""
+    source (validation rules, models, readers), id rules, PyYAML, yaml-rs, the cache
+    format."""
     from importlib.util import find_spec
 
     digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
@@ -75,6 +76,10 @@ def reader_version() -> str:
     spec = find_spec("yaml")
     if spec is not None and spec.origin is not None:
         sources.append(Path(spec.origin))
+    native = find_spec("yaml_rs")  # its version is in its installed metadata's name
+    if native is not None and native.origin is not None:
+        site = Path(native.origin).parent.parent
+        digest.update(" ".join(sorted(p.name for p in site.glob("yaml_rs-*"))).encode())
     for source in sources:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()

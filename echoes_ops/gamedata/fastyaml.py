@@ -68,7 +68,7 @@ class Unsupported(Exception):
     """The text needs the precise loader (YAML outside the fast subset, or invalid)."""
 
 
-def _resolver_table() -> dict[str | None, list[tuple[str, Any]]]:
+def resolver_table() -> dict[str | None, list[tuple[str, Any]]]:
     table: dict[str | None, list[tuple[str, Any]]] = PreciseLoader.yaml_implicit_resolvers
     wildcard = table.get(None, [])
     return {first: list(rules) + list(wildcard) for first, rules in table.items()}
@@ -80,7 +80,7 @@ class _Reader:
     def __init__(self, text: str, lines: bool) -> None:
         self.next_event: Callable[[], Any] = CParser(text).get_event
         self.lines = lines
-        self.resolvers = _resolver_table()
+        self.resolvers = resolver_table()
         self.constructor = SafeConstructor()
         self.constructors = PreciseLoader.yaml_constructors
         self.memo: dict[str, Any] = {}

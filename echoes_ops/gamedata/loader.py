@@ -7,10 +7,12 @@ How it stays fast (docs/gamedata.md#how-gamedata-is-read):
 
 1. With a :class:`~echoes_ops.gamedata.cache.WorldCache`, the files are hashed first; a
    world validated before under the same key is not read again.
-2. Each file is read by libyaml (:mod:`~echoes_ops.gamedata.fastyaml`) without line
-   information, one entry at a time, each entry validated into its model as it arrives, so
-   memory holds the models and one entry's raw YAML. YAML outside the fast reader's subset,
-   and every YAML error, goes to the precise loader, which also gives the exact message.
+2. Each file is read by yaml-rs (:mod:`~echoes_ops.gamedata.nativeyaml`) where its values
+   cannot differ from PyYAML's, else by libyaml (:mod:`~echoes_ops.gamedata.fastyaml`),
+   without line information, a chunk or an entry at a time, each entry validated into its
+   model as it arrives, so memory holds the models and one chunk's raw YAML. YAML outside
+   the fast readers' subset, and every YAML error, goes to the precise loader, which also
+   gives the exact message.
 3. Only when problems were found are the files the messages name read again, this time
    with lines, so every message carries the same ``file:line`` as a precise read would.
 """

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from echoes_ops.gamedata import fastyaml
+from echoes_ops.gamedata import fastyaml, nativeyaml
 from echoes_ops.gamedata.entries import KINDS, PARSERS, Entry, Problems
 from echoes_ops.gamedata.models import Item, Location, Npc
 from echoes_ops.gamedata.yamlload import (
@@ -42,6 +42,15 @@ class Reading:
             self.problems.add(name, exc.line, exc.message)
             return
         del data
+        if nativeyaml.AVAILABLE and not lines:
+            staged = _File(self, name)
+            try:
+                staged.consume(nativeyaml.read_top(text))
+            except fastyaml.Unsupported:
+                pass  # libyaml decides
+            else:
+                staged.commit()
+                return
         if fastyaml.AVAILABLE:
             staged = _File(self, name)
             try:
