@@ -28,6 +28,10 @@ class WorkerOptions:
     idle_ping: float = 2.0
     dead_after: float = 6.0
     max_backoff: float = 2.0
+    # the pub/sub listener retries at least this often (capped by max_backoff): whatever is
+    # published while it is away is lost, so a promoted replica (a cluster failover) or a
+    # restarted server is caught within this; an attempt on a dead node fails fast
+    resubscribe_backoff: float = 0.5
     routing: Literal["local", "plan"] = "local"
     # classic (PUBLISH/SUBSCRIBE everywhere) or sharded (SPUBLISH/SSUBSCRIBE for location
     # and player channels; contract/pubsub.py); advertised in the meta for doctor

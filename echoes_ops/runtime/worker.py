@@ -319,7 +319,8 @@ class Worker:
                     self.subscribed.clear()
                 await self._close_pubsub()
                 await asyncio.sleep(backoff)
-                backoff = min(self.options.max_backoff, backoff * 2)
+                cap = min(self.options.max_backoff, self.options.resubscribe_backoff)
+                backoff = min(cap, backoff * 2)
 
     async def _subscribe(self) -> None:
         # one connection on one server; on a cluster, one per node owning a shard channel
