@@ -1,6 +1,7 @@
 """Inspection at scale: sessions list --stale, reconcile and locations list on a big server.
 
 Run:  .venv/bin/python benchmarks/inspect_scale.py [--sessions 200000] [--keys 1000000]
+      .venv/bin/python benchmarks/inspect_scale.py --cluster   # cluster vs one server
 
 (Named inspect_scale.py, not inspect.py: a script folder holding an ``inspect.py`` shadows
 the standard library's ``inspect`` module for every script run from that folder.)
@@ -44,7 +45,11 @@ STALE = 300.0
 SLOWLOG_US = 500
 
 
-async def populate(r, sessions: int, total_keys: int, locations: int, first_id: int = 1) -> None:
+async def populate(
+    r, sessions: int, total_keys: int, locations: int, first_id: int = 1, *, by_set: bool = False
+) -> None:
+    """The tier; filler keys by DEBUG POPULATE, or (``by_set``: a cluster, where DEBUG POPULATE
+    would make keys of slots the node does not serve) the same keys and values by SET."""
     rng = random.Random(7)
     now = time.time()
     locs = [f"loc_{i}" for i in range(locations)]
@@ -94,7 +99,11 @@ async def populate(r, sessions: int, total_keys: int, locations: int, first_id: 
             commands = []
     await bulk(r, commands)
     filler = total_keys - sessions - 2 * locations
-    if filler > 0:
+    if filler > 0 and by_set:
+        for start in range(0, filler, 50_000):
+            part = range(start, min(filler, start + 50_000))
+            await bulk(r, [("SET", f"filler:{n}", f"value:{n}") for n in part])
+    elif filler > 0:
         await r.execute_command("DEBUG", "POPULATE", filler, "filler")
 
 
@@ -152,7 +161,17 @@ async def main() -> None:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--locations", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the same data on a local 3-primary cluster against one server, in one run",
+    )
     args = parser.parse_args()
+    if args.cluster:
+        from inspect_cluster import run_cluster
+
+        await run_cluster(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp), extra_args=["--enable-debug-command", "yes"])
         server.start()

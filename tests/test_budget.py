@@ -157,3 +157,22 @@ async def test_walks_grow_their_steps_when_the_server_is_idle(r: Redis, crowded:
     assert roomy.size > 10
     assert roomy.longest < 1.0
     assert BUDGET_P99_S == 0.001
+
+
+async def test_a_cluster_walk_reads_every_primary_at_once(cluster_r, cluster_url: str) -> None:
+    """On a cluster the walk runs on the three primaries together (each with its own copy of
+    the budget): every session comes back once, and every node's steps are counted."""
+    from redis.cluster import RedisCluster as SyncCluster
+
+    sync = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    try:
+        for cid in range(1, 901):
+            sync.hset(keys.session_key(cid), mapping={"location_id": "a", "worker_id": "w1"})
+    finally:
+        sync.close()
+    budget = StepBudget(20)
+    seen: list[int] = []
+    async for batch in session_batches(cluster_r, budget=budget):
+        seen.extend(row.character_id for row in batch)
+    assert sorted(seen) == list(range(1, 901))
+    assert budget.steps >= 3  # every node's steps are counted in the caller's budget

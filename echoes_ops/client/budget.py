@@ -16,6 +16,7 @@ steps at once).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -105,12 +106,55 @@ async def lua_walk(
     *,
     micros_at: int = 2,
 ) -> AsyncIterator[Any]:
-    """:func:`node_walk` on one server; on a cluster, on every primary in turn (a caller
-    that wants the nodes in parallel runs :func:`node_walk` per node itself)."""
+    """:func:`node_walk` on one server; on a cluster, on every primary at once, each node's
+    steps sized by its own copy of ``budget`` (their figures are added to ``budget`` when
+    the walk ends), the replies yielded as they come (node order is not kept)."""
     clients = await primary_clients(r) if isinstance(r, RedisCluster) else [r]
-    for client in clients:
-        async for reply in node_walk(client, script, make_args, budget, micros_at=micros_at):
+    if len(clients) == 1:
+        async for reply in node_walk(clients[0], script, make_args, budget, micros_at=micros_at):
             yield reply
+        return
+    budgets = [
+        StepBudget(budget.size, target=budget.target, low=budget.low, high=budget.high)
+        for _ in clients
+    ]
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=4 * len(clients))
+
+    async def walk(index: int, client: Redis) -> None:
+        async for reply in node_walk(
+            client, script, make_args, budgets[index], micros_at=micros_at
+        ):
+            await queue.put((0, reply))
+
+    tasks = [asyncio.ensure_future(walk(i, c)) for i, c in enumerate(clients)]
+    done_signal = asyncio.ensure_future(_all_done(tasks, queue))
+    try:
+        while True:
+            kind, item = await queue.get()
+            if kind == 1:
+                break
+            yield item
+        for task in tasks:  # a node's failure is the walk's failure
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in (*tasks, done_signal):
+            task.cancel()
+        await asyncio.gather(*tasks, done_signal, return_exceptions=True)
+        for part in budgets:
+            budget.steps += part.steps
+            budget.total += part.total
+            budget.over_budget += part.over_budget
+            budget.longest = max(budget.longest, part.longest)
+        budget.size = min(part.size for part in budgets)
+
+
+async def _all_done(
+    tasks: Sequence[asyncio.Future[None]], queue: asyncio.Queue[tuple[int, Any]]
+) -> None:
+    """Put the end marker once every node's walk has ended (or one has failed)."""
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    await queue.put((1, None))
 
 
 async def node_walk(
