@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.connect import AnyRedis, NodeRedis
 from echoes_ops.client.nodes import primary_clients
 
 BUDGET_P99_S = 0.001  # what no command of ours may exceed at p99 (#16)
@@ -179,15 +179,24 @@ async def node_walk(
     pool = r.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
 
+    # on a cluster node, ASKING before each step: a node importing a slot (a resharding
+    # under way) refuses a script that reads the keys it already holds of it otherwise
+    asking = hiredis.pack_command(("ASKING",)) if isinstance(r, NodeRedis) else b""
+
     async def send(cursor: str, size: int) -> float:
         command = ("EVALSHA", sha, 0, *make_args(cursor, size))
-        await conn.send_packed_command(hiredis.pack_command(command), check_health=False)
+        payload = asking + hiredis.pack_command(command)
+        await conn.send_packed_command(payload, check_health=False)
         return time.perf_counter()
 
     try:
         size = budget.size
         sent = await send("0", size)
         while True:
+            if asking:
+                answer = await conn.read_response()
+                if isinstance(answer, ResponseError):
+                    raise answer
             reply = await conn.read_response()
             if isinstance(reply, ResponseError):
                 raise reply

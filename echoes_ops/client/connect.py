@@ -67,6 +67,12 @@ def _check_ca_file(path: str) -> None:
         ) from None
 
 
+class NodeRedis(aioredis.Redis):
+    """A plain client on one node of a cluster (made by :meth:`TierCluster.node_client`):
+    per-node Lua steps send ASKING first on it (client/budget.node_walk), so a
+    node importing a slot lets them read the keys it already holds."""
+
+
 class TierCluster(RedisCluster):
     """redis-py's cluster client (MOVED/ASK, failover and resharding are its business), which
     also opens a plain :class:`Redis` on any one of its nodes, with the same credentials and
@@ -86,7 +92,9 @@ class TierCluster(RedisCluster):
         client = self._node_clients.get(node.name)
         if client is None:
             client = make_plain_client(
-                node_target(self.node_target, node.host, int(node.port)), **self._node_extra
+                node_target(self.node_target, node.host, int(node.port)),
+                redis_class=NodeRedis,
+                **self._node_extra,
             )
             self._node_clients[node.name] = client
         return client
@@ -164,7 +172,11 @@ def make_client(target: RedisTarget, *, client_name: str | None = None, **extra:
 
 
 def make_plain_client(
-    target: RedisTarget, *, client_name: str | None = None, **extra: Any
+    target: RedisTarget,
+    *,
+    client_name: str | None = None,
+    redis_class: type[aioredis.Redis] = aioredis.Redis,
+    **extra: Any,
 ) -> aioredis.Redis:
     """A plain client for ``target``: one server, a Sentinel-discovered primary, or (for a
     cluster target) the seed node itself, as a node of its own (classic pub/sub reaches every
@@ -191,7 +203,7 @@ def make_plain_client(
         client: Redis = sentinel.master_for(target.sentinel_master, redis_class=aioredis.Redis)
         return client
     options["connection_class"] = _connection_class(target.url)
-    return aioredis.Redis.from_url(target.url, **options)
+    return redis_class.from_url(target.url, **options)
 
 
 @asynccontextmanager

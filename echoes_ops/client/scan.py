@@ -7,14 +7,18 @@ on Redis Cluster it scans every primary. Reads of many keys go through pipelines
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoPermissionError
 
+from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import primary_clients
+from echoes_ops.client.walk import PrimaryWalk, keys_in_slots, walk_primaries
 
 DEFAULT_SCAN_COUNT = 1000
 DEFAULT_BATCH = 1000
@@ -30,11 +34,47 @@ async def scan_keys(
     type_: str | None = None,
 ) -> AsyncIterator[list[str]]:
     """Yield batches of keys matching ``match``. Keys may repeat (SCAN's guarantee; on a
-    cluster, also a key seen on two nodes while its slot migrates): dedupe by key. On a
-    cluster, every primary is walked, one after the other."""
-    for node in await primary_clients(r):
-        async for batch in scan_node(node, match, count=count, type_=type_):
+    cluster, also a key seen on two nodes while its slot moves): dedupe by key.
+
+    On a cluster every primary is walked in parallel, batches yielded as they come; then
+    the keys of slots that moved during the walk are read again and yielded last
+    (client/walk.py), so every key that existed throughout is yielded at least once."""
+    if not isinstance(r, RedisCluster):
+        async for batch in scan_node(r, match, count=count, type_=type_):
             yield batch
+        return
+    queue: asyncio.Queue[list[str]] = asyncio.Queue(maxsize=8)
+
+    async def pump(node: Redis) -> None:
+        async for batch in scan_node(node, match, count=count, type_=type_):
+            await queue.put(batch)
+
+    task = asyncio.create_task(walk_primaries(r, pump))
+    try:
+        while not task.done() or not queue.empty():
+            if not queue.empty():
+                yield queue.get_nowait()
+                continue
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+        walk: PrimaryWalk[None] = task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    moved = await keys_in_slots(r, walk, match=match)
+    if moved and type_ is not None:
+        types = await bulk(r, [("TYPE", key) for key in moved])
+        moved = [k for k, t in zip(moved, types, strict=True) if str(t) == type_]
+    if moved:
+        yield moved
 
 
 async def scan_node(

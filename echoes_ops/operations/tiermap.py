@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoPermissionError
 
-from echoes_ops.client.budget import StepBudget, lua_walk
+from echoes_ops.client.budget import StepBudget, lua_walk, node_walk
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import each_primary
+from echoes_ops.client.nodes import each_node, primary_nodes, replica_nodes
 from echoes_ops.client.scan import scan_keys
+from echoes_ops.client.walk import keys_in_slots, walk_primaries
 from echoes_ops.contract import codec, keys, scripts
 from echoes_ops.contract.session import SESSION_FIELDS, Session
 
@@ -56,6 +59,51 @@ async def session_batches(
     epoch older than it come back: a mostly-healthy server sends almost nothing. ``counter``,
     if given, receives the number of keys each step matched (sessions scanned).
     """
+    if not isinstance(r, RedisCluster):
+        async for rows in _node_session_batches(r, fields, stale_before, counter, budget):
+            yield rows
+        return
+
+    async def whole_node(node: Redis) -> tuple[list[SessionRow], list[int]]:
+        rows: list[SessionRow] = []
+        counted: list[int] = []
+        async for batch in _node_session_batches(node, fields, stale_before, counted, budget):
+            rows.extend(batch)
+        return rows, counted
+
+    # every primary in parallel; the sessions of slots that moved meanwhile read again
+    walk = await walk_primaries(r, whole_node)
+    for rows, counted in walk.results:
+        if counter is not None:
+            counter.extend(counted)
+        kept = [row for row in rows if walk.stable(keys.session_key(row.character_id))]
+        if kept:
+            yield kept
+    moved = await keys_in_slots(r, walk, match=keys.SESSION_PATTERN)
+    ids = [cid for cid in (keys.parse_session_key(k) for k in moved) if cid is not None]
+    if ids:
+        if counter is not None:
+            counter.append(len(ids))
+        again = list((await read_sessions(r, ids)).values())
+        if stale_before is not None:
+            again = [
+                row
+                for row in again
+                if row.session.last_heartbeat is not None
+                and row.session.last_heartbeat < stale_before
+            ]
+        if again:
+            yield again
+
+
+async def _node_session_batches(
+    node: Redis,
+    fields: Sequence[str],
+    stale_before: float | None,
+    counter: list[int] | None,
+    budget: StepBudget | None,
+) -> AsyncIterator[list[SessionRow]]:
+    """:func:`session_batches` on one node."""
     mode = "all" if stale_before is None else "stale"
     if stale_before is not None:  # the script filters on the first field
         fields = ("last_heartbeat", *(f for f in fields if f != "last_heartbeat"))
@@ -67,7 +115,7 @@ async def session_batches(
     def args(cursor: str, size: int) -> list[str | int]:
         return [cursor, keys.SESSION_PATTERN, size, *tail]
 
-    steps = lua_walk(r, scripts.SCAN_HASH_FIELDS, args, budget or StepBudget(STEP_COUNT))
+    steps = node_walk(node, scripts.SCAN_HASH_FIELDS, args, budget or StepBudget(STEP_COUNT))
     async for reply in steps:
         if counter is not None:
             counter.append(int(reply[1]))
@@ -244,10 +292,11 @@ async def worker_liveness(
 
 async def client_names(r: AnyRedis) -> set[str] | None:
     """Names of connected clients (workers set theirs to their id), or None when the ACL
-    user may not run CLIENT LIST. CLIENT LIST is O(clients). On a cluster every primary is
-    asked (a worker holds connections only to the nodes it has used)."""
+    user may not run CLIENT LIST. CLIENT LIST is O(clients). On a cluster every node is
+    asked, replicas too (a worker holds connections only to the nodes it has used)."""
+    nodes = [n.client for n in await primary_nodes(r) + await replica_nodes(r)]
     try:
-        lists = await each_primary(r, lambda node: node.client_list())
+        lists = await each_node(nodes, lambda node: node.client_list())
     except NoPermissionError:
         return None
     return {c.get("name", "") for clients in lists for c in clients if c.get("name")}
