@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from echoes_ops.client.budget import StepBudget
@@ -33,6 +33,7 @@ from echoes_ops.operations.warmup.queries import (
     read_batch,
 )
 from echoes_ops.operations.warmup.report import WHAT_CHOICES, WarmupReport, parse_what, tally
+from echoes_ops.operations.warmup.writer import Written, write_cluster, write_one
 from echoes_ops.primitives import lock
 
 WARMUP_LOCK = "echoes-ops.warmup"
@@ -262,8 +263,14 @@ async def _players(
         raise query_error(exc, "characters", source.where) from None
 
     reading: asyncio.Future[Batch | None] | None = None
-    writing: asyncio.Future[list[Any]] | None = None
-    written: _Sent | None = None
+    writing: asyncio.Future[Written] | None = None
+    written: Encoded | None = None
+    cluster = isinstance(r, RedisCluster)
+    fields = len(source.columns.fields)
+
+    async def run(commands: list[Command]) -> list[Any]:
+        return await _run_scripts(r, commands)
+
     try:
         reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
         while True:
@@ -298,9 +305,12 @@ async def _players(
                     report.partial = True
                     report.stopped_because = stop
                     break
-            commands, sizes = encoded.commands(sha, header, sizer.size)
-            writing = asyncio.ensure_future(_run_scripts(r, commands))
-            written = _Sent(encoded, sizes)
+            writing = asyncio.ensure_future(
+                write_cluster(run, encoded, sha, header, sizer.size, fields)
+                if cluster
+                else write_one(run, encoded, sha, header, sizer.size)
+            )
+            written = encoded
         if writing is not None:
             assert written is not None
             task, writing = writing, None
@@ -313,13 +323,7 @@ async def _players(
             await _settle(writing, cancel=False)  # let sent scripts finish and be read
 
 
-@dataclass
-class _Sent:
-    encoded: Encoded
-    sizes: list[int]  # players per call
-
-
-async def _waited(report: WarmupReport, task: asyncio.Future[list[Any]]) -> list[Any]:
+async def _waited(report: WarmupReport, task: asyncio.Future[Written]) -> Written:
     waited = time.perf_counter()
     try:
         return await task
@@ -329,23 +333,22 @@ async def _waited(report: WarmupReport, task: asyncio.Future[list[Any]]) -> list
 
 def _done(
     report: WarmupReport,
-    sent: _Sent,
-    replies: list[Any],
+    encoded: Encoded,
+    written: Written,
     sizer: StepBudget,
     progress: Progress | None,
 ) -> None:
-    ids, calls, at = sent.encoded.ids, [], 0
-    for n in sent.sizes:
-        calls.append(ids[at : at + n])
-        at += n
-    tally(report, calls, replies)
-    for n, reply in zip(sent.sizes, replies, strict=True):
+    tally(report, written.calls, written.replies)
+    left = written.inventories_left  # cluster: left alone with their session
+    report.inventories.skipped_fresher += left.count("F")
+    report.inventories.skipped_unknown += left.count("X")
+    for n, reply in zip(written.sizes, written.replies, strict=True):
         if reply[2] >= 0:  # the calls that measured their CPU time
             sizer.observe(n, reply[2] / 1e6)
-    report.characters += sent.encoded.characters
-    report.inventories.rows += sent.encoded.inventory_rows
+    report.characters += encoded.characters
+    report.inventories.rows += encoded.inventory_rows
     report.batches += 1
-    report.script_calls += len(replies)
+    report.script_calls += len(written.replies)
     if progress is not None:
         progress(report.characters)
 
