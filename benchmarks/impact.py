@@ -15,7 +15,8 @@ it was due, so a stall delays the calls behind it and they count it too.
 
 In one run: the probe alone (idle baseline), then the probe while each operation runs as a
 separate process (the CLI command an operator types, or the dashboard's polls through the
-same source the dashboard uses): preload (first load, then a routine change of 10 entries),
+same source the dashboard uses): preload (first load, then a routine change of 10 entries;
+then `--online`: the 10 entries changed back, and `--force` rewriting every key),
 warmup (with inventories), ``sessions list --stale 300``, ``reconcile`` (dry run), ``stats``,
 ``doctor``, the dashboard's polls, and ``simulate`` as the reference load. Per operation it
 prints the probe's p50/p99/max, the p99 against the idle p99, and the longest command on the
@@ -252,6 +253,18 @@ def operations(
         (
             "preload, 10 entries changed",
             lambda: run_cli(cli("preload", "--gamedata", str(changed), "-y"), env),
+        ),
+        # the stepped writer for a live tier (#16 item 2): the 10 entries changed back, then
+        # every key rewritten (as much as a first load writes), each step inside the budget
+        (
+            "preload --online, 10 changed",
+            lambda: run_cli(cli("preload", "--online", "--gamedata", str(first), "-y"), env),
+        ),
+        (
+            "preload --online --force",
+            lambda: run_cli(
+                cli("preload", "--online", "--force", "--gamedata", str(first), "-y"), env
+            ),
         ),
     ]
     if args.characters:
