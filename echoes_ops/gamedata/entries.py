@@ -195,6 +195,9 @@ class Entry:
 
     def numeric_map(self, name: str) -> dict[str, float]:
         values = self.mapping(name)
+        kinds = set(map(type, values.values()))
+        if kinds <= {int} or (kinds <= {int, float} and all(map(math.isfinite, values.values()))):
+            return values  # the common case, checked in C: every value a finite number
         out: dict[str, float] = {}
         for key, value in values.items():
             if (
@@ -208,6 +211,8 @@ class Entry:
         return out
 
     def unknown_fields(self, allowed: frozenset[str]) -> None:
+        if self.raw.keys() <= allowed:
+            return
         for name in self.raw:
             if name not in allowed:
                 self.fail(name, f"unknown field '{name}'")
