@@ -5,6 +5,7 @@ and a worker that reconnects and resubscribes after a primary is killed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -209,3 +210,57 @@ async def test_dashboard_live_feed_follows_the_sharded_mode(cluster_url, cluster
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         await source.close()
+
+
+async def test_tail_reports_a_gap_and_resumes_after_a_failover(private_cluster):
+    """kill -9 the primary owning a shard channel tail listens to: tail yields a gap once
+    it is subscribed again on the promoted replica, then that channel's messages again."""
+    from echoes_ops.operations.tail import TailGap, TailMessage
+    from tests.test_tail import Tailer
+
+    private_cluster.start()
+    url = private_cluster.url
+    channel = keys.location_channel("ruins")
+    victim = owner_of(owners(url), channel)
+    port = int(victim.rsplit(":", 1)[1])
+    alive = next(p for p in private_cluster.ports if p != port)
+    target = replace(
+        Settings.from_dsn(f"redis://{private_cluster.host}:{alive}/0?cluster=true").redis_target(),
+        pubsub_mode="sharded",
+    )
+    async with Tailer(target, (channel,), dead_after=1.0) as tailer:
+        os.kill(private_cluster.node(port).pid(), signal.SIGKILL)
+        gap = None
+        deadline = time.monotonic() + 40
+        while gap is None and time.monotonic() < deadline:
+            with contextlib.suppress(AssertionError):
+                event = await tailer.next(timeout=1.0)
+                if isinstance(event, TailGap):
+                    gap = event
+        assert gap is not None, "no gap reported"
+        assert victim.split(":")[1] in gap.error or gap.duration > 0
+        async with open_redis(target) as pub:
+            env = envelopes.location_update("ruins", {"type": "location_update", "data": {}})
+            await pub.spublish(channel, env.to_json())
+        message = await tailer.next(timeout=5)
+        assert isinstance(message, TailMessage)
+        assert message.channel == channel
+
+
+async def test_an_uncovered_slot_is_retried_like_a_dropped_connection(cluster_r, monkeypatch):
+    """Mid-failover the slot map can lack a slot: redis-py raises SlotNotCoveredError,
+    which is not even a RedisError; the subscriber turns it into a ConnectionError, which
+    the worker and tail retry."""
+    from echoes_ops.client.subscriber import ShardMovedError, Subscriber
+
+    await cluster_r.initialize()
+
+    def uncovered(self, slot, *args, **kwargs):
+        raise redis.exceptions.SlotNotCoveredError(f'Slot "{slot}" not covered by the cluster.')
+
+    monkeypatch.setattr(type(cluster_r.nodes_manager), "get_node_from_slot", uncovered)
+    subscriber = Subscriber(cluster_r, dead_after=3)
+    with pytest.raises(ShardMovedError, match="has no primary yet") as caught:
+        await subscriber.start(shard=["location:ruins"])
+    assert isinstance(caught.value, redis.exceptions.ConnectionError)
+    await subscriber.aclose()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,7 +52,22 @@ class ShardMovedError(rx.ConnectionError):
     node, e.g. after a failover or a resharding): resubscribe where it lives now."""
 
 
+# what a cluster answers while a failover or a resharding is under way: retried like a
+# dropped connection (SlotNotCoveredError is not even a RedisError)
+_CHANGING = (rx.SlotNotCoveredError, rx.ClusterDownError, rx.TryAgainError, rx.AskError)
+
+
+@contextlib.contextmanager
+def _changing(what: str) -> Iterator[None]:
+    """Turn the cluster's "not now" answers into :class:`ShardMovedError`."""
+    try:
+        yield
+    except _CHANGING as exc:
+        raise ShardMovedError(f"the cluster is changing ({what}): {exc}") from exc
+
+
 class _Router(Protocol):
+    async def ready(self) -> None: ...
     def owner(self, channel: str) -> str: ...
     def home(self) -> str: ...
     def client(self, node: str) -> Redis: ...
@@ -65,6 +80,9 @@ class _OneServer:
 
     def __init__(self, r: Redis) -> None:
         self.r = r
+
+    async def ready(self) -> None:
+        return None
 
     def owner(self, channel: str) -> str:
         return HOME
@@ -90,8 +108,17 @@ class _Cluster:
         self.r = r
         self._clients: dict[str, Redis] = {}
 
+    async def ready(self) -> None:
+        """The slot map, read once (a fresh client has none until its first command)."""
+        try:
+            await self.r.initialize()
+        except rx.RedisClusterException as exc:  # no seed node answered
+            raise ShardMovedError(f"cannot read the cluster's slot map: {exc}") from exc
+
     def owner(self, channel: str) -> str:
-        node = self.r.nodes_manager.get_node_from_slot(key_slot(channel.encode("utf-8")))
+        slot = key_slot(channel.encode("utf-8"))
+        with _changing(f"slot {slot} of {channel} has no primary yet"):
+            node = self.r.nodes_manager.get_node_from_slot(slot)
         return str(node.name)
 
     def home(self) -> str:
@@ -112,7 +139,10 @@ class _Cluster:
         return made
 
     async def refresh(self) -> None:
-        await self.r.nodes_manager.initialize()
+        try:
+            await self.r.nodes_manager.initialize()
+        except rx.RedisClusterException as exc:  # no seed node answered
+            raise ShardMovedError(f"cannot read the cluster's slot map: {exc}") from exc
 
     def owned(self) -> bool:
         return getattr(self.r, "node_client", None) is None
@@ -195,6 +225,17 @@ class Subscriber:
         shard: Iterable[str] = (),
         confirm_within: float | None = None,
     ) -> None:
+        await self._router.ready()
+        with _changing("subscribing"):
+            await self._start(channels, patterns, shard, confirm_within)
+
+    async def _start(
+        self,
+        channels: Iterable[str],
+        patterns: Iterable[str],
+        shard: Iterable[str],
+        confirm_within: float | None,
+    ) -> None:
         pending: dict[str, int] = {}
         classic = list(dict.fromkeys(channels))
         globs = list(dict.fromkeys(patterns))
@@ -261,8 +302,9 @@ class Subscriber:
     async def _read(self, node: _Node) -> None:
         assert node.reader is not None
         try:
-            while True:
-                self._queue.put_nowait(await node.reader.next())
+            with _changing(f"reading {node.name}"):
+                while True:
+                    self._queue.put_nowait(await node.reader.next())
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to next(), which raises it
@@ -278,6 +320,10 @@ class Subscriber:
 
     async def add(self, channel: str, *, sharded: bool) -> None:
         """Subscribe one more channel (SSUBSCRIBE on its owner when ``sharded``)."""
+        with _changing(f"subscribing {channel}"):
+            await self._add(channel, sharded=sharded)
+
+    async def _add(self, channel: str, *, sharded: bool) -> None:
         if sharded:
             self._wanted_shard.add(channel)
             node = self._node(self._router.owner(channel))
