@@ -264,3 +264,25 @@ async def test_doctor_says_which_preload_fits_the_diff(r, sync_r, big_world):
     assert fix.startswith("echoes-ops preload --online (6,600 keys"), fix
     assert "--online" not in advice(500)
     assert "--online" in advice(1000)
+
+
+def test_cli_warns_before_a_long_atomic_swap_on_a_loaded_tier(redis_url, tmp_path):
+    """A first load is atomic without a word; a later atomic change of thousands of keys is
+    warned about (with the hold it costs and --online); a few keys are not."""
+    from benchmarks.worldgen import write_yaml
+
+    data = make_world(1200, 100)
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_yaml(data, first)
+    write_yaml(generation(data, "edited"), second)
+    env = {"REDIS_URL": redis_url}
+    out = cli("preload", "--gamedata", str(first), "--yes", env=env)
+    assert out.code == 0, out.stderr
+    assert "atomic swap" not in out.stderr
+    out = cli("preload", "--gamedata", str(second), "--yes", env=env)
+    assert out.code == 0, out.stderr
+    assert "the atomic swap writes 1,300 keys" in out.stderr
+    assert "preload --online" in out.stderr
+    out = cli("preload", "--gamedata", str(first), "--online", "--yes", env=env)
+    assert out.code == 0, out.stderr
+    assert "atomic swap" not in out.stderr

@@ -116,10 +116,11 @@ def preload(
     (1 ms), each key replaced whole, the location index and the version record last, then
     re-reads what it wrote (--verify); readers may see old and new entries side by side
     for the printed mixed window. Use the default on a first load or while the game is
-    stopped, --online on a live tier (doctor says which fits the current diff); on Redis
-    Cluster preload is always --online (one transaction cannot span slots). A stopped or
-    cut-off --online run leaves the old version record: run it again, it converges. Entries removed from gamedata
-    are deleted: preload first says how many of each kind it will remove and asks (on a
+    stopped, --online on a live tier (doctor says which fits the current diff; an atomic
+    swap past the budget on a loaded tier is warned about first); on Redis Cluster preload
+    is always --online (one transaction cannot span slots). A stopped or cut-off --online
+    run leaves the old version record: run it again, it converges. Entries removed from
+    gamedata are deleted: preload first says how many of each kind it will remove and asks (on a
     terminal; without one it refuses unless --yes). A version record (content hash, time,
     operator, counts) is stored. An unchanged dataset is a no-op unless --force. Invalid
     gamedata, or too little memory headroom on the server (measured with MEMORY USAGE
@@ -143,7 +144,9 @@ def preload(
     args = {"gamedata": str(folder), "force": force, "online": online}
     previewed = None
     if not dry_run:
-        previewed = _confirm_removals(ctx, folder, operator=operator, force=force, yes=yes)
+        previewed = _confirm_removals(
+            ctx, folder, operator=operator, force=force, yes=yes, online=online
+        )
 
     async def work(stop: StopToken) -> PreloadResult:
         async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
@@ -185,10 +188,11 @@ def preload(
 
 
 def _confirm_removals(
-    ctx: typer.Context, folder: Path, *, operator: str, force: bool, yes: bool
+    ctx: typer.Context, folder: Path, *, operator: str, force: bool, yes: bool, online: bool
 ) -> World | None:
     """Say how many entries of each kind the preload deletes (gone from gamedata) and ask;
-    the world read for the preview, if it could be read."""
+    warn when an atomic swap would hold the server past the budget on a loaded tier (not a
+    first load); the world read for the preview, if it could be read."""
     from echoes_ops.cli.common import confirm, redis_client
     from echoes_ops.operations.preload import preload as do_preload
 
@@ -208,6 +212,13 @@ def _confirm_removals(
         plan = asyncio.run(preview())
     except OpsError:
         return world  # the preload itself fails the same way, and is audited then
+    if not online and plan.mode == "atomic" and plan.previous_version is not None:
+        from echoes_ops.operations.preload_online import atomic_hold_warning
+
+        changing = sum(len(d.to_write) + len(d.removed) for d in plan.diffs.values())
+        hold = atomic_hold_warning(changing)
+        if hold:
+            warn(hold)
     removed = {kind: d.removed for kind, d in plan.diffs.items() if d.removed}
     if not removed:
         return world

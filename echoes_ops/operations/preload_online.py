@@ -138,6 +138,18 @@ def advice(keys_to_change: int, *, first_load: bool = False, cluster: bool = Fal
     )
 
 
+def atomic_hold_warning(keys_to_change: int) -> str | None:
+    """The warning before an atomic swap of ``keys_to_change`` keys whose EXEC would hold
+    the server past the budget's max, or None."""
+    if keys_to_change * ATOMIC_US_PER_KEY <= BUDGET_MAX_US:
+        return None
+    return (
+        f"the atomic swap writes {keys_to_change:,} keys and holds the server about "
+        f"{keys_to_change * ATOMIC_US_PER_KEY / 1000:.0f} ms; on a live tier use "
+        "preload --online (steps under 1 ms)"
+    )
+
+
 def is_cluster(r: AnyRedis) -> bool:
     return isinstance(r, RedisCluster)
 
