@@ -184,6 +184,10 @@ def press_keys(
             time.sleep(0.0005)
         if handled is None or repainted is None:
             lost.append(1)
+            if os.environ.get("TRACE_KEYS"):
+                print(
+                    f"  lost: {key} on {shown}, handled {handled is not None}, now {app.screen!r}"
+                )
         else:
             cpu = time.clock_gettime(main_cpu) - cpu0
             out.append(KeyTiming(key, shown, handled - sent, repainted - sent, cpu))
