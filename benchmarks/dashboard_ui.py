@@ -2,9 +2,9 @@
 terminal's input thread sends them, each timed from its sending to the repaint showing it.
 
 A key's latency here is *key to repaint*: from the moment the input thread hands the key to
-the app to the end of the first frame the screen writes after the key was handled (its
-binding ran, the focus changes it asked for were applied, and for a tab key the switch's own
-handler ran). Every key sent changes what the screen shows, so there is always such a frame:
+the app to the end of the first frame the screen begins after the key was handled (the
+action its binding names returned, and for a tab key the switch's own handler, which focuses
+the new tab's table, ran too). Every key sent changes what the screen shows, so there is always such a frame:
 a tab key (six switches over the run, as an operator would), else the shown tab's own key
 (cursor down/up in a table with rows, pause/resume on Live, help opened and closed on the
 Overview). A tick whose tab has nothing to move (a table with fewer than two rows) sends
@@ -73,14 +73,14 @@ class UiResult:
 
 class ProbeApp(DashboardApp):
     """The dashboard, plus the marks the probe reads: each frame written (after doing the
-    terminal encoding a headless run skips), the end of each tab switch's handler, and
-    each key released by the app's key queue."""
+    terminal encoding a headless run skips), the end of each action a key's binding ran, and
+    the end of each tab switch's own handler (it runs after the switch's action)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frames: list[tuple[float, float]] = []  # (started, ended), perf_counter
         self.switched: list[float] = []
-        self.released: list[float] = []
+        self.acted: list[float] = []
         self.probe_lock = threading.Lock()
 
     def _display(self, screen: Screen[Any], renderable: Any) -> None:
@@ -102,18 +102,11 @@ class ProbeApp(DashboardApp):
         with self.probe_lock:
             self.switched.append(time.perf_counter())
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        release = self.keys._release
-
-        def released(event: events.Key) -> None:
-            was = self.keys.current
-            release(event)
-            if was is event:
-                with self.probe_lock:
-                    self.released.append(time.perf_counter())
-
-        self.keys._release = released  # type: ignore[method-assign]
+    async def _dispatch_action(self, namespace: Any, action_name: str, params: Any) -> bool:
+        done = await super()._dispatch_action(namespace, action_name, params)
+        with self.probe_lock:
+            self.acted.append(time.perf_counter())
+        return done
 
 
 def _next_key(app: ProbeApp, switch: bool, switches_done: int) -> str | None:
@@ -159,7 +152,7 @@ def press_keys(
         shown = app.tabs.active or ""
         wants_switch = key in TAB_KEYS and TAB_KEYS[key] != shown
         with app.probe_lock:
-            marks = (len(app.released), len(app.switched))
+            marks = (len(app.acted), len(app.switched))
         event = events.Key(key, CHARACTERS.get(key, key))
         event.set_sender(app)
         cpu0 = time.clock_gettime(main_cpu)
@@ -171,10 +164,10 @@ def press_keys(
             with app.probe_lock:
                 if (
                     handled is None
-                    and len(app.released) > marks[0]
+                    and len(app.acted) > marks[0]
                     and (not wants_switch or len(app.switched) > marks[1])
                 ):
-                    handled = max([app.released[marks[0]], *app.switched[marks[1] : marks[1] + 1]])
+                    handled = max([app.acted[marks[0]], *app.switched[marks[1] : marks[1] + 1]])
                 if handled is not None:
                     repainted = next(
                         (end for begin, end in app.frames[-50:] if begin >= handled), None

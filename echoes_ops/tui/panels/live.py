@@ -135,7 +135,8 @@ class LivePanel(Vertical):
         self.behind = False
         log = self.query_one(RichLog)
         log.clear()
-        write_lines(log, [tail_line(e) for e in self.events if matches(e, self.needle)][-REDRAW:])
+        shown = [e for e in self.events if matches(e, self.needle)][-REDRAW:]
+        write_lines(log, [tail_line(e) for e in shown])  # only the lines drawn are built
         self._hint()
 
     def show_state(self, state: object) -> None:
