@@ -6,17 +6,22 @@ fixed dataset of ``tests/tui_fake.py``, no server."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from rich.style import Style
 from textual.pilot import Pilot
+from textual.widgets import RichLog
 
 from echoes_ops.config import Settings
+from echoes_ops.operations.tail import to_message
 from echoes_ops.tui.app import TABS, DashboardApp, create_app
 from echoes_ops.tui.modals import HelpScreen
+from echoes_ops.tui.panels import live
 from echoes_ops.tui.panels.keybar import KeyBar, KeyItem, render_keys
+from echoes_ops.tui.panels.live import LivePanel
 from tests.test_tui_snapshots import ready, settle
-from tests.tui_fake import FakeSource
+from tests.tui_fake import NOW, FakeSource
 
 
 def make_app() -> DashboardApp:
@@ -120,3 +125,28 @@ def test_render_keys_shows_each_key_once_disabled_dimmed_palette_at_the_edge() -
     assert any(span.style == key + Style(dim=True) for span in text.spans)  # k is disabled
     narrow, _ = render_keys(items, palette, 20, key, description, Style())
     assert "palette" not in narrow.plain  # no room: the palette key is left out, not wrapped
+
+
+async def test_a_live_redraw_builds_only_the_lines_it_draws(monkeypatch: Any) -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        panel = app.query_one(LivePanel)
+        body = {"type": "location_update", "location_id": "ruins", "payload": {"type": "x"}}
+        events = [
+            to_message("location:ruins", json.dumps(body), received_at=NOW + i)
+            for i in range(live.KEEP)
+        ]
+        panel.add_events(events)  # the tab is hidden: kept, not drawn
+        built: list[object] = []
+        line = live.tail_line
+
+        def counted(event: Any) -> Any:
+            built.append(event)
+            return line(event)
+
+        monkeypatch.setattr(live, "tail_line", counted)
+        app.action_show_tab("live")  # shown again: the newest REDRAW are drawn
+        await settle(pilot)
+        assert built == events[-live.REDRAW :]
+        assert len(panel.query_one(RichLog).lines) >= live.REDRAW
