@@ -215,8 +215,18 @@ def test_fifty_scrapes_a_second_read_the_tier_at_most_once_per_interval(redis_ur
     interval = 1.0
     with serving({"REDIS_URL": redis_url}, "--interval", str(interval),
                  "--drift-interval", "0") as server:  # fmt: skip
-        server.scrape()  # the first reading
-        times_before = _commandstat(sync_r, "time")  # one TIME per stats snapshot
+        first = families(server.scrape())  # the first reading
+        # what one reading costs the server, in TIME calls (the snapshot's clock and the
+        # budgeted walk steps' own timing): count them across the next reading
+        times_before = _commandstat(sync_r, "time")
+        refreshes = value(first, "echoes_redis_exporter_refreshes")
+        deadline = time.monotonic() + 10
+        while value(families(server.scrape()), "echoes_redis_exporter_refreshes") == refreshes:
+            assert time.monotonic() < deadline, "no second reading within 10 s"
+            time.sleep(0.05)  # polling for the condition above
+        per_reading = _commandstat(sync_r, "time") - times_before
+        assert per_reading >= 1
+        times_before = _commandstat(sync_r, "time")
         started = time.monotonic()
         bodies: list[str] = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -230,7 +240,8 @@ def test_fifty_scrapes_a_second_read_the_tier_at_most_once_per_interval(redis_ur
         elapsed = time.monotonic() - started
         times_after = _commandstat(sync_r, "time")
         last = families(server.scrape())
-    readings = times_after - times_before
+    readings, rest = divmod(times_after - times_before, per_reading)
+    assert rest == 0, (times_after - times_before, per_reading)
     assert len(bodies) == 150
     assert all("echoes_redis_sessions 5.0" in b for b in bodies)
     assert 2 <= readings <= int(elapsed / interval) + 1, (readings, elapsed)
