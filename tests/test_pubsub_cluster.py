@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -264,3 +265,35 @@ async def test_an_uncovered_slot_is_retried_like_a_dropped_connection(cluster_r,
         await subscriber.start(shard=["location:ruins"])
     assert isinstance(caught.value, redis.exceptions.ConnectionError)
     await subscriber.aclose()
+
+
+def test_broadcast_counts_classic_subscribers_on_every_node(
+    cluster_url, redis_cluster, sync_cluster_static
+):
+    """PUBSUB NUMSUB counts one node's clients: on a cluster the audience is the sum over
+    every node (a subscriber may be connected to any primary or replica)."""
+    env = {"REDIS_URL": cluster_url, "ECHOES_OPS_OPERATOR": "dana"}
+    clients = [redis.Redis(host=redis_cluster.host, port=p) for p in redis_cluster.ports[:4]]
+    listeners = [c.pubsub() for c in clients]
+    try:
+        for listener in listeners:
+            listener.subscribe("location:ruins")
+            assert listener.get_message(timeout=2)["type"] == "subscribe"
+        out = cli("broadcast", "location", "ruins", "Quiet", "--dry-run", "--json", env=env)
+        assert out.code == 0, out.stderr
+        assert json.loads(out.stdout)["audience"]["channel_subscribers"] == 4
+    finally:
+        for listener in listeners:
+            listener.close()
+        for client in clients:
+            client.close()
+
+
+@pytest.fixture
+def sync_cluster_static(cluster_url, redis_cluster):
+    """The static cache entry a location broadcast is checked against."""
+    client = redis.RedisCluster(host=redis_cluster.host, port=redis_cluster.ports[0])
+    try:
+        client.hset(keys.location_cache_key("ruins"), mapping={"id": "ruins", "name": "Ruins"})
+    finally:
+        client.close()

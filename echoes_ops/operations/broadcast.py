@@ -20,7 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import primary_nodes, replica_nodes
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.contract.ids import check_character_id, check_name
@@ -277,16 +281,28 @@ class BroadcastResult:
 
 async def audience(r: AnyRedis, channel: str, mode: PubSubMode = DEFAULT_MODE) -> Audience:
     """Who listens on ``channel`` in ``mode``: a shard channel's subscribers are counted by
-    PUBSUB SHARDNUMSUB (on the node that owns it), and no pattern can match it."""
-    if is_sharded(channel, mode):
+    PUBSUB SHARDNUMSUB, and no pattern can match it. PUBSUB counts the clients of the node
+    it runs on, so on a cluster it runs on every node (primaries and replicas: a client may
+    subscribe on any) and the counts are summed; ``patterns`` is then the sum of each
+    node's distinct patterns."""
+    sharded = is_sharded(channel, mode)
+    if isinstance(r, RedisCluster):
+        nodes = [n.client for n in [*await primary_nodes(r), *await replica_nodes(r)]]
+    else:
+        nodes = [r]
+    counts = await asyncio.gather(*(_node_audience(node, channel, sharded) for node in nodes))
+    return Audience(sum(c for c, _ in counts), sum(p for _, p in counts), sharded=sharded)
+
+
+async def _node_audience(r: Redis, channel: str, sharded: bool) -> tuple[int, int]:
+    if sharded:
         reply = await r.pubsub_shardnumsub(channel)
-        return Audience(_numsub_count(reply, channel), 0, sharded=True)
+        return _numsub_count(reply, channel), 0
     pipe = r.pipeline(transaction=False)
     pipe.pubsub_numsub(channel)
     pipe.pubsub_numpat()
     numsub, numpat = await pipe.execute()
-    count = int(numsub[0][1]) if numsub else 0
-    return Audience(count, int(numpat))
+    return _numsub_count(numsub, channel), int(numpat)
 
 
 def _numsub_count(reply: Any, channel: str) -> int:
