@@ -134,6 +134,7 @@ def test_doctor_flags_each_misconfiguration(private_redis, client, tmp_path):
         "clock_skew": "fail",
         "redis_enabled": "warn",
         "pubsub_mode": "warn",  # w-skew publishes sharded; the configuration says classic
+        "cluster": "ok",  # one server: nothing to check
     }
     assert code == ExitCode.PROBLEMS_FOUND
     for check in checks.values():

@@ -11,8 +11,11 @@ from echoes_ops.cli.common import stdout_console
 from echoes_ops.cli.output import print_table
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from echoes_ops.local.stack import LocalState
     from echoes_ops.operations.cache import CacheStatus, InvalidateResult
+    from echoes_ops.operations.cluster_health import ClusterHealth
     from echoes_ops.operations.preload import PreloadResult
     from echoes_ops.operations.status import Status
     from echoes_ops.runtime.failover import FailoverReport
@@ -133,6 +136,38 @@ def invalidate(result: InvalidateResult) -> None:
         console.print(f"deleted {result.deleted} key(s); the next preload will rewrite them")
 
 
+def cluster_lines(h: ClusterHealth) -> list[tuple[str, Text]]:
+    """The cluster's state, one line per node, then its problems (red): status, stats."""
+    from rich.text import Text
+
+    share = f"{h.slots_ok:,}/16,384 slots served"
+    state = Text(f"{h.state}, {share}", style="bold green" if h.ok else "bold red")
+    lines: list[tuple[str, Text]] = [("cluster", state)]
+    for n in sorted(h.nodes, key=lambda n: (n.primary or n.address, n.role != "primary")):
+        if not n.up:
+            lines.append(
+                (
+                    "",
+                    Text(
+                        f"{n.address} {n.role} DOWN: {n.error or ','.join(n.flags)}",
+                        style="bold red",
+                    ),
+                )
+            )
+            continue
+        if n.role == "primary":
+            what = f"primary {n.slot_ranges or '-'} ({n.slots:,} slots)"
+        else:
+            lag = f"lag {fmt.size(n.lag_bytes)}" if n.lag_bytes is not None else "lag ?"
+            what = f"replica of {n.primary}, link {n.link}, {lag}, last I/O {n.lag_s}s ago"
+        usage = f"{n.used_memory_human}, {n.ops_per_sec} ops/s, {n.connected_clients} clients"
+        flags = f" [{','.join(n.flags)}]" if n.flags else ""
+        lines.append(("", Text(f"{n.address} {what}; {usage}{flags}")))
+    for problem in h.problems:
+        lines.append(("", Text(problem, style="bold red")))
+    return lines
+
+
 def status(s: Status) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -180,6 +215,9 @@ def status(s: Status) -> None:
     )
     table.add_row("clients", str(server.connected_clients))
     table.add_row("keys", f"{server.keys:,}")
+    if s.cluster is not None:
+        for label, line in cluster_lines(s.cluster):
+            table.add_row(label, line)
     version = s.gamedata
     if version:
         loaded_at = float(version.get("loaded_at", "0") or 0)

@@ -44,6 +44,11 @@ def render(s: StatsSnapshot, console: Console) -> None:
     summary = Table(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="bold")
     summary.add_column()
+    if s.cluster is not None:
+        from echoes_ops.cli.render import cluster_lines
+
+        for label, line in cluster_lines(s.cluster):
+            summary.add_row(label, line)
     c = s.counters
     summary.add_row(
         "cache",

@@ -13,6 +13,8 @@ from redis.asyncio.cluster import RedisCluster
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.topology import describe
 from echoes_ops.config import PgTimeouts, RedisTarget, switch_timeouts
+from echoes_ops.operations.cluster_health import ClusterHealth, cluster_health
+from echoes_ops.operations.clusterinfo import tier_info
 from echoes_ops.operations.flags import LazyRedis, flag_status
 from echoes_ops.operations.flags.status import FlagHeadline
 from echoes_ops.operations.overview import STALE_AFTER
@@ -62,13 +64,23 @@ class Status:
     checked_at: float
     target: Target | None = None
     redis_enabled: FlagHeadline | None = None
+    cluster: ClusterHealth | None = None  # per node, on Redis Cluster
+
+    @property
+    def problems(self) -> list[str]:
+        return self.cluster.problems if self.cluster is not None else []
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "gamedata": version_json(self.gamedata)}
+        return {
+            **asdict(self),
+            "gamedata": version_json(self.gamedata),
+            "cluster": self.cluster.as_dict() if self.cluster is not None else None,
+        }
 
 
 async def server_info(r: AnyRedis) -> ServerInfo:
-    info = await r.info()
+    """INFO of the server, or of every primary of a cluster merged (totals)."""
+    info = await tier_info(r)
     keyspace = sum(
         int(v.get("keys", 0)) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)
     )
@@ -144,4 +156,5 @@ async def status(
         if target is not None
         else None,
         redis_enabled=flag.headline,
+        cluster=await cluster_health(r),
     )

@@ -14,7 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.budget import StepBudget, lua_walk, node_walk
 from echoes_ops.client.bulk import bulk, pairs
@@ -295,8 +297,18 @@ async def client_names(r: AnyRedis) -> set[str] | None:
     user may not run CLIENT LIST. CLIENT LIST is O(clients). On a cluster every node is
     asked, replicas too (a worker holds connections only to the nodes it has used)."""
     nodes = [n.client for n in await primary_nodes(r) + await replica_nodes(r)]
+    single = len(nodes) == 1
+
+    async def names_on(node: Redis) -> list[dict[str, str]]:
+        try:
+            return list(await node.client_list())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            if single:
+                raise
+            return []  # a cluster node that is down holds no client (cluster health says so)
+
     try:
-        lists = await each_node(nodes, lambda node: node.client_list())
+        lists = await each_node(nodes, names_on)
     except NoPermissionError:
         return None
     return {c.get("name", "") for clients in lists for c in clients if c.get("name")}

@@ -29,7 +29,17 @@ from redis.exceptions import ResponseError
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract.pubsub import PubSubMode
 from echoes_ops.gamedata.models import GameData
-from echoes_ops.operations.doctor import clock, data, flag, identity, network, pubsub, server
+from echoes_ops.operations.clusterinfo import first_primary, server_time, tier_info
+from echoes_ops.operations.doctor import (
+    clock,
+    cluster,
+    data,
+    flag,
+    identity,
+    network,
+    pubsub,
+    server,
+)
 from echoes_ops.operations.doctor.base import (
     RANK,
     VERDICTS,
@@ -67,6 +77,7 @@ CHECKS: Final = (
     CheckSpec("clock_skew", "Clock skew", clock.clock_skew),
     CheckSpec("redis_enabled", "REDIS_ENABLED agreement", flag.redis_enabled),
     CheckSpec("pubsub_mode", "Pub/sub mode agreement", pubsub.pubsub_mode),
+    CheckSpec("cluster", "Redis Cluster", cluster.cluster),
 )
 CHECK_IDS: Final = tuple(spec.id for spec in CHECKS)
 
@@ -101,10 +112,10 @@ async def doctor(
     info: dict[str, Any] | None
     info_error = None
     try:
-        info = await r.info()
+        info = await tier_info(r)
     except ResponseError as exc:
         info, info_error = None, f"INFO {refused(exc)}"
-    seconds, micros = await r.time()
+    now = await server_time(r)
     walk = await walk_keyspace(
         r,
         ttl_all_families=("sessions", "inventories", "locks"),
@@ -116,8 +127,8 @@ async def doctor(
         r,
         info,
         info_error,
-        ConfigReader(r),
-        server_time=seconds + micros / 1e6,
+        ConfigReader(await first_primary(r)),
+        server_time=now,
         walk=walk,
         liveness=await worker_liveness(r, walk.worker_ids),
         gamedata=gamedata,

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from echoes_ops.operations.cluster_health import ClusterHealth
 from echoes_ops.operations.keyspace import FAMILY_DESCRIPTIONS
 from echoes_ops.operations.static_data import version_json
 
@@ -182,6 +183,7 @@ class StatsSnapshot:
     elapsed_s: float
     own: OwnLoad = field(default_factory=OwnLoad)
     interval: IntervalStats | None = None
+    cluster: ClusterHealth | None = None  # per node, on Redis Cluster (totals above)
 
     def as_dict(self) -> dict[str, Any]:
         memory = asdict(self.memory)
@@ -244,6 +246,7 @@ class StatsSnapshot:
                 for name, t in self.ttl.items()
             },
             "gamedata": version_json(self.gamedata),
+            "cluster": self.cluster.as_dict() if self.cluster is not None else None,
             "own_load": asdict(self.own),
             "elapsed_s": round(self.elapsed_s, 3),
         }

@@ -14,6 +14,8 @@ from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.operations.cluster_health import cluster_health
+from echoes_ops.operations.clusterinfo import server_time, tier_info
 from echoes_ops.operations.keyspace import FAMILIES, walk_keyspace
 from echoes_ops.operations.static_data import read_version
 from echoes_ops.operations.stats.connections import client_stats, pubsub_stats
@@ -53,12 +55,9 @@ async def snapshot(
     ``keyspace=False`` skips the key walk (families, TTL buckets)."""
     started = time.perf_counter()
     own = OwnLoad()
-    pipe = r.pipeline(transaction=False)
-    pipe.info()
-    pipe.time()
-    info, (seconds, micros) = await pipe.execute()
+    info = await tier_info(r)  # every primary's, merged, on a cluster
+    taken_at = await server_time(r)
     own.commands += 2
-    taken_at = seconds + micros / 1e6
 
     counters = Counters(
         keyspace_hits=info_int(info, "keyspace_hits"),
@@ -120,6 +119,7 @@ async def snapshot(
         gamedata=gamedata,
         elapsed_s=time.perf_counter() - started,
         own=own,
+        cluster=await cluster_health(r),
     )
     if previous is not None:
         result.interval = interval_between(previous, result)
