@@ -312,3 +312,26 @@ def test_a_world_with_both_kinds_of_file_validates_as_before(tmp_path: Path) -> 
     assert _native((tmp_path / "b.yaml").read_text()) is None
     result = validate_gamedata(tmp_path)
     assert result.problems == ["b.yaml:12: item 'rope': 'tier' must be between 1 and 5, got 6"]
+
+
+def test_reading_leaves_the_cycle_collector_as_it_found_it(tmp_path: Path) -> None:
+    import gc
+
+    from echoes_ops.gamedata import WorldCache
+
+    (tmp_path / "bad.yaml").write_text("items:\n- id: a\n  tier: 9\n")
+    assert gc.isenabled()
+    assert validate_gamedata(BUNDLED_GAMEDATA).ok
+    assert not validate_gamedata(tmp_path).ok
+    cache = WorldCache(tmp_path / "cache")
+    validate_gamedata(BUNDLED_GAMEDATA, cache=cache)
+    cached = validate_gamedata(BUNDLED_GAMEDATA, cache=cache)
+    assert cached.world is not None
+    assert cached.world.data().items  # read back from the cache
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        validate_gamedata(BUNDLED_GAMEDATA)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

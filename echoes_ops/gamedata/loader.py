@@ -19,7 +19,9 @@ How it stays fast (docs/gamedata.md#how-gamedata-is-read):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,10 +119,11 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
             return ValidationResult([], shown, world)
     from echoes_ops.gamedata.reading import Reading  # not needed when the cache has it
 
-    run = Reading(files, names, frozenset())
-    missing = run.problems.files - run.exact
-    if missing:  # messages to give: read those files again, with lines
-        run = Reading(files, names, frozenset(missing))
+    with _no_cycle_collection():
+        run = Reading(files, names, frozenset())
+        missing = run.problems.files - run.exact
+        if missing:  # messages to give: read those files again, with lines
+            run = Reading(files, names, frozenset(missing))
     if run.problems:
         return ValidationResult(run.problems.items, shown)
     data = GameData(
@@ -134,6 +137,21 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
         key = world_key(run.digests, version)
         cache.store(key, data, names)
     return ValidationResult([], shown, World(str(root), shown, data.counts(), key, cache, data))
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off while a world is read: reading builds millions of
+    objects that live on (raw values, then models) and no cycles, and every collection of
+    the oldest generation walks all of them (16% of the CPU of reading the 220,000-entry
+    world, 7% at 22,000). Whatever a reading leaves behind is collected once it is on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def load_world(root: str | Path, *, cache: WorldCache | None = None) -> World:
@@ -159,7 +177,8 @@ def _from_cache(
 ) -> Callable[[], GameData]:
     def fetch() -> GameData:
         try:
-            return cache.load(key, str(root), names)
+            with _no_cycle_collection():
+                return cache.load(key, str(root), names)
         except CacheMiss:
             # damaged or replaced since it was looked up: read the files themselves
             return load_gamedata(root)
