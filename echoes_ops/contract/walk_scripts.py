@@ -69,8 +69,12 @@ CENSUS_STEP: Final = (
 local step = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local sessions, rows = {}, {}
 local ns, nr = 0, 0
+local byte = string.byte
 for _, key in ipairs(step[2]) do
-  local id = match(key, '^player:([1-9]%d*):session$')
+  -- the first byte sorts out most keys of no interest (static caches, other applications)
+  -- before any pattern is tried: p(layer:), l(ocation:, ock:), w(orker:)
+  local first = byte(key, 1)
+  local id = first == 112 and match(key, '^player:([1-9]%d*):session$')
   if id then
     local v = wrongtype_only(pcall_('HMGET', key, 'location_id', 'worker_id', 'last_heartbeat'))
     if v.err == nil then
@@ -81,15 +85,19 @@ for _, key in ipairs(step[2]) do
       sessions[ns + 5] = v[3]
       ns = ns + 5
     end
-  else
+  elseif first == 112 or first == 108 or first == 119 then
     local code, n = nil, 0
-    if find(key, '^player:%d+:inventory$') then
-      code, n = 'i', call('TTL', key)
-    elseif find(key, '^location:[^:]+:players$') then
-      n = wrongtype_only(pcall_('SCARD', key))
-      if type(n) == 'number' then code = 'p' end
-    elseif find(key, '^lock:.') then
-      code, n = 'l', call('TTL', key)
+    if first == 112 then
+      if find(key, '^player:%d+:inventory$') then
+        code, n = 'i', call('TTL', key)
+      end
+    elseif first == 108 then
+      if find(key, '^location:[^:]+:players$') then
+        n = wrongtype_only(pcall_('SCARD', key))
+        if type(n) == 'number' then code = 'p' end
+      elseif find(key, '^lock:.') then
+        code, n = 'l', call('TTL', key)
+      end
     elseif find(key, '^worker:[^:]+:meta$') then
       code = 'm'
     elseif find(key, '^worker:[^:]+:connections$') then
@@ -131,8 +139,10 @@ local min_epoch = tonumber(ARGV[5])
 local max_epoch = now + tonumber(ARGV[6])
 local find, match, pcall_ = string.find, string.match, redis.pcall
 local fresh, stale, unknown, odd, rows = {}, {}, {}, {}, {}
+local byte = string.byte
 for _, key in ipairs(step[2]) do
-  local id = match(key, '^player:([1-9]%d*):session$')
+  local first = byte(key, 1)  -- p(layer:), l(ocation:, ock:), w(orker:); others skipped early
+  local id = first == 112 and match(key, '^player:([1-9]%d*):session$')
   if id then
     local beat = wrongtype_only(pcall_('HGET', key, 'last_heartbeat'))
     if type(beat) ~= 'table' then
@@ -152,6 +162,8 @@ for _, key in ipairs(step[2]) do
         odd[#odd + 1] = beat
       end
     end
+  elseif first ~= 108 and first ~= 119 then
+    -- nothing of the tier's other families starts otherwise
   elseif find(key, '^location:[^:]+:players$') then
     local n = wrongtype_only(pcall_('SCARD', key))
     if type(n) == 'number' then

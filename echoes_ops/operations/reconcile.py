@@ -131,10 +131,7 @@ async def find_drift(
 
     tier = await census_all(r, count=step)  # one pass over the keyspace (every primary)
     report.scanned["keys"] = tier.scanned
-    sessions = {
-        cid: Seen(brief.location_id, brief.worker_id, brief.heartbeat, brief.ttl)
-        for cid, brief in tier.sessions.items()
-    }
+    sessions = tier.sessions
     report.scanned["sessions"] = len(sessions)
 
     member_locations: dict[int, list[str]] = defaultdict(list)

@@ -6,19 +6,12 @@ Cluster a player's keys lie in different slots; see ``reconcile_cluster.py`` ins
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.drift_report import RECHECK_BATCH
+from echoes_ops.operations.tiermap import SessionBrief
 
-
-@dataclass
-class Seen:
-    location: str | None
-    worker: str | None
-    heartbeat: float | None
-    ttl: int
+Seen = SessionBrief  # what the walk saw of a session; replaced by what the re-read says
 
 
 def presence_suspects(

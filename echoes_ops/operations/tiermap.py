@@ -317,12 +317,13 @@ async def client_names(r: AnyRedis) -> set[str] | None:
 CENSUS_COUNT = STEP_COUNT
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SessionBrief:
-    """What a census reads of a session: enough to judge presence and liveness."""
+    """What a census reads of a session: enough to judge presence and liveness (mutable:
+    reconcile replaces what a re-read at one instant says)."""
 
-    location_id: str | None
-    worker_id: str | None
+    location: str | None
+    worker: str | None
     heartbeat: float | None  # wall-clock epoch seconds, None when unknown
     ttl: int
 
@@ -349,6 +350,7 @@ async def census(
     now = time.time()
     sessions = result.sessions
     decode_str, decode_epoch = codec.decode_str, codec.decode_epoch
+    lowest, highest = codec.MIN_PLAUSIBLE_EPOCH, now + codec.MAX_FUTURE_SKEW
 
     def args(cursor: str, size: int) -> list[str | int]:
         return [cursor, size]
@@ -356,13 +358,17 @@ async def census(
     async for reply in lua_walk(r, scripts.CENSUS_STEP, args, budget or StepBudget(count)):
         result.scanned += int(reply[1])
         found, rows = reply[3], reply[4]
-        for start in range(0, len(found), 5):
-            cid, ttl, location, worker, beat = found[start : start + 5]
+        for cid, ttl, location, worker, beat in zip(
+            found[0::5], found[1::5], found[2::5], found[3::5], found[4::5], strict=True
+        ):
+            try:  # the common case, a plain number, without the codec's general path
+                value = float(beat)
+            except (TypeError, ValueError):
+                heartbeat = decode_epoch(beat, now=now)
+            else:  # the codec's bounds (NaN compares false: unknown, as there)
+                heartbeat = value if lowest <= value <= highest else None
             sessions[int(cid)] = SessionBrief(
-                location_id=decode_str(location),
-                worker_id=decode_str(worker),
-                heartbeat=decode_epoch(beat, now=now),
-                ttl=int(ttl),
+                decode_str(location), decode_str(worker), heartbeat, int(ttl)
             )
         for start in range(0, len(rows), 3):
             code, key, n = rows[start : start + 3]
