@@ -297,3 +297,16 @@ def sync_cluster_static(cluster_url, redis_cluster):
         client.hset(keys.location_cache_key("ruins"), mapping={"id": "ruins", "name": "Ruins"})
     finally:
         client.close()
+
+
+async def test_doctor_warns_when_cluster_workers_disagree_on_the_mode(cluster_workers, cluster_url):
+    await cluster_workers("dw", pubsub_mode="sharded")
+    env = {"REDIS_URL": cluster_url, "REDIS_PUBSUB_MODE": "classic"}
+    out = await asyncio.to_thread(cli, "doctor", "--json", env=env)
+    checks = {c["id"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["pubsub_mode"]["verdict"] == "warn", checks["pubsub_mode"]
+    assert checks["pubsub_mode"]["details"]["workers"] == {"dw": "sharded"}
+    env["REDIS_PUBSUB_MODE"] = "sharded"
+    out = await asyncio.to_thread(cli, "doctor", "--json", env=env)
+    checks = {c["id"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["pubsub_mode"]["verdict"] == "ok", checks["pubsub_mode"]
