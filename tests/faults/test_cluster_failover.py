@@ -1,5 +1,5 @@
 """Failover, for real (issue #14 item 6): kill -9 a primary of a private cluster (3
-primaries, 3 replicas) while ``preload`` and ``locks hold`` run. Each
+primaries, 3 replicas) while ``preload``, ``sessions list`` and ``locks hold`` run. Each
 finishes correctly once the replica is promoted, or fails with one clear line and a
 documented exit code; nothing is half-written beyond the documented guarantee."""
 
@@ -18,6 +18,7 @@ from benchmarks.worldgen import make_world
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
+from echoes_ops.contract.session import Session
 from echoes_ops.errors import ExitCode, OpsError
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.local.redis_cluster import RedisCluster
@@ -131,6 +132,56 @@ async def test_preload_survives_a_primary_killed_midway(cluster: RedisCluster):
         assert result.version == await r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash")
         assert (await cache_status(r, data)).in_sync
         assert time.monotonic() - started < 60
+
+
+def _sessions(cluster: RedisCluster, count: int) -> None:
+    client = SyncCluster(host=cluster.host, port=cluster.ports[0])
+    try:
+        pipe = client.pipeline()
+        for cid in range(1, count + 1):
+            session = Session(
+                character_id=cid,
+                username=f"player{cid}",
+                location_id="overpass",
+                hp=100,
+                max_hp=100,
+                stamina=50,
+                max_stamina=50,
+                level=1,
+                xp=0,
+                websocket_connected=True,
+                in_combat=False,
+                last_heartbeat=time.time(),
+            )
+            pipe.hset(keys.session_key(cid), mapping=session.encode())
+            pipe.expire(keys.session_key(cid), 3600)
+        pipe.execute()
+    finally:
+        client.close()
+
+
+def test_sessions_list_while_a_primary_fails_over(cluster: RedisCluster):
+    """Killed just as the walk starts: it answers with every session (after the promotion)
+    or fails with one line and exit 4/10; once promoted, it answers exactly."""
+    count = 3000
+    _sessions(cluster, count)
+    replicate(cluster)
+    probe = keys.session_key(1)
+    run = CliProcess("sessions", "list", "--json", "--limit", str(count), env=env_of(cluster))
+    killed = kill_owner(cluster, probe)
+    done = run.finish(timeout=90)
+    assert done.code in FAILOVER_EXITS, done.stderr
+    if done.code == 0:
+        assert len(json.loads(done.stdout)["sessions"]) == count
+    else:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith("echoes-ops: error: ")
+    promoted(cluster, killed, probe)
+    again = CliProcess("sessions", "list", "--json", "--limit", str(count), env=env_of(cluster))
+    settled = again.finish(timeout=90)
+    assert settled.code == 0, settled.stderr
+    assert len(json.loads(settled.stdout)["sessions"]) == count
 
 
 def test_locks_hold_while_its_primary_fails_over(cluster: RedisCluster):
