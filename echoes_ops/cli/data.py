@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -142,11 +143,16 @@ def preload(
     operator = guard(ctx, lambda: state(ctx).settings().operator_name())
     folder = gamedata_dir(ctx, gamedata)
     args = {"gamedata": str(folder), "force": force, "online": online}
-    previewed = None
+    previewed: World | None = None
+    unchanged: PreloadResult | None = None
     if not dry_run:
-        previewed = _confirm_removals(
+        previewed, plan = _confirm_removals(
             ctx, folder, operator=operator, force=force, yes=yes, online=online
         )
+        if plan is not None and plan.skipped:
+            # the preview just found every key of this version in place: the run reports
+            # that (audited) instead of checking every key a second time
+            unchanged = replace(plan, dry_run=False)
 
     async def work(stop: StopToken) -> PreloadResult:
         async with audited_redis(ctx, "preload", args, dry_run=dry_run) as (r, entry):
@@ -156,18 +162,21 @@ def preload(
             risk = eviction_warning(await memory_state(r))
             if risk:
                 warn(risk)
-            with ProgressBar("preloading", enabled=is_tty() and not json) as bar:
-                result = await do_preload(
-                    r,
-                    world,
-                    operator=operator,
-                    dry_run=dry_run,
-                    force=force,
-                    progress=bar,
-                    stop=stop,
-                    online=online,
-                    verify=verify,
-                )
+            if unchanged is not None:
+                result = unchanged
+            else:
+                with ProgressBar("preloading", enabled=is_tty() and not json) as bar:
+                    result = await do_preload(
+                        r,
+                        world,
+                        operator=operator,
+                        dry_run=dry_run,
+                        force=force,
+                        progress=bar,
+                        stop=stop,
+                        online=online,
+                        verify=verify,
+                    )
             entry.detail = {
                 "version": result.version,
                 "skipped": result.skipped,
@@ -189,10 +198,11 @@ def preload(
 
 def _confirm_removals(
     ctx: typer.Context, folder: Path, *, operator: str, force: bool, yes: bool, online: bool
-) -> World | None:
+) -> tuple[World | None, PreloadResult | None]:
     """Say how many entries of each kind the preload deletes (gone from gamedata) and ask;
     warn when an atomic swap would hold the server past the budget on a loaded tier (not a
-    first load); the world read for the preview, if it could be read."""
+    first load); the world read for the preview, if it could be read, and the preview's dry
+    run."""
     from echoes_ops.cli.common import confirm, redis_client
     from echoes_ops.operations.preload import preload as do_preload
 
@@ -211,7 +221,7 @@ def _confirm_removals(
     try:
         plan = asyncio.run(preview())
     except OpsError:
-        return world  # the preload itself fails the same way, and is audited then
+        return world, None  # the preload itself fails the same way, and is audited then
     if not online and plan.mode == "atomic" and plan.previous_version is not None:
         from echoes_ops.operations.preload_online import atomic_hold_warning
 
@@ -221,11 +231,11 @@ def _confirm_removals(
             warn(hold)
     removed = {kind: d.removed for kind, d in plan.diffs.items() if d.removed}
     if not removed:
-        return world
+        return world, plan
     target = state(ctx).settings().redis_target().display
     what = ", ".join(
         f"{len(ids):,} {kind} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
         for kind, ids in removed.items()
     )
     confirm(ctx, f"Preload on {target} removes entries gone from gamedata: {what}?", yes=yes)
-    return world
+    return world, plan
