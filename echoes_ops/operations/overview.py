@@ -8,16 +8,20 @@ Lua steps of ``CENSUS_STEP`` keys (each well under 2 ms at 100,000 sessions), ne
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import primary_clients
 from echoes_ops.contract import keys
+from echoes_ops.operations.clusterinfo import tier_info
 from echoes_ops.operations.tiercount import COUNT_STEP, count_tier
 from echoes_ops.operations.tiermap import client_names
 
@@ -68,12 +72,18 @@ class ServerCounters:
 
 
 async def read_counters(r: AnyRedis) -> ServerCounters:
-    """INFO, INFO commandstats and TIME in one round trip."""
-    pipe = r.pipeline(transaction=False)
-    pipe.info()
-    pipe.info("commandstats")
-    pipe.time()
-    info, commandstats, (seconds, micros) = await pipe.execute()
+    """INFO, INFO commandstats and TIME in one round trip; on a cluster (where INFO cannot be
+    pipelined) every primary's INFO merged (:func:`tier_info`), TIME from one primary."""
+    if isinstance(r, RedisCluster):
+        info, commandstats, (seconds, micros) = await asyncio.gather(
+            tier_info(r), tier_info(r, "commandstats"), (await primary_clients(r))[0].time()
+        )
+    else:
+        pipe = r.pipeline(transaction=False)
+        pipe.info()
+        pipe.info("commandstats")
+        pipe.time()
+        info, commandstats, (seconds, micros) = await pipe.execute()
     publishes = sum(
         _int(commandstats.get(name, {}), "calls")
         for name in PUBLISH_COMMANDS

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from echoes_ops.contract.envelopes import Envelope
 from echoes_ops.operations.broadcast import BroadcastResult
+from echoes_ops.operations.cluster_health import ClusterHealth
 from echoes_ops.operations.flags import FlagStatus
 from echoes_ops.operations.locations import LocationList
 from echoes_ops.operations.locks import LockInfo
@@ -40,6 +41,7 @@ class Snapshot:
     locations: LocationList
     locks: list[LockInfo]
     elapsed_s: float = 0.0
+    cluster: ClusterHealth | None = None  # every node and its state (None: one server)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class Snapshot:
             ],
             "locations": self.locations.as_dict(),
             "locks": [info.as_dict() for info in self.locks],
+            "cluster": None if self.cluster is None else self.cluster.as_dict(),
             "elapsed_s": round(self.elapsed_s, 4),
         }
 

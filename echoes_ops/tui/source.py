@@ -25,6 +25,7 @@ from echoes_ops.operations import overview
 from echoes_ops.operations.audit import AuditLog, AuditRecord
 from echoes_ops.operations.audit_read import AuditQuery, read_audit
 from echoes_ops.operations.broadcast import BroadcastResult
+from echoes_ops.operations.cluster_health import cluster_health
 from echoes_ops.operations.drilldown import (
     InventoryPreview,
     WorkerDetail,
@@ -212,6 +213,7 @@ class RedisSource(WriteActions):
             locations = await list_locations(r)
             held = await self._locks()
             flag = await self._flag(live)
+            cluster = await cluster_health(r)  # each refresh: a node down shows at the next
         workers = [w for w in live.values() if w.meta or w.connections or w.client_connected]
         return Snapshot(
             taken_at=self.clock(),
@@ -222,6 +224,7 @@ class RedisSource(WriteActions):
             locations=locations,
             locks=held,
             elapsed_s=time.perf_counter() - started,
+            cluster=cluster,
         )
 
     async def _locks(self) -> list[LockInfo]:

@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Sparkline, Static
 
 from echoes_ops.fmt import clock_time, number, percent, size
+from echoes_ops.operations.cluster_health import ClusterHealth, NodeHealth
 from echoes_ops.tui.model import DashboardState
 
 
@@ -64,8 +65,50 @@ def overview_rows(state: DashboardState) -> list[tuple[str, str]]:
         )
     )
     rows.append(("clients", f"{number(c.connected_clients)} connected, {number(c.keys)} keys"))
+    if snap.cluster is not None:
+        rows += cluster_rows(snap.cluster)
     rows.append(("drift", _drift(state)))
     return rows
+
+
+def cluster_rows(health: ClusterHealth) -> list[tuple[str, str]]:
+    """The cluster line, one line per node (a node down says so, with why), then what is
+    wrong with the cluster as a whole."""
+    rows = [
+        (
+            "cluster",
+            f"{health.label}, cluster_state {health.state}, "
+            f"{percent(health.slot_coverage)} of the slots served",
+        )
+    ]
+    for node in health.nodes:
+        rows.append(("DOWN" if not node.up else node.role, node_line(node)))
+    if health.problems:
+        rows.append(("CLUSTER", "; ".join(health.problems)))
+    return rows
+
+
+def node_line(node: NodeHealth) -> str:
+    where = node.address
+    if node.role == "replica":
+        where += f" of {node.primary or '?'}"
+    elif node.slot_ranges:
+        where += f" slots {node.slot_ranges}"
+    if node.flags:
+        where += f" [{','.join(node.flags)}]"
+    if not node.up:
+        return f"{where}: {node.error or 'not answering'}"
+    parts = [where]
+    if node.used_memory is not None:
+        parts.append(size(node.used_memory))
+    if node.ops_per_sec is not None:
+        parts.append(f"{number(node.ops_per_sec)} ops/s")
+    if node.connected_clients is not None:
+        parts.append(f"{number(node.connected_clients)} clients")
+    if node.role == "replica":
+        lag = "?" if node.lag_bytes is None else f"{number(node.lag_bytes)} B"
+        parts.append(f"link {node.link or '?'}, lag {lag}")
+    return ", ".join(parts)
 
 
 def _drift(state: DashboardState) -> str:
@@ -86,7 +129,7 @@ def render_overview(state: DashboardState, rows: list[tuple[str, str]] | None = 
     table.add_column(overflow="fold")
     for label, value in overview_rows(state) if rows is None else rows:
         style = "red" if label == "drift" and value[:1].isalpha() and "_" in value else ""
-        if label in ("STALE", "ALARM"):
+        if label in ("STALE", "ALARM", "DOWN", "CLUSTER"):
             style = "bold red"
         elif label == "note":
             style = "yellow"
