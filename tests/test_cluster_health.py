@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from cli_helpers import cli
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.operations.cluster_health import cluster_health
+from tests.cli_helpers import cli
 
 
 def test_status_stats_and_doctor_show_every_node(cluster_url) -> None:
