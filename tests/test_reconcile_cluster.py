@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -14,10 +15,13 @@ from redis.asyncio import Redis
 from redis.cluster import RedisCluster as SyncCluster
 from redis.crc import key_slot
 
+from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.nodes import primary_clients
 from echoes_ops.contract import keys
 from echoes_ops.operations.reconcile import find_drift, reconcile, repair
+from echoes_ops.operations.reconcile_cluster import census_all
+from tests import test_cluster_walks as walks
 from tests.cli_helpers import cli
 
 DEAD = "w-gone"
@@ -161,3 +165,43 @@ def test_cli_says_how_repairs_are_guarded_on_a_cluster(cluster_url: str) -> None
     assert "two passes 0.5 s apart" in fixed.stdout
     assert "re-checks the key it changes" in fixed.stdout
     assert cli("reconcile", env=env).code == 0
+
+
+# the migrating cluster of the walks' tests (module-scoped there, here too)
+moving_cluster = walks.moving_cluster
+moving = walks.moving
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["moved", "still-moving"])
+async def test_the_census_is_exact_while_a_slot_migrates(
+    moving: AnyRedis, moving_cluster: Any, monkeypatch: pytest.MonkeyPatch, finished: bool
+) -> None:
+    """CLUSTER SETSLOT/MIGRATE between the nodes' walks (target walked first, source last):
+    every session counted once, none lost, the moved ones read again."""
+    slot = key_slot(keys.session_key(1).encode()) if finished else 777
+    in_slot = walks._keys_in_slot(slot, walks.SLOT_KEYS)
+    ids = sorted([*in_slot, *range(100_000, 100_300)])
+    await bulk(moving, [("HSET", keys.session_key(c), "location_id", "ruins") for c in ids])
+    source = walks._owner(moving_cluster, slot)
+    target = next(p for p in walks._primaries(moving_cluster) if p != source)
+    move = walks.SlotMove(moving_cluster, slot, source, target)
+
+    def migrate() -> None:
+        move.begin()
+        if finished:
+            move.move()
+            move.finish()
+        else:
+            move.move(walks.SLOT_KEYS // 2)
+
+    try:
+        walks._walk_target_first(monkeypatch, move, migrate)
+        tier = await census_all(moving, count=50)
+        assert sorted(tier.sessions) == ids
+        assert all(s.location == "ruins" for s in tier.sessions.values())
+    finally:
+        monkeypatch.undo()
+        if not finished:
+            move.move()
+            move.finish()
+        move.close()

@@ -18,11 +18,12 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import each_primary
-from echoes_ops.contract import keys, repair_scripts
+from echoes_ops.client.walk import keys_in_slots, walk_primaries
+from echoes_ops.contract import codec, keys, repair_scripts
 from echoes_ops.operations.stop import StopToken
-from echoes_ops.operations.tiermap import Census, census
+from echoes_ops.operations.tiermap import Census, SessionBrief, census
 
 # repairs whose keys lie in different slots on a cluster
 CROSS_SLOT_KINDS = frozenset(
@@ -40,20 +41,83 @@ def is_cluster(r: AnyRedis) -> bool:
 
 
 async def census_all(r: AnyRedis, *, count: int) -> Census:
-    """One census per primary, in parallel, merged (one server: the census)."""
+    """One census per primary, in parallel, merged (one server: the census). A key is
+    counted once; the keys of slots that moved while the census ran (a resharding) are left
+    out of the nodes' readings and read again afterwards (``client/walk.py``)."""
     if not is_cluster(r):
         return await census(r, count=count)
-    parts = await each_primary(r, lambda node: census(node, count=count))
+    walk = await walk_primaries(r, lambda node: census(node, count=count))
     merged = Census()
-    for part in parts:
+    stable = walk.stable
+    for part in walk.results:
         merged.scanned += part.scanned
-        merged.sessions.update(part.sessions)  # a key seen on two nodes counts once
-        merged.presence.update(part.presence)
-        merged.inventories.update(part.inventories)
-        merged.locks.update(part.locks)
-        merged.worker_metas |= part.worker_metas
-        merged.worker_connections |= part.worker_connections
+        for cid, brief in part.sessions.items():
+            if stable(keys.session_key(cid)):
+                merged.sessions[cid] = brief
+        for loc, found in part.presence.items():
+            if stable(found[0]):
+                merged.presence[loc] = found
+        merged.inventories.update((k, t) for k, t in part.inventories.items() if stable(k))
+        merged.locks.update((k, t) for k, t in part.locks.items() if stable(k))
+        merged.worker_metas |= {w for w in part.worker_metas if stable(keys.worker_meta_key(w))}
+        merged.worker_connections |= {
+            w for w in part.worker_connections if stable(keys.worker_connections_key(w))
+        }
+    moved = await keys_in_slots(r, walk)
+    if moved:
+        await _census_keys(r, moved, merged)
     return merged
+
+
+async def _census_keys(r: AnyRedis, names: list[str], into: Census) -> None:
+    """What the census reads of each of ``names`` (keys of slots that moved), one command
+    per key, pipelined per slot: sessions (fields and TTL), presence sets (size),
+    inventories and locks (TTL), worker keys (their existence)."""
+    now = time.time()
+    into.scanned += len(names)
+    commands: list[tuple[Any, ...]] = []
+    kinds: list[tuple[str, str]] = []
+    for name in names:
+        if keys.parse_session_key(name) is not None:
+            commands += [("HMGET", name, "location_id", "worker_id", "last_heartbeat")]
+            commands += [("TTL", name)]
+            kinds.append(("s", name))
+        elif keys.parse_presence_key(name) is not None:
+            commands.append(("SCARD", name))
+            kinds.append(("p", name))
+        elif keys.parse_inventory_key(name) is not None:
+            commands.append(("TTL", name))
+            kinds.append(("i", name))
+        elif keys.parse_lock_key(name) is not None:
+            commands.append(("TTL", name))
+            kinds.append(("l", name))
+        elif (wid := keys.parse_worker_meta_key(name)) is not None:
+            into.worker_metas.add(wid)
+        elif (wid := keys.parse_worker_connections_key(name)) is not None:
+            into.worker_connections.add(wid)
+    replies = iter(await bulk(r, commands, raise_on_error=False))
+    for code, name in kinds:
+        reply = next(replies)
+        if code == "s":
+            ttl = next(replies)
+            cid = keys.parse_session_key(name)
+            if cid is not None and isinstance(reply, list) and isinstance(ttl, int):
+                location, worker, beat = reply
+                into.sessions[cid] = SessionBrief(
+                    codec.decode_str(location),
+                    codec.decode_str(worker),
+                    codec.decode_epoch(beat, now=now),
+                    ttl,
+                )
+        elif isinstance(reply, int):
+            if code == "p":
+                loc = keys.parse_presence_key(name)
+                if loc is not None:
+                    into.presence[loc] = (name, reply)
+            elif code == "i":
+                into.inventories[name] = reply
+            else:
+                into.locks[name] = reply
 
 
 async def wait_for_second_pass(started: float, grace: float, stop: StopToken) -> None:
