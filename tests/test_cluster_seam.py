@@ -104,6 +104,8 @@ def test_commands_are_grouped_by_their_first_key() -> None:
     assert first_key(commands[1]) == "player:1:session"
     assert first_key(("EVALSHA", "abc", 0)) is None
     assert first_key(("MULTI",)) is None
+    assert first_key(("SLOWLOG", "GET", 10)) is None
+    assert first_key(("MEMORY", "USAGE", "player:3:session")) == "player:3:session"
     groups = group_commands(commands)
     assert groups[slot_of("player:1:session")] == commands[:2]
     with pytest.raises(ValueError, match="names no key"):

@@ -21,8 +21,15 @@ C = TypeVar("C", bound=Sequence[Any])
 _NUMKEYS_AT = {"EVAL": 2, "EVALSHA": 2, "EVAL_RO": 2, "EVALSHA_RO": 2, "FCALL": 2, "FCALL_RO": 2}
 # commands that name no key: they run on one node as they are
 KEYLESS = frozenset(
-    {"MULTI", "EXEC", "DISCARD", "PING", "TIME", "INFO", "SCAN", "DBSIZE", "CLIENT", "CONFIG"}
-)
+    {
+        "MULTI", "EXEC", "DISCARD", "PING", "ECHO", "TIME", "INFO", "SCAN", "DBSIZE",
+        "CLIENT", "CONFIG", "SLOWLOG", "LATENCY", "CLUSTER", "ACL", "COMMAND", "SCRIPT",
+        "FUNCTION", "PUBSUB", "WAIT", "READONLY", "ASKING", "LASTSAVE", "RANDOMKEY",
+        "FLUSHALL", "FLUSHDB", "ROLE", "HELLO", "AUTH", "SELECT",
+    }
+)  # fmt: skip
+# container commands whose key follows a subcommand: MEMORY USAGE key, OBJECT ENCODING key
+_KEY_AFTER_SUBCOMMAND = frozenset({"MEMORY", "OBJECT", "XINFO"})
 
 
 def slot_of(key: str | bytes) -> int:
@@ -48,7 +55,11 @@ def first_key(command: Sequence[Any]) -> str | bytes | None:
     if name in KEYLESS:
         return None
     at = _NUMKEYS_AT.get(name)
-    if at is not None:
+    if name in _KEY_AFTER_SUBCOMMAND:
+        if len(command) < 3:
+            return None
+        key = command[2]
+    elif at is not None:
         if len(command) <= at + 1 or int(command[at]) < 1:
             return None
         key = command[at + 1]

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
+from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.nodes import each_node, primary_nodes
+from echoes_ops.operations.clusterinfo import first_primary, server_time
 from echoes_ops.operations.keyspace import family_of
 from echoes_ops.operations.stats.connections import channel_family, named_workers
 from echoes_ops.operations.stats.model import OwnLoad
@@ -125,6 +128,7 @@ class SlowEntry:
     client_addr: str
     client_name: str
     worker: bool  # the client is named after a game worker
+    node: str = ""  # host:port of the cluster node that logged it ("" on one server)
 
     @property
     def client(self) -> str:
@@ -243,17 +247,45 @@ def _entry(raw: list[Any], workers: set[str]) -> SlowEntry:
 
 
 async def _slowlog(r: AnyRedis, limit: int, notes: list[str]) -> tuple[list[SlowEntry], int | None]:
+    """SLOWLOG of the server, or of every primary of a cluster (newest first, each entry
+    naming its node)."""
+    nodes = await primary_nodes(r)
     try:
-        raw, length = await bulk(r, [("SLOWLOG", "GET", limit), ("SLOWLOG", "LEN")])
+        replies = await each_node(
+            [n.client for n in nodes],
+            lambda node: bulk(node, [("SLOWLOG", "GET", limit), ("SLOWLOG", "LEN")]),
+        )
     except (NoPermissionError, ResponseError) as exc:
         notes.append(f"SLOWLOG not allowed: {exc}")
         return [], None
-    names = {_text(e[5]) for e in raw if len(e) > 5 and e[5]}
+    names = {_text(e[5]) for raw, _ in replies for e in raw if len(e) > 5 and e[5]}
     workers = await named_workers(r, names, OwnLoad()) if names else set()
-    return [_entry(e, workers) for e in raw], int(length)
+    clustered = len(nodes) > 1
+    entries = [
+        replace(_entry(e, workers), node=node.name if clustered else "")
+        for node, (raw, _) in zip(nodes, replies, strict=True)
+        for e in raw
+    ]
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit], sum(int(length) for _, length in replies)
 
 
 async def _events(r: AnyRedis, notes: list[str]) -> list[LatencyEvent]:
+    """LATENCY events of the server, or of every primary of a cluster (an event's name
+    prefixed with its node there)."""
+    nodes = await primary_nodes(r)
+    if len(nodes) == 1:
+        return await _node_events(nodes[0].client, notes)
+    found = await each_node([n.client for n in nodes], lambda node: _node_events(node, notes))
+    merged = [
+        replace(event, event=f"{node.name} {event.event}")
+        for node, events in zip(nodes, found, strict=True)
+        for event in events
+    ]
+    return sorted(merged, key=lambda e: e.event)
+
+
+async def _node_events(r: Redis, notes: list[str]) -> list[LatencyEvent]:
     try:
         (latest,) = await bulk(r, [("LATENCY", "LATEST")])
         names = [_text(row[0]) for row in latest]
@@ -289,7 +321,7 @@ async def latency_report(
     r: AnyRedis, *, limit: int = SLOWLOG_LIMIT, samples: int = PING_SAMPLES
 ) -> LatencyReport:
     notes: list[str] = []
-    config = await _config(r, notes)
+    config = await _config(await first_primary(r), notes)
     slowlog, length = await _slowlog(r, limit, notes)
     events = await _events(r, notes)
     threshold = config.get("latency-monitor-threshold")
@@ -298,9 +330,8 @@ async def latency_report(
             "the latency monitor is off (latency-monitor-threshold 0): no LATENCY events are "
             "recorded; enable with CONFIG SET latency-monitor-threshold 100 (ms)"
         )
-    seconds, micros = await r.time()
     return LatencyReport(
-        taken_at=seconds + micros / 1e6,
+        taken_at=await server_time(r),
         slowlog=slowlog,
         slowlog_len=length,
         slower_than_us=config.get("slowlog-log-slower-than"),
