@@ -33,6 +33,7 @@ import asyncpg
 from benchmarks.warmup import (
     REPO,
     WINDOW,
+    bench_settings,
     cpu_and_slowlog,
     load_average,
     postgres_pids,
@@ -41,7 +42,6 @@ from benchmarks.warmup import (
     slowlog,
 )
 from echoes_ops.client.connect import open_redis
-from echoes_ops.config import Settings
 from echoes_ops.gamedata import load_gamedata
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.local.postgres_server import PostgresServer
@@ -125,7 +125,7 @@ async def measure(args: argparse.Namespace, pg: PostgresServer, url: str, base: 
     sides = {"base": base, "new": REPO}
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     print(f"{args.characters:,} characters; base {args.base}; load average {load_average()}")
-    async with open_redis(Settings.from_dsn(url).redis_target()) as r:
+    async with open_redis(bench_settings(url).redis_target()) as r:
         await r.config_set("slowlog-log-slower-than", 0)
         await r.config_set("slowlog-max-len", 1_000_000)
         for n in range(args.rounds):
