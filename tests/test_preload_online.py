@@ -13,6 +13,8 @@ import pytest
 import redis
 
 from benchmarks.worldgen import make_world
+from echoes_ops.client.connect import open_redis
+from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
 from echoes_ops.errors import DataLostError, Interrupted
@@ -286,3 +288,20 @@ def test_cli_warns_before_a_long_atomic_swap_on_a_loaded_tier(redis_url, tmp_pat
     out = cli("preload", "--gamedata", str(first), "--online", "--yes", env=env)
     assert out.code == 0, out.stderr
     assert "atomic swap" not in out.stderr
+
+
+async def test_without_time_in_the_acl_steps_follow_the_round_trip(r, sync_r, redis_url, big_world):
+    """A user that may not run TIME (as the warmup role): the script reports -1, the steps
+    are sized from the round trips (which only overstate), and the report says the step
+    times were not measured rather than showing a zero."""
+    sync_r.execute_command("ACL", "SETUSER", "notime", "on", ">pw", "~*", "+@all", "-time")
+    try:
+        settings = Settings.from_dsn(redis_url.replace("redis://", "redis://notime:pw@"))
+        async with open_redis(settings.redis_target()) as limited:
+            result = await preload(limited, big_world, operator="alice", online=True)
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "notime")
+    assert result.online is not None
+    assert result.online.longest_step_us == -1  # no step could read the clock
+    assert result.online.as_dict()["longest_step_ms"] is None
+    assert (await cache_status(r, big_world)).in_sync

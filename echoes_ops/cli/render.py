@@ -70,6 +70,11 @@ def preload(result: PreloadResult) -> None:
         )
     else:
         online = result.online
+        longest = (
+            f"longest step {online.longest_step_us / 1000:.2f} ms on the server"
+            if online.longest_step_us >= 0
+            else "step times unmeasured (this user may not run TIME; sized by round trips)"
+        )
         checked = (
             f"verified {result.verified.get('verified_keys', 0)} keys re-read equal to what "
             "was written"
@@ -80,8 +85,7 @@ def preload(result: PreloadResult) -> None:
             f"preloaded version {_short(result.version)} online"
             f"{' (per-slot steps, Redis Cluster)' if online.per_slot else ''}: wrote "
             f"{result.keys_written} keys, removed {result.keys_removed}, in "
-            f"{fmt.timing(result.elapsed_s)}; {online.steps} steps, longest step "
-            f"{online.longest_step_us / 1000:.2f} ms on the server; {checked}"
+            f"{fmt.timing(result.elapsed_s)}; {online.steps} steps, {longest}; {checked}"
         )
         console.print(
             f"readers could see a mix of old and new entries for "
