@@ -18,7 +18,7 @@ from benchmarks.worldgen import make_world
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
 from echoes_ops.contract.static import StaticKind
-from echoes_ops.errors import Interrupted
+from echoes_ops.errors import DataLostError, Interrupted
 from echoes_ops.gamedata import load_gamedata
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.cache import cache_status, invalidate, invalidate_all_static
@@ -182,3 +182,26 @@ async def test_doctor_names_the_stepped_preload_on_a_cluster(cluster_r, world):
     assert check.verdict == "fail"
     assert "per-slot steps" in check.fix
     assert "--online" not in check.fix
+
+
+async def test_a_write_lost_before_the_verify_pass(tier_r, tier_url, topology, world):
+    """A key gone between the version record and the verify pass (on a cluster: a write the
+    promoted replica never received). On a cluster what differs is written once more and
+    verified again; on one server --online says it is lost (exit 11)."""
+    victim = keys.item_def_key(sorted(world.items)[0])
+    url = tier_url.replace("?cluster=true", "")
+    sync = SyncCluster.from_url(url) if topology == "cluster" else redis.Redis.from_url(url)
+
+    def progress(done: int, total: int) -> None:
+        if done == total:  # after the version record's step, before the verify pass
+            sync.delete(victim)
+
+    if topology == "cluster":
+        result = await preload(tier_r, world, operator="alice", online=True, progress=progress)
+        sync.close()
+        assert result.verified["rewritten_after_verify"] == 1
+        assert (await cache_status(tier_r, world)).in_sync
+    else:
+        with pytest.raises(DataLostError, match="item 1"):
+            await preload(tier_r, world, operator="alice", online=True, progress=progress)
+        sync.close()
