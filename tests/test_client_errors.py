@@ -3,7 +3,9 @@ servers' versions of these are exercised in test_cli_errors, test_tls and test_s
 
 from __future__ import annotations
 
+import json
 import ssl
+from pathlib import Path
 
 import pytest
 from redis import exceptions as rx
@@ -17,6 +19,8 @@ from echoes_ops.errors import (
     RedisCommandError,
     UnreachableError,
 )
+from echoes_ops.local.redis_server import RedisServer
+from tests.cli_helpers import cli
 
 WHERE = "redis://cache:6379/0"
 
@@ -67,3 +71,16 @@ def test_tls_failure_is_reported_as_tls():
     assert isinstance(error, UnreachableError)
     assert error.exit_code == ExitCode.UNREACHABLE
     assert "TLS" in str(error)
+
+
+def test_a_unix_socket_url_reaches_the_server(tmp_path: Path) -> None:
+    """REDIS_URL=unix://... connects (it failed on an option only TCP connections take)."""
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path / "unix-redis", extra_args=["--unixsocket", str(socket_path)])
+    server.start()
+    try:
+        done = cli("status", "--json", env={"REDIS_URL": f"unix://{socket_path}"})
+        assert done.code == 0, done.stderr
+        assert json.loads(done.stdout)["server"]["version"].startswith(("6.", "7.", "8."))
+    finally:
+        server.stop()

@@ -144,12 +144,15 @@ def _options(target: RedisTarget, client_name: str | None, extra: dict[str, Any]
         "decode_responses": True,
         "socket_connect_timeout": target.timeout,
         "socket_timeout": extra.pop("socket_timeout", target.timeout),
-        "socket_keepalive": True,
         "health_check_interval": extra.pop("health_check_interval", 30),
         "client_name": client_name,
         "username": target.username,
         "password": target.password.reveal() if target.password else None,
     }
+    if urlsplit(target.url).scheme != "unix":
+        # TCP keepalive finds a vanished peer; a Unix socket has no such option (redis-py's
+        # Unix connection refuses the argument)
+        options["socket_keepalive"] = True
     options.update(_driver_info())
     options.update(extra)
     if urlsplit(target.url).scheme == "rediss":
