@@ -112,6 +112,8 @@ def test_stats_doctor_latency_and_reconcile(tier_env) -> None:
     assert families["sessions"]["keys"] == PLAYERS
     assert families["presence"]["keys"] == 2
     assert families["locks"]["keys"] == 12
+    assert 0 < families["sessions"]["sampled_keys"] <= 64  # MEMORY USAGE sample, all nodes
+    assert families["sessions"]["estimated_bytes"] > 0
     doctor = _json(tier_env, "doctor", codes=(0, 1))
     assert {c["id"] for c in doctor["checks"]} >= {"cluster", "eviction_policy", "dead_workers"}
     latency = _json(tier_env, "latency")

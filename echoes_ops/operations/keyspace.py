@@ -14,15 +14,16 @@ reports how many it caused, so a caller can keep its own reads out of hit-rate f
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Final
 
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import primary_clients
+from echoes_ops.client.nodes import each_node, primary_clients
 from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.contract import keys
 
@@ -130,13 +131,6 @@ def _offer(sample: list[bytes], seen: int, key: bytes, size: int, rng: random.Ra
         sample[slot] = key
 
 
-async def _scan_every_node(r: AnyRedis, calls: list[int]) -> AsyncIterator[list[bytes]]:
-    """Every key of every primary (one node after the other), as raw bytes."""
-    for node in await primary_clients(r):
-        async for batch in scan_raw(node, count=SCAN_COUNT, calls=calls):
-            yield batch
-
-
 async def walk_keyspace(
     r: AnyRedis,
     *,
@@ -148,11 +142,79 @@ async def walk_keyspace(
 ) -> KeyspaceWalk:
     """One SCAN pass: key counts per family, random samples of up to ``memory_sample`` keys
     per family and ``ttl_sample`` keys of ``ttl_sample_families``, and every key's TTL for
-    ``ttl_all_families`` (counting keys without one)."""
+    ``ttl_all_families`` (counting keys without one). On a cluster every primary is walked in
+    parallel and the walks merged (counts added, samples drawn from the nodes' samples)."""
     rng = rng or random.Random()
+    nodes = await primary_clients(r)
+    walks = await each_node(
+        nodes,
+        lambda node: _walk_node(
+            r,
+            node,
+            memory_sample=memory_sample,
+            ttl_sample=ttl_sample,
+            ttl_sample_families=ttl_sample_families,
+            ttl_all_families=ttl_all_families,
+            rng=rng,
+        ),
+    )
+    if len(walks) == 1:
+        return walks[0]
+    return _merge_walks(walks, memory_sample, ttl_sample, rng)
+
+
+def _merge_walks(
+    walks: list[KeyspaceWalk], memory_sample: int, ttl_sample: int, rng: random.Random
+) -> KeyspaceWalk:
+    merged = KeyspaceWalk(families={name: FamilyWalk() for name in FAMILIES}, worker_ids=set())
+    for walk in walks:
+        merged.worker_ids |= walk.worker_ids
+        merged.scanned += walk.scanned
+        merged.commands += walk.commands
+        merged.hits += walk.hits
+        merged.misses += walk.misses
+        merged.ttl_errors += walk.ttl_errors
+        merged.ttl_error = merged.ttl_error or walk.ttl_error
+        for name, fam in walk.families.items():
+            into = merged.families[name]
+            into.keys += fam.keys
+            into.ttl_read += fam.ttl_read
+            into.no_ttl += fam.no_ttl
+            into.no_ttl_examples.extend(fam.no_ttl_examples)
+    for name, into in merged.families.items():
+        parts = [w.families[name] for w in walks]
+        into.memory_sample = _draw([(p.memory_sample, p.keys) for p in parts], memory_sample, rng)
+        into.ttl_sample = _draw([(p.ttl_sample, p.keys) for p in parts], ttl_sample, rng)
+        into.no_ttl_examples = into.no_ttl_examples[:EXAMPLES]
+    return merged
+
+
+def _draw(samples: list[tuple[list[bytes], int]], size: int, rng: random.Random) -> list[bytes]:
+    """``size`` keys from the nodes' uniform samples, each node in proportion to its keys."""
+    total = sum(keys_seen for _, keys_seen in samples)
+    if size <= 0 or total == 0:
+        return []
+    out: list[bytes] = []
+    for sample, keys_seen in samples:
+        share = min(len(sample), round(size * keys_seen / total))
+        out.extend(rng.sample(sample, share) if share < len(sample) else sample)
+    return out[:size]
+
+
+async def _walk_node(
+    r: AnyRedis,
+    node: Redis,
+    *,
+    memory_sample: int,
+    ttl_sample: int,
+    ttl_sample_families: Collection[str],
+    ttl_all_families: Collection[str],
+    rng: random.Random,
+) -> KeyspaceWalk:
+    """:func:`walk_keyspace` on one node (TTL reads through ``r``, which routes them)."""
     walk = KeyspaceWalk(families={name: FamilyWalk() for name in FAMILIES}, worker_ids=set())
     calls: list[int] = []
-    async for batch in _scan_every_node(r, calls):
+    async for batch in scan_raw(node, count=SCAN_COUNT, calls=calls):
         walk.scanned += len(batch)
         ttl_keys: list[tuple[str, bytes]] = []
         for key in batch:
