@@ -55,6 +55,7 @@ ENV_VARS: dict[str, str] = {
     "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
     "redis_cluster": "REDIS_CLUSTER",
     "redis_cluster_nodes": "REDIS_CLUSTER_NODES",
+    "read_from": "ECHOES_OPS_READ_FROM",
     "redis_timeout": "REDIS_TIMEOUT",
     "dead_after": "ECHOES_OPS_DEAD_AFTER",
     "pubsub_mode": "REDIS_PUBSUB_MODE",
@@ -71,6 +72,7 @@ ENV_VARS: dict[str, str] = {
     "warmup_inventory_query": "ECHOES_OPS_WARMUP_INVENTORY_QUERY",
 }
 CONFIG_ENV_VAR = "ECHOES_OPS_CONFIG"
+READ_FROM = ("primaries", "replicas")
 
 
 class Secret:
@@ -280,6 +282,8 @@ class RedisTarget:
     # Redis Cluster: ``url``'s host is one seed node, ``cluster_nodes`` the others
     cluster: bool = False
     cluster_nodes: tuple[tuple[str, int], ...] = ()
+    # where keyspace walks read on a cluster: "primaries", or "replicas" to spare them
+    read_from: str = "primaries"
 
     @property
     def display(self) -> str:
@@ -309,6 +313,8 @@ class Settings:
     # seed node; REDIS_CLUSTER_NODES lists more seeds (host:port,...)
     redis_cluster: bool = False
     redis_cluster_nodes: str | None = None
+    # keyspace walks on a cluster read the primaries, or their replicas (--read-from)
+    read_from: str = "primaries"
     redis_timeout: float = 5.0
     dead_after: float = 6.0
     pubsub_mode: PubSubMode = "classic"
@@ -408,6 +414,10 @@ class Settings:
             raise ConfigError("REDIS_CLUSTER needs host:port seed nodes, not a unix:// socket")
         if self.is_cluster and self.redis_db:
             raise ConfigError(f"Redis Cluster has only database 0, REDIS_DB is {self.redis_db}")
+        if self.read_from not in READ_FROM:
+            raise ConfigError(
+                f"ECHOES_OPS_READ_FROM must be one of {', '.join(READ_FROM)}, got {self.read_from!r}"
+            )
         if self.redis_cluster_nodes:
             for item in self.redis_cluster_nodes.split(","):
                 _parse_hostport(item, what="REDIS_CLUSTER_NODES")
@@ -461,6 +471,7 @@ class Settings:
             pubsub_mode=self.pubsub_mode,
             cluster=self.is_cluster,
             cluster_nodes=seeds,
+            read_from=self.read_from,
         )
 
     @property

@@ -178,7 +178,14 @@ def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
 async def redis_client(ctx: typer.Context) -> AsyncIterator[AnyRedis]:
     from echoes_ops.client.connect import open_redis
 
-    async with open_redis(state(ctx).settings().redis_target()) as client:
+    settings = state(ctx).settings()
+    async with open_redis(settings.redis_target()) as client:
+        if settings.read_from == "replicas":
+            from echoes_ops.operations.cluster_health import replica_lag
+
+            line = await replica_lag(client)
+            if line is not None:
+                sys.stderr.write(f"echoes-ops: note: {line}\n")
         yield client
 
 

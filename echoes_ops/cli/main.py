@@ -97,6 +97,16 @@ def main_options(
             show_default=False,
         ),
     ] = None,
+    read_from: Annotated[
+        str | None,
+        typer.Option(
+            "--read-from",
+            help="On Redis Cluster, where keyspace walks read: primaries (default) or "
+            "replicas, to spare the primaries; the replicas' lag is printed "
+            "(env ECHOES_OPS_READ_FROM).",
+            show_default=False,
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -135,6 +145,7 @@ def main_options(
             "operator": operator,
             "environment": environment,
             "redis_timeout": timeout,
+            "read_from": read_from,
             "redis_tls_insecure": True if insecure else None,
         },
         debug=debug,
@@ -181,7 +192,15 @@ COMMANDS: dict[str, Entry] = {
 }
 
 # Global options that take a value (the next word is not a command name).
-_VALUED = {"--redis-url", "--database-url", "--config", "--operator", "--environment", "--timeout"}
+_VALUED = {
+    "--redis-url",
+    "--database-url",
+    "--config",
+    "--operator",
+    "--environment",
+    "--timeout",
+    "--read-from",
+}
 
 
 def build_app(only: str | None = None) -> typer.Typer:

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.connect import AnyRedis, NodeRedis
+from echoes_ops.client.connect import AnyRedis, NodeRedis, ReplicaRedis
 from echoes_ops.client.nodes import primary_clients
 
 BUDGET_P99_S = 0.001  # what no command of ours may exceed at p99 (#16)
@@ -181,10 +181,14 @@ async def node_walk(
 
     # on a cluster node, ASKING before each step: a node importing a slot (a resharding
     # under way) refuses a script that reads the keys it already holds of it otherwise
-    asking = hiredis.pack_command(("ASKING",)) if isinstance(r, NodeRedis) else b""
+    # on a replica (--read-from replicas): READONLY, and the script run read-only
+    replica = isinstance(r, ReplicaRedis)
+    first = ("READONLY",) if replica else ("ASKING",)
+    asking = hiredis.pack_command(first) if isinstance(r, NodeRedis) else b""
+    evalsha = "EVALSHA_RO" if replica else "EVALSHA"
 
     async def send(cursor: str, size: int) -> float:
-        command = ("EVALSHA", sha, 0, *make_args(cursor, size))
+        command = (evalsha, sha, 0, *make_args(cursor, size))
         payload = asking + hiredis.pack_command(command)
         await conn.send_packed_command(payload, check_health=False)
         return time.perf_counter()

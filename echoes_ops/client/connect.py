@@ -73,6 +73,11 @@ class NodeRedis(aioredis.Redis):
     node importing a slot lets them read the keys it already holds."""
 
 
+class ReplicaRedis(NodeRedis):
+    """A plain client on a replica of a cluster (``--read-from replicas``): per-node Lua
+    steps send READONLY first and run with EVALSHA_RO on it (client/budget.node_walk)."""
+
+
 class TierCluster(RedisCluster):
     """redis-py's cluster client (MOVED/ASK, failover and resharding are its business), which
     also opens a plain :class:`Redis` on any one of its nodes, with the same credentials and
@@ -87,16 +92,17 @@ class TierCluster(RedisCluster):
         self._node_extra = node_extra
         self._node_clients: dict[str, aioredis.Redis] = {}
 
-    def node_client(self, node: ClusterNode) -> aioredis.Redis:
-        """A plain client on ``node`` (one per node, reused)."""
-        client = self._node_clients.get(node.name)
+    def node_client(self, node: ClusterNode, *, replica: bool = False) -> aioredis.Redis:
+        """A plain client on ``node`` (one per node and kind, reused)."""
+        name = f"{node.name}/replica" if replica else node.name
+        client = self._node_clients.get(name)
         if client is None:
             client = make_plain_client(
                 node_target(self.node_target, node.host, int(node.port)),
-                redis_class=NodeRedis,
+                redis_class=ReplicaRedis if replica else NodeRedis,
                 **self._node_extra,
             )
-            self._node_clients[node.name] = client
+            self._node_clients[name] = client
         return client
 
     async def aclose(self) -> None:

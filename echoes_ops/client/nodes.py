@@ -99,3 +99,24 @@ def address_of(r: Redis) -> str:
     if "path" in kwargs:
         return str(kwargs["path"])
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+
+async def walk_clients(r: AnyRedis) -> list[Redis]:
+    """Where a keyspace walk reads: a client per primary, or with ``--read-from replicas``
+    (ECHOES_OPS_READ_FROM) a client on one replica of each primary (the primary itself for
+    one without a replica); ``[r]`` on one server."""
+    if not isinstance(r, TierCluster) or r.node_target.read_from != REPLICAS:
+        return await primary_clients(r)
+    await r.initialize()
+    replicas: dict[str, ClusterNode] = {}
+    for nodes in r.nodes_manager.slots_cache.values():
+        if nodes and nodes[0].name not in replicas and len(nodes) > 1:
+            replicas[nodes[0].name] = nodes[1]
+    out: list[Redis] = []
+    for primary in await cluster_nodes(r):
+        replica = replicas.get(primary.name)
+        if replica is None:
+            out.append(node_client(r, primary))
+        else:
+            out.append(r.node_client(replica, replica=True))
+    return out

@@ -25,7 +25,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import each_node, node_client, primary_clients
+from echoes_ops.client.nodes import each_node, node_client, walk_clients
 from echoes_ops.client.slotmap import SlotState, slot_state, unstable_slots
 from echoes_ops.client.slots import slot_of
 
@@ -54,7 +54,7 @@ async def walk_primaries(r: AnyRedis, fn: Callable[[Redis], Awaitable[T]]) -> Pr
     if not isinstance(r, RedisCluster):
         return PrimaryWalk([await fn(r)], frozenset(), None)
     before = await slot_state(r)
-    results = await each_node(await primary_clients(r), fn)
+    results = await each_node(await walk_clients(r), fn)
     after = await slot_state(r)
     return PrimaryWalk(results, unstable_slots(before, after), after)
 

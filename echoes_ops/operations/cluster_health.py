@@ -252,3 +252,25 @@ def _problems(h: ClusterHealth) -> list[str]:
         if n.role == "replica" and n.up and n.link not in (None, "up"):
             problems.append(f"replica {n.address} has its link to {n.primary} {n.link}")
     return problems
+
+
+async def replica_lag(r: AnyRedis) -> str | None:
+    """One line on the replicas walks read with ``--read-from replicas``: each one's lag
+    behind its primary (bytes of replication stream, seconds since its last I/O); None on
+    one server or when walks read the primaries."""
+    target = getattr(r, "node_target", None)
+    if not isinstance(r, RedisCluster) or target is None or target.read_from != "replicas":
+        return None
+    health = await cluster_health(r)
+    if health is None:
+        return None
+    parts = []
+    for n in health.nodes:
+        if n.role != "replica":
+            continue
+        if not n.up:
+            parts.append(f"{n.address} down")
+            continue
+        behind = f"{n.lag_bytes:,} B" if n.lag_bytes is not None else "? B"
+        parts.append(f"{n.address} (of {n.primary}) {behind} behind, last I/O {n.lag_s} s ago")
+    return "walks read replicas: " + ("; ".join(parts) if parts else "none (primaries read)")

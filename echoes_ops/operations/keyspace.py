@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import each_node, primary_clients
+from echoes_ops.client.nodes import each_node, walk_clients
 from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.contract import keys
 
@@ -145,7 +145,7 @@ async def walk_keyspace(
     ``ttl_all_families`` (counting keys without one). On a cluster every primary is walked in
     parallel and the walks merged (counts added, samples drawn from the nodes' samples)."""
     rng = rng or random.Random()
-    nodes = await primary_clients(r)
+    nodes = await walk_clients(r)
     walks = await each_node(
         nodes,
         lambda node: _walk_node(
