@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import cli
 from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import keys
+from tests.cli_helpers import cli
 
 NOW = time.time()
 PLAYERS = 240

@@ -7,9 +7,9 @@ import json
 
 import redis
 
-from cli_helpers import cli
 from echoes_ops.contract import keys
 from echoes_ops.errors import ExitCode
+from tests.cli_helpers import cli
 
 
 def _stat(port: int, command: str) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from cli_helpers import cli
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
@@ -22,6 +21,7 @@ from echoes_ops.client.slots import first_key, group_by_slot, group_commands, sl
 from echoes_ops.client.topology import describe
 from echoes_ops.config import Settings
 from echoes_ops.errors import ConfigError, ExitCode
+from tests.cli_helpers import cli
 
 # -- settings ----------------------------------------------------------------------------
 
