@@ -9,18 +9,48 @@ never shows its value in ``str``/``repr``; URLs are only ever displayed through
 from __future__ import annotations
 
 import getpass
-import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
+from echoes_ops.config.urls import (
+    REDACTED,
+    Secret,
+    UrlParts,
+    build_redis_url,
+    check_url_options,
+    pop_cluster_option,
+    redact_url,
+    url_has_password,
+)
+from echoes_ops.config.values import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    as_bool,
+    as_float,
+    as_int,
+    parse_bool,
+)
 from echoes_ops.errors import ConfigError
 
-REDACTED = "***"
+__all__ = [
+    "FALSE_WORDS",
+    "REDACTED",
+    "TRUE_WORDS",
+    "PgTimeouts",
+    "RedisTarget",
+    "Secret",
+    "Settings",
+    "build_redis_url",
+    "parse_bool",
+    "redact_url",
+    "url_has_password",
+]
+
 
 # How the game's per-location and per-player channels are published (contract/pubsub.py)
 PubSubMode = Literal["classic", "sharded"]
@@ -73,150 +103,6 @@ ENV_VARS: dict[str, str] = {
 }
 CONFIG_ENV_VAR = "ECHOES_OPS_CONFIG"
 READ_FROM = ("primaries", "replicas")
-
-
-class Secret:
-    """A string that refuses to be printed."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return f"Secret({REDACTED!r})"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class _UrlParts:
-    """A URL split by hand around its credentials.
-
-    Passwords often hold characters that end a URL's authority (``#``, ``?``, ``/``) when
-    they were not percent-encoded; ``urllib`` then puts part of the secret in the path or
-    fragment. Splitting at the last ``@`` before anything else keeps the secret whole.
-    """
-
-    scheme: str
-    username: str | None
-    password: str | None
-    rest: str  # everything after the credentials: host, port, path, query
-    query_password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> _UrlParts:
-        scheme, sep, remainder = url.partition("://")
-        if not sep:
-            return cls("", None, None, url, None)
-        userinfo, at, rest = remainder.rpartition("@")
-        username = password = None
-        if at:
-            user, colon, secret = userinfo.partition(":")
-            username = unquote(user) or None
-            password = unquote(secret) if colon else None
-        else:
-            rest = remainder
-        query_password = None
-        base, qmark, query = rest.partition("?")
-        if qmark:
-            kept = []
-            for pair in query.split("&"):
-                name, _, value = pair.partition("=")
-                if name == "password":
-                    query_password = unquote(value)
-                else:
-                    kept.append(pair)
-            rest = base + ("?" + "&".join(kept) if kept else "")
-        return cls(scheme, username, password, rest, query_password)
-
-    @property
-    def secret(self) -> str | None:
-        return self.password or self.query_password
-
-    def without_credentials(self) -> str:
-        return f"{self.scheme}://{self.rest}" if self.scheme else self.rest
-
-    def redacted(self) -> str:
-        if not self.scheme:
-            return self.rest
-        user = quote(self.username, safe="") if self.username else ""
-        shown = f"{user}:{REDACTED}" if self.password is not None else user
-        rest = self.rest
-        if self.query_password is not None:
-            rest += ("&" if "?" in rest else "?") + f"password={REDACTED}"
-        return f"{self.scheme}://{shown}@{rest}" if shown else f"{self.scheme}://{rest}"
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (user names are kept)."""
-    return _UrlParts.parse(url).redacted()
-
-
-def url_has_password(url: str) -> bool:
-    return bool(_UrlParts.parse(url).secret)
-
-
-# The words read as true and false, everywhere (settings, flags, env files, worker meta).
-TRUE_WORDS: frozenset[str] = frozenset({"true", "1", "yes", "on"})
-FALSE_WORDS: frozenset[str] = frozenset({"false", "0", "no", "off"})
-
-
-def parse_bool(text: str | None) -> bool | None:
-    """``text`` as a bool (any of :data:`TRUE_WORDS` / :data:`FALSE_WORDS`, any case,
-    surrounding blanks ignored); None when absent or not one of them."""
-    if text is None:
-        return None
-    word = text.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    return None
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value)
-    if not text.strip():
-        return False  # an empty setting means off
-    parsed = parse_bool(text)
-    if parsed is None:
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    return parsed
-
-
-def _as_int(name: str, value: Any, *, low: int, high: int) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
-    return number
-
-
-def _as_float(name: str, value: Any) -> float:
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -397,7 +283,7 @@ class Settings:
                     f"REDIS_URL must start with redis://, rediss:// or unix://, got "
                     f"{redact_url(self.redis_url)!r}"
                 )
-            _check_url_options(self.redis_url, insecure=self.redis_tls_insecure)
+            check_url_options(self.redis_url, insecure=self.redis_tls_insecure)
         if self.environment is not None and not _ENVIRONMENT.fullmatch(self.environment):
             raise ConfigError(
                 "ECHOES_OPS_ENVIRONMENT must be a short name (letters, digits, '-', '_', '.'; "
@@ -438,11 +324,11 @@ class Settings:
         """Where and how to connect to Redis, password split out of the URL."""
         password = self._password()
         if self.redis_url:
-            parts = _UrlParts.parse(self.redis_url)
+            parts = UrlParts.parse(self.redis_url)
             username = parts.username or self.redis_username
             if parts.secret:
                 password = Secret(parts.secret)
-            clean, _ = _pop_cluster_option(parts.without_credentials())
+            clean, _ = pop_cluster_option(parts.without_credentials())
         else:
             scheme = "rediss" if self.redis_tls else "redis"
             host = f"[{self.redis_host}]" if ":" in self.redis_host else self.redis_host
@@ -481,7 +367,7 @@ class Settings:
             return True
         if not self.redis_url:
             return False
-        return bool(_pop_cluster_option(self.redis_url)[1])
+        return bool(pop_cluster_option(self.redis_url)[1])
 
     @property
     def tls_unverified(self) -> bool:
@@ -543,74 +429,22 @@ def _coerce(name: str, value: Any) -> Any:
         return Secret(text) if text else None  # empty REDIS_PASSWORD means none
     if name in _INTS:
         low, high = _INTS[name]
-        return _as_int(ENV_VARS.get(name, name).upper(), value, low=low, high=high)
+        return as_int(ENV_VARS.get(name, name).upper(), value, low=low, high=high)
     if name in {"redis_tls", "redis_tls_insecure", "redis_cluster"}:
-        return _as_bool(ENV_VARS[name], value)
+        return as_bool(ENV_VARS[name], value)
     if name in _SECONDS:
-        return _as_float(ENV_VARS[name], value)
+        return as_float(ENV_VARS[name], value)
     if name == "pubsub_mode":
         return check_pubsub_mode(value)
     text = str(value)
     return text if text != "" else None
 
 
-# URL query options that turn certificate checks off (redis-py's names and values)
-_INSECURE_OPTIONS = {"ssl_cert_reqs": {"none", "optional", "cert_none", "cert_optional"}}
-_OFF = {"false", "0", "no", "off"}
-
-
-def _check_url_options(url: str, *, insecure: bool) -> None:
-    """A port that is not a number is bad input here, not a crash in the client; an option
-    that turns TLS certificate checks off is refused unless --insecure was given."""
-    rest = _UrlParts.parse(url).without_credentials()
-    try:
-        urlsplit(rest).port  # noqa: B018 - parsing is the check
-    except ValueError:
-        raise ConfigError(
-            f"REDIS_URL has a port that is not a number between 0 and 65535: {redact_url(url)!r}"
-        ) from None
-    query = urlsplit(rest).query
-    for pair in query.split("&") if query else []:
-        name, _, value = pair.partition("=")
-        value = unquote(value).strip().lower()
-        weak = value in _INSECURE_OPTIONS.get(name, set()) or (
-            name == "ssl_check_hostname" and value in _OFF
-        )
-        if weak and not insecure:
-            raise ConfigError(
-                f"REDIS_URL option {name}={value} turns TLS certificate checks off; refused",
-                hint="remove it, or give --insecure (REDIS_TLS_INSECURE=1) to accept an "
-                "unverified server knowingly",
-            )
-
-
 def _parse_hostport(item: str, *, what: str = "REDIS_SENTINELS") -> tuple[str, int]:
     host, sep, port = item.strip().rpartition(":")
     if not sep or not host:
         raise ConfigError(f"{what} entries must be host:port, got {item!r}")
-    return host.strip("[]"), _as_int(f"{what} port", port, low=1, high=65535)
-
-
-_CLUSTER_OPTION = "cluster"
-
-
-def _pop_cluster_option(url: str) -> tuple[str, bool | None]:
-    """``url`` without its ``cluster=`` query option (redis-py would refuse it), and that
-    option's value (None when absent)."""
-    base, qmark, query = url.partition("?")
-    if not qmark:
-        return url, None
-    kept: list[str] = []
-    found: bool | None = None
-    for pair in query.split("&"):
-        name, _, value = pair.partition("=")
-        if name == _CLUSTER_OPTION:
-            found = _as_bool("REDIS_URL option cluster", unquote(value))
-        else:
-            kept.append(pair)
-    if found is None:
-        return url, None
-    return base + ("?" + "&".join(kept) if kept else ""), found
+    return host.strip("[]"), as_int(f"{what} port", port, low=1, high=65535)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -631,9 +465,3 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: config file must be a mapping of setting: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def build_redis_url(host: str, port: int, db: int = 0, password: str | None = None) -> str:
-    """A redis:// URL; used by local services to print what to export."""
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{db}"
