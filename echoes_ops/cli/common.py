@@ -41,6 +41,7 @@ class CliState:
     flags: dict[str, Any] = field(default_factory=dict)
     debug: bool = False
     _settings: Settings | None = None
+    announced: bool = False  # the target and topology line was printed (once per run)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -174,12 +175,29 @@ def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
         )
 
 
+async def announce(ctx: typer.Context, client: AnyRedis) -> None:
+    """Say on stderr, once per run and only to a terminal, which server and topology the
+    command talks to (``echoes-ops: redis://host:7390/0: cluster 3 primaries / 3
+    replicas``), so an operator never reads one tier's answer as another's. Output that is
+    piped or captured stays as it was; ``status`` prints the same in its own output."""
+    cli_state = state(ctx)
+    if cli_state.announced or not sys.stderr.isatty():
+        return
+    cli_state.announced = True
+    from echoes_ops.client.topology import describe
+
+    topology = await describe(client)
+    target = cli_state.settings().redis_target().display
+    sys.stderr.write(f"echoes-ops: {target}: {topology.label}\n")
+
+
 @asynccontextmanager
 async def redis_client(ctx: typer.Context) -> AsyncIterator[AnyRedis]:
     from echoes_ops.client.connect import open_redis
 
     settings = state(ctx).settings()
     async with open_redis(settings.redis_target()) as client:
+        await announce(ctx, client)
         if settings.read_from == "replicas":
             from echoes_ops.operations.cluster_health import replica_lag
 
@@ -207,6 +225,7 @@ async def audited_redis(
         dry_run=dry_run,
         pg_timeouts=settings.pg_timeouts(),
     ) as (r, entry, log):
+        await announce(ctx, r)
         yield r, entry
     for message in log.warnings:
         warn(message)

@@ -34,6 +34,8 @@ def status(
 
     settings = guard(ctx, lambda: state(ctx).settings())
 
+    state(ctx).announced = True  # the target and topology are part of this output
+
     async def work() -> Status:
         async with redis_client(ctx) as r:
             return await read_status(
