@@ -145,6 +145,16 @@ class SlotMove:
             finally:
                 client.close()
 
+    def migrate(self, finished: bool) -> None:
+        """Start the migration and move the slot's keys: all of them and hand the slot over
+        (``finished``), or half of them, leaving the slot migrating."""
+        self.begin()
+        if finished:
+            self.move()
+            self.finish()
+        else:
+            self.move(SLOT_KEYS // 2)
+
     def close(self) -> None:
         self.src.close()
         self.dst.close()
@@ -215,16 +225,8 @@ async def test_walks_are_exact_while_a_slot_migrates(
     target = next(p for p in _primaries(moving_cluster) if p != source)
     move = SlotMove(moving_cluster, slot, source, target)
 
-    def migrate() -> None:
-        move.begin()
-        if finished:
-            move.move()
-            move.finish()
-        else:
-            move.move(SLOT_KEYS // 2)  # half moved; the slot still migrating at the end
-
     try:
-        _walk_target_first(monkeypatch, move, migrate)
+        _walk_target_first(monkeypatch, move, lambda: move.migrate(finished))
         tier = await count_tier(moving, stale_after=300)
         assert tier.sessions == {str(cid) for cid in ids}
         monkeypatch.undo()
@@ -254,16 +256,11 @@ async def test_without_reading_moved_slots_again_the_walk_misses_keys(
     target = next(p for p in _primaries(moving_cluster) if p != source)
     move = SlotMove(moving_cluster, slot, source, target)
 
-    def migrate() -> None:
-        move.begin()
-        move.move()
-        move.finish()
-
     async def nothing(*_args: Any, **_kwargs: Any) -> list[str]:
         return []
 
     try:
-        _walk_target_first(monkeypatch, move, migrate)
+        _walk_target_first(monkeypatch, move, lambda: move.migrate(True))
         monkeypatch.setattr(walk_module, "keys_in_slots", nothing)
         monkeypatch.setattr("echoes_ops.operations.tiercount.keys_in_slots", nothing)
         tier = await count_tier(moving, stale_after=300)
@@ -271,3 +268,26 @@ async def test_without_reading_moved_slots_again_the_walk_misses_keys(
     finally:
         monkeypatch.undo()
         move.close()
+
+
+async def test_a_moved_slot_too_full_to_reread_fails_instead_of_answering_short(
+    cluster_r, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GETKEYSINSLOT has no cursor: a moved slot over the limit is an error, never a silent cut."""
+    from echoes_ops.client.nodes import primary_clients
+    from echoes_ops.errors import BusyError
+
+    same_slot = [f"{{tag}}:{n}" for n in range(4)]  # one hash tag: one slot
+    slot = key_slot(same_slot[0].encode())
+    await bulk(cluster_r, [("SET", k, "1") for k in same_slot])
+    owners = [
+        node
+        for node in await primary_clients(cluster_r)
+        if await node.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+    ]
+    assert len(owners) == 1
+    monkeypatch.setattr(walk_module, "SLOT_KEYS_MAX", 2)
+    with pytest.raises(BusyError, match="more than 2 keys"):
+        await walk_module._node_slot_keys(owners[0], [slot])
+    monkeypatch.setattr(walk_module, "SLOT_KEYS_MAX", 10)
+    assert sorted(await walk_module._node_slot_keys(owners[0], [slot])) == same_slot

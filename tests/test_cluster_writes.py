@@ -205,3 +205,21 @@ async def test_a_write_lost_before_the_verify_pass(tier_r, tier_url, topology, w
         with pytest.raises(DataLostError, match="item 1"):
             await preload(tier_r, world, operator="alice", online=True, progress=progress)
         sync.close()
+
+
+async def test_a_failed_slot_transaction_stops_before_the_last_group(cluster_r, sync_cluster):
+    """An error inside one slot's EXEC is raised before the group of ``last_key`` runs, so a
+    kick never removes the session while presence entries it failed to remove stay behind."""
+    from redis.exceptions import ResponseError
+
+    from echoes_ops.client.slotwrites import transactions_per_slot
+
+    presence, session = "presence:x", "session:1"
+    assert key_slot(presence.encode()) != key_slot(session.encode())
+    sync_cluster.set(presence, "not a set")  # SREM on it answers WRONGTYPE inside EXEC
+    sync_cluster.hset(session, "username", "p1")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await transactions_per_slot(
+            cluster_r, [("SREM", presence, "1"), ("DEL", session)], last_key=session
+        )
+    assert sync_cluster.hget(session, "username") == "p1"  # the last group never ran

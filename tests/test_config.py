@@ -495,3 +495,18 @@ def test_with_overrides_coerces() -> None:
 def test_operator_name() -> None:
     assert Settings.load(env={"ECHOES_OPS_OPERATOR": "alice"}).operator_name() == "alice"
     assert Settings.load(env={}).operator_name()
+
+
+def test_a_cluster_url_naming_another_database_is_refused() -> None:
+    """redis://h:7000/3?cluster=true would silently run against database 0."""
+    with pytest.raises(ConfigError, match="only database 0, REDIS_URL names database 3"):
+        Settings.load(env={"REDIS_URL": "redis://127.0.0.1:7000/3?cluster=true"})
+    settings = Settings.load(env={"REDIS_URL": "redis://127.0.0.1:7000/0?cluster=true"})
+    assert settings.is_cluster
+
+
+def test_a_trailing_comma_in_the_cluster_nodes_is_no_node() -> None:
+    settings = Settings.load(
+        env={"REDIS_URL": "redis://127.0.0.1:7000?cluster=true", "REDIS_CLUSTER_NODES": "h:7001,"}
+    )
+    assert settings.is_cluster

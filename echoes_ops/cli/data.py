@@ -218,10 +218,15 @@ def _confirm_removals(
 
     from echoes_ops.errors import OpsError
 
-    try:
-        plan = asyncio.run(preview())
-    except OpsError:
-        return world, None  # the preload itself fails the same way, and is audited then
+    def previewed() -> PreloadResult | None:
+        try:
+            return asyncio.run(preview())
+        except OpsError:
+            return None  # the preload itself fails the same way, and is audited then
+
+    plan = guard(ctx, previewed)  # Ctrl-C or a bug: one line, never a traceback
+    if plan is None:
+        return world, None
     if not online and plan.mode == "atomic" and plan.previous_version is not None:
         from echoes_ops.operations.preload_online import atomic_hold_warning
 

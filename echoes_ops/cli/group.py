@@ -26,7 +26,10 @@ import typer
 from typer import _click
 from typer.core import TyperGroup
 
-from echoes_ops.cli import coerce
+try:
+    from echoes_ops.cli.coerce import install as install_light_coercion
+except ImportError:  # a Typer whose internals differ: its own coercion (slower start-up) serves
+    install_light_coercion = None  # type: ignore[assignment]
 from echoes_ops.errors import ExitCode
 
 PANELS = ("inspect", "act", "admin", "local")  # the order of the help's command panels
@@ -159,8 +162,9 @@ class EchoesGroup(TyperGroup):
         # here, not in __init__: Typer adds the completion options, and each command its
         # help option, after the tree is built
         names = SimpleNamespace(help_option_names=self.context_settings.get("help_option_names"))
-        for cmd in _walk(self):
-            coerce.install([*cmd.params, cmd.get_help_option(names)])
+        if install_light_coercion is not None:
+            for cmd in _walk(self):
+                install_light_coercion([*cmd.params, cmd.get_help_option(names)])
         try:
             return super().make_context(info_name, args, parent, **extra)
         except _click.exceptions.NoArgsIsHelpError:

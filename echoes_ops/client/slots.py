@@ -9,7 +9,7 @@ slot is CRC16 of the whole key (``redis.crc.key_slot``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from redis.crc import key_slot
@@ -86,15 +86,4 @@ def group_commands(
         if found is None:
             raise ValueError(f"{command[0]!r} names no key: it cannot be routed to a slot")
         groups.setdefault(found, []).append(command)
-    return groups
-
-
-def group_items_by_slot(
-    items: Iterable[Any], key: Callable[[Any], Hashable]
-) -> dict[int, list[Any]]:
-    """Any items by the slot of the key ``key(item)`` returns (str or bytes)."""
-    groups: dict[int, list[Any]] = {}
-    for item in items:
-        k = key(item)
-        groups.setdefault(slot_of(k if isinstance(k, str | bytes) else str(k)), []).append(item)
     return groups

@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from echoes_ops.client.bulk import Command, bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.slots import group_commands, slot_of
+from echoes_ops.client.slots import command_slot, group_commands, slot_of
 
 
 async def transactions_per_slot(
@@ -23,8 +25,10 @@ async def transactions_per_slot(
 ) -> list[Any]:
     """Run ``commands`` as one MULTI/EXEC per slot (slot of each command's first key, the
     order kept within a slot); the group holding ``last_key`` runs after all others.
-    Returns each command's reply, in the order given; an error reply is raised."""
-    groups = group_commands(list(enumerate(commands)), slot=lambda item: _slot(item[1]))
+    Returns each command's reply, in the order given. An error reply of a command inside a
+    transaction is raised once its wave is done, before the next wave starts (so the group of
+    ``last_key`` never runs after a group that failed)."""
+    groups = group_commands(list(enumerate(commands)), slot=lambda item: command_slot(item[1]))
     final = slot_of(last_key) if last_key is not None else None
     replies: list[Any] = [None] * len(commands)
     for wave in (
@@ -45,10 +49,11 @@ async def transactions_per_slot(
         for indexes in spans:
             at += len(indexes) + 2  # MULTI, QUEUED..., EXEC
             executed = answers[at - 1]
-            for index, reply in zip(indexes, executed or [], strict=False):
+            if not isinstance(executed, list) or len(executed) != len(indexes):
+                raise ResponseError(f"a transaction was not executed (EXEC answered {executed!r})")
+            for index, reply in zip(indexes, executed, strict=True):
                 replies[index] = reply
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
     return replies
-
-
-def _slot(command: Command) -> int:
-    return slot_of(command[1])

@@ -28,11 +28,13 @@ from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.nodes import each_node, node_client, walk_clients
 from echoes_ops.client.slotmap import SlotState, slot_state, unstable_slots
 from echoes_ops.client.slots import slot_of
+from echoes_ops.errors import BusyError
 
 T = TypeVar("T")
 
-# CLUSTER GETKEYSINSLOT asks for at most this many keys per call (a slot holds ~60 keys per
-# million keys in the cluster; a fuller slot is read in several calls' worth of count)
+# The most keys one moved slot may hold for the walk to re-read it exactly (a slot holds ~60
+# keys per million keys in the cluster); GETKEYSINSLOT has no cursor, so a fuller slot makes
+# the walk fail with one line rather than answer short.
 SLOT_KEYS_MAX = 10_000
 
 
@@ -99,8 +101,15 @@ def _address_client(r: RedisCluster, address: str) -> Redis:
 async def _node_slot_keys(node: Redis, slots: Iterable[int]) -> list[str]:
     wanted = list(slots)
     counts = await bulk(node, [("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in wanted])
+    full = [slot for slot, n in zip(wanted, counts, strict=True) if int(n) > SLOT_KEYS_MAX]
+    if full:
+        raise BusyError(
+            f"slot {full[0]} moved during the walk and holds more than {SLOT_KEYS_MAX:,} keys: "
+            "it cannot be re-read exactly",
+            hint="run the command again once the resharding is over",
+        )
     calls = [
-        ("CLUSTER", "GETKEYSINSLOT", slot, min(int(n), SLOT_KEYS_MAX))
+        ("CLUSTER", "GETKEYSINSLOT", slot, int(n))
         for slot, n in zip(wanted, counts, strict=True)
         if int(n) > 0
     ]

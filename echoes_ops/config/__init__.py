@@ -300,13 +300,21 @@ class Settings:
             raise ConfigError("REDIS_CLUSTER needs host:port seed nodes, not a unix:// socket")
         if self.is_cluster and self.redis_db:
             raise ConfigError(f"Redis Cluster has only database 0, REDIS_DB is {self.redis_db}")
+        if self.is_cluster and self.redis_url:
+            path_db = urlsplit(UrlParts.parse(self.redis_url).without_credentials()).path
+            if path_db.strip("/") not in ("", "0"):
+                raise ConfigError(
+                    f"Redis Cluster has only database 0, REDIS_URL names database "
+                    f"{path_db.strip('/')}: {redact_url(self.redis_url)}"
+                )
         if self.read_from not in READ_FROM:
             raise ConfigError(
                 f"ECHOES_OPS_READ_FROM must be one of {', '.join(READ_FROM)}, got {self.read_from!r}"
             )
         if self.redis_cluster_nodes:
             for item in self.redis_cluster_nodes.split(","):
-                _parse_hostport(item, what="REDIS_CLUSTER_NODES")
+                if item.strip():  # a trailing comma is no node (as redis_target reads it)
+                    _parse_hostport(item, what="REDIS_CLUSTER_NODES")
         if self.database_url is not None:
             scheme = urlsplit(self.database_url.reveal()).scheme
             if scheme not in {"postgres", "postgresql"}:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from echoes_ops.operations.identity import SHARED_REDIS_USER, Identity
 
-TAKER_FIELDS = ("os_user", "sudo_user", "host", "redis_user")
-
 
 def taker_fields(who: Identity) -> dict[str, str]:
     """What a hold records about who took it (beside the declared ``operator``)."""

@@ -11,6 +11,7 @@ operator, at, the lock's value), with the same TTL, and removed with the lock.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -248,10 +249,12 @@ async def hold(
         # match (holdowner.took_it)
         taker = taker_fields(who) if who is not None else {}
         await record_holder(r, handle, operator=operator, reason=reason, **taker)
-    except (RedisError, OSError):
+    except BaseException:
         # a hold without its reason is not a hold (e.g. the ACL user may take lock:* but not
-        # write echoes:lockinfo:*): give the lock back, so the refusal changes nothing
-        await lock.release(r, handle.key, handle.token)
+        # write echoes:lockinfo:*), nor one interrupted here: give the lock back, so the
+        # refusal changes nothing; if even that fails, the first error is the one to tell
+        with contextlib.suppress(RedisError, OSError):
+            await lock.release(r, handle.key, handle.token)
         raise
     return HoldResult(lock_name, handle.key, handle.token, owner, ttl_ms, reason)
 

@@ -71,7 +71,6 @@ from echoes_ops.primitives import lock
 from echoes_ops.primitives.lease import Lease, LockLostError
 
 PRELOAD_LOCK = "echoes-ops.preload"
-PRELOAD_LOCK_TTL = lockowner.PROCESS_LOCK_TTL  # short, renewed while the preload runs
 WRITE_BATCH = 1000
 
 Progress = Callable[[int, int], None]

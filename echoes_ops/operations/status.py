@@ -98,12 +98,6 @@ async def server_info(r: AnyRedis) -> ServerInfo:
     )
 
 
-async def tier_counts(r: AnyRedis) -> TierCounts:
-    """Counts from one pass over the keyspace, counted on the server (Lua SCAN steps that
-    return ids, not sessions; never KEYS)."""
-    return (await _tier(r))[0]
-
-
 async def _tier(r: AnyRedis) -> tuple[TierCounts, dict[str, WorkerLiveness]]:
     tier = await count_tier(r, stale_after=STALE_AFTER)
     members = list(tier.presence.values())

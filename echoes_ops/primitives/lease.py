@@ -21,6 +21,7 @@ import time
 from types import TracebackType
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.connect import AnyRedis
@@ -63,8 +64,10 @@ class Lease:
             await asyncio.sleep(self.renew_every)
             try:
                 extended = await lock.extend(self.r, self.handle.key, self.handle.token, self.ttl)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                # cannot tell yet; the lock is ours at most until its TTL runs out
+            except (RedisError, OSError):
+                # cannot tell yet (the connection dropped, or the server refused: a replica
+                # during a failover, an ACL change); the lock is ours at most until its TTL
+                # runs out
                 if time.monotonic() >= self._expires_at:
                     self.lost.set()
                 continue

@@ -107,12 +107,6 @@ class SimResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def lost_outside_failover(self) -> int:
-        """Messages lost that the failover window does not explain (all of them without
-        ``--kill-primary``)."""
-        return self.lost if self.failover is None else self.failover.lost_outside_window
-
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     if not samples:
