@@ -65,6 +65,7 @@ def test_no_topology_line_when_stderr_is_not_a_terminal(redis_url: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+    assert "echoes-ops: redis" not in done.stderr
     assert "standalone" not in done.stderr
 
 

@@ -3,10 +3,12 @@ last, a verify pass, the mixed window (issue #16 item 2), against a real redis-s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import statistics
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -201,12 +203,16 @@ def _reader(url: str, stop: threading.Event, errors: list[str], reads: list[int]
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
         names = sorted(client.scan_iter(match="item:*:def", count=1000))
+        if not names:
+            errors.append("the reader found no items to read")
         while not stop.is_set():
             for name in names[::7]:
                 record = client.hgetall(name)
                 if record.get("description") not in {"old", "new"} or "name" not in record:
                     errors.append(f"{name}: {record!r}"[:200])
             reads.append(1)
+    except redis.RedisError as exc:  # a thread's exception would not fail the test
+        errors.append(f"the reader failed: {exc!r}")
     finally:
         client.close()
 
@@ -219,11 +225,17 @@ async def test_a_reader_never_sees_a_gap_or_half_a_record(r, redis_url, big_worl
     thread = threading.Thread(target=_reader, args=(redis_url, stop, errors, reads))
     thread.start()
     try:
+        deadline = time.monotonic() + 30
+        while not reads and not errors:  # the reader is reading before the preload starts
+            assert time.monotonic() < deadline, "the reader never finished a pass"
+            await asyncio.sleep(0.01)
         await preload(r, generation(big_world, "new"), operator="alice", online=True)
     finally:
         stop.set()
         thread.join(timeout=30)
+    assert not thread.is_alive()
     assert not errors, errors[:5]
+    assert reads
 
 
 def test_cli_online_prints_the_mixed_window(redis_url, sync_r):

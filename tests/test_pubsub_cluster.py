@@ -239,7 +239,8 @@ async def test_tail_reports_a_gap_and_resumes_after_a_failover(private_cluster):
                 if isinstance(event, TailGap):
                     gap = event
         assert gap is not None, "no gap reported"
-        assert victim.split(":")[1] in gap.error or gap.duration > 0
+        assert gap.duration > 0
+        assert gap.error  # the gap says why delivery stopped
         async with open_redis(target) as pub:
             env = envelopes.location_update("ruins", {"type": "location_update", "data": {}})
             await pub.spublish(channel, env.to_json())

@@ -186,16 +186,8 @@ async def test_the_census_is_exact_while_a_slot_migrates(
     target = next(p for p in walks._primaries(moving_cluster) if p != source)
     move = walks.SlotMove(moving_cluster, slot, source, target)
 
-    def migrate() -> None:
-        move.begin()
-        if finished:
-            move.move()
-            move.finish()
-        else:
-            move.move(walks.SLOT_KEYS // 2)
-
     try:
-        walks._walk_target_first(monkeypatch, move, migrate)
+        walks._walk_target_first(monkeypatch, move, lambda: move.migrate(finished))
         tier = await census_all(moving, count=50)
         assert sorted(tier.sessions) == ids
         assert all(s.location == "ruins" for s in tier.sessions.values())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 
 import pytest
 import redis
@@ -18,13 +19,13 @@ from benchmarks.worldgen import make_world
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
-from echoes_ops.contract.session import Session
 from echoes_ops.errors import ExitCode, OpsError
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.local.redis_cluster import RedisCluster
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import preload
 from tests.faults.helpers import CliProcess, wait_until
+from tests.runtime_helpers import session as make_session
 
 # what a command may end with while a primary is gone: done (0), or one line saying the
 # tier could not be reached (4) / answered with a cluster error (10)
@@ -139,20 +140,7 @@ def _sessions(cluster: RedisCluster, count: int) -> None:
     try:
         pipe = client.pipeline()
         for cid in range(1, count + 1):
-            session = Session(
-                character_id=cid,
-                username=f"player{cid}",
-                location_id="overpass",
-                hp=100,
-                max_hp=100,
-                stamina=50,
-                max_stamina=50,
-                level=1,
-                xp=0,
-                websocket_connected=True,
-                in_combat=False,
-                last_heartbeat=time.time(),
-            )
+            session = replace(make_session(cid, "overpass"), last_heartbeat=time.time())
             pipe.hset(keys.session_key(cid), mapping=session.encode())
             pipe.expire(keys.session_key(cid), 3600)
         pipe.execute()
