@@ -251,3 +251,24 @@ async def test_open_redis_on_a_cluster_translates_failures(cluster_settings) -> 
     with pytest.raises(RedisCommandError):
         async with open_redis(cluster_settings.redis_target()) as client:
             await client.execute_command("NOSUCHCOMMAND")
+
+
+def test_a_cluster_starts_on_other_ports_when_a_picked_bus_port_was_taken(tmp_path) -> None:
+    """A port free when picked may be taken before the node binds it (the local end of any
+    connection): the cluster picks again instead of failing the run."""
+    import socket
+
+    from echoes_ops.local.redis_cluster import BUS_OFFSET
+    from echoes_ops.local.redis_cluster import RedisCluster as LocalCluster
+
+    cluster = LocalCluster(tmp_path / "retry-cluster")
+    taken = cluster.ports[0] + BUS_OFFSET
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        try:
+            cluster.start()
+            assert taken - BUS_OFFSET not in cluster.ports
+            assert all(cluster.running())
+        finally:
+            cluster.stop()

@@ -21,6 +21,7 @@ PRIMARIES = 3
 REPLICAS_PER_PRIMARY = 1
 NODE_TIMEOUT_MS = 2000  # cluster-node-timeout: how long before a silent primary fails over
 BUS_OFFSET = 10_000  # Redis Cluster's bus port is the client port + 10000
+PORT_ATTEMPTS = 3  # start on freshly picked ports at most this often
 
 
 def send_command(host: str, port: int, password: str | None, *args: str) -> str | None:
@@ -78,12 +79,15 @@ class RedisCluster:
     replicas_per_primary: int = REPLICAS_PER_PRIMARY
     node_timeout_ms: int = NODE_TIMEOUT_MS
     extra_args: list[str] = field(default_factory=list)
+    # ports picked here (not given): another set may be picked if one is taken meanwhile
+    _chosen_ports: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
         size = self.primaries * (1 + self.replicas_per_primary)
         if not self.ports:
             self.ports = cluster_ports(size, host=self.host)
+            self._chosen_ports = True
         if len(self.ports) != size:
             raise ConfigError(f"a cluster of {size} nodes needs {size} ports, got {self.ports}")
 
@@ -127,9 +131,21 @@ class RedisCluster:
     def start(self, timeout: float = 30.0) -> None:
         """Start every node not running; create the cluster if its nodes have never met;
         return once every node says ``cluster_state:ok`` and knows every other node."""
-        self._forget_other_ports()
-        for node in self.nodes:
-            node.start()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._forget_other_ports()
+            try:
+                for node in self.nodes:
+                    node.start()
+                break
+            except ConfigError as exc:
+                # a port (or its bus port) free when picked was taken since, e.g. as the
+                # local end of some connection: ports we picked can be picked again
+                if not self._chosen_ports or "Failed listening" not in str(exc):
+                    raise
+                if attempt == PORT_ATTEMPTS:
+                    raise
+                self.stop()
+                self.ports = cluster_ports(len(self.ports), host=self.host)
         if not self._created():
             self._create()
         self.wait_ok(timeout)
