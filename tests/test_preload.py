@@ -221,3 +221,36 @@ async def test_unchanged_version_with_missing_keys_is_repaired(r, sync_r, world)
     assert result.diffs["location"].added == ["ruins"]
     assert result.keys_written == 1
     assert sync_r.exists(victim) == 1
+
+
+async def test_lock_lost_after_the_commit_is_reported_not_hidden(r, sync_r, world, monkeypatch):
+    """The swap committed, then another owner took the preload lock (its TTL ran out while the
+    verify pass ran, say): the result keeps the committed version and says the lock was lost,
+    instead of reporting a clean run."""
+    from echoes_ops.operations import preload as preload_mod
+
+    real_verify = preload_mod.checks.verify
+
+    async def verify_then_lose_the_lock(*args, **kwargs):
+        checked = await real_verify(*args, **kwargs)
+        sync_r.set(keys.lock_key(PRELOAD_LOCK), "operator.bob#other", ex=60)
+        return checked
+
+    monkeypatch.setattr(preload_mod.checks, "verify", verify_then_lose_the_lock)
+    result = await preload(r, world, operator="alice")
+    assert sync_r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash") == result.version
+    assert result.verified["verified_keys"] > 0
+    assert "lost lock:" in result.verified["lock_lost_after_commit"]
+    assert sync_r.get(keys.lock_key(PRELOAD_LOCK)) == "operator.bob#other"  # not released
+
+
+def test_render_says_not_verified_when_the_lock_was_lost_before_the_check(capsys):
+    from echoes_ops.cli import render
+    from echoes_ops.operations.preload import PreloadResult
+
+    result = PreloadResult("a" * 64, None, dry_run=False, skipped=False, keys_written=3)
+    result.verified = {"verify": "not run", "lock_lost_after_commit": "lost lock:preload"}
+    render.preload(result)
+    out = capsys.readouterr().out
+    assert "not verified (the preload lock was lost before the check)" in out
+    assert "verified 0 keys" not in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import statistics
 import threading
 import time
@@ -317,3 +318,31 @@ async def test_without_time_in_the_acl_steps_follow_the_round_trip(r, sync_r, re
     assert result.online.longest_step_us == -1  # no step could read the clock
     assert result.online.as_dict()["longest_step_ms"] is None
     assert (await cache_status(r, big_world)).in_sync
+
+
+async def test_a_refusal_part_way_is_named_as_a_refusal_not_a_lost_connection(
+    r, sync_r, redis_url, big_world
+):
+    """An ACL that lets the entries be written but not the location index (SADD): the run
+    stops at that step with the refusal under its own exit code, says how far it got, and
+    gives its lock back; the version record is not written."""
+    from echoes_ops.errors import ExitCode, PermissionDeniedError
+
+    sync_r.execute_command("ACL", "SETUSER", "nosadd", "on", ">pw", "~*", "&*", "+@all", "-sadd")
+    try:
+        settings = Settings.from_dsn(redis_url.replace("redis://", "redis://nosadd:pw@"))
+        async with open_redis(settings.redis_target()) as limited:
+            with pytest.raises(PermissionDeniedError) as caught:
+                await preload(limited, big_world, operator="alice", online=True)
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "nosadd")
+    error = caught.value
+    assert error.exit_code == ExitCode.PERMISSION
+    assert error.message.startswith("preload --online cut off: ")
+    assert "may not run the 'sadd' command" in error.message
+    assert "connection to Redis was lost" not in error.message
+    assert re.search(r"with [\d,]+ of [\d,]+ keys written", error.message)
+    assert (error.detail or {})["cut_off"] is True
+    assert (error.detail or {})["keys_done"] > 0
+    assert sync_r.exists(keys.GAMEDATA_VERSION_KEY) == 0
+    assert sync_r.exists(keys.lock_key(PRELOAD_LOCK)) == 0  # released on the way out

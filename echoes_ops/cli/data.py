@@ -190,6 +190,13 @@ def preload(
             return result
 
     result = run_stoppable(ctx, work)
+    lost = result.verified.get("lock_lost_after_commit")
+    if lost:
+        warn(
+            f"version {result.version[:12]} was committed, but the preload lock was lost "
+            f"after the commit ({lost}): another preload may have run since; "
+            "`echoes-ops preload --dry-run` shows what Redis holds now"
+        )
     if json:
         emit_json(result.as_dict())
     else:

@@ -63,10 +63,14 @@ def preload(result: PreloadResult) -> None:
             f"version {_short(result.previous_version)} -> {_short(result.version)}"
         )
     elif result.online is None:
+        checked = (
+            "not verified (the preload lock was lost before the check)"
+            if result.verified.get("verify") == "not run"
+            else f"verified {result.verified.get('verified_keys', 0)} keys present after the swap"
+        )
         console.print(
             f"preloaded version {_short(result.version)}: wrote {result.keys_written} keys, "
-            f"removed {result.keys_removed}, in {fmt.timing(result.elapsed_s)}; verified "
-            f"{result.verified.get('verified_keys', 0)} keys present after the swap"
+            f"removed {result.keys_removed}, in {fmt.timing(result.elapsed_s)}; {checked}"
         )
     else:
         online = result.online
@@ -79,6 +83,8 @@ def preload(result: PreloadResult) -> None:
             f"verified {result.verified.get('verified_keys', 0)} keys re-read equal to what "
             "was written"
             if result.verified.get("verify") == "content"
+            else "not verified (the preload lock was lost before the check)"
+            if result.verified.get("verify") == "not run"
             else "not verified (--no-verify)"
         )
         console.print(

@@ -48,7 +48,7 @@ from echoes_ops.client.nodes import each_primary
 from echoes_ops.client.slots import group_by_slot
 from echoes_ops.contract import codec, keys, static
 from echoes_ops.contract.static import StaticKind
-from echoes_ops.errors import DataLostError, Interrupted, UnreachableError
+from echoes_ops.errors import DataLostError, Interrupted, OpsError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations import lockowner, preload_memory, preload_online, static_data
@@ -264,10 +264,16 @@ async def preload(
                 )
             else:
                 result.verified = {"verify": "skipped"}
-    except LockLostError:
+    except LockLostError as exc:
         if not committed:
             raise
-    except UnreachableError as exc:
+        # the new version is in place; what is unknown is whether another preload took the
+        # lock afterwards, and (if it was lost before the verify pass ended) the verify
+        result.verified = {
+            **(result.verified or {"verify": "not run"}),
+            "lock_lost_after_commit": str(exc),
+        }
+    except OpsError as exc:
         if not (exc.detail or {}).get("cut_off"):
             raise
         raise await checks.with_lock_state(

@@ -17,7 +17,7 @@ from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys
 from echoes_ops.contract.static import StaticKind
-from echoes_ops.errors import DataLostError, RefusedError, UnreachableError
+from echoes_ops.errors import DataLostError, OpsError, RefusedError, UnreachableError
 from echoes_ops.operations.eviction import MemoryState, evicts_keys_without_ttl, memory_state
 from echoes_ops.operations.preload_memory import MemoryEstimate
 from echoes_ops.operations.static_data import Encoded
@@ -163,8 +163,8 @@ async def cut_off(
 
 
 async def with_lock_state(
-    r: AnyRedis, error: UnreachableError, *, name: str, token: str, owner: str, ttl: float
-) -> UnreachableError:
+    r: AnyRedis, error: OpsError, *, name: str, token: str, owner: str, ttl: float
+) -> OpsError:
     """``error`` with what became of this run's lock after it was cut off: released, or
     still held (by this process, about to exit) until its TTL runs out."""
     key = keys.lock_key(name)
@@ -178,8 +178,8 @@ async def with_lock_state(
     else:
         state = f"{key} (owner {owner}, this process) stays until its TTL ({ttl:.0f} s) runs out"
         hint = f"if it blocks a retry: echoes-ops locks release {name} --force"
-    return UnreachableError(
+    return type(error)(
         f"{error.message}; {state}",
-        hint=hint,
+        hint=hint or error.hint,
         detail={**(error.detail or {}), "lock_released": held != token},
     )

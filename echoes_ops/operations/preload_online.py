@@ -52,10 +52,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command, bulk, pairs
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.errors import translate
 from echoes_ops.client.slots import slot_of
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
-from echoes_ops.errors import DataLostError, UnreachableError
+from echoes_ops.errors import DataLostError, OpsError, UnreachableError
 from echoes_ops.operations.static_data import Encoded, Flat, as_mapping
 from echoes_ops.operations.stop import StopToken
 from echoes_ops.primitives.lease import Lease, LockLostError
@@ -377,19 +378,36 @@ async def write_online(
         )
         await writer.replace([(key, ()) for key in to_remove], "removals")
         await writer.replace([(keys.GAMEDATA_VERSION_KEY, version_fields)], "version record")
-    except (RedisError, OSError, TimeoutError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UnreachableError(
-            f"preload --online cut off: the connection to Redis was lost ({reason}) with "
-            f"{writer.done:,} of {total:,} keys written; the version record still names "
-            f"{(previous or 'none')[:12]} unless the last step reached it; readers may see a "
-            "mix until preload --online runs again (it writes what still differs)",
-            detail={"cut_off": True, "keys_done": writer.done, "online": True},
-        ) from exc
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+        raise _cut_off(exc, writer.done, total, previous) from exc
     report.mixed_window_s = (
         time.perf_counter() - writer.first_sent if writer.first_sent is not None else 0.0
     )
     return report
+
+
+def _cut_off(exc: BaseException, done: int, total: int, previous: str | None) -> OpsError:
+    """The error for a run cut off part-way: a lost connection or a failover that outlasted
+    ``FAILOVER_WAIT_S`` (exit 4), or a server refusal such as an ACL denial or OOM, under
+    its own class and exit code; either way saying how far the run got."""
+    after = (
+        f"with {done:,} of {total:,} keys written; the version record still names "
+        f"{(previous or 'none')[:12]} unless the last step reached it; readers may see a mix "
+        "until preload --online runs again (it writes what still differs)"
+    )
+    detail = {"cut_off": True, "keys_done": done, "online": True}
+    if isinstance(exc, (*_FAILOVER_ERRORS, OSError, TimeoutError)) and not isinstance(
+        exc, _NOT_FAILOVER
+    ):
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return UnreachableError(
+            f"preload --online cut off: the connection to Redis was lost ({reason}) {after}",
+            detail=detail,
+        )
+    refused = translate(exc, "the server")
+    return type(refused)(
+        f"preload --online cut off: {refused.message} {after}", hint=refused.hint, detail=detail
+    )
 
 
 async def verify_online(
