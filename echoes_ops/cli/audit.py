@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import emit_json, guard, run, state, stdout_console, warn
+from echoes_ops.cli.common import announce, emit_json, guard, run, state, stdout_console, warn
 from echoes_ops.cli.options import JsonOption
 
 if TYPE_CHECKING:
@@ -162,12 +162,15 @@ async def _reading(ctx: typer.Context, query: AuditQuery) -> AuditRead:
             pg_timeouts=settings.pg_timeouts(),
         )
         async with AsyncExitStack() as stack:
+            target = settings.redis_target()
             try:
-                log.redis = await stack.enter_async_context(open_redis(settings.redis_target()))
+                log.redis = await stack.enter_async_context(open_redis(target))
             except OpsError as exc:
                 if not log.database_url:
                     raise
                 log.connect_error = exc  # PostgreSQL alone will do
+            if log.redis is not None:
+                await announce(ctx, log.redis, target)
             return await read_audit(log, query)
 
     return await work()

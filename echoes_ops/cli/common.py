@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from echoes_ops.client.connect import AnyRedis
-    from echoes_ops.config import Settings
+    from echoes_ops.config import RedisTarget, Settings
     from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
     from echoes_ops.operations.audit import AuditEntry, AuditLog
@@ -175,11 +175,12 @@ def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
         )
 
 
-async def announce(ctx: typer.Context, client: AnyRedis) -> None:
+async def announce(ctx: typer.Context, client: AnyRedis, target: RedisTarget | None = None) -> None:
     """Say on stderr, once per run and only to a terminal, which server and topology the
     command talks to (``echoes-ops: redis://host:7390/0: cluster 3 primaries / 3
     replicas``), so an operator never reads one tier's answer as another's. Output that is
-    piped or captured stays as it was; ``status`` prints the same in its own output."""
+    piped or captured stays as it was; ``status`` prints the same in its own output.
+    ``target`` is where ``client`` was opened (the settings' Redis when not given)."""
     cli_state = state(ctx)
     if cli_state.announced or not sys.stderr.isatty():
         return
@@ -187,8 +188,29 @@ async def announce(ctx: typer.Context, client: AnyRedis) -> None:
     from echoes_ops.client.topology import describe
 
     topology = await describe(client)
-    target = cli_state.settings().redis_target().display
-    sys.stderr.write(f"echoes-ops: {target}: {topology.label}\n")
+    shown = (target or cli_state.settings().redis_target()).display
+    sys.stderr.write(f"echoes-ops: {shown}: {topology.label}\n")
+
+
+async def announce_target(
+    ctx: typer.Context, target: RedisTarget | None, *, runs_without_redis: bool = False
+) -> None:
+    """:func:`announce` for a command whose operation connects by itself (``tail``,
+    ``simulate``, ``metrics serve``): a short connection of its own, on a terminal only.
+    When Redis cannot be reached the command reports that itself; one that goes on without
+    Redis (``runs_without_redis``) says here that the topology is not known yet."""
+    cli_state = state(ctx)
+    if target is None or cli_state.announced or not sys.stderr.isatty():
+        return
+    from echoes_ops.client.connect import open_redis
+
+    try:
+        async with open_redis(target) as client:
+            await announce(ctx, client, target)
+    except OpsError as exc:
+        if runs_without_redis:
+            cli_state.announced = True
+            sys.stderr.write(f"echoes-ops: {target.display}: topology not known yet ({exc})\n")
 
 
 @asynccontextmanager
@@ -254,6 +276,8 @@ async def write_log(ctx: typer.Context) -> AsyncIterator[AuditLog]:
             log.redis = await stack.enter_async_context(open_redis(target))
         except OpsError as exc:
             log.connect_error = exc
+        if log.redis is not None:
+            await announce(ctx, log.redis, target)
         yield log
     for message in log.warnings:
         warn(message)

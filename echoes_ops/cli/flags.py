@@ -16,14 +16,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import confirm, emit_json, fail, guard, run, state, stdout_console, warn
+from echoes_ops.cli.common import (
+    announce,
+    confirm,
+    emit_json,
+    fail,
+    guard,
+    run,
+    state,
+    stdout_console,
+    warn,
+)
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.cli.output import print_table
 from echoes_ops.errors import ExitCode, OpsError
 
 if TYPE_CHECKING:
     from echoes_ops.config import RedisTarget, Settings
-    from echoes_ops.operations.flags import FlagStatus, FlagValue, SetResult
+    from echoes_ops.operations.flags import FlagStatus, FlagValue, LazyRedis, SetResult
 
 app = typer.Typer(
     help="Operational flags: the REDIS_ENABLED switch (works while Redis is down).",
@@ -60,6 +70,13 @@ def _redis_target(settings: Settings) -> tuple[RedisTarget | None, str | None]:
         return settings.redis_target(), None
     except OpsError as exc:
         return None, str(exc)
+
+
+async def _announce(ctx: typer.Context, lazy: LazyRedis, target: RedisTarget | None) -> None:
+    """The topology line, once Redis has been reached (flags never open it only for that:
+    they work while Redis is down, and reach it after PostgreSQL)."""
+    if lazy.opened is not None:
+        await announce(ctx, lazy.opened, target)
 
 
 def _line(text: str) -> None:
@@ -244,7 +261,9 @@ def set_(
                     timeouts=settings.flag_timeouts(),
                 )
             except FlagPartialFailure as exc:
+                await _announce(ctx, lazy, target)
                 return exc.result, list(log.warnings), str(exc)
+            await _announce(ctx, lazy, target)
             return result, list(log.warnings), None
 
     result, audit_warnings, partial = run(ctx, work)
@@ -301,13 +320,15 @@ def status(
         async with LazyRedis(target) as lazy:
             if target_error is not None:
                 lazy.error = target_error
-            return await flag_status(
+            found = await flag_status(
                 settings.database_dsn(),
                 spec.name,
                 env_file=env_path,
                 redis=lazy,
                 timeouts=settings.flag_timeouts(),
             )
+            await _announce(ctx, lazy, target)
+            return found
 
     st = run(ctx, work)
     if json:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from echoes_ops.cli.common import gamedata_dir, run, state
+from echoes_ops.cli.common import announce_target, gamedata_dir, run, state
 from echoes_ops.cli.data import GamedataOption
 from echoes_ops.cli.flags import EnvFileOption
 from echoes_ops.cli.options import JsonOption
@@ -160,6 +160,7 @@ def serve(
 
         from echoes_ops.operations.metrics.serve import serve as serve_metrics
 
+        await announce_target(ctx, config.target, runs_without_redis=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from echoes_ops.cli import render
-from echoes_ops.cli.common import confirm, emit_json, guard, is_tty, load_gamedata, state
+from echoes_ops.cli.common import (
+    announce_target,
+    confirm,
+    emit_json,
+    guard,
+    is_tty,
+    load_gamedata,
+    run,
+    state,
+)
 from echoes_ops.cli.data import GamedataOption
 from echoes_ops.cli.options import JsonOption
 
@@ -111,6 +120,7 @@ def simulate(
     if dry_run:
         _print_plan(config, target.display, json)
         return
+    run(ctx, lambda: announce_target(ctx, target))
     if not _is_local(target.display):
         confirm(ctx, f"Write {players} simulated players to {target.display}?", yes=yes)
     live = is_tty() and not json

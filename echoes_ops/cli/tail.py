@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import fail, run, state, warn
+from echoes_ops.cli.common import announce_target, fail, run, state, warn
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
@@ -230,6 +230,7 @@ def tail(
     async def work() -> int:
         import asyncio
 
+        await announce_target(ctx, target)
         try:
             if timeout is None:
                 return await consume()

@@ -48,6 +48,11 @@ class LazyRedis:
         lazy._tried = True
         return lazy
 
+    @property
+    def opened(self) -> AnyRedis | None:
+        """The connection if it has been opened (never opens it)."""
+        return self._client
+
     async def get(self) -> AnyRedis | None:
         if self._tried:
             return self._client
