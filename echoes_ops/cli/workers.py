@@ -53,7 +53,11 @@ def list_(ctx: typer.Context, output: WideOption = "table", json: JsonOption = F
         return
     from rich.table import Table
 
-    table = Table(title=f"{sum(w.alive for w in workers)} alive of {len(workers)} worker(s)")
+    stuck = sum(w.state == "unresponsive" for w in workers)
+    table = Table(
+        title=f"{sum(w.state == 'alive' for w in workers)} alive"
+        f"{f', {stuck} UNRESPONSIVE' if stuck else ''} of {len(workers)} worker(s)"
+    )
     for column in (
         "worker",
         "state",
@@ -72,7 +76,7 @@ def list_(ctx: typer.Context, output: WideOption = "table", json: JsonOption = F
     for w in workers:
         table.add_row(
             w.worker_id,
-            "alive" if w.alive else "DEAD",
+            {"alive": "alive", "unresponsive": "UNRESPONSIVE"}.get(w.state, "DEAD"),
             fmt.age(w.heartbeat_age),
             fmt.ttl(w.meta_ttl),
             "yes" if w.client_connected else "no",

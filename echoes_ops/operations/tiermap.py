@@ -238,8 +238,29 @@ def meta_json(meta: Mapping[str, str]) -> dict[str, Any]:
     return codec.typed_fields(meta, ints=META_INTS, floats=META_FLOATS)
 
 
+STALE_BEATS = 3  # a heartbeat older than this many intervals: the worker is unresponsive
+
+
+def heartbeat_age(meta: Mapping[str, str], now: float) -> tuple[float | None, float]:
+    """(seconds since the meta's heartbeat, or None when it names none; how old it may get
+    while the worker is responsive: ``STALE_BEATS`` of its own heartbeat interval)."""
+    try:
+        every = float(meta.get("heartbeat_interval") or keys.WORKER_HEARTBEAT_INTERVAL)
+    except ValueError:
+        every = float(keys.WORKER_HEARTBEAT_INTERVAL)
+    beat = meta.get("heartbeat")
+    try:
+        age = max(0.0, now - float(beat)) if beat else None
+    except ValueError:
+        age = None
+    return age, STALE_BEATS * every
+
+
 @dataclass(frozen=True)
 class WorkerLiveness:
+    """What the tier shows of one worker. The one rule every command and the dashboard use
+    (docs/design.md, "Worker liveness"): see :attr:`state`."""
+
     worker_id: str
     meta: dict[str, str]
     meta_ttl: int
@@ -247,15 +268,33 @@ class WorkerLiveness:
     connections: int
 
     clients_visible: bool = True  # False when the ACL user may not run CLIENT LIST
+    heartbeat_age: float | None = None  # seconds, when the meta names a heartbeat
+    heartbeat_limit: float = STALE_BEATS * keys.WORKER_HEARTBEAT_INTERVAL
 
     @property
     def alive(self) -> bool:
-        """A worker is alive while a client with its name is connected. A meta key left
-        after a crash lives on until its short TTL runs out, so it only decides when
-        CLIENT LIST is not allowed."""
+        """The worker's process is still there: a client with its name is connected (a
+        meta key left after a crash lives on until its short TTL runs out, so it only
+        decides when CLIENT LIST is not allowed). A frozen process is alive but not
+        responsive: its traces must not be cleaned up, and it is shown as unresponsive."""
         if self.clients_visible:
             return self.client_connected
         return bool(self.meta)
+
+    @property
+    def responsive(self) -> bool:
+        """Its heartbeat is fresh (a meta without one, as older workers write, counts)."""
+        return bool(self.meta) and (
+            self.heartbeat_age is None or self.heartbeat_age <= self.heartbeat_limit
+        )
+
+    @property
+    def state(self) -> str:
+        """``alive`` (there and beating), ``unresponsive`` (there, heartbeat stale or
+        missing: SIGSTOP, a stuck event loop) or ``dead``."""
+        if not self.alive:
+            return "dead"
+        return "alive" if self.responsive else "unresponsive"
 
 
 async def worker_liveness(
@@ -278,12 +317,17 @@ async def worker_liveness(
             ("HLEN", keys.worker_connections_key(wid)),
         ]
     replies = await bulk(r, commands, raise_on_error=False)
+    now = time.time()
     out = {}
     for index, wid in enumerate(ordered):
-        meta, ttl, conns = replies[3 * index : 3 * index + 3]
+        raw_meta, ttl, conns = replies[3 * index : 3 * index + 3]
+        meta = pairs(raw_meta)
+        age, limit = heartbeat_age(meta, now)
         out[wid] = WorkerLiveness(
             worker_id=wid,
-            meta=pairs(meta),
+            meta=meta,
+            heartbeat_age=age,
+            heartbeat_limit=limit,
             meta_ttl=ttl if isinstance(ttl, int) else -2,
             client_connected=names is not None and wid in names,
             connections=conns if isinstance(conns, int) else 0,

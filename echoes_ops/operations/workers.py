@@ -17,7 +17,8 @@ from echoes_ops.operations.tiermap import WorkerLiveness, hash_fields, worker_li
 @dataclass(frozen=True)
 class WorkerInfo:
     worker_id: str
-    alive: bool
+    alive: bool  # the process is there (see state: alive, unresponsive or dead)
+    state: str
     meta_ttl: int
     client_connected: bool
     heartbeat_age: float | None
@@ -32,6 +33,7 @@ class WorkerInfo:
         return {
             "id": self.worker_id,
             "alive": self.alive,
+            "state": self.state,
             "meta_ttl": self.meta_ttl,
             "client_connected": self.client_connected,
             "heartbeat_age": None if self.heartbeat_age is None else round(self.heartbeat_age, 1),
@@ -66,6 +68,7 @@ def _info(live: WorkerLiveness, players: int, now: float) -> WorkerInfo:
     return WorkerInfo(
         worker_id=live.worker_id,
         alive=live.alive,
+        state=live.state,
         meta_ttl=live.meta_ttl,
         client_connected=live.client_connected,
         heartbeat_age=None if heartbeat is None else max(0.0, now - heartbeat),

@@ -53,6 +53,7 @@ class Snapshot:
                 {
                     "id": w.worker_id,
                     "alive": w.alive,
+                    "state": w.state,
                     "meta": meta_json(w.meta),
                     "meta_ttl": w.meta_ttl,
                     "client_connected": w.client_connected,

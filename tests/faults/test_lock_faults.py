@@ -41,6 +41,8 @@ def test_frozen_holder_is_unresponsive_then_its_stale_claim_is_flagged(redis_url
         )
         alive = json.loads(cli("locks", "show", SPAWN_LOCK, "--json", env=env).stdout)
         assert alive["alive"] is True
+        workers = json.loads(cli("workers", "list", "--json", env=env).stdout)["workers"]
+        assert [(w["id"], w["state"]) for w in workers] == [("sim-8", "alive")]
         assert alive["liveness"].startswith("a client named sim-8 is connected, heartbeat ")
 
         worker.send_signal(signal.SIGSTOP)
@@ -56,6 +58,14 @@ def test_frozen_holder_is_unresponsive_then_its_stale_claim_is_flagged(redis_url
         assert "not alive: unresponsive: connected, heartbeat " in shown.stdout
         listed = cli("locks", "list", env=env)
         assert "UNRESPONSIVE" in listed.stdout
+        # every command tells the same story about the frozen worker (one liveness rule)
+        workers = json.loads(cli("workers", "list", "--json", env=env).stdout)["workers"]
+        assert [(w["id"], w["alive"], w["state"]) for w in workers] == [
+            ("sim-8", True, "unresponsive")
+        ]
+        table = cli("workers", "list", env=env).stdout
+        assert "0 alive, 1 UNRESPONSIVE of 1 worker(s)" in table
+        assert "UNRESPONSIVE" in table.split("worker(s)", 1)[1]
 
         # its TTL runs out while it is frozen; someone else takes the lock
         wait_until(lambda: sync_r.set(SPAWN, "sim-9#fresh", nx=True, ex=60), what="the lock")

@@ -46,8 +46,15 @@ def overview_rows(state: DashboardState) -> list[tuple[str, str]]:
                 f"  [as of {clock_time(tier.taken_at)}]",
             )
         )
-    alive = sum(1 for w in snap.workers if w.alive)
-    rows.append(("workers", f"{alive} alive, {len(snap.workers) - alive} dead"))
+    states = [w.state for w in snap.workers]
+    stuck = states.count("unresponsive")
+    rows.append(
+        (
+            "workers",
+            f"{states.count('alive')} alive, "
+            f"{f'{stuck} UNRESPONSIVE, ' if stuck else ''}{states.count('dead')} dead",
+        )
+    )
     rows.append(("locks", number(len(snap.locks))))
     c = snap.counters
     if c.maxmemory:

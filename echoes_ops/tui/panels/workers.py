@@ -15,6 +15,15 @@ from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.base import Row, TablePanel
 
 
+def state_text(state: str) -> Text:
+    """alive (green), UNRESPONSIVE (bold yellow: there but not beating) or DEAD (bold red)."""
+    if state == "alive":
+        return Text("alive", style="green")
+    if state == "unresponsive":
+        return Text("UNRESPONSIVE", style="bold yellow")
+    return Text("DEAD", style="bold red")
+
+
 def worker_rows(workers: list[WorkerLiveness], now: float) -> list[Row]:
     rows: list[Row] = []
     for w in workers:
@@ -24,7 +33,7 @@ def worker_rows(workers: list[WorkerLiveness], now: float) -> list[Row]:
                 w.worker_id,
                 (
                     w.worker_id,
-                    Text("alive", style="green") if w.alive else Text("DEAD", style="bold red"),
+                    state_text(w.state),
                     maybe(w.meta.get("mode")),
                     number(w.connections),
                     ttl(w.meta_ttl),
@@ -41,7 +50,7 @@ def render_worker(detail: WorkerDetail) -> RenderableType:
     live = detail.liveness
     head = Text()
     head.append(f"{live.worker_id}  ", style="bold")
-    head.append("alive" if live.alive else "DEAD", style="green" if live.alive else "bold red")
+    head.append_text(state_text(live.state))
     head.append(
         f"  client connected: {'yes' if live.client_connected else 'no'}"
         f"  meta TTL {ttl(live.meta_ttl)}  connections {number(live.connections)}"
@@ -68,9 +77,13 @@ class WorkersPanel(TablePanel):
         if snap is None:
             return
         self.set_rows(worker_rows(snap.workers, snap.taken_at))
-        alive = sum(1 for w in snap.workers if w.alive)
+        alive = sum(1 for w in snap.workers if w.state == "alive")
+        stuck = sum(1 for w in snap.workers if w.state == "unresponsive")
         stale = "  STALE" if state.stale else ""
-        self.set_hint(f"{len(snap.workers)} workers, {alive} alive — Enter: details{stale}")
+        self.set_hint(
+            f"{len(snap.workers)} workers, {alive} alive"
+            f"{f', {stuck} UNRESPONSIVE' if stuck else ''} — Enter: details{stale}"
+        )
 
     def drill(self, key: str) -> None:
         load(self, "detail:worker", lambda: self.source.worker_detail(key))
