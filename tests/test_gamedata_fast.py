@@ -281,9 +281,10 @@ def test_cache_files_are_private_and_written_whole(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     assert validate_gamedata(_write_world(tmp_path / "world"), cache=cache).ok
     assert cache.directory.stat().st_mode & 0o077 == 0
-    [path] = list(cache.directory.iterdir())  # no temporary file left behind
-    assert path.suffix == WORLD_SUFFIX
-    assert path.stat().st_mode & 0o077 == 0
+    # no temporary file left behind: the world and the folder's stat index
+    paths = sorted(cache.directory.iterdir(), key=lambda p: p.suffix)
+    assert [p.suffix for p in paths] == [".stat", WORLD_SUFFIX]
+    assert all(p.stat().st_mode & 0o077 == 0 for p in paths)
 
 
 def test_only_the_newest_worlds_are_kept(tmp_path: Path) -> None:

@@ -105,15 +105,24 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
     names = [str(path.relative_to(root)) if root.is_dir() else path.name for path in files]
     shown = [str(path) for path in files]
     version = reader_version() if cache is not None else ""
+    index, seen = None, None
     if cache is not None:
-        try:
-            key = world_key(
-                [(n, file_digest(p)) for n, p in zip(names, files, strict=True)], version
-            )
-        except OSError:
-            key = None  # an unreadable file: the read below reports it
+        from echoes_ops.gamedata.statindex import StatIndex, observe
+
+        index, seen = StatIndex(cache, root, version), observe(files)
+        key = index.known_key(names, seen)  # no file read when their stat says unchanged
+        hashed = key is None
+        if hashed:
+            try:
+                key = world_key(
+                    [(n, file_digest(p)) for n, p in zip(names, files, strict=True)], version
+                )
+            except OSError:
+                key = None  # an unreadable file: the read below reports it
         counts = cache.lookup(key) if key is not None else None
         if key is not None and counts is not None:
+            if hashed:
+                index.record(names, seen, key)
             fetch = _from_cache(cache, key, root, names)
             world = World(str(root), shown, counts, key, cache, _fetch=fetch)
             return ValidationResult([], shown, world)
@@ -136,6 +145,8 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
     if cache is not None:
         key = world_key(run.digests, version)
         cache.store(key, data, names)
+        if index is not None:
+            index.record(names, seen, key)
     return ValidationResult([], shown, World(str(root), shown, data.counts(), key, cache, data))
 
 
