@@ -353,6 +353,9 @@ def test_countdown_sends_each_step(env, listener, sync_r):
     assert out.code == 0, out.stderr
     assert 1.9 <= elapsed < 5
     assert "[3/3] sent 'Maintenance'" in out.stdout
+    # the players reached are counted once (a keyspace walk), after the first step
+    assert "[1/3] sent 'Maintenance in 2 seconds' for 0 players (0 connections)" in out.stdout
+    assert "[2/3] sent 'Maintenance in 1 second': " in out.stdout
     messages = [payload["data"]["message"] for _, _, payload in listener.drain()]
     assert messages == ["Maintenance in 2 seconds", "Maintenance in 1 second", "Maintenance"]
     (record,) = audit_records(sync_r)

@@ -207,9 +207,9 @@ def _run_countdown(
         nonlocal sent
         sent += 1
         if not json:
-            players = result.reach.words() if result.reach is not None else "?"
+            players = f" for {result.reach.words()}" if result.reach is not None else ""
             _line(
-                f"[{sent}/{len(steps)}] sent {step.message!r} for {players}: "
+                f"[{sent}/{len(steps)}] sent {step.message!r}{players}: "
                 f"{result.receivers} subscriber(s) received it"
             )
 

@@ -326,15 +326,19 @@ async def send(
     *,
     dry_run: bool = False,
     mode: PubSubMode = DEFAULT_MODE,
+    count_reach: bool = True,
 ) -> BroadcastResult:
     """Publish ``envelope`` in ``mode`` (SPUBLISH for a location or player channel when
-    sharded), or, with ``dry_run``, only count its audience."""
+    sharded), or, with ``dry_run``, only count its audience. The players it reaches are
+    counted after it is published (a global count walks the keyspace: the message is not
+    held back by it), and not at all without ``count_reach``."""
     text = encode(envelope)
     heard = await audience(r, envelope.channel, mode)
     result = BroadcastResult(kind, envelope.channel, envelope.to_dict(), text, dry_run, heard)
-    result.reach = await reach(r, envelope)
     if not dry_run:
         result.receivers = await publish(r, envelope.channel, text, mode)
+    if count_reach:
+        result.reach = await reach(r, envelope)
     return result
 
 
@@ -431,14 +435,16 @@ async def countdown(
     clock: Callable[[], float] = time.monotonic,
 ) -> CountdownResult:
     """Publish each step's global announcement at its time. Cancelling (Ctrl-C) stops
-    between steps; ``result.sent`` holds what went out, for the audit record."""
+    between steps; ``result.sent`` holds what went out, for the audit record. The players
+    reached are counted once, after the first step (a keyspace walk per step would load the
+    tier every few seconds and could make the next step late)."""
     result = CountdownResult(steps)
     start = clock()
-    for step in steps:
+    for index, step in enumerate(steps):
         delay = start + step.at - clock()
         if delay > 0:
             await asyncio.sleep(delay)
-        sent = await send(r, "global", global_envelope(step.message))
+        sent = await send(r, "global", global_envelope(step.message), count_reach=index == 0)
         result.sent.append(sent)
         if on_step is not None:
             on_step(step, sent)
