@@ -34,6 +34,7 @@ import asyncio
 import dataclasses
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,25 +68,28 @@ BUDGET_MS = 1.0
 @dataclasses.dataclass
 class Row:
     label: str
-    samples: list[float]  # probe latencies, ms
+    samples: list[float]  # probe latencies, ms (from the time each call was due)
+    calls: list[float]  # the same calls' own round trips, ms (lateness left out)
     longest_ms: float  # longest command of the operation (not the probe's)
     longest_name: str
     over_budget: int  # the operation's commands over BUDGET_MS
     commands: int
     seconds: float
-    note: str = ""
+    server_cpu: float  # redis-server's main-thread CPU seconds during the operation
+    op_cpu: float  # the operation's own process CPU seconds
 
 
 # -- the probe -----------------------------------------------------------------------------
 
 
 def probe_process(url: str, rate: float, ready: Any, stop: Any, out: Any) -> None:
-    """Play game traffic at ``rate`` calls/s until ``stop``; send [(due time, ms)] to ``out``."""
+    """Play game traffic at ``rate`` calls/s until ``stop``; send [(wall time, ms from due,
+    ms of the call itself)] to ``out``."""
     samples = asyncio.run(_probe(url, rate, ready, stop))
     out.send(samples)
 
 
-async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[float, float]]:
+async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[float, float, float]]:
     from echoes_ops.runtime.tier import Tier
 
     target = Settings.from_dsn(url).redis_target()
@@ -100,7 +104,7 @@ async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[flo
             )
             where[cid] = loc
         ready.set()
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, float, float]] = []
         interval = 1.0 / rate
         due = time.perf_counter()
         n = 0
@@ -110,6 +114,7 @@ async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[flo
                 await asyncio.sleep(due - now)
             cid = PROBE_FIRST_ID + n % PROBE_PLAYERS
             kind = n % 3
+            began = time.perf_counter()
             if kind == 0:
                 await tier.touch_session(cid, {"hp": 100 - n % 7})
             elif kind == 1:
@@ -119,7 +124,8 @@ async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[flo
                 where[cid] = there
             else:
                 await tier.publish_location(where[cid], {"text": "probe", "n": n})
-            samples.append((time.time(), (time.perf_counter() - due) * 1000))
+            ended = time.perf_counter()
+            samples.append((time.time(), (ended - due) * 1000, (ended - began) * 1000))
             n += 1
             due += interval
         for cid, loc in where.items():
@@ -161,16 +167,21 @@ def cli(*args: str) -> list[str]:
     return [str(BIN / "echoes-ops"), *args]
 
 
-def run_cli(cmd: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+def run_cli(cmd: list[str], env: dict[str, str]) -> float:
+    """Run ``cmd`` (behind ``ECHOES_IMPACT_WRAP``, an experiment's command prefix such as
+    ``nice -n 19`` or ``taskset -c 1``); return the CPU seconds it used."""
+    wrap = env.get("ECHOES_IMPACT_WRAP", "").split()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([*wrap, *cmd], env=env, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):  # doctor exits 1 on a failed check: still measured
         raise SystemExit(f"{' '.join(cmd[1:])} exited {done.returncode}: {done.stderr.strip()}")
-    return ""
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def dashboard_polls(url: str, cycles: int) -> None:
+def dashboard_polls(url: str, cycles: int) -> float:
     """The dashboard's polls (snapshot, tier census, drift), ``cycles`` times, through the
-    source the dashboard's poller calls."""
+    source the dashboard's poller calls; the CPU seconds this thread used."""
     from echoes_ops.tui.source import RedisSource
 
     async def go() -> None:
@@ -184,7 +195,9 @@ def dashboard_polls(url: str, cycles: int) -> None:
         finally:
             await source.close()
 
+    started = time.thread_time()
     asyncio.run(go())
+    return time.thread_time() - started
 
 
 def routine_change(world: Any, folder: Path, entries: int) -> None:
@@ -313,6 +326,12 @@ def operations(
 
 async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str, str]) -> list[Row]:
     ops = operations(args, work, url, env)
+    if args.wrap:  # an experiment: each CLI operation again behind each command prefix
+        ops = [
+            (f"{label} [{wrap}]" if wrap else label, _wrapped(run, env, wrap))
+            for label, run in ops
+            for wrap in ["", *args.wrap]
+        ]
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     receive, send = ctx.Pipe(duplex=False)
@@ -320,36 +339,68 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
     probe.start()
     if not ready.wait(60):
         raise SystemExit("the probe did not start")
-    windows: list[tuple[str, float, float, tuple[float, str, int, int]]] = []
+    windows: list[tuple[str, float, float, tuple[float, str, int, int], float, float]] = []
     exclude = {PROBE_WORKER}
     async with open_redis(Settings.from_dsn(url).redis_target(), socket_timeout=300) as r:
         await slowlog_reset(r)
-        started = time.time()
+        started, cpu = time.time(), await server_cpu(r)
         time.sleep(args.idle_seconds)  # the probe plays alone
-        windows.append(("idle (probe alone)", started, time.time(), (0.0, "-", 0, 0)))
+        spent = await server_cpu(r) - cpu
+        windows.append(("idle (probe alone)", started, time.time(), (0.0, "-", 0, 0), spent, 0))
         for label, run in ops:
             await slowlog_reset(r)
-            started = time.time()
-            await asyncio.to_thread(run)
+            started, cpu = time.time(), await server_cpu(r)
+            op_cpu = await asyncio.to_thread(run)
             ended = time.time()
+            spent = await server_cpu(r) - cpu
             longest = await longest_commands(r, exclude)
-            windows.append((label, started, ended, longest))
-            print(f"  {label}: {ended - started:.1f} s", flush=True)
+            windows.append((label, started, ended, longest, spent, op_cpu))
+            print(f"  {label}: {ended - started:.1f} s  ({load()})", flush=True)
     stop.set()
     samples = receive.recv()
     probe.join(30)
     rows = []
-    for label, start, end, (longest, name, over, count) in windows:
-        within = [ms for at, ms in samples if start <= at <= end]
-        rows.append(Row(label, within, longest, name, over, count, end - start))
+    for label, start, end, (top, name, over, count), used, op_cpu in windows:
+        within = [(ms, call) for at, ms, call in samples if start <= at <= end]
+        rows.append(
+            Row(
+                label,
+                [ms for ms, _ in within],
+                [call for _, call in within],
+                top,
+                name,
+                over,
+                count,
+                end - start,
+                used,
+                op_cpu,
+            )
+        )
     return rows
+
+
+def _wrapped(run: Any, env: dict[str, str], wrap: str) -> Any:
+    def go() -> float:
+        env["ECHOES_IMPACT_WRAP"] = wrap
+        try:
+            return float(run())
+        finally:
+            env["ECHOES_IMPACT_WRAP"] = ""
+
+    return go
+
+
+async def server_cpu(r: Any) -> float:
+    """redis-server's main-thread CPU seconds so far (user + system)."""
+    info = await r.info("cpu")
+    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
 def report(rows: list[Row]) -> None:
     idle_p99 = percentile(rows[0].samples, 0.99)
     print(
-        f"\n{'operation':<34}{'secs':>7}{'calls':>7}{'p50 ms':>8}{'p99 ms':>8}{'Δp99':>7}"
-        f"{'max ms':>8}{'longest cmd':>20}{'>1ms':>6}"
+        f"\n{'operation':<34}{'secs':>6}{'calls':>6}{'p50 ms':>7}{'p99 ms':>8}{'Δp99':>8}"
+        f"{'max ms':>8}{'call p99':>9}{'srv%':>5}{'op%':>5}{'longest cmd':>16}{'>1ms':>6}"
     )
     for row in rows:
         p50 = statistics.median(row.samples) if row.samples else float("nan")
@@ -357,12 +408,21 @@ def report(rows: list[Row]) -> None:
         top = max(row.samples) if row.samples else float("nan")
         longest = f"{row.longest_ms:.2f} {row.longest_name}" if row.commands else "-"
         print(
-            f"{row.label:<34}{row.seconds:>7.1f}{len(row.samples):>7}{p50:>8.2f}{p99:>8.2f}"
-            f"{p99 - idle_p99:>+7.2f}{top:>8.2f}{longest:>20}{row.over_budget:>6}"
+            f"{row.label:<34}{row.seconds:>6.1f}{len(row.samples):>6}{p50:>7.2f}{p99:>8.2f}"
+            f"{p99 - idle_p99:>+8.2f}{top:>8.2f}{percentile(row.calls, 0.99):>9.2f}"
+            f"{100 * row.server_cpu / row.seconds:>5.0f}{100 * row.op_cpu / row.seconds:>5.0f}"
+            f"{longest:>16}{row.over_budget:>6}"
         )
     print(
         f"\nbudget: the probe's p99 within {BUDGET_MS:.0f} ms of idle (Δp99), every command of "
-        "ours at most 1 ms p99 / 2 ms max (longest cmd, >1ms counts ours over 1 ms)"
+        "ours at most 1 ms p99 / 2 ms max (longest cmd, >1ms counts ours over 1 ms).\n"
+        "p50/p99/max count from the time each probe call was due (a stall delays the calls "
+        "behind it); call p99 is the calls' own round trips. srv% is redis-server's CPU, op% "
+        "the operation's process CPU, each over the operation's wall time.\n"
+        "simulate is the reference load: the game itself (its workers' commands), not an "
+        "echoes-ops operation. The first-load and --force preload's atomic EXEC is the "
+        "documented exception to the budget (preload --online is the stepped writer for a "
+        "live tier)."
     )
 
 
@@ -381,6 +441,13 @@ def main() -> None:
     parser.add_argument("--sim-players", type=int, default=1000)
     parser.add_argument("--sim-seconds", type=int, default=15)
     parser.add_argument("--only", help="comma-separated operation prefixes (idle always runs)")
+    parser.add_argument(
+        "--wrap",
+        action="append",
+        default=[],
+        help="experiment: run each CLI operation again behind this command prefix "
+        "(e.g. --wrap 'nice -n 19' --wrap 'taskset -c 1'), same run, rows side by side",
+    )
     args = parser.parse_args()
     if args.small:
         args.sessions, args.keys, args.characters = 20_000, 100_000, 2_000
