@@ -77,6 +77,7 @@ class Row:
     seconds: float
     server_cpu: float  # redis-server's main-thread CPU seconds during the operation
     op_cpu: float  # the operation's own process CPU seconds
+    waits: tuple[float, float]  # seconds the probe / redis-server waited for a CPU (runqueue)
 
 
 # -- the probe -----------------------------------------------------------------------------
@@ -339,28 +340,33 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
     probe.start()
     if not ready.wait(60):
         raise SystemExit("the probe did not start")
-    windows: list[tuple[str, float, float, tuple[float, str, int, int], float, float]] = []
+    windows: list[Any] = []
     exclude = {PROBE_WORKER}
     async with open_redis(Settings.from_dsn(url).redis_target(), socket_timeout=300) as r:
+        pids = (probe.pid or 0, int((await r.info("server"))["process_id"]))
         await slowlog_reset(r)
-        started, cpu = time.time(), await server_cpu(r)
+        started, cpu, waits = time.time(), await server_cpu(r), runqueue_waits(pids)
         time.sleep(args.idle_seconds)  # the probe plays alone
         spent = await server_cpu(r) - cpu
-        windows.append(("idle (probe alone)", started, time.time(), (0.0, "-", 0, 0), spent, 0))
+        waited = tuple(b - a for a, b in zip(waits, runqueue_waits(pids), strict=True))
+        windows.append(
+            ("idle (probe alone)", started, time.time(), (0.0, "-", 0, 0), spent, 0, waited)
+        )
         for label, run in ops:
             await slowlog_reset(r)
-            started, cpu = time.time(), await server_cpu(r)
+            started, cpu, waits = time.time(), await server_cpu(r), runqueue_waits(pids)
             op_cpu = await asyncio.to_thread(run)
             ended = time.time()
             spent = await server_cpu(r) - cpu
+            waited = tuple(b - a for a, b in zip(waits, runqueue_waits(pids), strict=True))
             longest = await longest_commands(r, exclude)
-            windows.append((label, started, ended, longest, spent, op_cpu))
+            windows.append((label, started, ended, longest, spent, op_cpu, waited))
             print(f"  {label}: {ended - started:.1f} s  ({load()})", flush=True)
     stop.set()
     samples = receive.recv()
     probe.join(30)
     rows = []
-    for label, start, end, (top, name, over, count), used, op_cpu in windows:
+    for label, start, end, (top, name, over, count), used, op_cpu, waited in windows:
         within = [(ms, call) for at, ms, call in samples if start <= at <= end]
         rows.append(
             Row(
@@ -374,6 +380,7 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
                 end - start,
                 used,
                 op_cpu,
+                waited,
             )
         )
     return rows
@@ -390,6 +397,18 @@ def _wrapped(run: Any, env: dict[str, str], wrap: str) -> Any:
     return go
 
 
+def runqueue_waits(pids: tuple[int, ...]) -> tuple[float, ...]:
+    """Seconds each process has spent runnable but waiting for a CPU (Linux schedstat)."""
+    waits = []
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+            waits.append(int(fields[1]) / 1e9)
+        except (OSError, IndexError, ValueError):
+            waits.append(float("nan"))
+    return tuple(waits)
+
+
 async def server_cpu(r: Any) -> float:
     """redis-server's main-thread CPU seconds so far (user + system)."""
     info = await r.info("cpu")
@@ -400,7 +419,8 @@ def report(rows: list[Row]) -> None:
     idle_p99 = percentile(rows[0].samples, 0.99)
     print(
         f"\n{'operation':<34}{'secs':>6}{'calls':>6}{'p50 ms':>7}{'p99 ms':>8}{'Δp99':>8}"
-        f"{'max ms':>8}{'call p99':>9}{'srv%':>5}{'op%':>5}{'longest cmd':>16}{'>1ms':>6}"
+        f"{'max ms':>8}{'call p99':>9}{'srv%':>5}{'op%':>5}{'rq p':>5}{'rq s':>5}"
+        f"{'longest cmd':>16}{'>1ms':>6}"
     )
     for row in rows:
         p50 = statistics.median(row.samples) if row.samples else float("nan")
@@ -411,6 +431,7 @@ def report(rows: list[Row]) -> None:
             f"{row.label:<34}{row.seconds:>6.1f}{len(row.samples):>6}{p50:>7.2f}{p99:>8.2f}"
             f"{p99 - idle_p99:>+8.2f}{top:>8.2f}{percentile(row.calls, 0.99):>9.2f}"
             f"{100 * row.server_cpu / row.seconds:>5.0f}{100 * row.op_cpu / row.seconds:>5.0f}"
+            f"{100 * row.waits[0] / row.seconds:>5.1f}{100 * row.waits[1] / row.seconds:>5.1f}"
             f"{longest:>16}{row.over_budget:>6}"
         )
     print(
@@ -418,7 +439,8 @@ def report(rows: list[Row]) -> None:
         "ours at most 1 ms p99 / 2 ms max (longest cmd, >1ms counts ours over 1 ms).\n"
         "p50/p99/max count from the time each probe call was due (a stall delays the calls "
         "behind it); call p99 is the calls' own round trips. srv% is redis-server's CPU, op% "
-        "the operation's process CPU, each over the operation's wall time.\n"
+        "the operation's process CPU, rq p / rq s the share of the wall time the probe / "
+        "redis-server spent runnable but waiting for a CPU (schedstat), in %.\n"
         "simulate is the reference load: the game itself (its workers' commands), not an "
         "echoes-ops operation. The first-load and --force preload's atomic EXEC is the "
         "documented exception to the budget (preload --online is the stepped writer for a "
