@@ -63,10 +63,12 @@ async def evalsha_calls(r: Redis) -> int:
 
 
 async def test_walks_send_the_next_step_before_the_caller_handles_this_one(
-    r: Redis, crowded: int
+    r: Redis, crowded: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the walk hands over a step's reply, the server already has the next step: the
-    caller's decoding overlaps the server's work."""
+    caller's decoding overlaps the server's work (unpaced: at full speed; a paced walk
+    leaves the server idle between steps instead, tests/test_pacing.py)."""
+    monkeypatch.setenv("ECHOES_OPS_WALK_DUTY", "1")
     other = r  # another connection of the pool: the walk holds its own
     before = await evalsha_calls(other)
     seen = []

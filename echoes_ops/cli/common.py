@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
-from echoes_ops.errors import ExitCode, Interrupted, OpsError
+from echoes_ops.errors import ConfigError, ExitCode, Interrupted, OpsError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -213,10 +213,34 @@ async def announce_target(
             sys.stderr.write(f"echoes-ops: {target.display}: topology not known yet ({exc})\n")
 
 
+NICE_ENV = "ECHOES_OPS_NICE"
+DEFAULT_NICE = 10
+
+
+def yield_cpu() -> None:
+    """Lower this process's CPU priority (``ECHOES_OPS_NICE``, 10 by default; 0 leaves it),
+    once, before a command that reads or writes Redis runs. On a host shared with the game's
+    workers or with Redis itself, a walk's client at full CPU otherwise takes cores the
+    server and the game wait for: on 2 cores the game's own calls then queue behind it
+    (benchmarks/impact.py, docs/design.md decision 11). Only ever raised (no privilege
+    needed); the command's own speed changes only when the CPU is contended."""
+    raw = os.environ.get(NICE_ENV, "").strip()
+    try:
+        wanted = int(raw) if raw else DEFAULT_NICE
+    except ValueError:
+        wanted = -1
+    if not 0 <= wanted <= 19:
+        raise ConfigError(f"{NICE_ENV} must be a whole number from 0 to 19, got {raw!r}")
+    current = os.nice(0)
+    if wanted > current:
+        os.nice(wanted - current)
+
+
 @asynccontextmanager
 async def redis_client(ctx: typer.Context) -> AsyncIterator[AnyRedis]:
     from echoes_ops.client.connect import open_redis
 
+    yield_cpu()
     settings = state(ctx).settings()
     async with open_redis(settings.redis_target()) as client:
         await announce(ctx, client)
@@ -237,6 +261,7 @@ async def audited_redis(
     Audit sink problems are printed as warnings after a successful command."""
     from echoes_ops.operations.audit import audited_redis as open_audited
 
+    yield_cpu()
     settings = state(ctx).settings()
     async with open_audited(
         settings.redis_target(),

@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from echoes_ops.client.connect import AnyRedis, NodeRedis, ReplicaRedis
 from echoes_ops.client.nodes import primary_clients
+from echoes_ops.client.pacing import Pacer
 
 BUDGET_P99_S = 0.001  # what no command of ours may exceed at p99 (#16)
 BUDGET_MAX_S = 0.002  # ... and at its maximum
@@ -164,17 +165,24 @@ async def node_walk(
     budget: StepBudget,
     *,
     micros_at: int = 2,
+    raw: bool = False,
+    pacer: Pacer | None = None,
 ) -> AsyncIterator[Any]:
     """Run a Lua step script (no KEYS; ARGV from ``make_args(cursor, size)``) from cursor "0"
     until its reply's first element, the next cursor, is "0", and yield each reply.
 
     The script reports the microseconds it held the server at ``micros_at`` of its reply
     (``STEP_CLOCK``); ``budget`` sizes every step by it (by the round trip when the script
-    could not read its clock). The next step is written to the server before the current
-    reply is yielded, so the caller's work on it overlaps the server's next step; at most one
-    step is in flight, on one connection of ``r``'s pool. Leaving the walk early discards
-    that connection (its reply is still due) rather than returning it to the pool.
+    could not read its clock). At most one step is in flight, on one connection of ``r``'s
+    pool. While the server is quiet the next step is written before the current reply is
+    yielded, so the caller's work on it overlaps the server's next step; while others use
+    the server, ``pacer`` (client/pacing.py; one is made from ``ECHOES_OPS_WALK_DUTY`` when
+    not given) holds the next step back so that the walk takes at most its duty cycle of
+    the server's time. ``raw``: replies undecoded (keys as the exact bytes Redis holds).
+    Leaving the walk early discards that connection (a reply may still be due) rather
+    than returning it to the pool.
     """
+    pacer = pacer if pacer is not None else Pacer()
     sha = await r.script_load(script)
     pool = r.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -186,33 +194,56 @@ async def node_walk(
     first = ("READONLY",) if replica else ("ASKING",)
     asking = hiredis.pack_command(first) if isinstance(r, NodeRedis) else b""
     evalsha = "EVALSHA_RO" if replica else "EVALSHA"
+    info: tuple[Any, ...] = ("INFO", "stats")
+    look = hiredis.pack_command(info)
+    sent_since_look = 0
 
-    async def send(cursor: str, size: int) -> float:
+    async def send(cursor: str, size: int) -> tuple[float, bool]:
+        nonlocal sent_since_look
         command = (evalsha, sha, 0, *make_args(cursor, size))
         payload = asking + hiredis.pack_command(command)
+        looking = pacer.want_look(time.perf_counter())
+        if looking:
+            payload += look
+        sent_since_look += len(payload)
         await conn.send_packed_command(payload, check_health=False)
-        return time.perf_counter()
+        return time.perf_counter(), looking
+
+    async def receive() -> Any:
+        answer = await conn.read_response(disable_decoding=raw)
+        if isinstance(answer, ResponseError):
+            raise answer
+        return answer
 
     try:
         size = budget.size
-        sent = await send("0", size)
+        sent, looking = await send("0", size)
         while True:
             if asking:
-                answer = await conn.read_response()
-                if isinstance(answer, ResponseError):
-                    raise answer
-            reply = await conn.read_response()
-            if isinstance(reply, ResponseError):
-                raise reply
+                await receive()
+            reply = await receive()
+            came = time.perf_counter()
+            if looking:
+                pacer.looked(came, await receive(), sent_since_look)
+                sent_since_look = 0
             micros = lua_micros(reply[micros_at])
-            budget.observe(size, micros if micros is not None else time.perf_counter() - sent)
-            cursor = str(reply[0])
-            if cursor != "0":
+            held = micros if micros is not None else came - sent
+            budget.observe(size, held)
+            cursor = _text(reply[0])
+            gap = pacer.gap(held)
+            if cursor != "0" and gap <= 0:  # overlap the caller's work with the next step
                 size = budget.size
-                sent = await send(cursor, size)
+                sent, looking = await send(cursor, size)
             yield reply
             if cursor == "0":
                 return
+            if gap > 0:  # paced: the server stays idle for the gap after the reply came
+                wait = came + gap - time.perf_counter()
+                if wait > 0:
+                    pacer.note_sleep(wait)
+                    await asyncio.sleep(wait)
+                size = budget.size
+                sent, looking = await send(cursor, size)
     except BaseException:
         await conn.disconnect()  # a reply may still be in flight: never reuse the connection
         raise
@@ -220,10 +251,14 @@ async def node_walk(
         await pool.release(conn)
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def lua_micros(value: object) -> float | None:
     """A script's reported duration (microseconds, from TIME) in seconds; None if absent."""
     try:
-        micros = int(str(value))
-    except ValueError:
+        micros = int(_text(value))
+    except (ValueError, UnicodeDecodeError):
         return None
     return micros / 1_000_000 if micros >= 0 else None

@@ -9,11 +9,12 @@ decode what they classify and pass the bytes back unchanged in follow-up command
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
-from echoes_ops.client.scan import DEFAULT_SCAN_COUNT
+from echoes_ops.client.scan import DEFAULT_SCAN_COUNT, scan_budget
 
 
 async def scan_raw(
@@ -26,14 +27,20 @@ async def scan_raw(
     """Yield batches of every key (``SCAN cursor [MATCH match] COUNT count``), as bytes.
 
     Keys may repeat (SCAN's guarantee during a rehash); single Redis or Sentinel primary.
-    ``calls``, if given, gets a 1 appended per SCAN sent (empty steps included).
+    Each step is sized by the round trips so far (:func:`~echoes_ops.client.scan.scan_budget`,
+    at most ``count`` keys). ``calls``, if given, gets a 1 appended per SCAN sent (empty
+    steps included).
     """
+    budget = scan_budget(count)
     cursor = 0
     extra: tuple[str, ...] = ("MATCH", match) if match is not None else ()
     while True:
+        size = budget.size
+        sent = time.perf_counter()
         cursor, batch = await r.execute_command(  # type: ignore[no-untyped-call]
-            "SCAN", cursor, *extra, "COUNT", count, NEVER_DECODE=True
+            "SCAN", cursor, *extra, "COUNT", size, NEVER_DECODE=True
         )
+        budget.observe(size, time.perf_counter() - sent)
         if calls is not None:
             calls.append(1)
         if batch:

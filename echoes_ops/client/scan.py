@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -16,14 +17,25 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoPermissionError
 
+from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.walk import PrimaryWalk, keys_in_slots, walk_primaries
 
-DEFAULT_SCAN_COUNT = 1000
+DEFAULT_SCAN_COUNT = 1000  # the most keys one SCAN step may visit
 DEFAULT_BATCH = 1000
+SCAN_FIRST = 200  # the first step of a walk: well inside the budget on any server
+SCAN_LOW = 50  # the smallest step, however long the round trips
 
-__all__ = ["AnyRedis", "chunks", "collect_keys", "hgetall_many", "pipelined", "scan_keys"]
+__all__ = [
+    "AnyRedis",
+    "chunks",
+    "collect_keys",
+    "hgetall_many",
+    "pipelined",
+    "scan_budget",
+    "scan_keys",
+]
 
 
 async def scan_keys(
@@ -77,13 +89,26 @@ async def scan_keys(
         yield moved
 
 
+def scan_budget(count: int = DEFAULT_SCAN_COUNT) -> StepBudget:
+    """The step sizes of a plain SCAN walk (issue #16's budget): from ``SCAN_FIRST`` keys,
+    never more than ``count``, each step sized by the last ones' round trips. A bare SCAN
+    cannot report its own server time, so its round trip stands for it: an upper bound,
+    which only ever makes the steps smaller than they could be."""
+    return StepBudget(size=min(SCAN_FIRST, count), low=min(SCAN_LOW, count), high=count)
+
+
 async def scan_node(
     r: Redis, match: str, *, count: int = DEFAULT_SCAN_COUNT, type_: str | None = None
 ) -> AsyncIterator[list[str]]:
-    """SCAN one node (one server, or one node of a cluster through its own client)."""
+    """SCAN one node (one server, or one node of a cluster through its own client), each
+    step sized by :func:`scan_budget` (at most ``count`` keys)."""
+    budget = scan_budget(count)
     cursor = 0
     while True:
-        cursor, batch = await r.scan(cursor, match=match, count=count, _type=type_)
+        size = budget.size
+        sent = time.perf_counter()
+        cursor, batch = await r.scan(cursor, match=match, count=size, _type=type_)
+        budget.observe(size, time.perf_counter() - sent)
         if batch:
             yield [str(k) for k in batch]
         if cursor == 0:

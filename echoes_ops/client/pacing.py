@@ -1,0 +1,106 @@
+"""Pacing a walk so that the server keeps idle time for the game (issue #16, decision 11).
+
+Short steps (:class:`echoes_ops.client.budget.StepBudget`) bound how long one command of ours
+holds the server, but a walk that sends its next step as soon as the last one ends keeps the
+server busy back to back for the whole walk: every game command then queues behind one of
+our steps, and on a machine short of CPU the server and the game's processes also wait for
+a core behind the walk's client. :class:`Pacer` leaves the server idle between steps: after
+a step that held the server ``s`` seconds, the next one is sent no sooner than
+``s * (1 - duty) / duty`` after the reply came, so the walk takes at most ``duty`` of the
+server's time (0.5 by default).
+
+Pacing costs a walk time only when someone else uses the server: every ``LOOK_EVERY``
+seconds the walk reads how many bytes the server has read from its clients
+(``total_net_input_bytes`` of ``INFO stats``, sent with a step) and takes away the bytes it
+sent itself; while others send less than ``QUIET_RATE`` bytes per second (a few dozen
+commands: replicas' acknowledgements and a monitor's polls stay under it, a game's traffic
+does not) the tier is quiet and the walk runs at full speed. (The count of commands
+processed cannot tell: it includes the commands our own scripts call.)
+Operators set ``ECHOES_OPS_WALK_DUTY`` (0 < duty <= 1; 1 = never pace) for a walk at full
+speed on a quiet tier or a gentler one on a busy tier.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+from echoes_ops.errors import ConfigError
+
+DUTY_ENV = "ECHOES_OPS_WALK_DUTY"
+DEFAULT_DUTY = 0.5  # the walk's share of the server's time while the game uses it
+QUIET_RATE = 2000.0  # others' bytes per second below which the tier counts as quiet
+LOOK_EVERY = 0.25  # seconds between looks at the server's traffic
+FIRST_LOOK = 0.05  # the second look, soon after the first (until then: paced)
+_INPUT = re.compile(rb"total_net_input_bytes:(\d+)")
+
+
+def walk_duty(environ: dict[str, str] | None = None) -> float:
+    """The duty cycle from ``ECHOES_OPS_WALK_DUTY`` (``DEFAULT_DUTY`` when unset)."""
+    raw = (os.environ if environ is None else environ).get(DUTY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DUTY
+    try:
+        duty = float(raw)
+    except ValueError:
+        duty = -1.0
+    if not 0 < duty <= 1:
+        raise ConfigError(
+            f"{DUTY_ENV} must be a number above 0 and at most 1 (the walk's share of the "
+            f"server's time; 1 = full speed), got {raw!r}"
+        )
+    return duty
+
+
+@dataclass
+class Pacer:
+    """When a walk may send its next step (see the module's docstring).
+
+    ``gap(seconds)`` is how long to wait after a step that held the server ``seconds``;
+    ``want_look(now)`` says whether to send ``INFO stats`` with the next step, and
+    ``looked(now, reply, ours)`` takes its reply with the bytes this walk sent since the
+    last look. ``paced`` and ``slept`` are kept for reports.
+    """
+
+    duty: float = field(default_factory=walk_duty)
+    busy: bool = True  # others' traffic seen at the last look (assumed until looked)
+    slept: float = 0.0
+    paced: int = 0  # steps delayed
+    _last: tuple[float, int] | None = field(default=None, repr=False)  # (when, bytes read)
+    _next_look: float = field(default=0.0, repr=False)
+
+    def gap(self, seconds: float) -> float:
+        if self.duty >= 1 or not self.busy:
+            return 0.0
+        return seconds * (1 - self.duty) / self.duty
+
+    def want_look(self, now: float) -> bool:
+        return self.duty < 1 and now >= self._next_look
+
+    def looked(self, now: float, reply: object, ours: int) -> None:
+        """Take an ``INFO stats`` reply; ``ours``: bytes this walk sent since the last look
+        (the INFO itself included)."""
+        text = reply if isinstance(reply, bytes) else str(reply).encode()
+        found = _INPUT.search(text)
+        if found is None:  # a server that does not say: assume others are there
+            self.busy, self._next_look = True, now + LOOK_EVERY
+            return
+        processed = int(found.group(1))
+        if self._last is not None:
+            when, before = self._last
+            others = processed - before - ours
+            self.busy = others > QUIET_RATE * max(now - when, 1e-3)
+            self._next_look = now + LOOK_EVERY
+        else:
+            self._next_look = now + FIRST_LOOK
+        self._last = (now, processed)
+
+    def note_sleep(self, seconds: float) -> None:
+        self.paced += 1
+        self.slept += seconds
+
+
+def monotonic() -> float:
+    return time.perf_counter()

@@ -1,0 +1,148 @@
+"""Pacing of the stepped walks (client/pacing.py): while others use the server, a walk
+leaves it idle between steps (at most its duty cycle of the server's time); on a quiet
+server it runs at full speed; the duty cycle and the CLI's CPU priority are settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from echoes_ops.client.budget import StepBudget, node_walk
+from echoes_ops.client.pacing import DEFAULT_DUTY, Pacer, walk_duty
+from echoes_ops.client.scan import collect_keys, scan_budget
+from echoes_ops.contract import scripts
+from echoes_ops.errors import ConfigError
+from tests.cli_helpers import cli
+
+
+@pytest.fixture
+def keyspace(sync_r: redis.Redis) -> int:
+    pipe = sync_r.pipeline(transaction=False)
+    for n in range(4000):
+        pipe.set(f"filler:{n}", "x")
+    pipe.execute()
+    return 4000
+
+
+def census_args(cursor: str, size: int) -> list[str | int]:
+    return [cursor, size]
+
+
+async def walk(r: Redis, pacer: Pacer, budget: StepBudget) -> tuple[int, float]:
+    started = time.perf_counter()
+    scanned = 0
+    async for reply in node_walk(r, scripts.CENSUS_STEP, census_args, budget, pacer=pacer):
+        scanned += int(reply[1])
+    return scanned, time.perf_counter() - started
+
+
+async def test_a_walk_beside_other_traffic_leaves_the_server_idle_between_steps(
+    r: Redis, redis_url: str, keyspace: int
+) -> None:
+    """Another client keeps writing while the walk runs: the walk sees it, holds its steps
+    back, and takes at most its duty cycle of the server's time."""
+    stop = asyncio.Event()
+
+    async def game() -> None:
+        other = Redis.from_url(redis_url)
+        try:
+            while not stop.is_set():
+                await other.set("game:noise", "x" * 200)
+        finally:
+            await other.aclose()
+
+    noise = asyncio.create_task(game())
+    try:
+        await asyncio.sleep(0.05)  # the other client is under way before the walk starts
+        pacer, budget = Pacer(duty=0.25), StepBudget(20, high=20)
+        scanned, wall = await walk(r, pacer, budget)
+    finally:
+        stop.set()
+        await noise
+    assert scanned >= keyspace
+    assert pacer.busy
+    assert pacer.paced >= budget.steps - 2  # every step after a look held back
+    assert pacer.slept > 0
+    assert budget.total <= 0.25 * wall + 0.002  # the walk's share of the server's time
+
+
+async def test_a_walk_on_a_quiet_server_runs_at_full_speed(r: Redis, keyspace: int) -> None:
+    """Nobody else sends anything: after its first looks the walk is not held back."""
+    pacer, budget = Pacer(duty=0.25), StepBudget(20, high=20)
+    scanned, _ = await walk(r, pacer, budget)
+    assert scanned >= keyspace
+    assert budget.steps > 50
+    assert not pacer.busy
+    # paced only until the second look (FIRST_LOOK after the first step)
+    assert pacer.paced < budget.steps / 2
+
+
+async def test_duty_one_never_paces(r: Redis, redis_url: str, keyspace: int) -> None:
+    other = Redis.from_url(redis_url)
+    try:
+        await other.set("game:noise", "x" * 10_000)
+        pacer = Pacer(duty=1.0)
+        scanned, _ = await walk(r, pacer, StepBudget(50))
+    finally:
+        await other.aclose()
+    assert scanned >= keyspace
+    assert pacer.paced == 0
+
+
+def test_the_duty_cycle_comes_from_the_environment() -> None:
+    assert walk_duty({}) == DEFAULT_DUTY
+    assert walk_duty({"ECHOES_OPS_WALK_DUTY": "0.2"}) == 0.2
+    assert walk_duty({"ECHOES_OPS_WALK_DUTY": "1"}) == 1.0
+    for bad in ("0", "1.5", "-1", "fast"):
+        with pytest.raises(ConfigError, match="ECHOES_OPS_WALK_DUTY"):
+            walk_duty({"ECHOES_OPS_WALK_DUTY": bad})
+
+
+def test_a_bad_duty_cycle_is_one_line(redis_url: str) -> None:
+    out = cli("sessions", "list", env={"REDIS_URL": redis_url, "ECHOES_OPS_WALK_DUTY": "2"})
+    assert out.code == 3, out.stderr
+    assert out.stderr.startswith("echoes-ops: error: ECHOES_OPS_WALK_DUTY must be")
+    assert "Traceback" not in out.stderr
+
+
+async def test_plain_scan_steps_are_sized_by_their_round_trips(r: Redis, keyspace: int) -> None:
+    budget = scan_budget(1000)
+    assert budget.size == 200  # a walk starts small, never above its count
+    budget.observe(200, 0.010)  # a slow round trip: the next step shrinks at once
+    assert budget.size < 200
+    assert len(await collect_keys(r, "filler:*")) == keyspace
+
+
+def _nice_of_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import os\nfrom echoes_ops.cli.common import yield_cpu\nyield_cpu()\nprint(os.nice(0))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**{k: v for k, v in os.environ.items() if k != "ECHOES_OPS_NICE"}, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_cli_lowers_its_own_cpu_priority() -> None:
+    """Commands that talk to Redis run at nice 10 unless ECHOES_OPS_NICE says otherwise (0:
+    unchanged), so on a host shared with the game the server and workers get the CPU first."""
+    base = os.nice(0)
+    assert _nice_of_cli({}).stdout.strip() == str(max(base, 10))
+    assert _nice_of_cli({"ECHOES_OPS_NICE": "15"}).stdout.strip() == str(max(base, 15))
+    assert _nice_of_cli({"ECHOES_OPS_NICE": "0"}).stdout.strip() == str(base)
+
+
+def test_a_bad_nice_is_one_line(redis_url: str) -> None:
+    out = cli("sessions", "list", env={"REDIS_URL": redis_url, "ECHOES_OPS_NICE": "high"})
+    assert out.code == 3, out.stderr
+    assert out.stderr.startswith("echoes-ops: error: ECHOES_OPS_NICE must be")
