@@ -2,8 +2,10 @@
 
 Every key falls in exactly one family, decided by the contract's parsers (a key that merely
 looks like a game key but that no builder would produce is ``other``). The walk is one SCAN
-pass without MATCH (COUNT 1000 per step, keys read as raw bytes so other applications' keys
-cannot break it); per family it counts keys, keeps uniform random samples (reservoirs) for
+pass without MATCH (each step sized by the server-time budget, at most 1000 keys:
+``client/scan.scan_budget``; keys read as raw bytes so other applications' keys cannot
+break it); on a cluster every primary in parallel, the slots that moved during the walk
+read again so that the counts stay exact while a slot migrates (``client/walk.py``); per family it counts keys, keeps uniform random samples (reservoirs) for
 the caller's per-key reads, and, for the families asked, reads every key's TTL in pipelined
 batches of at most one SCAN step.
 
@@ -19,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import each_node, walk_clients
 from echoes_ops.client.rawscan import scan_raw
+from echoes_ops.client.slots import slot_of
+from echoes_ops.client.walk import PrimaryWalk, keys_in_slots, walk_primaries
 from echoes_ops.contract import keys
 
 FAMILIES: Final[tuple[str, ...]] = (
@@ -117,6 +121,9 @@ class KeyspaceWalk:
     misses: int = 0
     ttl_errors: int = 0  # TTL reads refused (e.g. by ACL)
     ttl_error: str | None = None
+    # on a cluster, per (slot, family): [keys, TTLs read, keys without a TTL], so the counts
+    # of slots that moved during the walk can be replaced by a re-read (client/walk.py)
+    by_slot: dict[tuple[int, str], list[int]] | None = field(default=None, repr=False)
 
 
 def _offer(sample: list[bytes], seen: int, key: bytes, size: int, rng: random.Random) -> None:
@@ -143,11 +150,12 @@ async def walk_keyspace(
     """One SCAN pass: key counts per family, random samples of up to ``memory_sample`` keys
     per family and ``ttl_sample`` keys of ``ttl_sample_families``, and every key's TTL for
     ``ttl_all_families`` (counting keys without one). On a cluster every primary is walked in
-    parallel and the walks merged (counts added, samples drawn from the nodes' samples)."""
+    parallel and the walks merged (counts added, samples drawn from the nodes' samples);
+    the counts of the slots that moved meanwhile are replaced by a re-read of them."""
     rng = rng or random.Random()
-    nodes = await walk_clients(r)
-    walks = await each_node(
-        nodes,
+    per_slot = isinstance(r, RedisCluster)
+    primaries: PrimaryWalk[KeyspaceWalk] = await walk_primaries(
+        r,
         lambda node: _walk_node(
             r,
             node,
@@ -156,11 +164,45 @@ async def walk_keyspace(
             ttl_sample_families=ttl_sample_families,
             ttl_all_families=ttl_all_families,
             rng=rng,
+            per_slot=per_slot,
         ),
     )
-    if len(walks) == 1:
-        return walks[0]
-    return _merge_walks(walks, memory_sample, ttl_sample, rng)
+    walks = primaries.results
+    merged = walks[0] if len(walks) == 1 else _merge_walks(walks, memory_sample, ttl_sample, rng)
+    if primaries.unstable:
+        await _reread_moved(r, primaries, merged, ttl_all_families)
+    return merged
+
+
+async def _reread_moved(
+    r: AnyRedis,
+    primaries: PrimaryWalk[KeyspaceWalk],
+    merged: KeyspaceWalk,
+    ttl_all_families: Collection[str],
+) -> None:
+    """Replace what the walk counted in the slots that moved during it by a re-read of
+    those slots (key counts and TTL counts exact; the random samples stay as drawn)."""
+    for walk in primaries.results:
+        for (slot, name), (count, read, no_ttl) in (walk.by_slot or {}).items():
+            if slot in primaries.unstable:
+                fam = merged.families[name]
+                fam.keys -= count
+                fam.ttl_read -= read
+                fam.no_ttl -= no_ttl
+    moved = await keys_in_slots(r, primaries)
+    merged.scanned += len(moved)
+    ttl_keys: list[tuple[str, bytes]] = []
+    for text in moved:
+        name = family_of(text)
+        merged.families[name].keys += 1
+        if name == "worker_keys":
+            wid = keys.parse_worker_meta_key(text) or keys.parse_worker_connections_key(text)
+            if wid:
+                merged.worker_ids.add(wid)
+        if name in ttl_all_families:
+            ttl_keys.append((name, text.encode()))
+    if ttl_keys:
+        await _read_ttls(r, merged, ttl_keys)
 
 
 def _merge_walks(
@@ -210,9 +252,12 @@ async def _walk_node(
     ttl_sample_families: Collection[str],
     ttl_all_families: Collection[str],
     rng: random.Random,
+    per_slot: bool = False,
 ) -> KeyspaceWalk:
     """:func:`walk_keyspace` on one node (TTL reads through ``r``, which routes them)."""
     walk = KeyspaceWalk(families={name: FamilyWalk() for name in FAMILIES}, worker_ids=set())
+    if per_slot:
+        walk.by_slot = {}
     calls: list[int] = []
     async for batch in scan_raw(node, count=SCAN_COUNT, calls=calls):
         walk.scanned += len(batch)
@@ -221,6 +266,8 @@ async def _walk_node(
             name = family_of(key)
             fam = walk.families[name]
             fam.keys += 1
+            if walk.by_slot is not None:
+                walk.by_slot.setdefault((slot_of(key), name), [0, 0, 0])[0] += 1
             _offer(fam.memory_sample, fam.keys, key, memory_sample, rng)
             if name in ttl_sample_families:
                 _offer(fam.ttl_sample, fam.keys, key, ttl_sample, rng)
@@ -232,26 +279,36 @@ async def _walk_node(
                 if wid:
                     walk.worker_ids.add(wid)
         if ttl_keys:
-            # a refused TTL read is counted (ttl_errors): the caller says "unknown"
-            replies = await bulk(
-                r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False, allow_denied=True
-            )
-            walk.commands += len(ttl_keys)
-            for (name, key), ttl in zip(ttl_keys, replies, strict=True):
-                if isinstance(ttl, ResponseError):
-                    walk.ttl_errors += 1
-                    walk.ttl_error = str(ttl).splitlines()[0] if str(ttl) else "error"
-                if not isinstance(ttl, int):
-                    continue
-                if ttl == -2:
-                    walk.misses += 1
-                    continue
-                walk.hits += 1
-                fam = walk.families[name]
-                fam.ttl_read += 1
-                if ttl == -1:
-                    fam.no_ttl += 1
-                    if len(fam.no_ttl_examples) < EXAMPLES:
-                        fam.no_ttl_examples.append(_text(key))
+            await _read_ttls(r, walk, ttl_keys)
     walk.commands += len(calls)
     return walk
+
+
+async def _read_ttls(r: AnyRedis, walk: KeyspaceWalk, ttl_keys: list[tuple[str, bytes]]) -> None:
+    """Every TTL of ``ttl_keys`` ((family, key)), pipelined, counted into ``walk``."""
+    # a refused TTL read is counted (ttl_errors): the caller says "unknown"
+    replies = await bulk(
+        r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False, allow_denied=True
+    )
+    walk.commands += len(ttl_keys)
+    for (name, key), ttl in zip(ttl_keys, replies, strict=True):
+        if isinstance(ttl, ResponseError):
+            walk.ttl_errors += 1
+            walk.ttl_error = str(ttl).splitlines()[0] if str(ttl) else "error"
+        if not isinstance(ttl, int):
+            continue
+        if ttl == -2:
+            walk.misses += 1
+            continue
+        walk.hits += 1
+        fam = walk.families[name]
+        fam.ttl_read += 1
+        counts = walk.by_slot.get((slot_of(key), name)) if walk.by_slot is not None else None
+        if counts is not None:
+            counts[1] += 1
+        if ttl == -1:
+            fam.no_ttl += 1
+            if counts is not None:
+                counts[2] += 1
+            if len(fam.no_ttl_examples) < EXAMPLES:
+                fam.no_ttl_examples.append(_text(key))
