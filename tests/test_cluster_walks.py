@@ -245,6 +245,16 @@ async def test_walks_are_exact_while_a_slot_migrates(
         move.close()
 
 
+def _move_away(cluster: RedisCluster, slot: int) -> SlotMove:
+    """A move of ``slot`` from its owner to another primary (not begun)."""
+    source = _owner(cluster, slot)
+    return SlotMove(cluster, slot, source, next(p for p in _primaries(cluster) if p != source))
+
+
+async def _no_keys(*_args: Any, **_kwargs: Any) -> list[str]:
+    return []
+
+
 async def test_without_reading_moved_slots_again_the_walk_misses_keys(
     moving, moving_cluster, monkeypatch
 ) -> None:
@@ -252,17 +262,11 @@ async def test_without_reading_moved_slots_again_the_walk_misses_keys(
     slot = key_slot(keys.session_key(2).encode())
     in_slot = _keys_in_slot(slot, SLOT_KEYS)
     await bulk(moving, [("HSET", keys.session_key(cid), "username", "x") for cid in in_slot])
-    source = _owner(moving_cluster, slot)
-    target = next(p for p in _primaries(moving_cluster) if p != source)
-    move = SlotMove(moving_cluster, slot, source, target)
-
-    async def nothing(*_args: Any, **_kwargs: Any) -> list[str]:
-        return []
-
+    move = _move_away(moving_cluster, slot)
     try:
         _walk_target_first(monkeypatch, move, lambda: move.migrate(True))
-        monkeypatch.setattr(walk_module, "keys_in_slots", nothing)
-        monkeypatch.setattr("echoes_ops.operations.tiercount.keys_in_slots", nothing)
+        monkeypatch.setattr(walk_module, "keys_in_slots", _no_keys)
+        monkeypatch.setattr("echoes_ops.operations.tiercount.keys_in_slots", _no_keys)
         tier = await count_tier(moving, stale_after=300)
         assert len(tier.sessions) < SLOT_KEYS
     finally:
@@ -306,23 +310,17 @@ async def test_stats_family_counts_are_exact_while_a_slot_migrates(
     ids = sorted(in_slot + list(range(200_000, 200_300)))
     await bulk(moving, [("HSET", keys.session_key(cid), "username", f"p{cid}") for cid in ids])
     await bulk(moving, [("SET", f"other:{n}", "x") for n in range(100)])
-    source = _owner(moving_cluster, slot)
-    target = next(p for p in _primaries(moving_cluster) if p != source)
-    move = SlotMove(moving_cluster, slot, source, target)
-
-    async def nothing(*_args: Any, **_kwargs: Any) -> list[str]:
-        return []
-
+    move = _move_away(moving_cluster, slot)
     try:
         _walk_target_first(monkeypatch, move, lambda: move.migrate(True))
         if not reread:
-            monkeypatch.setattr(keyspace, "keys_in_slots", nothing)
+            monkeypatch.setattr(keyspace, "keys_in_slots", _no_keys)
         walk = await keyspace.walk_keyspace(moving, ttl_all_families=("sessions",))
         moved_to = _owner(moving_cluster, slot)
     finally:
         monkeypatch.undo()
         move.close()
-    assert moved_to == target  # the slot moved during this walk
+    assert moved_to == move.target  # the slot moved during this walk
     sessions = walk.families["sessions"]
     if reread:
         assert sessions.keys == len(ids)
