@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -139,20 +141,42 @@ async def naive_locations(r) -> int:
     return total
 
 
-async def timed(r, label: str, coro_factory, runs: int) -> tuple[float, float, object]:
-    """Median seconds over ``runs`` and the longest command (ms) SLOWLOG saw meanwhile."""
-    samples = []
+async def server_cpu(r) -> float:
+    """The redis-server's own CPU seconds so far (user + system, INFO cpu)."""
+    cpu = await r.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+async def timed(r, label: str, coro_factory, runs: int) -> tuple[float, float, object, Usage]:
+    """Median seconds over ``runs``, the longest command (ms) SLOWLOG saw meanwhile, the
+    last result, and the median CPU seconds of this process and of the server."""
+    samples, clients, servers = [], [], []
     longest = 0.0
     result = None
     for _ in range(runs):
         await r.slowlog_reset()
+        server_before = await server_cpu(r)
+        cpu = time.process_time()
         started = time.perf_counter()
         result = await coro_factory()
         samples.append(time.perf_counter() - started)
+        clients.append(time.process_time() - cpu)
+        servers.append(await server_cpu(r) - server_before)
         entries = await r.slowlog_get(10_000)
         if entries:
             longest = max(longest, max(e["duration"] for e in entries) / 1000)
-    return statistics.median(samples), longest, result
+    usage = Usage(statistics.median(clients), statistics.median(servers))
+    return statistics.median(samples), longest, result, usage
+
+
+@dataclass
+class Usage:
+    client_s: float  # CPU seconds of this process (decoding, the detector)
+    server_s: float  # CPU seconds of the redis-server (the Lua steps, the reads)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def main() -> None:
@@ -161,6 +185,12 @@ async def main() -> None:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--locations", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        choices=["sessions", "reconcile", "locations"],
+        action="append",
+        help="time only these rows (repeatable; default: all three)",
+    )
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -172,6 +202,7 @@ async def main() -> None:
 
         await run_cluster(args)
         return
+    print(f"load average {load_average()} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp), extra_args=["--enable-debug-command", "yes"])
         server.start()
@@ -195,19 +226,24 @@ async def main() -> None:
                     ("reconcile (dry run)", lambda: reconcile(r), lambda: naive_reconcile(r)),
                     ("locations list", lambda: list_locations(r), lambda: naive_locations(r)),
                 ]
+                if args.only:
+                    rows = [row for row in rows if row[0].split()[0] in args.only]
                 print(
                     f"{'what':<24}{'echoes-ops':>12}{'longest cmd':>13}{'naive':>10}"
-                    f"{'longest cmd':>13}{'ratio':>8}"
+                    f"{'longest cmd':>13}{'ratio':>8}{'client cpu':>12}{'server cpu':>12}"
                 )
                 for label, ours, naive in rows:
-                    ours_s, ours_max, result = await timed(r, label, ours, runs)
-                    naive_s, naive_max, _ = await timed(r, label, naive, 1)
+                    ours_s, ours_max, result, usage = await timed(r, label, ours, runs)
+                    naive_s, naive_max, _, _ = await timed(r, label, naive, 1)
                     print(
                         f"{label:<24}{ours_s * 1000:>10.0f}ms{ours_max:>11.2f}ms"
                         f"{naive_s * 1000:>8.0f}ms{naive_max:>11.2f}ms{naive_s / ours_s:>7.1f}x"
+                        f"{usage.client_s:>11.2f}s{usage.server_s:>11.2f}s"
                     )
                     if label.startswith("sessions"):
                         print(f"{'':<24}{result.total:,} stale of {result.scanned:,} sessions")
+                print("longest cmd: SLOWLOG >= 0.5 ms (0 = none); cpu: median of our runs")
+                print(f"load average {load_average()}")
         finally:
             server.stop()
 

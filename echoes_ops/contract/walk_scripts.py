@@ -54,10 +54,13 @@ return out
 # views need about each, so a census of a big server is one pass with one round trip per
 # step (instead of one SCAN pass per key family). Sessions come back as their id (canonical
 # digits) and four values, without the key: reconcile's census is mostly sessions, and this
-# is the reply the client decodes most of.
+# is the reply the client decodes most of. The SCAN's MATCH ([lpw]*: the first letters of
+# the tier's families) passes over every other key inside the server's C code, before any
+# key becomes a Lua string (a quarter of the step's server time on a keyspace that is 80 %
+# other keys).
 # KEYS: none (reads the keys its SCAN returned: one node).
 # ARGV[1] = cursor, ARGV[2] = COUNT.
-# Returns {next cursor, keys scanned, microseconds spent,
+# Returns {next cursor, keys of the tier's first letters found, microseconds spent,
 #   {id, ttl, location_id, worker_id, last_heartbeat, ...}  -- player:<id>:session
 #   {code, key, n, ...}: "i" player:<id>:inventory (n = ttl), "p" location:<loc>:players
 #   (n = members), "l" lock:<name> (n = ttl), "m"/"c" worker:<id>:meta/connections (n = 0)
@@ -66,13 +69,12 @@ CENSUS_STEP: Final = (
     STEP_CLOCK
     + TYPE_ERRORS_ONLY
     + """local call, pcall_, find, match = redis.call, redis.pcall, string.find, string.match
-local step = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local step = call('SCAN', ARGV[1], 'MATCH', '[lpw]*', 'COUNT', ARGV[2])
 local sessions, rows = {}, {}
 local ns, nr = 0, 0
 local byte = string.byte
 for _, key in ipairs(step[2]) do
-  -- the first byte sorts out most keys of no interest (static caches, other applications)
-  -- before any pattern is tried: p(layer:), l(ocation:, ock:), w(orker:)
+  -- the first byte says which family to try: p(layer:), l(ocation:, ock:), w(orker:)
   local first = byte(key, 1)
   local id = first == 112 and match(key, '^player:([1-9]%d*):session$')
   if id then

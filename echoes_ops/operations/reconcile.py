@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
@@ -39,6 +41,7 @@ from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.drift_report import (
     AUDIT_IDS,
     DEFAULT_GRACE,
+    EXAMPLES,
     KINDS,
     LOCK_REPAIR_TTL,
     REPAIR_ORDER,
@@ -56,7 +59,7 @@ from echoes_ops.operations.reconcile_cluster import (
     is_cluster,
     wait_for_second_pass,
 )
-from echoes_ops.operations.reconcile_recheck import Seen, presence_suspects, recheck_presence
+from echoes_ops.operations.reconcile_recheck import Seen, join_presence, recheck_presence
 from echoes_ops.operations.stop import StopToken
 from echoes_ops.operations.tiermap import (
     BATCH,
@@ -85,19 +88,37 @@ __all__ = [
 ]
 
 
+Call = tuple[str, list[str], list[str], str]  # (script, keys, args, target)
+
+
 @dataclass
 class _Repairs:
-    """Script calls to make, per kind: (script name, keys, args)."""
+    """Script calls to make, per kind: (script, keys, args, target). A kind that can have
+    as many findings as there are sessions (``dead_worker``) keeps only what each call is
+    built from until the calls are wanted (:meth:`of`): a dry run never builds them."""
 
-    calls: dict[str, list[tuple[str, list[str], list[str], str]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    calls: dict[str, list[Call]] = field(default_factory=lambda: defaultdict(list))
+    later: dict[str, tuple[Callable[[Any], Call], list[Any]]] = field(default_factory=dict)
 
     def add(
         self, kind: str, script: str, key_list: list[str], args: list[str], target: str
     ) -> None:
         """``target`` names what the repair touches (a character id, a key), for the audit."""
         self.calls[kind].append((script, key_list, args, target))
+
+    def add_later(self, kind: str, build: Callable[[Any], Call]) -> list[Any]:
+        """The list to append ``kind``'s items to; ``build(item)`` makes each one's call."""
+        return self.later.setdefault(kind, (build, []))[1]
+
+    def count(self, kind: str) -> int:
+        return len(self.calls.get(kind, ())) + len(self.later.get(kind, (None, ()))[1])
+
+    def of(self, kind: str) -> list[Call]:
+        """The calls of ``kind``, in the order they were found."""
+        if kind in self.later:
+            build, items = self.later.pop(kind)
+            self.calls[kind].extend(map(build, items))
+        return self.calls.get(kind, [])
 
 
 @dataclass
@@ -110,11 +131,9 @@ class DriftPlan:
 
     def planned(self, kinds: list[str] | None = None) -> dict[str, int]:
         """Repairs that ``repair(kinds=kinds)`` would attempt, per kind (nonzero only)."""
-        return {
-            kind: len(self.repairs.calls.get(kind, []))
-            for kind in REPAIR_ORDER
-            if kind in repair_kinds(kinds) and self.repairs.calls.get(kind)
-        }
+        chosen = repair_kinds(kinds)
+        counts = {kind: self.repairs.count(kind) for kind in REPAIR_ORDER if kind in chosen}
+        return {kind: n for kind, n in counts.items() if n}
 
 
 async def find_drift(
@@ -134,15 +153,14 @@ async def find_drift(
     sessions = tier.sessions
     report.scanned["sessions"] = len(sessions)
 
-    member_locations: dict[int, list[str]] = defaultdict(list)
     sets = sorted((loc, key) for loc, (key, _) in tier.presence.items())
     members = await members_of_sets(r, [key for loc, key in sets if tier.presence[loc][1]])
-    for loc, key in sets:
-        for member in members.get(key, ()):
-            if member.isdigit() and member.isascii():
-                member_locations[int(member)].append(loc)
+    presence = join_presence(sessions, [(loc, members.get(key, [])) for loc, key in sets])
+    # only the suspects can be drift (every other player is where the session says); the
+    # re-read below changes what is known of these players only
+    suspects, member_locations = presence.suspects, presence.member_locations
     report.scanned["location_sets"] = len(sets)
-    report.scanned["presence_members"] = sum(len(v) for v in member_locations.values())
+    report.scanned["presence_members"] = presence.members
 
     workers = await worker_liveness(r, tier.worker_metas | tier.worker_connections)
     dead = {wid for wid, live in workers.items() if not live.alive}
@@ -156,13 +174,12 @@ async def find_drift(
         # confirms each cross-slot finding with a second pass instead (reconcile_cluster.py)
         report.note = NOTE.format(grace=grace)
     else:
-        suspects = presence_suspects(sessions, member_locations)
         report.scanned["rechecked_players"] = len(suspects)
         await _recheck_presence(r, sessions, member_locations, suspects)
-    _presence_drift(report, repairs, sessions, member_locations)
+    _presence_drift(report, repairs, sessions, member_locations, suspects)
     await _dead_workers(r, report, repairs, sessions, dead, grace, now)
     _no_ttl(report, repairs, sessions, tier)
-    await _unknown_locations(r, report, sets, member_locations)
+    await _unknown_locations(r, report, sets, presence.sizes)
     report.elapsed_s = time.perf_counter() - started
     return DriftPlan(report, repairs)
 
@@ -179,7 +196,7 @@ async def repair(
     stop = stop or StopToken()
     chosen = repair_kinds(plan.report.selected)
     try:
-        if is_cluster(r) and any(plan.repairs.calls.get(k) for k in chosen & CROSS_SLOT_KINDS):
+        if is_cluster(r) and any(plan.repairs.count(k) for k in chosen & CROSS_SLOT_KINDS):
             await _confirm(r, plan, chosen, stop)
         await _apply(r, plan.report, plan.repairs, chosen, stop)
     finally:
@@ -210,8 +227,8 @@ async def _confirm(r: AnyRedis, plan: DriftPlan, chosen: set[str], stop: StopTok
     await wait_for_second_pass(plan.detected_at, plan.report.grace_seconds, stop)
     second = await find_drift(r, grace=plan.report.grace_seconds)
     for kind in chosen & CROSS_SLOT_KINDS:
-        again = {call[3]: call for call in second.repairs.calls.get(kind, [])}
-        first = plan.repairs.calls.get(kind, [])
+        again = {call[3]: call for call in second.repairs.of(kind)}
+        first = plan.repairs.of(kind)
         kept = [again[call[3]] for call in first if call[3] in again]
         plan.report.unconfirmed += len(first) - len(kept)
         plan.repairs.calls[kind] = kept
@@ -234,16 +251,17 @@ def _presence_drift(
     repairs: _Repairs,
     sessions: dict[int, Seen],
     member_locations: dict[int, list[str]],
+    suspects: list[int],
 ) -> None:
-    # most players are where their session says: set them aside before sorting the rest
-    odd_members = []
-    for cid, locations in member_locations.items():
+    """The presence kinds among ``suspects`` (sorted ids: every player whose session and
+    sets may disagree)."""
+    for cid in suspects:
+        locations = member_locations.get(cid)
         session = sessions.get(cid)
-        if session is None or len(locations) > 1 or locations[0] != session.location:
-            odd_members.append(cid)
-    for cid in sorted(odd_members):
-        locations = member_locations[cid]
-        session = sessions.get(cid)
+        if not locations or (
+            session is not None and len(locations) == 1 and locations[0] == session.location
+        ):
+            continue
         if len(locations) > 1:
             report.kinds["multi_location"].add({"id": cid, "locations": sorted(locations)})
         if session is None:
@@ -271,16 +289,15 @@ def _presence_drift(
                 )
     # only a session held by a worker puts the player in a location; a cache-only session
     # (warmup writes those, with no worker_id) is an offline player
-    missing = [
-        cid
-        for cid, session in sessions.items()
-        if session.worker is not None
-        and session.location
-        and session.location not in member_locations.get(cid, ())
-    ]
-    for cid in sorted(missing):
-        session = sessions[cid]
-        assert session.location is not None
+    for cid in suspects:
+        session = sessions.get(cid)
+        if (
+            session is None
+            or session.worker is None
+            or not session.location
+            or session.location in member_locations.get(cid, ())
+        ):
+            continue
         try:
             key = keys.presence_key(session.location)
         except ValueError:
@@ -306,27 +323,27 @@ async def _dead_workers(
 ) -> None:
     kind = report.kinds["dead_worker"]
     held = sorted(cid for cid, session in sessions.items() if session.worker in dead)
-    connections_keys = {wid: keys.worker_connections_key(wid) for wid in dead}
+    released = repairs.add_later("dead_worker", _release_call)
+    youngest: float | None = None  # the smallest heartbeat age inside the grace period
     for cid in held:
         session = sessions[cid]
-        worker = session.worker
-        assert worker is not None
-        age = None if session.heartbeat is None else now - session.heartbeat
-        if age is None:
-            example = {"id": cid, "worker_id": worker, "heartbeat_age": None}
+        if session.heartbeat is None:
+            example = {"id": cid, "worker_id": session.worker, "heartbeat_age": None}
             kind.add({**example, "repairable": False, "why": "heartbeat unknown"})
             kind.not_repairable += 1
-        elif age <= grace:
-            kind.add_pending(grace - age)  # the worker may be restarting: not yet
+            continue
+        age = now - session.heartbeat
+        if age <= grace:  # the worker may be restarting: not yet
+            kind.pending += 1
+            youngest = age if youngest is None or age < youngest else youngest
+            continue
+        if len(kind.examples) < EXAMPLES:
+            kind.add({"id": cid, "worker_id": session.worker, "heartbeat_age": round(age, 1)})
         else:
-            kind.add({"id": cid, "worker_id": worker, "heartbeat_age": age and round(age, 1)})
-            repairs.add(
-                "dead_worker",
-                scripts.RELEASE_PLAYER_OF_WORKER,
-                [keys.session_key(cid), connections_keys[worker]],
-                [str(cid), worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
-                str(cid),
-            )
+            kind.found += 1  # (what add does once the examples are full, without the example)
+        released.append((cid, session.worker))
+    if youngest is not None:
+        kind.pending_ready_in = grace - youngest
     for wid in sorted(dead):
         connections = await hash_fields(r, keys.worker_connections_key(wid))
         for raw in connections:
@@ -347,6 +364,17 @@ async def _dead_workers(
                 [field_name, wid],
                 f"{wid}:{field_name}",
             )
+
+
+def _release_call(item: tuple[int, str]) -> Call:
+    """The repair of a dead worker's session (``(character id, worker id)``)."""
+    cid, worker = item
+    return (
+        scripts.RELEASE_PLAYER_OF_WORKER,
+        [keys.session_key(cid), keys.worker_connections_key(worker)],
+        [str(cid), worker, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
+        str(cid),
+    )
 
 
 def _no_ttl(
@@ -375,7 +403,7 @@ async def _unknown_locations(
     r: AnyRedis,
     report: ReconcileReport,
     sets: list[tuple[str, str]],
-    member_locations: dict[int, list[str]],
+    sizes: dict[str, int],
 ) -> None:
     if not sets:
         return
@@ -389,14 +417,10 @@ async def _unknown_locations(
             break
     if not loaded:
         return  # no static cache loaded: nothing to judge locations by
-    counts: dict[str, int] = defaultdict(int)
-    for locations in member_locations.values():
-        for loc in locations:
-            counts[loc] += 1
     for (loc, _), present in zip(sets, cached, strict=True):
         if not present:
             kind = report.kinds["unknown_location"]
-            kind.add({"location": loc, "members": counts.get(loc, 0)})
+            kind.add({"location": loc, "members": sizes.get(loc, 0)})
             kind.not_repairable += 1
 
 
@@ -407,12 +431,12 @@ async def _apply(
     then TTLs. A stop before a repair raises :class:`Interrupted` saying how many ran."""
     registered = {}
     cluster = is_cluster(r)
-    total = sum(len(repairs.calls.get(kind, [])) for kind in REPAIR_ORDER if kind in kinds)
+    total = sum(repairs.count(kind) for kind in REPAIR_ORDER if kind in kinds)
     ran = 0
     for kind in REPAIR_ORDER:
         if kind not in kinds:
             continue
-        for script_text, key_list, args, target in repairs.calls.get(kind, []):
+        for script_text, key_list, args, target in repairs.of(kind):
             if stop():
                 _multi_fixed(report)
                 fixed = {name: k.fixed for name, k in report.kinds.items() if k.fixed}

@@ -51,6 +51,14 @@ async def census_all(r: AnyRedis, *, count: int) -> Census:
     stable = walk.stable
     for part in walk.results:
         merged.scanned += part.scanned
+        if not walk.unstable:  # no slot moved (the usual case): every reading stands
+            merged.sessions.update(part.sessions)
+            merged.presence.update(part.presence)
+            merged.inventories.update(part.inventories)
+            merged.locks.update(part.locks)
+            merged.worker_metas |= part.worker_metas
+            merged.worker_connections |= part.worker_connections
+            continue
         for cid, brief in part.sessions.items():
             if stable(keys.session_key(cid)):
                 merged.sessions[cid] = brief
@@ -73,8 +81,7 @@ async def _census_keys(r: AnyRedis, names: list[str], into: Census) -> None:
     """What the census reads of each of ``names`` (keys of slots that moved), one command
     per key, pipelined per slot: sessions (fields and TTL), presence sets (size),
     inventories and locks (TTL), worker keys (their existence)."""
-    now = time.time()
-    into.scanned += len(names)
+    now = time.time()  # (the keys are counted already: scanned is each node's DBSIZE)
     commands: list[tuple[Any, ...]] = []
     kinds: list[tuple[str, str]] = []
     for name in names:

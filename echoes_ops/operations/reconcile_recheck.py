@@ -6,6 +6,9 @@ Cluster a player's keys lie in different slots; see ``reconcile_cluster.py`` ins
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
+
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.drift_report import RECHECK_BATCH
@@ -14,23 +17,63 @@ from echoes_ops.operations.tiermap import SessionBrief
 Seen = SessionBrief  # what the walk saw of a session; replaced by what the re-read says
 
 
-def presence_suspects(
-    sessions: dict[int, Seen], member_locations: dict[int, list[str]]
-) -> list[int]:
-    """Players whose session and location sets disagree in what the walk read."""
-    out = set()
-    for cid, locations in member_locations.items():
+@dataclass
+class Presence:
+    """What the location sets say, joined with the sessions: the players whose session and
+    sets disagree (``suspects``, sorted) with every set each of them is in
+    (``member_locations``, by location id); the players where their session says are not
+    listed one by one."""
+
+    suspects: list[int]
+    member_locations: dict[int, list[str]]
+    sizes: dict[str, int]  # location id -> members that are character ids (digits)
+
+    @property
+    def members(self) -> int:
+        return sum(self.sizes.values())
+
+
+def join_presence(sessions: dict[int, Seen], sets: list[tuple[str, list[str]]]) -> Presence:
+    """Join ``sets`` ((location id, members), sorted by location) with ``sessions``: per
+    location, set differences between the members and the ids of the sessions naming it
+    (C-level set operations, not a loop per player). A suspect is a member of a set its
+    session does not name (no session, another location, or a second set), or a session
+    held by a worker (``worker`` set) naming a location whose set lacks it. Members that
+    are not digits are no character id and are left out, as before."""
+    naming: dict[str | None, list[int]] = defaultdict(list)
+    for cid, brief in sessions.items():
+        naming[brief.location].append(cid)
+    in_set: dict[str, set[int]] = {}
+    odd: dict[int, list[str]] = defaultdict(list)
+    for loc, names in sets:
+        in_set[loc] = ids = _ids(names)
+        for cid in ids.difference(naming.get(loc, ())):
+            odd[cid].append(loc)  # the sets are in location order: so is each list
+    missing = [
+        cid
+        for loc, cids in naming.items()
+        if loc
+        for cid in (set(cids).difference(in_set[loc]) if loc in in_set else cids)
+        if sessions[cid].worker
+    ]
+    member_locations: dict[int, list[str]] = {}
+    for cid in {*odd, *missing}:
+        found = odd.get(cid, [])
         session = sessions.get(cid)
-        if session is None or len(locations) > 1 or locations[0] != session.location:
-            out.add(cid)
-    for cid, session in sessions.items():
-        if (
-            session.worker
-            and session.location
-            and session.location not in member_locations.get(cid, [])
-        ):
-            out.add(cid)
-    return sorted(out)
+        if session is not None and session.location and cid in in_set.get(session.location, ()):
+            found = sorted([*found, session.location])
+        if found:
+            member_locations[cid] = found
+    sizes = {loc: len(ids) for loc, ids in in_set.items()}
+    return Presence(sorted({*odd, *missing}), member_locations, sizes)
+
+
+def _ids(names: list[str]) -> set[int]:
+    """The members that are character ids (ASCII digits), as ids."""
+    joined = "".join(names)
+    if joined.isdigit() and joined.isascii() and all(names):
+        return set(map(int, names))
+    return {int(name) for name in names if name.isdigit() and name.isascii()}
 
 
 async def recheck_presence(

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from echoes_ops.client.budget import StepBudget, lua_walk, node_walk
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.nodes import each_node, primary_nodes, replica_nodes
+from echoes_ops.client.nodes import each_node, primary_clients, primary_nodes, replica_nodes
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.client.walk import keys_in_slots, walk_primaries
 from echoes_ops.contract import codec, keys, scripts
@@ -361,6 +361,14 @@ async def client_names(r: AnyRedis) -> set[str] | None:
 CENSUS_COUNT = STEP_COUNT
 
 
+class _Decoded(dict[Any, str | None]):
+    """``codec.decode_str`` of each raw value, remembered."""
+
+    def __missing__(self, raw: Any) -> str | None:
+        value = self[raw] = codec.decode_str(raw)
+        return value
+
+
 @dataclass(slots=True)
 class SessionBrief:
     """What a census reads of a session: enough to judge presence and liveness (mutable:
@@ -376,7 +384,7 @@ class SessionBrief:
 class Census:
     """One pass over the keyspace: the tier's keys and what the views need of each."""
 
-    scanned: int = 0
+    scanned: int = 0  # keys in the database walked (DBSIZE when the walk ended)
     sessions: dict[int, SessionBrief] = field(default_factory=dict)
     presence: dict[str, tuple[str, int]] = field(default_factory=dict)  # loc -> (key, members)
     inventories: dict[str, int] = field(default_factory=dict)  # key -> ttl
@@ -393,14 +401,16 @@ async def census(
     result = Census()
     now = time.time()
     sessions = result.sessions
-    decode_str, decode_epoch = codec.decode_str, codec.decode_epoch
+    decode_epoch = codec.decode_epoch
+    # locations and worker ids repeat across sessions (hundreds of values for 100,000s of
+    # sessions): each distinct text is decoded once, and the sessions share one string each
+    text = _Decoded()
     lowest, highest = codec.MIN_PLAUSIBLE_EPOCH, now + codec.MAX_FUTURE_SKEW
 
     def args(cursor: str, size: int) -> list[str | int]:
         return [cursor, size]
 
     async for reply in lua_walk(r, scripts.CENSUS_STEP, args, budget or StepBudget(count)):
-        result.scanned += int(reply[1])
         found, rows = reply[3], reply[4]
         for cid, ttl, location, worker, beat in zip(
             found[0::5], found[1::5], found[2::5], found[3::5], found[4::5], strict=True
@@ -411,9 +421,7 @@ async def census(
                 heartbeat = decode_epoch(beat, now=now)
             else:  # the codec's bounds (NaN compares false: unknown, as there)
                 heartbeat = value if lowest <= value <= highest else None
-            sessions[int(cid)] = SessionBrief(
-                decode_str(location), decode_str(worker), heartbeat, int(ttl)
-            )
+            sessions[int(cid)] = SessionBrief(text[location], text[worker], heartbeat, int(ttl))
         for start in range(0, len(rows), 3):
             code, key, n = rows[start : start + 3]
             if code == "p":
@@ -432,4 +440,7 @@ async def census(
                 wid = keys.parse_worker_connections_key(key)
                 if wid:
                     result.worker_connections.add(wid)
+    # the steps' MATCH passes over other keys inside the server, uncounted: the size of the
+    # keyspace walked is the database's (every primary's on a cluster)
+    result.scanned = sum([await node.dbsize() for node in await primary_clients(r)])
     return result
