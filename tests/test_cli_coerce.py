@@ -103,7 +103,8 @@ def test_bad_values_still_read_as_before(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cached", [False, True])
 def test_validate_imports_neither_pydantic_nor_redis(tmp_path: Path, cached: bool) -> None:
     """What validate costs a user is mostly imports: the validation library (for Typer's
-    coercion), redis and rich are none of its business; a cached world needs no YAML."""
+    coercion), redis and rich are none of its business; yaml-rs reads the bundled world
+    (PyYAML is only for files it leaves to libyaml) and a cached world needs no parser."""
     probe = (
         "import sys\n"
         "from echoes_ops.cli.main import main\n"
@@ -121,4 +122,4 @@ def test_validate_imports_neither_pydantic_nor_redis(tmp_path: Path, cached: boo
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     imported = out.stdout.strip().splitlines()[-1]
-    assert imported == ("[]" if cached else "['yaml']")
+    assert imported == "[]"  # the bundled world is read by yaml-rs: no PyYAML either

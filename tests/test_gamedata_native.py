@@ -335,3 +335,19 @@ def test_reading_leaves_the_cycle_collector_as_it_found_it(tmp_path: Path) -> No
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_yaml11_table_is_pyyamls() -> None:
+    """yaml-rs's checks use a copy of PyYAML's implicit resolvers (so that they need not
+    import PyYAML): the same tags, patterns and flags, for the same first characters, in
+    the same order."""
+    from echoes_ops.gamedata import yaml11
+    from echoes_ops.gamedata.yamlload import PreciseLoader
+
+    def shape(table: dict[Any, list[tuple[str, Any]]]) -> list[Any]:
+        return [
+            (first, [(tag, rule.pattern, rule.flags) for tag, rule in rules])
+            for first, rules in table.items()
+        ]
+
+    assert shape(yaml11.resolver_table()) == shape(PreciseLoader.yaml_implicit_resolvers)

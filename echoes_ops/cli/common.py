@@ -6,54 +6,32 @@ Commands import operations lazily (inside the command function) so ``--help`` st
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
-from echoes_ops.errors import ConfigError, ExitCode, Interrupted, OpsError
+from echoes_ops.cli.core import CliState as CliState
+from echoes_ops.cli.core import cache_of, error_line, failure_code, gamedata_folder
+from echoes_ops.cli.core import emit_json as emit_json
+from echoes_ops.cli.core import warn as warn
+from echoes_ops.errors import ConfigError, ExitCode, OpsError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from echoes_ops.client.connect import AnyRedis
-    from echoes_ops.config import RedisTarget, Settings
+    from echoes_ops.config import RedisTarget
     from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
     from echoes_ops.operations.audit import AuditEntry, AuditLog
     from echoes_ops.operations.stop import StopToken
 
 T = TypeVar("T")
-INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in echoes-ops, not in the operator's input
-
-
-@dataclass
-class CliState:
-    """Global options, resolved into settings on first use."""
-
-    flags: dict[str, Any] = field(default_factory=dict)
-    debug: bool = False
-    _settings: Settings | None = None
-    announced: bool = False  # the target and topology line was printed (once per run)
-
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from echoes_ops.config import Settings
-
-            self._settings = Settings.load(self.flags)
-            if self._settings.tls_unverified:
-                warn(
-                    "TLS certificate checks are OFF (--insecure / REDIS_TLS_INSECURE): the "
-                    "server's identity is not verified"
-                )
-        return self._settings
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -78,12 +56,8 @@ def stdout_console() -> Console:
 
 def fail(message: str, code: int) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
-    sys.stderr.write(f"echoes-ops: error: {message}\n")
+    error_line(message)
     raise typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    sys.stderr.write(f"echoes-ops: warning: {message}\n")
 
 
 def run(ctx: typer.Context, work: Callable[[], Awaitable[T]]) -> T:
@@ -142,37 +116,14 @@ async def _stoppable(work: Callable[[StopToken], Awaitable[T]]) -> T:
 def guard(ctx: typer.Context, work: Callable[[], T]) -> T:
     """Call ``work()``; an :class:`OpsError` becomes one stderr line and its exit code,
     Ctrl-C exits 130, and anything unexpected is reported as an internal error (exit 70)
-    without a traceback unless ``--debug``."""
+    without a traceback unless ``--debug`` (:func:`echoes_ops.cli.core.failure_code`)."""
     debug = state(ctx).debug
     try:
         return work()
-    except Interrupted as exc:
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"echoes-ops: interrupted: {exc}\n")
-        raise typer.Exit(int(exc.exit_code)) from None
-    except OpsError as exc:
-        if debug:
-            traceback.print_exc()
-        fail(str(exc), int(exc.exit_code))
-    except KeyboardInterrupt:
-        sys.stderr.write("echoes-ops: interrupted\n")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    except UnicodeEncodeError as exc:
-        # bytes that are not UTF-8 in an argument or setting reach us as lone surrogates
-        if debug:
-            traceback.print_exc()
-        shown = exc.object.encode("utf-8", "backslashreplace").decode("ascii", "replace")
-        fail(f"input is not valid UTF-8 text: {shown[:80]!r}", int(ExitCode.USAGE))
     except typer.Exit:
         raise
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
-        if debug:
-            traceback.print_exc()
-        fail(
-            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
-            INTERNAL_ERROR,
-        )
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - no traceback for users
+        raise typer.Exit(failure_code(exc, debug=debug)) from None
 
 
 async def announce(ctx: typer.Context, client: AnyRedis, target: RedisTarget | None = None) -> None:
@@ -330,26 +281,13 @@ def refuse_audited(
 
 def gamedata_dir(ctx: typer.Context, given: Path | None) -> Path:
     """--gamedata, else ECHOES_OPS_GAMEDATA / config, else ./gamedata, else the bundled set."""
-    if given is not None:
-        return given
-    configured = state(ctx).settings().gamedata_dir
-    if configured:
-        return Path(configured)
-    local = Path("gamedata")
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parents[2] / "gamedata"
+    return gamedata_folder(state(ctx), given)
 
 
 def world_cache(ctx: typer.Context) -> WorldCache | None:
     """The parsed-gamedata cache: ECHOES_OPS_CACHE_DIR / config, else the XDG cache folder;
     None when set to ``off``."""
-    from echoes_ops.gamedata.cache import OFF, WorldCache, default_dir
-
-    configured = state(ctx).settings().cache_dir
-    if configured is not None and configured.strip().lower() == OFF:
-        return None
-    return WorldCache(Path(configured) if configured else default_dir())
+    return cache_of(state(ctx))
 
 
 def load_world(ctx: typer.Context, given: Path | None) -> World:
@@ -361,10 +299,6 @@ def load_world(ctx: typer.Context, given: Path | None) -> World:
 
 def load_gamedata(ctx: typer.Context, given: Path | None) -> GameData:
     return load_world(ctx, given).data()
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def is_tty() -> bool:

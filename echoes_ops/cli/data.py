@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,7 +23,6 @@ from echoes_ops.cli.common import (
     world_cache,
 )
 from echoes_ops.cli.options import JsonOption
-from echoes_ops.errors import ExitCode
 
 if TYPE_CHECKING:
     from echoes_ops.gamedata import World
@@ -51,32 +49,14 @@ def validate(ctx: typer.Context, gamedata: GamedataOption = None, json: JsonOpti
       echoes-ops validate
       echoes-ops validate --gamedata ./gamedata --json
     """
+    from echoes_ops.cli.plain import report
     from echoes_ops.gamedata import validate_gamedata
 
     folder = gamedata_dir(ctx, gamedata)
     result = guard(ctx, lambda: validate_gamedata(folder, cache=world_cache(ctx)))
-    if json:
-        emit_json(
-            {
-                "ok": result.ok,
-                "problems": result.problems,
-                "files": len(result.files),
-                "counts": result.world.counts if result.world else None,
-            }
-        )
-    else:
-        for problem in result.problems:
-            sys.stdout.write(f"{problem}\n")
-        if result.world is not None:
-            counts = result.world.counts
-            sys.stdout.write(
-                f"ok: {counts['locations']} locations, {counts['items']} items, "
-                f"{counts['npcs']} npcs in {len(result.files)} files\n"
-            )
-        else:
-            sys.stderr.write(f"{len(result.problems)} problem(s) found in {folder}\n")
-    if not result.ok:
-        raise typer.Exit(int(ExitCode.PROBLEMS_FOUND))
+    code = report(result, folder, as_json=json)
+    if code:
+        raise typer.Exit(code)
 
 
 def preload(

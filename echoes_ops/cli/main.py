@@ -1,156 +1,26 @@
 """The ``echoes-ops`` command: global options and the command groups.
 
-The command tree is built on demand by :func:`build_app`. A run names one command, so
-:func:`main` imports and builds only that command's module (Typer reads every parameter's
-annotations when it builds a command; building all 40-odd costs more than most commands'
-own work). ``--help``, completion, an unknown name or no command at all build the whole
-tree, as does ``from echoes_ops.cli.main import app`` (the tests and the reference).
+The command tree is built on demand by :func:`build_app` (:mod:`echoes_ops.cli.tree`). A
+run names one command, so :func:`main` imports and builds only that command's module (Typer
+reads every parameter's annotations when it builds a command; building all 40-odd costs more
+than most commands' own work). ``--help``, completion, an unknown name or no command at all
+build the whole tree, as does ``from echoes_ops.cli.main import app`` (the tests and the
+reference). A plain ``validate`` command line runs without Typer at all
+(:mod:`echoes_ops.cli.plain`): importing it costs more than validating the bundled world.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import typer
+if TYPE_CHECKING:
+    from echoes_ops.cli.tree import build_app, main_options
 
-from echoes_ops import __version__
-from echoes_ops.cli.common import CliState, warn
-from echoes_ops.cli.group import EchoesGroup
+__all__ = ["COMMANDS", "Entry", "build_app", "command_named", "main", "main_options"]
 
 _HELP_OPTIONS = ["-h", "--help"]
-
-
-def _new_app() -> typer.Typer:
-    return typer.Typer(
-        name="echoes-ops",
-        help=(
-            "Operator toolkit for the Redis tier of Echoes of the Ashes.\n\n"
-            "Settings come from flags, then environment variables (REDIS_URL or REDIS_HOST/"
-            "REDIS_PORT/REDIS_DB/REDIS_PASSWORD, DATABASE_URL, ...), then the YAML file named by "
-            "--config / ECHOES_OPS_CONFIG. Exit codes are listed in docs/cli.md."
-        ),
-        no_args_is_help=True,
-        add_completion=True,
-        rich_markup_mode=None,
-        cls=EchoesGroup,
-        context_settings={"help_option_names": _HELP_OPTIONS, "max_content_width": 100},
-        pretty_exceptions_enable=False,
-    )
-
-
-def _version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"echoes-ops {__version__}\n")
-        raise typer.Exit()
-
-
-def main_options(
-    ctx: typer.Context,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            help="Redis URL (redis://, rediss://, unix://). Prefer REDIS_URL: a password "
-            "on the command line is visible to other users.",
-            show_default=False,
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url", help="PostgreSQL URL (env DATABASE_URL).", show_default=False
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", help="YAML config file (env ECHOES_OPS_CONFIG).", show_default=False
-        ),
-    ] = None,
-    operator: Annotated[
-        str | None,
-        typer.Option(
-            "--operator",
-            help="Who is acting, for the records (env ECHOES_OPS_OPERATOR; default: OS user).",
-            show_default=False,
-        ),
-    ] = None,
-    environment: Annotated[
-        str | None,
-        typer.Option(
-            "--environment",
-            help="Name of the tier these settings reach (e.g. prod, staging), shown by status, "
-            "the dashboard and every confirmation; red when it says production "
-            "(env ECHOES_OPS_ENVIRONMENT).",
-            show_default=False,
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            help="Redis socket timeout, seconds (env REDIS_TIMEOUT).",
-            show_default=False,
-        ),
-    ] = None,
-    read_from: Annotated[
-        str | None,
-        typer.Option(
-            "--read-from",
-            help="On Redis Cluster, where keyspace walks read: primaries (default) or "
-            "replicas, to spare the primaries; the replicas' lag is printed "
-            "(env ECHOES_OPS_READ_FROM).",
-            show_default=False,
-        ),
-    ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure",
-            help="Do not verify the Redis server's TLS certificate (env REDIS_TLS_INSECURE); "
-            "warned on every run. Without it, ssl_cert_reqs=none in the URL is refused.",
-        ),
-    ] = False,
-    plain: Annotated[
-        bool,
-        typer.Option(
-            "--plain",
-            envvar="ECHOES_OPS_PLAIN",
-            help="Tables as one line per row, no borders, colours or wrapping (the default "
-            "when stdout is not a terminal).",
-        ),
-    ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Operator toolkit for the Redis tier of Echoes of the Ashes."""
-    from echoes_ops.config import url_has_password
-
-    if redis_url and url_has_password(redis_url):
-        warn(
-            "--redis-url carries a password on the command line; prefer REDIS_URL or REDIS_PASSWORD_FILE"
-        )
-    ctx.obj = CliState(
-        flags={
-            "redis_url": redis_url,
-            "database_url": database_url,
-            "config_file": str(config) if config else None,
-            "operator": operator,
-            "environment": environment,
-            "redis_timeout": timeout,
-            "read_from": read_from,
-            "redis_tls_insecure": True if insecure else None,
-        },
-        debug=debug,
-    )
-
 
 INSPECT, ACT, ADMIN, LOCAL = "inspect", "act", "admin", "local"  # help panels (cli/group.py)
 
@@ -203,21 +73,6 @@ _VALUED = {
 }
 
 
-def build_app(only: str | None = None) -> typer.Typer:
-    """The command tree: every command, or only the one named ``only``."""
-    root = _new_app()
-    root.callback()(main_options)
-    for name, entry in COMMANDS.items():
-        if only is not None and name != only:
-            continue
-        target: Any = getattr(importlib.import_module(f"echoes_ops.cli.{entry.module}"), entry.attr)
-        if entry.group:
-            root.add_typer(target, name=name, rich_help_panel=entry.panel)
-        else:
-            root.command(name, rich_help_panel=entry.panel)(target)
-    return root
-
-
 def command_named(argv: list[str]) -> str | None:
     """The command a command line runs, if it names a known one after the global options."""
     words = iter(argv)
@@ -235,8 +90,15 @@ def command_named(argv: list[str]) -> str | None:
 
 
 def __getattr__(name: str) -> Any:
-    # ``app``: the whole tree, built when first asked for (tests, the reference)
+    # ``app``: the whole tree, built when first asked for (tests, the reference); the
+    # Typer-side names from cli/tree.py
+    if name in ("build_app", "main_options"):
+        from echoes_ops.cli import tree
+
+        return getattr(tree, name)
     if name == "app":
+        from echoes_ops.cli.tree import build_app
+
         app = build_app()
         globals()["app"] = app
         return app
@@ -244,5 +106,13 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    only = None if any(k.endswith("_COMPLETE") for k in os.environ) else command_named(sys.argv[1:])
-    build_app(only)()
+    completing = any(k.endswith("_COMPLETE") for k in os.environ)
+    if not completing:
+        from echoes_ops.cli.plain import run_plain
+
+        code = run_plain(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    from echoes_ops.cli.tree import build_app
+
+    build_app(None if completing else command_named(sys.argv[1:]))()

@@ -26,7 +26,7 @@ from echoes_ops.gamedata.models import (
     NpcSpawn,
     Source,
 )
-from echoes_ops.gamedata.yamlload import LineDict
+from echoes_ops.gamedata.source import LineDict
 
 KINDS = ("locations", "items", "npcs")
 MAX_DANGER = 10

@@ -41,7 +41,9 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
-from echoes_ops.gamedata.yamlload import LineDict, PreciseLoader
+from echoes_ops.gamedata.source import LineDict, Top
+from echoes_ops.gamedata.source import Unsupported as Unsupported
+from echoes_ops.gamedata.yamlload import PreciseLoader
 
 AVAILABLE: bool = bool(yaml.__with_libyaml__)
 if AVAILABLE:
@@ -55,17 +57,6 @@ _BUILT = frozenset(
 )
 # Resolved plain scalars remembered per file (numbers and booleans repeat a lot).
 _MEMO_LIMIT = 4096
-
-# What :func:`read_top` yields:
-#   ("root", value, 1)         the document is not a mapping (None for an empty file)
-#   ("value", key, line, v)    a top-level key whose value is not a list
-#   ("list", key, line)        a top-level list starts; ("entry", v, line) for each item (the
-#                              line it starts on), then ("end",)
-Top = tuple[Any, ...]
-
-
-class Unsupported(Exception):
-    """The text needs the precise loader (YAML outside the fast subset, or invalid)."""
 
 
 def resolver_table() -> dict[str | None, list[tuple[str, Any]]]:

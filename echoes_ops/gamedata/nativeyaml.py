@@ -29,7 +29,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from echoes_ops.gamedata.fastyaml import Top, Unsupported, resolver_table
+from echoes_ops.gamedata.source import Top, Unsupported
+from echoes_ops.gamedata.yaml11 import resolver_table
 
 try:
     import yaml_rs

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from echoes_ops.gamedata import fastyaml, nativeyaml
+from echoes_ops.gamedata import nativeyaml
 from echoes_ops.gamedata.entries import KINDS, PARSERS, Entry, Problems
 from echoes_ops.gamedata.models import Item, Location, Npc
-from echoes_ops.gamedata.yamlload import (
+from echoes_ops.gamedata.source import (
     LineDict,
+    Top,
+    Unsupported,
     YamlProblem,
     decode_source,
-    load_yaml_text,
     read_source,
 )
 
@@ -46,16 +47,20 @@ class Reading:
             staged = _File(self, name)
             try:
                 staged.consume(nativeyaml.read_top(text))
-            except fastyaml.Unsupported:
+            except Unsupported:
                 pass  # libyaml decides
             else:
                 staged.commit()
                 return
+        # PyYAML (libyaml and the precise loader) only for a file yaml-rs left to it
+        from echoes_ops.gamedata import fastyaml
+        from echoes_ops.gamedata.yamlload import load_yaml_text
+
         if fastyaml.AVAILABLE:
             staged = _File(self, name)
             try:
                 staged.consume(fastyaml.read_top(text, lines=lines))
-            except fastyaml.Unsupported:
+            except Unsupported:
                 pass  # the precise loader decides
             else:
                 staged.commit()
@@ -73,7 +78,7 @@ class Reading:
         staged.commit()
 
 
-def _top_of(document: Any) -> Iterator[fastyaml.Top]:
+def _top_of(document: Any) -> Iterator[Top]:
     """A document of the precise loader, in the shape :func:`fastyaml.read_top` yields."""
     if not isinstance(document, LineDict):
         yield ("root", document, 1)
@@ -99,7 +104,7 @@ class _File:
         self.problems = Problems()
         self.parsed: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 
-    def consume(self, top: Iterator[fastyaml.Top]) -> None:
+    def consume(self, top: Iterator[Top]) -> None:
         name, problems = self.name, self.problems
         kind: str | None = None  # the list being read; None for a list that is not a section
         line = index = 0

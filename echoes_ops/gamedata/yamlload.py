@@ -13,12 +13,10 @@ from typing import Any
 
 import yaml
 
-
-class LineDict(dict[str, Any]):
-    """A mapping that knows where it starts in its file (1-based) and where each key is."""
-
-    line: int = 0
-    key_lines: dict[str, int]
+from echoes_ops.gamedata.source import LineDict as LineDict
+from echoes_ops.gamedata.source import YamlProblem as YamlProblem
+from echoes_ops.gamedata.source import decode_source as decode_source
+from echoes_ops.gamedata.source import read_source as read_source
 
 
 class PreciseLoader(yaml.SafeLoader):
@@ -47,32 +45,6 @@ def _construct_mapping(loader: PreciseLoader, node: yaml.MappingNode) -> LineDic
 
 
 PreciseLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-class YamlProblem(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-def read_source(path: Path) -> bytes:
-    """The file's bytes; raise :class:`YamlProblem` when it cannot be read."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise YamlProblem(1, f"cannot read file: {exc.strerror or exc}") from None
-
-
-def decode_source(data: bytes) -> str:
-    """UTF-8 text with universal newlines (what ``Path.read_text`` gives)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise YamlProblem(1, f"file is not UTF-8 text ({exc.reason})") from None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
 
 
 def load_yaml(path: Path) -> Any:
