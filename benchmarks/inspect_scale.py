@@ -196,7 +196,35 @@ async def main() -> None:
         action="store_true",
         help="the same data on a local 3-primary cluster against one server, in one run",
     )
+    parser.add_argument(
+        "--ungated",
+        action="store_true",
+        help="with --cluster: also the sessions walk with every primary's steps at once",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --cluster: run every redis-server SCHED_RR (root), so that other processes "
+        "never deschedule one mid-command: a diagnostic of the commands' own cost under load",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority by N first (as the CLI does with "
+        "ECHOES_OPS_NICE), so the servers are measured beside a client that yields to them",
+    )
+    parser.add_argument(
+        "--favour",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --cluster: after populating, run the servers and this client at nice -N "
+        "(root), so other processes barely run: a quiet machine emulated on a shared one",
+    )
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     if args.cluster:
         from inspect_cluster import run_cluster
 

@@ -178,3 +178,79 @@ async def test_a_cluster_walk_reads_every_primary_at_once(cluster_r, cluster_url
         seen.extend(row.character_id for row in batch)
     assert sorted(seen) == list(range(1, 901))
     assert budget.steps >= 3  # every node's steps are counted in the caller's budget
+
+
+class _CountingGate(asyncio.Semaphore):
+    """A semaphore that remembers the most places held at once."""
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self.places = value
+        self.most = 0
+
+    async def acquire(self) -> bool:
+        await super().acquire()
+        self.most = max(self.most, self.places - self._value)
+        return True
+
+
+def _fill_cluster(cluster_url: str, count: int) -> None:
+    from redis.cluster import RedisCluster as SyncCluster
+
+    sync = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    try:
+        pipe = sync.pipeline()
+        for cid in range(1, count + 1):
+            pipe.hset(keys.session_key(cid), mapping={"location_id": "a", "worker_id": "w1"})
+        pipe.execute()
+    finally:
+        sync.close()
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+async def test_nodes_on_this_machine_run_no_more_steps_at_once_than_it_has_cpus(
+    cluster_settings, cluster_url: str, cpus: int
+) -> None:
+    """Three primaries on a machine of fewer CPUs: their steps share one gate of that many
+    places (more at once, and the servers take turns on the CPUs mid-step); every walk of
+    the cluster (sessions, the tier count, the census) still reads every session once, and
+    gives every place back, also when left early."""
+    from echoes_ops.client.connect import open_redis
+
+    _fill_cluster(cluster_url, 3000)
+    async with open_redis(cluster_settings.redis_target()) as cluster_r:
+        gate = _CountingGate(cpus)
+        cluster_r._step_gate = gate  # what local_step_gate() hands to the node clients
+        seen: list[int] = []
+        async for batch in session_batches(cluster_r, budget=StepBudget(20)):
+            seen.extend(row.character_id for row in batch)
+        assert sorted(seen) == list(range(1, 3001))
+        assert gate.most == cpus  # the gate was used, and never over its places
+        assert gate._value == cpus  # every place given back
+        counted = await count_tier(cluster_r, stale_after=300)
+        assert len(counted.sessions) == 3000
+        found = await census(cluster_r)
+        assert len(found.sessions) == 3000
+        assert gate._value == cpus
+
+        walk = session_batches(cluster_r, budget=StepBudget(20))
+        async for _ in walk:
+            break
+        await walk.aclose()
+        assert gate._value == cpus  # a walk left early gives its places back too
+
+
+def test_only_nodes_on_this_machine_are_gated() -> None:
+    from redis.asyncio.cluster import ClusterNode
+
+    from echoes_ops.client.connect import NodeRedis, make_client
+    from echoes_ops.config import Settings
+
+    r = make_client(Settings.from_dsn("redis://127.0.0.1:7000/0?cluster=true").redis_target())
+    here = [r.node_client(ClusterNode(h, 7000)) for h in ("127.0.0.1", "localhost", "127.0.0.5")]
+    there = r.node_client(ClusterNode("10.1.2.3", 7000))
+    gates = {id(c.step_gate) for c in here if isinstance(c, NodeRedis)}
+    assert len(gates) == 1
+    assert None not in {c.step_gate for c in here}
+    assert isinstance(there, NodeRedis)
+    assert there.step_gate is None

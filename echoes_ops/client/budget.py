@@ -198,14 +198,21 @@ async def node_walk(
     look = hiredis.pack_command(info)
     sent_since_look = 0
 
+    # a node on this machine: a place at the CPU gate for each step in flight (connect.py)
+    gate = r.step_gate if isinstance(r, NodeRedis) else None
+    in_gate = False
+
     async def send(cursor: str, size: int) -> tuple[float, bool]:
-        nonlocal sent_since_look
+        nonlocal sent_since_look, in_gate
         command = (evalsha, sha, 0, *make_args(cursor, size))
         payload = asking + hiredis.pack_command(command)
         looking = pacer.want_look(time.perf_counter())
         if looking:
             payload += look
         sent_since_look += len(payload)
+        if gate is not None:
+            await gate.acquire()
+            in_gate = True
         await conn.send_packed_command(payload, check_health=False)
         return time.perf_counter(), looking
 
@@ -226,6 +233,9 @@ async def node_walk(
             if looking:
                 pacer.looked(came, await receive(), sent_since_look)
                 sent_since_look = 0
+            if gate is not None:
+                gate.release()
+                in_gate = False
             micros = lua_micros(reply[micros_at])
             held = micros if micros is not None else came - sent
             budget.observe(size, held)
@@ -248,6 +258,8 @@ async def node_walk(
         await conn.disconnect()  # a reply may still be in flight: never reuse the connection
         raise
     finally:
+        if in_gate and gate is not None:
+            gate.release()
         await pool.release(conn)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -70,7 +72,10 @@ def _check_ca_file(path: str) -> None:
 class NodeRedis(aioredis.Redis):
     """A plain client on one node of a cluster (made by :meth:`TierCluster.node_client`):
     per-node Lua steps send ASKING first on it (client/budget.node_walk), so a
-    node importing a slot lets them read the keys it already holds."""
+    node importing a slot lets them read the keys it already holds. ``step_gate``: for a
+    node on this machine, the gate its steps share with the cluster's other nodes here."""
+
+    step_gate: asyncio.Semaphore | None = None
 
 
 class ReplicaRedis(NodeRedis):
@@ -91,6 +96,7 @@ class TierCluster(RedisCluster):
         self.node_target = node_target
         self._node_extra = node_extra
         self._node_clients: dict[str, aioredis.Redis] = {}
+        self._step_gate: asyncio.Semaphore | None = None
 
     def node_client(self, node: ClusterNode, *, replica: bool = False) -> aioredis.Redis:
         """A plain client on ``node`` (one per node and kind, reused)."""
@@ -102,8 +108,20 @@ class TierCluster(RedisCluster):
                 redis_class=ReplicaRedis if replica else NodeRedis,
                 **self._node_extra,
             )
+            if isinstance(client, NodeRedis) and on_this_machine(node.host):
+                client.step_gate = self.local_step_gate()
             self._node_clients[name] = client
         return client
+
+    def local_step_gate(self) -> asyncio.Semaphore:
+        """The gate that the per-node steps of this cluster's nodes on this machine share:
+        no more of them run at once than the machine has CPUs. Three primaries on two CPUs
+        each given a step at once take turns on the CPUs mid-step, and a step of 0.7 ms
+        then holds its node for a scheduler slice of several ms (docs/design.md). Nodes
+        elsewhere are not gated: their CPUs are not ours to count."""
+        if self._step_gate is None:
+            self._step_gate = asyncio.Semaphore(local_cpus())
+        return self._step_gate
 
     async def aclose(self) -> None:
         clients = list(self._node_clients.values())
@@ -112,6 +130,19 @@ class TierCluster(RedisCluster):
             with contextlib.suppress(rx.RedisError, OSError):
                 await client.aclose()
         await super().aclose()
+
+
+def local_cpus() -> int:
+    """The CPUs this process may run on (what the nodes on this machine share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def on_this_machine(host: str) -> bool:
+    """A loopback address: a node that shares this machine's CPUs with us."""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def node_target(target: RedisTarget, host: str, port: int) -> RedisTarget:
