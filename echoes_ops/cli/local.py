@@ -86,7 +86,9 @@ def up(
     recorded in --dir for status, env and down. With --cluster, Redis is a Redis Cluster of
     3 primaries and 3 replicas (six redis-servers joined by redis-cli --cluster create);
     'local env' then prints REDIS_URL with ?cluster=true and REDIS_CLUSTER_NODES, and
-    'local down' stops all six. Needs redis-server and redis-cli (apt-get install
+    'local down' stops all six. Nodes of the cluster that are down are started again on
+    their recorded ports and rejoin it; if another process took one of those ports, the
+    running nodes are stopped and a new cluster starts (said in a note). Needs redis-server and redis-cli (apt-get install
     redis-server) and, unless --no-postgres, the PostgreSQL server binaries (apt-get install
     postgresql).
 

@@ -17,7 +17,7 @@ from echoes_ops.errors import ConfigError
 from echoes_ops.local.demo import DemoSummary, seed_demo
 from echoes_ops.local.ports import free_port, port_in_use, who_listens
 from echoes_ops.local.postgres_server import PostgresServer
-from echoes_ops.local.redis_cluster import RedisCluster, cluster_ports
+from echoes_ops.local.redis_cluster import BUS_OFFSET, RedisCluster, cluster_ports
 from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.migrations import migrate
 
@@ -257,6 +257,8 @@ class LocalStack:
         if current is not None and all(current.running()):
             current.wait_ok()
             return
+        if current is not None and any(current.running()) and self._restart_missing(current, notes):
+            return
         ports = list(self.cluster_port_list)
         if not ports or any(port_in_use(p) for p in ports):
             ports = cluster_ports(6, first=DEFAULT_CLUSTER_PORT)
@@ -270,6 +272,36 @@ class LocalStack:
         cluster = self.redis_cluster()
         assert cluster is not None
         cluster.start()
+
+    def _restart_missing(self, cluster: RedisCluster, notes: list[str]) -> bool:
+        """Some nodes of the recorded cluster run, others not (killed, crashed): start the
+        missing ones on their recorded ports, where they rejoin it (True). If another
+        process holds a missing node's port, the cluster cannot come back whole there: stop
+        the nodes still running, say so, and return False (a new cluster is made)."""
+        nodes = cluster.nodes
+        missing = [node for node, up in zip(nodes, cluster.running(), strict=True) if not up]
+        taken = [
+            port
+            for node in missing
+            for port in (node.port, node.port + BUS_OFFSET)
+            if port_in_use(port)
+        ]
+        if taken:
+            running = len(nodes) - len(missing)
+            cluster.stop()
+            notes.append(
+                f"cluster node port(s) {', '.join(map(str, taken))} of the recorded cluster "
+                f"are in use by {_holder(taken[0])}: stopped its {running} running node(s) "
+                "and started a new cluster (the old cluster's data is not kept)"
+            )
+            return False
+        cluster.start()
+        notes.append(
+            f"{len(missing)} of the cluster's {len(nodes)} nodes were down: restarted them on "
+            f"their recorded ports ({', '.join(str(n.port) for n in missing)}), where they "
+            "rejoined the running ones"
+        )
+        return True
 
     def _start_pg(self, notes: list[str]) -> PostgresServer:
         pg = self.pg()
