@@ -400,3 +400,38 @@ def test_dead_worker_inside_grace_is_reported_pending(redis_url, sync_r):
     assert (kind["found"], kind["pending"]) == (0, 3)
     assert 40 <= kind["pending_ready_in_s"] <= 50
     assert report["pending"] == 3
+
+
+async def test_repairs_are_batched_in_round_trips(r, sync_r):
+    """120 repairs in far fewer round trips than repairs (pipelined batches of EVALSHA), each
+    still its own call that re-checks its condition."""
+    dead_worker_sessions(sync_r, range(600, 720), age=300)
+    plan = await find_drift(r, grace=60)
+    evalsha = sync_r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    reads = sync_r.info("stats")["total_reads_processed"]  # socket reads, every client
+    report = await repair(r, plan)
+    assert report.kinds["dead_worker"].fixed == 120
+    # one read per round trip (a pipelined batch arrives in one): one per repair before
+    assert sync_r.info("stats")["total_reads_processed"] - reads < 40
+    assert sync_r.info("commandstats")["cmdstat_evalsha"]["calls"] - evalsha == 120
+
+
+async def test_a_repair_failing_partway_keeps_the_counts_of_those_that_ran(r, sync_r, redis_url):
+    """A repair that fails (here a session replaced by a key of another type between the
+    look and the repair) raises, and the report and the audit record keep the repairs that
+    ran before it (they were lost when the error went up)."""
+    from echoes_ops.operations.audit import AuditLog
+    from echoes_ops.operations.writes import CLI, repair_drift_audited
+
+    dead_worker_sessions(sync_r, range(800, 830), age=300)
+    plan = await find_drift(r, grace=60)
+    sync_r.delete(keys.session_key(815))
+    sync_r.set(keys.session_key(815), "not a hash")
+    with pytest.raises(redis.exceptions.ResponseError):
+        await repair_drift_audited(AuditLog("tester", redis=r), plan, kinds=None, via=CLI)
+    fixed = plan.report.kinds["dead_worker"].fixed
+    assert fixed >= 15  # 800-814 ran before the failing one (its batch's others too)
+    assert fixed == 30 - 1 - sum(sync_r.exists(keys.session_key(c)) for c in range(816, 830))
+    ((_, record),) = sync_r.xrevrange("echoes:audit", count=1)
+    assert record["result"] == "failed"
+    assert json.loads(record["detail"])["dead_worker"]["fixed"] == fixed

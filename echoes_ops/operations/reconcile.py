@@ -39,7 +39,6 @@ from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
 from echoes_ops.operations.drift_report import (
-    AUDIT_IDS,
     DEFAULT_GRACE,
     EXAMPLES,
     KINDS,
@@ -51,10 +50,10 @@ from echoes_ops.operations.drift_report import (
     check_kinds,
     repair_kinds,
 )
+from echoes_ops.operations.reconcile_apply import Call, apply_repairs
 from echoes_ops.operations.reconcile_cluster import (
     CROSS_SLOT_KINDS,
     NOTE,
-    apply_one,
     census_all,
     is_cluster,
     wait_for_second_pass,
@@ -86,9 +85,6 @@ __all__ = [
     "reconcile",
     "repair",
 ]
-
-
-Call = tuple[str, list[str], list[str], str]  # (script, keys, args, target)
 
 
 @dataclass
@@ -198,7 +194,7 @@ async def repair(
     try:
         if is_cluster(r) and any(plan.repairs.count(k) for k in chosen & CROSS_SLOT_KINDS):
             await _confirm(r, plan, chosen, stop)
-        await _apply(r, plan.report, plan.repairs, chosen, stop)
+        await apply_repairs(r, plan.report, plan.repairs.of, chosen, stop)
     finally:
         plan.report.elapsed_s += time.perf_counter() - started
     return plan.report
@@ -422,46 +418,3 @@ async def _unknown_locations(
             kind = report.kinds["unknown_location"]
             kind.add({"location": loc, "members": sizes.get(loc, 0)})
             kind.not_repairable += 1
-
-
-async def _apply(
-    r: AnyRedis, report: ReconcileReport, repairs: _Repairs, kinds: set[str], stop: StopToken
-) -> None:
-    """Run the repairs of ``kinds`` in dependency order: dead workers first, then presence,
-    then TTLs. A stop before a repair raises :class:`Interrupted` saying how many ran."""
-    registered = {}
-    cluster = is_cluster(r)
-    total = sum(repairs.count(kind) for kind in REPAIR_ORDER if kind in kinds)
-    ran = 0
-    for kind in REPAIR_ORDER:
-        if kind not in kinds:
-            continue
-        for script_text, key_list, args, target in repairs.of(kind):
-            if stop():
-                _multi_fixed(report)
-                fixed = {name: k.fixed for name, k in report.kinds.items() if k.fixed}
-                raise stop.stopped(
-                    f"repaired {ran:,} of {total:,} (the rest left as found)",
-                    {"repairs_run": ran, "repairs_planned": total, "fixed": fixed},
-                )
-            ran += 1
-            if script_text not in registered:
-                registered[script_text] = r.register_script(script_text)
-            if cluster and kind in CROSS_SLOT_KINDS:
-                done = await apply_one(r, kind, key_list, args)
-            else:
-                result = await registered[script_text](keys=key_list, args=args)
-                done = int(result[0]) + int(result[1]) if isinstance(result, list) else int(result)
-            if done:
-                found = report.kinds[kind]
-                found.fixed += 1
-                if len(found.repaired) < AUDIT_IDS:
-                    found.repaired.append(target)
-    _multi_fixed(report)
-
-
-def _multi_fixed(report: ReconcileReport) -> None:
-    # a misplaced member removed means the player is no longer in several sets
-    report.kinds["multi_location"].fixed = min(
-        report.kinds["multi_location"].found, report.kinds["location_mismatch"].fixed
-    )

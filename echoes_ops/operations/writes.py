@@ -275,12 +275,13 @@ async def repair_drift_audited(
 ) -> ReconcileReport:
     """Apply ``plan``'s repairs (only ``kinds`` when given). The record names what was
     removed or changed, per kind: the total and the first ids (capped); a stop between
-    repairs is recorded as interrupted with how many ran."""
+    repairs is recorded as interrupted with how many ran, a failure with what ran before it."""
     args: dict[str, Any] = {"grace": plan.report.grace_seconds, "kinds": kinds}
     async with audited(log, "reconcile.fix", _with_via(args, via), dry_run=False) as entry:
-        report = await repair(log.client(), plan, kinds=kinds, stop=stop)
-        entry.detail = report.audit_detail()
-        return report
+        try:
+            return await repair(log.client(), plan, kinds=kinds, stop=stop)
+        finally:  # a failure partway is recorded with the repairs that ran before it
+            entry.detail = plan.report.audit_detail()
 
 
 # -- flags ------------------------------------------------------------------------------------
