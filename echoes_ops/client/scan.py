@@ -25,7 +25,7 @@ from echoes_ops.client.walk import PrimaryWalk, keys_in_slots, walk_primaries
 DEFAULT_SCAN_COUNT = 1000  # the most keys one SCAN step may visit
 DEFAULT_BATCH = 1000
 SCAN_FIRST = 200  # the first step of a walk: well inside the budget on any server
-SCAN_LOW = 50  # the smallest step, however long the round trips
+SCAN_LOW = 200  # the smallest step, however long the round trips: ~0.5 ms of server time
 
 __all__ = [
     "AnyRedis",
