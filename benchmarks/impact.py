@@ -3,6 +3,7 @@
 Run:  .venv/bin/python benchmarks/impact.py            # 200,000 sessions in 1,000,000 keys
       .venv/bin/python benchmarks/impact.py --small    # 20,000 / 100,000: proves it runs
       .venv/bin/python benchmarks/impact.py --only reconcile,stats --rate 500
+      .venv/bin/python benchmarks/impact.py --only stats --wrap 'env ECHOES_OPS_NICE=0'
 
 Builds, in a private redis-server (and a private PostgreSQL for warmup), a tier of SESSIONS
 session hashes (5% stale) with presence sets, filler keys up to KEYS keys, and CHARACTERS
@@ -23,8 +24,19 @@ prints the probe's p50/p99/max, the p99 against the idle p99, and the longest co
 server (SLOWLOG, threshold 0, reset before each operation; the probe's own commands and the
 simulated workers' are told apart by client name), and how many of ours took over 1 ms.
 
-The machine's load average is printed at the start and the end: a loaded machine inflates
-every figure, the ratios to the idle baseline of the same run survive it best.
+To tell why the probe slows down, each row also has: the probe calls' own round trips
+(``call p99``; the rest of the p99 is lateness behind earlier calls), redis-server's and the
+operation's CPU over the operation's wall time, and the share of it the probe and the server
+spent runnable but waiting for a CPU (``/proc/PID/schedstat``). ``--wrap PREFIX`` (repeatable)
+runs every CLI operation again behind a command prefix in the same run: ``nice -n 19``,
+``taskset -c 1``, ``env ECHOES_OPS_NICE=0`` (the CLI at full CPU priority), ``env
+ECHOES_OPS_WALK_DUTY=1`` (walks unpaced), or ``env PYTHONPATH=DIR`` with an older
+``echoes_ops`` package in DIR (``git archive REV echoes_ops | tar -x -C DIR``) for a
+before/after in one run.
+
+The machine's load average is printed at the start, after each operation and at the end: a
+loaded machine inflates every figure, the ratios to the idle baseline of the same run survive
+it best.
 """
 
 from __future__ import annotations
@@ -46,23 +58,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from impact_probe import (
+    BUDGET_MS,
+    PROBE_WORKER,
+    SLOWLOG_LEN,
+    longest_commands,
+    probe_process,
+    runqueue_waits,
+    server_cpu,
+    slowlog_reset,
+)
 from inspect_scale import populate
 from worldgen import make_world, write_yaml
 
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
-from echoes_ops.contract.session import Session
 from echoes_ops.local.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-PROBE_WORKER = "impact-probe"
-PROBE_PLAYERS = 50
-PROBE_FIRST_ID = 9_000_001
 LIVE_FIRST_ID = 1_000_001
-PROBE_LOCATIONS = ("probe_a", "probe_b", "probe_c")
-SLOWLOG_LEN = 1_000_000  # threshold 0 logs every command, scripts' inner calls included
-BUDGET_MS = 1.0
 
 
 @dataclasses.dataclass
@@ -78,87 +93,6 @@ class Row:
     server_cpu: float  # redis-server's main-thread CPU seconds during the operation
     op_cpu: float  # the operation's own process CPU seconds
     waits: tuple[float, float]  # seconds the probe / redis-server waited for a CPU (runqueue)
-
-
-# -- the probe -----------------------------------------------------------------------------
-
-
-def probe_process(url: str, rate: float, ready: Any, stop: Any, out: Any) -> None:
-    """Play game traffic at ``rate`` calls/s until ``stop``; send [(wall time, ms from due,
-    ms of the call itself)] to ``out``."""
-    samples = asyncio.run(_probe(url, rate, ready, stop))
-    out.send(samples)
-
-
-async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[float, float, float]]:
-    from echoes_ops.runtime.tier import Tier
-
-    target = Settings.from_dsn(url).redis_target()
-    async with open_redis(target, client_name=PROBE_WORKER) as r:
-        tier = Tier(r, PROBE_WORKER)
-        where = {}
-        for n in range(PROBE_PLAYERS):
-            cid = PROBE_FIRST_ID + n
-            loc = PROBE_LOCATIONS[n % len(PROBE_LOCATIONS)]
-            await tier.connect_player(
-                Session(character_id=cid, location_id=loc, username=f"probe{n}", hp=100)
-            )
-            where[cid] = loc
-        ready.set()
-        samples: list[tuple[float, float, float]] = []
-        interval = 1.0 / rate
-        due = time.perf_counter()
-        n = 0
-        while not stop.is_set():
-            now = time.perf_counter()
-            if now < due:
-                await asyncio.sleep(due - now)
-            cid = PROBE_FIRST_ID + n % PROBE_PLAYERS
-            kind = n % 3
-            began = time.perf_counter()
-            if kind == 0:
-                await tier.touch_session(cid, {"hp": 100 - n % 7})
-            elif kind == 1:
-                here = where[cid]
-                there = PROBE_LOCATIONS[(PROBE_LOCATIONS.index(here) + 1) % len(PROBE_LOCATIONS)]
-                await tier.move(cid, here, there)
-                where[cid] = there
-            else:
-                await tier.publish_location(where[cid], {"text": "probe", "n": n})
-            ended = time.perf_counter()
-            samples.append((time.time(), (ended - due) * 1000, (ended - began) * 1000))
-            n += 1
-            due += interval
-        for cid, loc in where.items():
-            await tier.disconnect_player(cid, loc)
-        return samples
-
-
-# -- the server's view ---------------------------------------------------------------------
-
-
-async def slowlog_reset(r: Any) -> None:
-    await r.slowlog_reset()
-
-
-async def longest_commands(r: Any, exclude: set[str]) -> tuple[float, str, int, int]:
-    """(longest ms, its command, how many over the budget, how many) of the commands the
-    SLOWLOG holds, leaving out clients named in ``exclude`` (and the SLOWLOG reads)."""
-    entries = await r.execute_command("SLOWLOG", "GET", SLOWLOG_LEN)
-    longest, name, over, count = 0.0, "-", 0, 0
-    for entry in entries:
-        # [id, time, micros, [args], peer, client name]
-        args = entry[3]
-        command = str(args[0] if args else "?").upper()
-        client = str(entry[5]) if len(entry) > 5 else ""
-        if command == "SLOWLOG" or client in exclude:
-            continue
-        count += 1
-        ms = entry[2] / 1000
-        over += ms > BUDGET_MS
-        if ms > longest:
-            longest, name = ms, command
-    return longest, name, over, count
 
 
 # -- the operations ------------------------------------------------------------------------
@@ -395,24 +329,6 @@ def _wrapped(run: Any, env: dict[str, str], wrap: str) -> Any:
             env["ECHOES_IMPACT_WRAP"] = ""
 
     return go
-
-
-def runqueue_waits(pids: tuple[int, ...]) -> tuple[float, ...]:
-    """Seconds each process has spent runnable but waiting for a CPU (Linux schedstat)."""
-    waits = []
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/schedstat").read_text().split()
-            waits.append(int(fields[1]) / 1e9)
-        except (OSError, IndexError, ValueError):
-            waits.append(float("nan"))
-    return tuple(waits)
-
-
-async def server_cpu(r: Any) -> float:
-    """redis-server's main-thread CPU seconds so far (user + system)."""
-    info = await r.info("cpu")
-    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
 def report(rows: list[Row]) -> None:
