@@ -36,11 +36,14 @@ def census_args(cursor: str, size: int) -> list[str | int]:
 
 
 async def walk(r: Redis, pacer: Pacer, budget: StepBudget) -> tuple[int, float]:
+    """A whole census walk; (steps whose reply came, seconds)."""
     started = time.perf_counter()
-    scanned = 0
+    steps = 0
     async for reply in node_walk(r, scripts.CENSUS_STEP, census_args, budget, pacer=pacer):
-        scanned += int(reply[1])
-    return scanned, time.perf_counter() - started
+        steps += 1
+        last = str(reply[0])
+    assert last == "0"  # the walk went to the end
+    return steps, time.perf_counter() - started
 
 
 async def test_a_walk_beside_other_traffic_leaves_the_server_idle_between_steps(
@@ -62,11 +65,11 @@ async def test_a_walk_beside_other_traffic_leaves_the_server_idle_between_steps(
     try:
         await asyncio.sleep(0.05)  # the other client is under way before the walk starts
         pacer, budget = Pacer(duty=0.25), StepBudget(20, high=20)
-        scanned, wall = await walk(r, pacer, budget)
+        steps, wall = await walk(r, pacer, budget)
     finally:
         stop.set()
         await noise
-    assert scanned >= keyspace
+    assert steps >= keyspace / 40  # a SCAN step may visit a few more than COUNT
     assert pacer.busy
     assert pacer.paced >= budget.steps - 2  # every step after a look held back
     assert pacer.slept > 0
@@ -76,9 +79,8 @@ async def test_a_walk_beside_other_traffic_leaves_the_server_idle_between_steps(
 async def test_a_walk_on_a_quiet_server_runs_at_full_speed(r: Redis, keyspace: int) -> None:
     """Nobody else sends anything: after its first looks the walk is not held back."""
     pacer, budget = Pacer(duty=0.25), StepBudget(20, high=20)
-    scanned, _ = await walk(r, pacer, budget)
-    assert scanned >= keyspace
-    assert budget.steps > 50
+    steps, _ = await walk(r, pacer, budget)
+    assert steps >= keyspace / 40  # a SCAN step may visit a few more than COUNT
     assert not pacer.busy
     # paced only until the second look (FIRST_LOOK after the first step)
     assert pacer.paced < budget.steps / 2
@@ -89,10 +91,10 @@ async def test_duty_one_never_paces(r: Redis, redis_url: str, keyspace: int) -> 
     try:
         await other.set("game:noise", "x" * 10_000)
         pacer = Pacer(duty=1.0)
-        scanned, _ = await walk(r, pacer, StepBudget(50))
+        steps, _ = await walk(r, pacer, StepBudget(50, high=50))
     finally:
         await other.aclose()
-    assert scanned >= keyspace
+    assert steps >= keyspace / 100
     assert pacer.paced == 0
 
 
