@@ -161,6 +161,9 @@ class DashboardApp(App[None]):
         self.live.showing = panel is self.live
         if panel.is_mounted and panel.children and hasattr(panel, "show_state"):
             panel.show_state(self.state)
+        for hidden in self.panels.values():  # a big table filled while nobody looks at it
+            if hidden is not panel and hasattr(hidden, "prefill"):
+                hidden.prefill(self.state)
 
     # -- polls ----------------------------------------------------------------------------
 

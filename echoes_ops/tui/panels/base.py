@@ -13,6 +13,7 @@ from textual.widgets.data_table import ColumnKey
 
 from echoes_ops.fmt import clock_time
 from echoes_ops.tui.messages import Loaded, LoadFailed
+from echoes_ops.tui.panels.styleonce import DashTable
 from echoes_ops.tui.panels.tablesync import Filler, Row, patch
 from echoes_ops.tui.source import Source
 
@@ -46,7 +47,7 @@ class TablePanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="hint")
-        table: DataTable[RenderableType] = DataTable(cursor_type="row", zebra_stripes=True)
+        table = DashTable(cursor_type="row", zebra_stripes=True)
         yield table
         with VerticalScroll(classes="detail-box"):
             yield Static("", classes="detail")

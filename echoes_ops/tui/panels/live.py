@@ -14,10 +14,11 @@ from textual.widgets import Input, RichLog, Static
 
 from echoes_ops.fmt import clock_time, duration
 from echoes_ops.operations.tail import TailEvent, TailGap, TailMessage
+from echoes_ops.tui.panels.styleonce import DashLog
 
 KEEP = 2000  # events kept for re-filtering
 SHOW_PER_BATCH = 25  # lines drawn per batch (about 6 a second) at most; the rest counted
-REDRAW = 100  # lines drawn when the tab is shown again or the filter changes
+REDRAW = 100  # lines drawn at most when the tab is shown again or the filter changes
 
 TYPE_STYLES = {
     "global_broadcast": "bold magenta",
@@ -52,10 +53,19 @@ def matches(event: TailEvent, needle: str) -> bool:
 
 
 def write_lines(log: RichLog, lines: list[Text]) -> None:
-    """Append ``lines`` to ``log`` in one write: one measure, one render, one scroll and one
-    repaint for the batch (a write per line did each of those per line)."""
+    """Append ``lines`` to ``log`` in one write: one render, one scroll and one repaint for
+    the batch (a write per line did each of those per line). At the log's width: lines are
+    cut there anyway, and a given width spares measuring every line first."""
     if lines:
-        log.write(Group(*lines))
+        width = log.scrollable_content_region.width
+        log.write(Group(*lines), width=width if width > 0 else None)
+
+
+def redraw_count(log: RichLog) -> int:
+    """How many lines a redraw builds: what the log shows (plus a few), at most REDRAW; the
+    screen's height before the log was ever laid out (a tab not shown yet)."""
+    height = log.scrollable_content_region.height or log.app.size.height
+    return min(REDRAW, height + 5)
 
 
 class LivePanel(Vertical):
@@ -87,7 +97,7 @@ class LivePanel(Vertical):
             placeholder="filter: words in channel, type or text — Enter", compact=True, id="filter"
         )
         yield Static(self.status, classes="hint")
-        yield RichLog(max_lines=1000, wrap=False, markup=False, auto_scroll=True)
+        yield DashLog(max_lines=1000, wrap=False, markup=False, auto_scroll=True)
 
     def _hint(self) -> None:
         state = "PAUSED (space to resume)" if self.paused else "space pause, c clear"
@@ -135,7 +145,7 @@ class LivePanel(Vertical):
         self.behind = False
         log = self.query_one(RichLog)
         log.clear()
-        shown = [e for e in self.events if matches(e, self.needle)][-REDRAW:]
+        shown = [e for e in self.events if matches(e, self.needle)][-redraw_count(log) :]
         write_lines(log, [tail_line(e) for e in shown])  # only the lines drawn are built
         self._hint()
 

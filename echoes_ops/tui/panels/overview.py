@@ -6,11 +6,12 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from echoes_ops.fmt import clock_time, number, percent, size
 from echoes_ops.operations.cluster_health import ClusterHealth, NodeHealth
 from echoes_ops.tui.model import DashboardState
+from echoes_ops.tui.panels.spark import Spark
 
 
 def overview_rows(state: DashboardState) -> list[tuple[str, str]]:
@@ -156,16 +157,16 @@ class OverviewPanel(VerticalScroll):
     DEFAULT_CSS = """
     OverviewPanel { padding: 0 1; }
     OverviewPanel > #overview-table { height: auto; margin-bottom: 1; }
-    OverviewPanel > Sparkline { height: 1fr; min-height: 2; max-height: 8; margin-bottom: 1; }
+    OverviewPanel > Spark { height: 1fr; min-height: 2; max-height: 8; margin-bottom: 1; }
     OverviewPanel > .label { height: 1; }
     """
 
     def compose(self) -> ComposeResult:
         yield Static(id="overview-table")
         yield Static("ops/s", classes="label", id="ops-label")
-        yield Sparkline([], id="ops")
+        yield Spark(id="ops")
         yield Static("pub/sub messages/s", classes="label", id="pub-label")
-        yield Sparkline([], id="pub")
+        yield Spark(id="pub")
 
     shape: tuple[int, ...] = ()  # the overview's cell widths last shown
 
@@ -185,5 +186,5 @@ class OverviewPanel(VerticalScroll):
         self.query_one("#ops-label", Static).update(label, layout=False)
         label = rate_label("pub/sub messages/s", pub)
         self.query_one("#pub-label", Static).update(label, layout=False)
-        self.query_one("#ops", Sparkline).data = ops
-        self.query_one("#pub", Sparkline).data = pub
+        self.query_one("#ops", Spark).data = ops
+        self.query_one("#pub", Spark).data = pub

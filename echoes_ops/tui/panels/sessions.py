@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from echoes_ops.fmt import clock_time, duration, maybe, number, ttl
 from echoes_ops.operations.sessions import KickResult, SessionPage, SessionSummary
@@ -19,6 +19,7 @@ from echoes_ops.tui.messages import Loaded, LoadFailed
 from echoes_ops.tui.modals import ConfirmScreen
 from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.base import Row, TablePanel
+from echoes_ops.tui.panels.styleonce import DashTable
 from echoes_ops.tui.source import SessionView, Source
 
 
@@ -142,7 +143,7 @@ class SessionsPanel(TablePanel):
             placeholder="search: player id, or part of a name — Enter", compact=True, id="search"
         )
         yield Static("", classes="hint")
-        table: DataTable[RenderableType] = DataTable(cursor_type="row", zebra_stripes=True)
+        table = DashTable(cursor_type="row", zebra_stripes=True)
         yield table
         with VerticalScroll(classes="detail-box"):
             yield Static("", classes="detail")

@@ -1,0 +1,112 @@
+"""What made a key wait on a loaded dashboard (issue #16 item 5, docs/benchmarks.md): the
+Overview's sparklines drawn cell by cell, the widget style computed anew for every line of
+a table or log, the Locations table filled under the operator's keys on its first showing.
+Pure UI logic: the fixed dataset of ``tests/tui_fake.py``, no server."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from rich.color import Color
+from rich.console import Console
+from rich.segment import Segment
+from textual.dom import DOMNode
+from textual.geometry import Region
+from textual.renderables.sparkline import Sparkline as TextualSparkline
+from textual.widgets import DataTable, RichLog
+
+from echoes_ops.tui.panels.locations import LocationsPanel
+from echoes_ops.tui.panels.spark import LEVELS, Spark, spark_lines
+from tests.test_tui_repaint import make_app
+from tests.test_tui_snapshots import ready, settle
+from tests.tui_fake import LOCATIONS
+
+LOW, HIGH = Color.parse("#203040"), Color.parse("#80a0ff")
+
+
+def _textual_plain(data: list[float], width: int, height: int) -> str:
+    console = Console(width=width, color_system=None)
+    with console.capture() as captured:
+        console.print(TextualSparkline(data, width=width, height=height), end="")
+    return captured.get()
+
+
+def test_spark_draws_the_bars_of_textuals_sparkline() -> None:
+    rng = random.Random(16)
+    for width, height, n in [(40, 1, 7), (80, 3, 80), (158, 8, 120), (30, 2, 200), (12, 4, 1)]:
+        data = [float(rng.randint(0, 5000)) for _ in range(n)]
+        text = spark_lines(data, width, height, LOW, HIGH)
+        assert text.plain == _textual_plain(data, width, height), (width, height, n)
+
+
+def test_spark_merges_runs_and_uses_a_few_styles() -> None:
+    data = [1.0, 50.0, 20.0]  # three readings over 150 columns: three runs a line
+    text = spark_lines(data, 150, 8, LOW, HIGH)
+    assert len(text.plain.splitlines()) == 8
+    assert all(len(line) == 150 for line in text.plain.splitlines())
+    assert len(text.spans) <= 3 * 8
+    many = spark_lines([float(i * 37 % 101) for i in range(120)], 158, 8, LOW, HIGH)
+    assert len({span.style for span in many.spans}) <= LEVELS
+    assert spark_lines([], 10, 2, LOW, HIGH).plain == " " * 10 + "\n" + "▁" * 10
+
+
+async def test_the_overview_sparklines_cost_runs_not_cells() -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        ops = app.query_one("#ops")
+        assert isinstance(ops, Spark)
+        ops.data = [float(i % 7) for i in range(40)]  # 40 readings over 156 columns
+        await settle(pilot)
+        strips = ops.render_lines(Region(0, 0, ops.size.width, ops.size.height))
+        segments = sum(len(list(strip)) for strip in strips)
+        # Textual's Sparkline: a segment per cell (156 x 8 = 1,248)
+        assert ops.size.width * ops.size.height > 1000
+        assert segments < 40 * ops.size.height + 50
+
+
+async def test_a_table_repaint_computes_its_style_once(monkeypatch: Any) -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        app.action_show_tab("locations")
+        await settle(pilot)
+        table = app.query_one(LocationsPanel).query_one(DataTable)
+        log = app.query_one(RichLog)
+        assert table.styles.height is not None  # DataTable's own CSS still applies
+        assert table.styles.height.value == 1  # TablePanel's 1fr
+        walks: list[DOMNode] = []
+        style = DOMNode.rich_style
+
+        def counted(node: DOMNode) -> Any:
+            walks.append(node)
+            return style.fget(node)  # type: ignore[attr-defined]
+
+        monkeypatch.setattr(DOMNode, "rich_style", property(counted))
+        lines = table.size.height
+        assert lines > 20
+        strips = table.render_lines(Region(0, 0, table.size.width, lines))
+        assert len(strips) == lines
+        assert walks.count(table) == 1  # Textual's DataTable: once per line
+        walks.clear()
+        log.render_lines(Region(0, 0, 40, 10))
+        assert walks.count(log) == 1
+        assert all(isinstance(s, Segment) for s in list(strips[1]))
+
+
+async def test_the_locations_table_is_filled_before_it_is_first_shown() -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        assert app.tabs.active == "overview"
+        panel = app.query_one(LocationsPanel)
+        for _ in range(50):  # the fill runs a chunk per turn of the event loop
+            if panel.table.row_count == len(LOCATIONS):
+                break
+            await pilot.pause()
+        assert panel.table.row_count == len(LOCATIONS)  # never shown, already filled
+        keys = [row.key.value for row in panel.table.ordered_rows]
+        app.action_show_tab("locations")
+        await settle(pilot)
+        assert [row.key.value for row in panel.table.ordered_rows] == keys
