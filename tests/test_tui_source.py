@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import pytest
 import redis
 from rich.console import Console, RenderableType
 
+from echoes_ops.client.budget import TARGET_S, StepBudget
+from echoes_ops.client.connect import AnyRedis
 from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.operations.drilldown import InventoryPreview, inventory_preview, worker_detail
@@ -21,7 +24,7 @@ from echoes_ops.tui.panels.locations import location_rows
 from echoes_ops.tui.panels.locks import remaining
 from echoes_ops.tui.panels.overview import overview_rows, render_overview
 from echoes_ops.tui.panels.sessions import render_session
-from echoes_ops.tui.source import RedisSource
+from echoes_ops.tui.source import POLL_TARGET_S, RedisSource
 from tests.tui_fake import NOW, FakeSource, counters
 
 
@@ -220,3 +223,33 @@ def test_dashboard_command_json_and_refusals(redis_url: str, sync_r: redis.Redis
     no_tty = cli("dashboard", env={"REDIS_URL": redis_url})
     assert no_tty.code == 2
     assert "needs a terminal" in no_tty.one_error_line()
+
+
+async def test_the_dashboard_polls_steps_aim_at_the_poll_target(
+    tier_r: AnyRedis, tier_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The census and the drift walk of the dashboard (background polls) size their steps
+    for POLL_TARGET_S of server time, half the stepped walks' target, on every node."""
+    for cid in range(1, 301):
+        await tier_r.hset(keys.session_key(cid), mapping={"username": f"A{cid}", "worker_id": "w"})
+    targets: list[float] = []
+    observe = StepBudget.observe
+
+    def seen(self: StepBudget, used: int, seconds: float) -> int:
+        targets.append(self.target)
+        return observe(self, used, seconds)
+
+    monkeypatch.setattr(StepBudget, "observe", seen)
+    source = RedisSource(tier_settings)
+    try:
+        tier = await source.tier()
+        assert tier.summary.sessions == 300
+        counted = len(targets)
+        assert counted > 0
+        drift = await source.drift()
+        assert len(targets) > counted
+        assert drift.counts
+    finally:
+        await source.close()
+    assert set(targets) == {POLL_TARGET_S}
+    assert POLL_TARGET_S < TARGET_S

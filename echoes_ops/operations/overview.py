@@ -17,6 +17,7 @@ from typing import Any, Final
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoPermissionError, ResponseError
 
+from echoes_ops.client.budget import TARGET_S
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.nodes import primary_clients
@@ -169,12 +170,16 @@ class TierSummary:
 
 
 async def tier_summary(
-    r: AnyRedis, *, stale_after: float = STALE_AFTER, step: int = CENSUS_STEP
+    r: AnyRedis,
+    *,
+    stale_after: float = STALE_AFTER,
+    step: int = CENSUS_STEP,
+    target: float = TARGET_S,
 ) -> TierSummary:
     """The tier's counts, counted on the server (:mod:`echoes_ops.operations.tiercount`):
     the client receives ids and a few rows per step, never the sessions."""
     started = time.perf_counter()
-    tier = await count_tier(r, stale_after=stale_after, step=step)
+    tier = await count_tier(r, stale_after=stale_after, step=step, target=target)
     members = list(tier.presence.values())
     return TierSummary(
         sessions=len(tier.sessions),

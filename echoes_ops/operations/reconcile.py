@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from echoes_ops.client.budget import TARGET_S
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
@@ -133,10 +134,16 @@ class DriftPlan:
 
 
 async def find_drift(
-    r: AnyRedis, *, grace: float = DEFAULT_GRACE, now: float | None = None, step: int = CENSUS_COUNT
+    r: AnyRedis,
+    *,
+    grace: float = DEFAULT_GRACE,
+    now: float | None = None,
+    step: int = CENSUS_COUNT,
+    target: float = TARGET_S,
 ) -> DriftPlan:
-    """Detect every kind of drift (read-only). ``step``: keys per census step (smaller
-    steps: shorter server commands, more round trips)."""
+    """Detect every kind of drift (read-only). ``step``: keys of the first census step;
+    ``target``: the server time each step aims at (smaller: shorter server commands, more
+    round trips)."""
     started = time.perf_counter()
     now = time.time() if now is None else now
     report = ReconcileReport(
@@ -144,7 +151,9 @@ async def find_drift(
     )
     repairs = _Repairs()
 
-    tier = await census_all(r, count=step)  # one pass over the keyspace (every primary)
+    tier = await census_all(
+        r, count=step, target=target
+    )  # one pass over the keyspace (every primary)
     report.scanned["keys"] = tier.scanned
     sessions = tier.sessions
     report.scanned["sessions"] = len(sessions)

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from echoes_ops.client.budget import TARGET_S, StepBudget
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.walk import keys_in_slots, walk_primaries
@@ -40,13 +41,16 @@ def is_cluster(r: AnyRedis) -> bool:
     return isinstance(r, RedisCluster)
 
 
-async def census_all(r: AnyRedis, *, count: int) -> Census:
+async def census_all(r: AnyRedis, *, count: int, target: float = TARGET_S) -> Census:
     """One census per primary, in parallel, merged (one server: the census). A key is
     counted once; the keys of slots that moved while the census ran (a resharding) are left
-    out of the nodes' readings and read again afterwards (``client/walk.py``)."""
+    out of the nodes' readings and read again afterwards (``client/walk.py``). ``target``:
+    the server time each step aims at (its first step is ``count`` keys)."""
     if not is_cluster(r):
-        return await census(r, count=count)
-    walk = await walk_primaries(r, lambda node: census(node, count=count))
+        return await census(r, count=count, budget=StepBudget(count, target=target))
+    walk = await walk_primaries(
+        r, lambda node: census(node, count=count, budget=StepBudget(count, target=target))
+    )
     merged = Census()
     stable = walk.stable
     for part in walk.results:

@@ -18,7 +18,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.budget import StepBudget, node_walk
+from echoes_ops.client.budget import TARGET_S, StepBudget, node_walk
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.walk import PrimaryWalk, keys_in_slots, walk_primaries
@@ -62,15 +62,18 @@ async def count_tier(
     step: int = COUNT_STEP,
     now: float | None = None,
     budget: StepBudget | None = None,
+    target: float = TARGET_S,
 ) -> TierCount:
     """Walk the keyspace once and count sessions (stale, unknown heartbeat) and presence
-    sizes; collect lock keys and worker ids. Every step is one bounded Lua call, the first of
-    ``step`` keys, the next sized by ``budget`` to the server-time budget. On a cluster every
-    primary is counted in parallel and the counts merged, each key once; the keys of slots
-    that moved during the walk are read again (client/walk.py)."""
+        sizes; collect lock keys and worker ids. Every step is one bounded Lua call, the first of
+        ``step`` keys, the next sized by ``budget`` to the server-time budget (without one, each
+    node's steps aim at ``target`` seconds of server time). On a cluster every
+        primary is counted in parallel and the counts merged, each key once; the keys of slots
+        that moved during the walk are read again (client/walk.py)."""
     now = time.time() if now is None else now
     walk = await walk_primaries(
-        r, lambda node: _count_node(node, stale_after, now, budget or StepBudget(step))
+        r,
+        lambda node: _count_node(node, stale_after, now, budget or StepBudget(step, target=target)),
     )
     out = TierCount()
     for part in walk.results:

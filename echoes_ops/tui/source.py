@@ -61,7 +61,11 @@ from echoes_ops.tui.writes import WriteActions
 PAGE_SIZE = 50
 TRUTH_EVERY = 5.0  # seconds between two reads of REDIS_ENABLED in PostgreSQL by the fast poll
 TRUTH_FIRST_WAIT = 1.0  # how long the first poll waits for that read before showing the rest
-DRIFT_STEP = 100  # keys per census step of the drift poll (0.4 ms at 100,000 sessions)
+DRIFT_STEP = 100  # keys of the first census step of the drift poll
+# The polls' walks run in the background (nobody waits on a census): their steps aim at half
+# the stepped walks' target, so jitter and a mis-sized step stay inside the budget (1 ms p99,
+# 2 ms max). Measured: p99 2.5-3.9 -> 0.6-1.6 ms at load 5-6 (docs/benchmarks.md).
+POLL_TARGET_S = 0.00035
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,7 @@ class RedisSource(WriteActions):
 
     async def tier(self) -> TierView:
         with translated(self.display):
-            summary = await overview.tier_summary(self.redis())
+            summary = await overview.tier_summary(self.redis(), target=POLL_TARGET_S)
         self.known_workers = set(summary.worker_ids)
         self.known_locks = set(summary.lock_names)
         return TierView(summary, self.clock())
@@ -250,7 +254,7 @@ class RedisSource(WriteActions):
     async def drift(self) -> DriftView:
         started = time.perf_counter()
         with translated(self.display):
-            plan = await find_drift(self.redis(), step=DRIFT_STEP)
+            plan = await find_drift(self.redis(), step=DRIFT_STEP, target=POLL_TARGET_S)
         counts = {kind: report.found for kind, report in plan.report.kinds.items()}
         return DriftView(counts, self.clock(), time.perf_counter() - started)
 
