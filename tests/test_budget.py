@@ -35,6 +35,16 @@ def test_short_steps_grow_gently_up_to_the_target() -> None:
     assert sizes[-1] == 500  # and it settles where a step costs the target
 
 
+def test_a_step_of_one_grows_again() -> None:
+    # int(1 * GROWTH) is 1: without a floor of one more, a step shrunk to a single item by
+    # one long step stayed at one for the rest of the walk (seen in warmup: 14,353 calls of
+    # one player instead of about 900)
+    budget = StepBudget(1, low=1, high=100, target=0.001)
+    sizes = [budget.observe(budget.size, budget.size * 1e-6) for _ in range(6)]
+    assert sizes[:3] == [2, 3, 4]
+    assert sizes[-1] > 6
+
+
 def test_sizes_stay_within_their_bounds() -> None:
     budget = StepBudget(50, low=10, high=80, target=0.001)
     for _ in range(5):

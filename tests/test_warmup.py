@@ -502,18 +502,18 @@ async def test_edge_cases_of_the_compare_and_write(database_url, r, monkeypatch)
 
     # the server lost its scripts (restart, SCRIPT FLUSH) between loading and running
     calls = 0
-    real_bulk = warmup_run.bulk
 
-    async def flushing_bulk(client: Any, commands: Any, **kw: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            await client.script_flush()
-        return await real_bulk(client, commands, **kw)
+    class FlushingLine(warmup_run.StepConnection):
+        async def calls(self, commands: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                await r.script_flush()
+            return await super().calls(commands)
 
-    monkeypatch.setattr(warmup_run, "bulk", flushing_bulk)
+    monkeypatch.setattr(warmup_run, "StepConnection", FlushingLine)
     again = await run()
-    assert calls == 2  # NOSCRIPT, reloaded, sent again
+    assert calls == 2  # NOSCRIPT, reloaded, sent again (6 players fit one call)
     assert (again.sessions.written, again.sessions.unchanged) == (1, 5)
     assert again.inventories.skipped_unknown == 1
     assert 0 < await r.ttl(keys.session_key(1)) <= keys.SESSION_TTL

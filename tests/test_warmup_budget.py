@@ -12,6 +12,7 @@ import pytest
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_warmup import WARMUP_PLAYERS
 from echoes_ops.local.demo import seed_demo
+from echoes_ops.operations.warmup import run as warmup_run
 from echoes_ops.operations.warmup import warmup
 from tests.test_warmup import DATA
 
@@ -94,3 +95,18 @@ async def test_a_character_listed_twice_is_written_once(database_url, r):
         r, database_url, operator="test", what=PLAYERS, active_within=420, characters_query=query
     )
     assert again.changed == 0
+
+
+async def test_a_long_call_shrinks_the_very_next_one(database_url, r, monkeypatch):
+    """A step of calls at a time on one server: each step is cut when the previous step's
+    replies are in, so a call that measured itself over the target sizes the next calls of
+    the same batch (before, a whole batch was cut into calls of one size when it was sent)."""
+    await _seed(database_url, 300)
+    monkeypatch.setattr(warmup_run, "STEP_TARGET_S", 1e-9)  # every measured call is long
+    report = await warmup(r, database_url, operator="test", what=PLAYERS, active_within=420)
+    assert report.batches == 1
+    assert report.sessions.written == 300
+    # the first step's calls (FIRST_STEP players each) were cut before any reply; the first
+    # measured itself, and every call after that step holds one player
+    first = warmup_run.CALLS_IN_FLIGHT
+    assert report.script_calls == first + 300 - first * warmup_run.FIRST_STEP

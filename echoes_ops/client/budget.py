@@ -85,7 +85,8 @@ class StepBudget:
         if seconds > self.target:
             wanted = min(ideal, used * self.target / seconds)
         else:
-            wanted = min(ideal, max(used, 1) * GROWTH)
+            # at least one more: int() of 1 * GROWTH would keep a step of 1 at 1 for ever
+            wanted = min(ideal, max(used * GROWTH, used + 1))
         self.size = int(min(max(wanted, self.low), self.high))
         return self.size
 

@@ -107,6 +107,66 @@ async def _bulk_one(
     return replies
 
 
+class StepConnection:
+    """Commands sent in short steps on one pooled connection of one server: a step (one
+    command, or a few written at once) is written only after the previous step's replies
+    are in (``async with StepConnection(r) as line: await line.calls([...])``).
+
+    For a long run of short server commands that must each stay inside the command budget:
+    with a whole pipeline queued, the server runs them back to back and the OS stops it in
+    the middle of one whenever its time slice ends (a 0.5 ms command then lasts the slice of
+    whatever ran instead, several milliseconds on a busy host); a server that goes idle
+    between short steps starts each one afresh and finishes it. The caller overlaps its own
+    work with the step in flight. Error replies are returned in place (an ACL refusal is
+    raised); any other failure discards the connection.
+    """
+
+    def __init__(self, r: Redis) -> None:
+        self._r = r
+        self._conn: Any = None
+        self._read: Callable[[], Awaitable[Any]] | None = None
+        self._timeout: float | None = None
+
+    async def __aenter__(self) -> StepConnection:
+        conn = await self._r.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        self._conn = conn
+        parser = getattr(conn, "_parser", None)
+        self._read = getattr(parser, "read_response", None) or conn.read_response
+        # one timeout bounds each call's write and read together (the connection's own
+        # write timeout is off while this holds it: a timer less per call)
+        self._timeout, conn.socket_timeout = conn.socket_timeout, None
+        return self
+
+    async def calls(self, commands: Sequence[Command]) -> list[Any]:
+        """A few commands written at once, and their replies (error replies in place)."""
+        assert self._conn is not None
+        assert self._read is not None
+        payload = b"".join([hiredis.pack_command(command) for command in commands])
+        replies: list[Any] = []
+        async with asyncio.timeout(self._timeout):
+            await self._conn.send_packed_command(payload, check_health=False)
+            for _ in commands:
+                try:
+                    replies.append(await self._read())
+                except ResponseError as exc:
+                    replies.append(exc)
+        for reply in replies:
+            if isinstance(reply, NoPermissionError):
+                raise reply
+        return replies
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        conn.socket_timeout = self._timeout
+        try:
+            if kind is not None:
+                await conn.disconnect()  # a reply may still be in flight
+        finally:
+            await self._r.connection_pool.release(conn)
+
+
 _REDIRECTED = (MovedError, AskError, TryAgainError)
 
 

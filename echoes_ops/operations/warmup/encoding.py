@@ -187,27 +187,38 @@ class Encoded:
     ) -> tuple[list[Command], list[int]]:
         """EVALSHA calls of at most ``step`` players each, and how many players each holds.
         ``header`` is the script's ARGV before the players; its measure flag (ARGV[9]) is set
-        on every :data:`MEASURE_EVERY` th call. A call never holds one player twice (the
-        script judges keys as they were when the call began)."""
+        on every :data:`MEASURE_EVERY` th call."""
         commands: list[Command] = []
         sizes: list[int] = []
-        ids, names, args, width = self.ids, self.keys, self.args, self.keys_per_player
-        measured = (*header[:MEASURE_FLAG], "1", *header[MEASURE_FLAG + 1 :])
-        plain = (*header[:MEASURE_FLAG], "0", *header[MEASURE_FLAG + 1 :])
-        starts = [*self.starts, len(args)]
-        count, begin = len(ids), 0
-        while begin < count:
-            end = min(begin + step, count)
-            if self.splits:
-                end = next((i for i in range(begin + 1, end) if i in self.splits), end)
-            part = names[begin * width : end * width]
+        measured, plain = headers(header)
+        begin = 0
+        while begin < len(self.ids):
             head = plain if len(sizes) % MEASURE_EVERY else measured
-            commands.append(
-                ("EVALSHA", sha, len(part), *part, *head, *args[starts[begin] : starts[end]])
-            )
+            command, end = self.call(sha, head, begin, step)
+            commands.append(command)
             sizes.append(end - begin)
             begin = end
         return commands, sizes
+
+    def call(self, sha: str, head: Sequence[str], begin: int, step: int) -> tuple[Command, int]:
+        """The EVALSHA call of at most ``step`` players from player ``begin`` on, and where
+        the next call starts. A call never holds one player twice (the script judges keys
+        as they were when the call began)."""
+        width = self.keys_per_player
+        end = min(begin + step, len(self.ids))
+        if self.splits:
+            end = next((i for i in range(begin + 1, end) if i in self.splits), end)
+        part = self.keys[begin * width : end * width]
+        starts = self.starts
+        stop = starts[end] if end < len(starts) else len(self.args)
+        return ("EVALSHA", sha, len(part), *part, *head, *self.args[starts[begin] : stop]), end
+
+
+def headers(header: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``header`` with its measure flag set, and with it cleared."""
+    measured = (*header[:MEASURE_FLAG], "1", *header[MEASURE_FLAG + 1 :])
+    plain = (*header[:MEASURE_FLAG], "0", *header[MEASURE_FLAG + 1 :])
+    return measured, plain
 
 
 def encode_rows(
@@ -276,7 +287,7 @@ def encode_rows(
 
 
 # Rows encoded between two turns of the event loop.
-ENCODE_SLICE = 250
+ENCODE_SLICE = 25
 
 
 async def encode_yielding(

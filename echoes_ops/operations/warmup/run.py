@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from echoes_ops.client.budget import StepBudget
-from echoes_ops.client.bulk import Command, bulk
+from echoes_ops.client.bulk import Command, StepConnection, bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.postgres import connect_postgres, target_of
 from echoes_ops.contract import codec, keys, scripts_warmup
@@ -33,7 +33,7 @@ from echoes_ops.operations.warmup.queries import (
     read_batch,
 )
 from echoes_ops.operations.warmup.report import WHAT_CHOICES, WarmupReport, parse_what, tally
-from echoes_ops.operations.warmup.writer import Written, write_cluster, write_one
+from echoes_ops.operations.warmup.writer import Written, write_cluster, write_stepwise
 from echoes_ops.primitives import lock
 
 WARMUP_LOCK = "echoes-ops.warmup"
@@ -44,6 +44,9 @@ BATCH_SIZE = 2000
 # Players per EVALSHA call at most; the calls are sized from the server time they report
 # (client/budget.StepBudget), so each stays inside the command budget.
 MAX_SCRIPT_BATCH = 500
+# Script calls written at once on one server (about 1 ms of server work, then the server
+# goes idle until the next step); the next calls are cut when their replies are in.
+CALLS_IN_FLIGHT = 2
 # Players of the first calls, before any measurement.
 FIRST_STEP = 16
 # Server CPU time a call's body aims at: the shared step target less a margin for reading
@@ -53,14 +56,18 @@ STEP_TARGET_S = 0.0005
 Progress = Callable[[int], None]
 
 
-async def _run_scripts(r: AnyRedis, commands: list[Command]) -> list[Any]:
-    """Send a batch's script calls; reload the script once if the server lost it."""
-    replies = await bulk(r, commands, raise_on_error=False)
+SendScripts = Callable[[list[Command]], Awaitable[list[Any]]]
+
+
+async def _run_scripts(r: AnyRedis, send: SendScripts, commands: list[Command]) -> list[Any]:
+    """Send script calls (``send`` returns error replies in place); reload the script once
+    if the server lost it, and raise the first error reply."""
+    replies = await send(commands)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         # no call that failed with NOSCRIPT ran; the script is idempotent anyway
         await r.script_load(scripts_warmup.WARMUP_PLAYERS)
-        retried = await bulk(r, [commands[i] for i in missing], raise_on_error=False)
+        retried = await send([commands[i] for i in missing])
         for i, reply in zip(missing, retried, strict=True):
             replies[i] = reply
     for reply in replies:
@@ -268,59 +275,72 @@ async def _players(
     cluster = isinstance(r, RedisCluster)
     fields = len(source.columns.fields)
 
-    async def run(commands: list[Command]) -> list[Any]:
-        return await _run_scripts(r, commands)
+    async with contextlib.AsyncExitStack() as stack:
+        # one server: a step of CALLS_IN_FLIGHT script calls at a time, on its own connection
+        line = None
+        if not isinstance(r, RedisCluster):
+            line = await stack.enter_async_context(StepConnection(r))
 
-    try:
-        reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
-        while True:
-            waited = time.perf_counter()
-            batch = await reading
-            encoding = time.perf_counter()
-            report.waited_postgres_s += encoding - waited
-            reading = None
-            if batch is None:
-                break
+        async def pipelined(commands: list[Command]) -> list[Any]:
+            return await bulk(r, commands, raise_on_error=False)
+
+        async def call(commands: list[Command]) -> list[Any]:
+            assert line is not None
+            return await _run_scripts(r, line.calls, commands)
+
+        async def run(commands: list[Command]) -> list[Any]:
+            return await _run_scripts(r, pipelined, commands)
+
+        try:
             reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
-            encoded = await encode_yielding(
-                batch, source.columns, report, pairs=do_inventories, max_epoch=max_epoch
-            )
-            report.encoding_s += time.perf_counter() - encoding
+            while True:
+                waited = time.perf_counter()
+                batch = await reading
+                encoding = time.perf_counter()
+                report.waited_postgres_s += encoding - waited
+                reading = None
+                if batch is None:
+                    break
+                reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
+                encoded = await encode_yielding(
+                    batch, source.columns, report, pairs=do_inventories, max_epoch=max_epoch
+                )
+                report.encoding_s += time.perf_counter() - encoding
+                if writing is not None:
+                    assert written is not None
+                    task, writing = writing, None
+                    _done(report, written, await _waited(report, task), sizer, progress)
+                    stop = None
+                    if stop_token():
+                        stop = "interrupted"
+                    elif deadline is not None and time.perf_counter() >= deadline:
+                        stop = "max_seconds"
+                    elif handle is not None and time.perf_counter() - last_extend > LOCK_TTL / 3:
+                        if await lock.extend(r, handle.key, handle.token, handle.ttl_ms / 1000):
+                            last_extend = time.perf_counter()
+                        else:
+                            stop = "lock_lost"
+                    if stop is not None:
+                        # this batch is read but not written: stop here
+                        report.partial = True
+                        report.stopped_because = stop
+                        break
+                writing = asyncio.ensure_future(
+                    write_cluster(run, encoded, sha, header, sizer.size, fields)
+                    if cluster
+                    else write_stepwise(call, encoded, sha, header, sizer, CALLS_IN_FLIGHT)
+                )
+                written = encoded
             if writing is not None:
                 assert written is not None
                 task, writing = writing, None
                 _done(report, written, await _waited(report, task), sizer, progress)
-                stop = None
-                if stop_token():
-                    stop = "interrupted"
-                elif deadline is not None and time.perf_counter() >= deadline:
-                    stop = "max_seconds"
-                elif handle is not None and time.perf_counter() - last_extend > LOCK_TTL / 3:
-                    if await lock.extend(r, handle.key, handle.token, handle.ttl_ms / 1000):
-                        last_extend = time.perf_counter()
-                    else:
-                        stop = "lock_lost"
-                if stop is not None:
-                    # this batch is read but not written: stop here
-                    report.partial = True
-                    report.stopped_because = stop
-                    break
-            writing = asyncio.ensure_future(
-                write_cluster(run, encoded, sha, header, sizer.size, fields)
-                if cluster
-                else write_one(run, encoded, sha, header, sizer.size)
-            )
-            written = encoded
-        if writing is not None:
-            assert written is not None
-            task, writing = writing, None
-            _done(report, written, await _waited(report, task), sizer, progress)
-    finally:
-        # never leave a read or a write running behind an error
-        if reading is not None:
-            await _settle(reading, cancel=True)
-        if writing is not None:
-            await _settle(writing, cancel=False)  # let sent scripts finish and be read
+        finally:
+            # never leave a read or a write running behind an error
+            if reading is not None:
+                await _settle(reading, cancel=True)
+            if writing is not None:
+                await _settle(writing, cancel=False)  # let sent scripts finish and be read
 
 
 async def _waited(report: WarmupReport, task: asyncio.Future[Written]) -> Written:
@@ -343,7 +363,7 @@ def _done(
     report.inventories.skipped_fresher += left.count("F")
     report.inventories.skipped_unknown += left.count("X")
     for n, reply in zip(written.sizes, written.replies, strict=True):
-        if reply[2] >= 0:  # the calls that measured their CPU time
+        if reply[2] >= 0 and not written.observed:  # the calls that measured their CPU time
             sizer.observe(n, reply[2] / 1e6)
     report.characters += encoded.characters
     report.inventories.rows += encoded.inventory_rows

@@ -1,7 +1,10 @@
 """Sending a batch's players to Redis: one server, or per slot on Redis Cluster.
 
-One server: calls of ``step`` players in mode ``pairs``, each player's session and inventory
-judged and written by the same call (atomic per call).
+One server: calls in mode ``pairs``, each player's session and inventory judged and written
+by the same call (atomic per call), sent a step of two calls at a time
+(:class:`client.bulk.StepConnection`): each step is cut when the previous one's replies are
+in, sized by what the calls so far cost (``StepBudget``), while this process encodes the
+next batch.
 
 Redis Cluster: a call may only touch keys of one slot, and a player's two keys never share
 one (the contract adds no hash tags). So a batch goes in two rounds: the sessions, grouped
@@ -16,18 +19,20 @@ all nodes in parallel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command
 from echoes_ops.client.slots import slot_of
-from echoes_ops.operations.warmup.encoding import MEASURE_EVERY, MEASURE_FLAG, Encoded
+from echoes_ops.operations.warmup.encoding import MEASURE_EVERY, MEASURE_FLAG, Encoded, headers
 
 # Where the mode sits in the script's header (ARGV[8]).
 MODE_AT = 7
 
 RunScripts = Callable[[list[Command]], Any]
+CallScripts = Callable[[list[Command]], Awaitable[list[Any]]]
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Written:
     replies: list[Any] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     inventories_left: str = ""
+    observed: bool = False  # the calls' measured times were already given to the sizer
 
 
 def _headers(header: Sequence[str], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -141,3 +147,40 @@ async def write_one(
         calls.append(encoded.ids[at : at + n])
         at += n
     return Written(calls, replies, sizes)
+
+
+async def write_stepwise(
+    call: CallScripts,
+    encoded: Encoded,
+    sha: str,
+    header: Sequence[str],
+    sizer: StepBudget,
+    group: int = 1,
+) -> Written:
+    """The batch on one server, ``group`` calls in flight at a time: each group is cut when
+    the previous group's replies are in, so a call that measured its server time (one in
+    :data:`MEASURE_EVERY`) resizes the calls that follow at once."""
+    measured, plain = headers(header)
+    written = Written(observed=True)
+    ids, begin = encoded.ids, 0
+    while begin < len(ids):
+        step = sizer.size
+        commands: list[Command] = []
+        ends: list[tuple[int, int]] = []
+        while begin < len(ids) and len(commands) < group:
+            head = plain if (len(written.sizes) + len(commands)) % MEASURE_EVERY else measured
+            command, end = encoded.call(sha, head, begin, step)
+            commands.append(command)
+            ends.append((begin, end))
+            begin = end
+        replies = await call(commands)
+        for (first, end), reply in zip(ends, replies, strict=True):
+            seconds = reply[2] / 1e6
+            # a call cut short (the batch's last, or at a repeated id) says nothing about
+            # how far the step may grow: only its cost counts, and only when it ran long
+            if reply[2] >= 0 and (end - first == step or seconds > sizer.target):
+                sizer.observe(end - first, seconds)
+            written.calls.append(ids[first:end])
+            written.replies.append(reply)
+            written.sizes.append(end - first)
+    return written
