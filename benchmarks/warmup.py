@@ -130,16 +130,23 @@ def line(label: str, seconds: float, rows: int, base: float | None = None) -> st
     return f"  {label:<46} {seconds:7.3f} s {rows / seconds:>9,.0f} rows/s{ratio}"
 
 
-async def slowlog(r: Any) -> tuple[int, float, float, int]:
+async def slowlog(r: Any) -> tuple[int, float, float, int, int, int]:
     """EVALSHA calls in the server's SLOWLOG (threshold 0, reset before the run): count,
     median, p99 and longest, in microseconds (wall time on the server: on a busy machine it
-    includes the time the OS stopped redis-server)."""
+    includes the time the OS stopped redis-server), and how many took over 1 ms and 2 ms."""
     entries = await r.execute_command("SLOWLOG", "GET", "-1")
     durations = sorted(int(e[2]) for e in entries if _name(e[3][0]).upper() == "EVALSHA")
     if not durations:
-        return 0, 0.0, 0.0, 0
+        return 0, 0.0, 0.0, 0, 0, 0
     n = len(durations)
-    return n, float(durations[(n - 1) // 2]), float(durations[int(0.99 * (n - 1))]), durations[-1]
+    return (
+        n,
+        float(durations[(n - 1) // 2]),
+        float(durations[int(0.99 * (n - 1))]),
+        durations[-1],
+        sum(d > 1000 for d in durations),
+        sum(d > 2000 for d in durations),
+    )
 
 
 def bench_settings(redis_url: str) -> Settings:
@@ -167,7 +174,7 @@ async def full_run(r: Any, pg: PostgresServer, *, fresh: bool) -> dict[str, Any]
     seconds, report = await timed(
         warmup(r, pg.url, operator="bench", what=FULL, active_within=WINDOW)
     )
-    calls, median, p99, longest = await slowlog(r)
+    calls, median, p99, longest, over_1ms, over_2ms = await slowlog(r)
     return {
         "seconds": seconds,
         "report": report,
@@ -178,6 +185,8 @@ async def full_run(r: Any, pg: PostgresServer, *, fresh: bool) -> dict[str, Any]
         "median_us": median,
         "p99_us": p99,
         "max_us": longest,
+        "over_1ms": over_1ms,
+        "over_2ms": over_2ms,
     }
 
 
@@ -188,7 +197,8 @@ def cpu_and_slowlog(python: float, run: dict[str, Any]) -> str:
         f"CPU: Python {python:.2f} s, redis-server {run['cpu_redis']:.2f} s, PostgreSQL "
         f"{run['cpu_postgres']:.2f} s = {cpu:.2f} CPU-s; {run['calls']:,} EVALSHA, SLOWLOG "
         f"median {run['median_us'] / 1000:.2f} ms, p99 {run['p99_us'] / 1000:.2f} ms, longest "
-        f"{run['max_us'] / 1000:.2f} ms"
+        f"{run['max_us'] / 1000:.2f} ms, {run.get('over_1ms', 0):,.0f} over 1 ms and "
+        f"{run.get('over_2ms', 0):,.0f} over 2 ms"
     )
 
 

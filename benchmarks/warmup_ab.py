@@ -96,7 +96,14 @@ async def one(r: Any, pg: PostgresServer, url: str, path: Path, *, fresh: bool) 
         raise SystemExit(f"the {path} side imported another echoes_ops")
     run["cpu_redis"] = await redis_cpu(r) - before_redis
     run["cpu_postgres"] = process_cpu(postgres_pids(pg)) - before_pg
-    run["calls"], run["median_us"], run["p99_us"], run["max_us"] = await slowlog(r)
+    (
+        run["calls"],
+        run["median_us"],
+        run["p99_us"],
+        run["max_us"],
+        run["over_1ms"],
+        run["over_2ms"],
+    ) = await slowlog(r)
     run["load"] = os.getloadavg()[0]
     return run
 
@@ -138,7 +145,10 @@ async def measure(args: argparse.Namespace, pg: PostgresServer, url: str, base: 
     for kind in ("first", "again"):
         for side in ("base", "new"):
             items = runs[(side, kind)]
-            keys = ("wall", "cpu", "cpu_redis", "cpu_postgres", "calls", "median_us", "p99_us")
+            keys = (
+                *("wall", "cpu", "cpu_redis", "cpu_postgres", "calls", "median_us", "p99_us"),
+                *("over_1ms", "over_2ms"),
+            )
             median = {key: statistics.median(run[key] for run in items) for key in keys}
             median["load"] = statistics.median(run["load"] for run in items)
             median["characters"] = items[0]["characters"]
