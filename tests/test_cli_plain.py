@@ -137,3 +137,22 @@ def test_validate_imports_only_what_it_uses(tmp_path: Path, cached: bool) -> Non
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_package_metadata_loads_when_first_used() -> None:
+    """redis-py imports importlib.metadata as it is imported (~30 ms with what that pulls
+    in) and the CLI never needs it: deferred, it is not loaded by importing redis, and
+    still answers whoever uses it."""
+    probe = (
+        "import sys\n"
+        "from echoes_ops.cli.core import defer_package_metadata\n"
+        "defer_package_metadata()\n"
+        "import redis.asyncio\n"
+        "print('email' in sys.modules, 'zipfile' in sys.modules)\n"
+        "from importlib import metadata\n"
+        "print(metadata.version('redis') == redis.__version__, 'email' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["False False", "True True"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +60,8 @@ def failure_code(exc: BaseException, *, debug: bool) -> int:
     and return the exit code: an :class:`OpsError` its own, Ctrl-C 130, bytes that are not
     UTF-8 a usage error, anything unexpected an internal error (70)."""
     if debug and not isinstance(exc, KeyboardInterrupt):
+        import traceback
+
         traceback.print_exception(exc)
     if isinstance(exc, Interrupted):
         sys.stderr.write(f"echoes-ops: interrupted: {exc}\n")
@@ -78,6 +79,32 @@ def failure_code(exc: BaseException, *, debug: bool) -> int:
         return int(ExitCode.USAGE)
     error_line(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
     return INTERNAL_ERROR
+
+
+def defer_package_metadata() -> None:
+    """Make ``importlib.metadata`` load when it is first used, not when it is imported.
+
+    redis-py 8.2 imports it as it is imported itself (``redis/utils.py``), for one lookup
+    of its own version that :func:`echoes_ops.client.connect._driver_info` makes needless;
+    loading it (with ``email``, ``zipfile``, ``csv`` ...) cost about 30 ms of every command
+    that talks to Redis. A lazily loaded module stands in for it in ``sys.modules``: the
+    first attribute anyone reads loads the real module in place, so a user of it sees no
+    difference. Called once at the CLI's start; a process that already loaded it (pytest
+    does) keeps it as it is."""
+    if "importlib.metadata" in sys.modules:
+        return
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.find_spec("importlib.metadata")
+    if spec is None or spec.loader is None:
+        return
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["importlib.metadata"] = module
+    loader.exec_module(module)
+    importlib.metadata = module
 
 
 def gamedata_folder(cli_state: CliState, given: Path | None) -> Path:
