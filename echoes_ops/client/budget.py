@@ -11,7 +11,8 @@ the budget (1 ms p99, 2 ms max per command) so that ordinary jitter stays inside
 :func:`node_walk` drives a walk of Lua SCAN steps with it and writes the next step to the
 server before the caller handles the current one's reply, so decoding in Python overlaps
 the server's next step (one command in flight at a time: the server is never asked for two
-steps at once).
+steps at once). While other clients use the server, :class:`~echoes_ops.client.pacing.Pacer`
+leaves it idle between steps instead (at most ``ECHOES_OPS_WALK_DUTY`` of its time).
 """
 
 from __future__ import annotations
@@ -166,7 +167,6 @@ async def node_walk(
     budget: StepBudget,
     *,
     micros_at: int = 2,
-    raw: bool = False,
     pacer: Pacer | None = None,
 ) -> AsyncIterator[Any]:
     """Run a Lua step script (no KEYS; ARGV from ``make_args(cursor, size)``) from cursor "0"
@@ -179,7 +179,7 @@ async def node_walk(
     yielded, so the caller's work on it overlaps the server's next step; while others use
     the server, ``pacer`` (client/pacing.py; one is made from ``ECHOES_OPS_WALK_DUTY`` when
     not given) holds the next step back so that the walk takes at most its duty cycle of
-    the server's time. ``raw``: replies undecoded (keys as the exact bytes Redis holds).
+    the server's time.
     Leaving the walk early discards that connection (a reply may still be due) rather
     than returning it to the pool.
     """
@@ -218,7 +218,7 @@ async def node_walk(
         return time.perf_counter(), looking
 
     async def receive() -> Any:
-        answer = await conn.read_response(disable_decoding=raw)
+        answer = await conn.read_response()
         if isinstance(answer, ResponseError):
             raise answer
         return answer
