@@ -266,6 +266,7 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
             (f"{label} [{wrap}]" if wrap else label, _wrapped(run, env, wrap))
             for label, run in ops
             for wrap in ["", *args.wrap]
+            if not wrap or not label.startswith("dashboard")  # in-process: nothing to wrap
         ]
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
