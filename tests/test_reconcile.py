@@ -435,3 +435,38 @@ async def test_a_repair_failing_partway_keeps_the_counts_of_those_that_ran(r, sy
     ((_, record),) = sync_r.xrevrange("echoes:audit", count=1)
     assert record["result"] == "failed"
     assert json.loads(record["detail"])["dead_worker"]["fixed"] == fixed
+
+
+async def test_dead_worker_findings_counted_and_shown_in_id_order(r, sync_r):
+    """Old, pending and unknown heartbeats mixed: the counts add up, the examples are the
+    first ten findings by id (pending ones are no finding), the repairs the old ones only."""
+    ids = list(range(1000, 1040))
+    kinds = {
+        cid: ("unknown" if cid % 5 == 0 else "pending" if cid % 3 == 0 else "old") for cid in ids
+    }
+    for cid in reversed(ids):  # written (and so scanned) in no particular order
+        fields = {"worker_id": "gone", "location_id": "ruins"}
+        if kinds[cid] != "unknown":
+            fields["last_heartbeat"] = str(time.time() - (10 if kinds[cid] == "pending" else 300))
+        sync_r.hset(keys.session_key(cid), mapping=fields)
+        sync_r.expire(keys.session_key(cid), 600)
+        sync_r.sadd(keys.presence_key("ruins"), cid)
+    plan = await find_drift(r, grace=60)
+    kind = plan.report.kinds["dead_worker"]
+    counts = {k: list(kinds.values()).count(k) for k in ("unknown", "pending", "old")}
+    assert kind.found == counts["unknown"] + counts["old"]
+    assert kind.not_repairable == counts["unknown"]
+    assert kind.pending == counts["pending"]
+    assert 40 <= kind.pending_ready_in <= 51
+    findings = [cid for cid in ids if kinds[cid] != "pending"][:10]
+    assert [e["id"] for e in kind.examples] == findings
+    for example in kind.examples:
+        if kinds[example["id"]] == "unknown":
+            assert example["heartbeat_age"] is None
+            assert example["repairable"] is False
+        else:
+            assert 299 <= example["heartbeat_age"] <= 320
+    assert plan.planned() == {"dead_worker": counts["old"]}
+    assert [call[3] for call in plan.repairs.of("dead_worker")] == [
+        str(cid) for cid in ids if kinds[cid] == "old"
+    ]

@@ -327,28 +327,28 @@ async def _dead_workers(
     now: float,
 ) -> None:
     kind = report.kinds["dead_worker"]
-    held = sorted(cid for cid, session in sessions.items() if session.worker in dead)
-    released = repairs.add_later("dead_worker", _release_call)
-    youngest: float | None = None  # the smallest heartbeat age inside the grace period
-    for cid in held:
-        session = sessions[cid]
+    # every session of a dead worker, in id order; at 100,000s of them (a worker that died
+    # with its players) the passes below are comprehensions, the examples a short loop
+    held = sorted((cid, s) for cid, s in sessions.items() if s.worker in dead)
+    for cid, session in held:  # the first EXAMPLES findings, as add() would keep them
+        if len(kind.examples) >= EXAMPLES:
+            break
+        example: dict[str, Any] = {"id": cid, "worker_id": session.worker}
         if session.heartbeat is None:
-            example = {"id": cid, "worker_id": session.worker, "heartbeat_age": None}
-            kind.add({**example, "repairable": False, "why": "heartbeat unknown"})
-            kind.not_repairable += 1
-            continue
-        age = now - session.heartbeat
-        if age <= grace:  # the worker may be restarting: not yet
-            kind.pending += 1
-            youngest = age if youngest is None or age < youngest else youngest
-            continue
-        if len(kind.examples) < EXAMPLES:
-            kind.add({"id": cid, "worker_id": session.worker, "heartbeat_age": round(age, 1)})
-        else:
-            kind.found += 1  # (what add does once the examples are full, without the example)
-        released.append((cid, session.worker))
-    if youngest is not None:
-        kind.pending_ready_in = grace - youngest
+            example["heartbeat_age"] = None
+            kind.examples.append({**example, "repairable": False, "why": "heartbeat unknown"})
+        elif (age := now - session.heartbeat) > grace:
+            kind.examples.append({**example, "heartbeat_age": round(age, 1)})
+    unknown = sum(1 for _, s in held if s.heartbeat is None)
+    ages = [(now - s.heartbeat, cid, s.worker) for cid, s in held if s.heartbeat is not None]
+    due = [(cid, worker) for age, cid, worker in ages if age > grace]
+    waiting = [age for age, _, _ in ages if age <= grace]  # the worker may be restarting
+    kind.found += unknown + len(due)
+    kind.not_repairable += unknown  # a heartbeat unknown: reported, never repaired
+    kind.pending += len(waiting)
+    if waiting:
+        kind.pending_ready_in = grace - min(waiting)
+    repairs.add_later("dead_worker", _release_call).extend(due)
     for wid in sorted(dead):
         connections = await hash_fields(r, keys.worker_connections_key(wid))
         for raw in connections:
