@@ -99,10 +99,11 @@ def _says_its_topology(stderr: str, tier_url: str, topology: str) -> None:
         ["broadcast", "global", "topology test", "--dry-run"],
         ["broadcast", "global", "topology test", "--yes"],
         ["audit", "--limit", "5"],
+        ["stats", "--prometheus"],
         ["tail", "--timeout", "0.5"],
         ["simulate", "--workers", "1", "--players", "4", "--duration", "1", "--yes"],
     ],
-    ids=["broadcast-dry-run", "broadcast", "audit", "tail", "simulate"],
+    ids=["broadcast-dry-run", "broadcast", "audit", "stats-prometheus", "tail", "simulate"],
 )
 def test_writes_and_self_connecting_commands_say_it(
     tier_url: str, topology: str, args: list[str]

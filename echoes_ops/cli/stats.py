@@ -11,6 +11,7 @@ import typer
 
 from echoes_ops import fmt
 from echoes_ops.cli.common import (
+    announce_target,
     emit_json,
     fail,
     gamedata_dir,
@@ -159,6 +160,7 @@ def _prometheus(
     disk = DiskVersion(gamedata_dir(ctx, gamedata))
 
     async def read() -> str:
+        await announce_target(ctx, config.target)
         reading = await read_all(config, disk)
         if reading.stats_error is not None:
             raise reading.stats_error
