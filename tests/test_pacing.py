@@ -151,3 +151,24 @@ def test_a_bad_nice_is_one_line(redis_url: str) -> None:
     out = cli("sessions", "list", env={"REDIS_URL": redis_url, "ECHOES_OPS_NICE": "high"})
     assert out.code == 3, out.stderr
     assert out.stderr.startswith("echoes-ops: error: ECHOES_OPS_NICE must be")
+
+
+async def test_a_user_without_info_walks_paced(
+    r: Redis, sync_r: redis.Redis, redis_url: str, keyspace: int
+) -> None:
+    """INFO refused (an ACL without it, a renamed command): the walk cannot tell whether
+    others use the server, so it goes on, paced, instead of failing."""
+    sync_r.execute_command("ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info")
+    try:
+        url = redis_url.replace("redis://", "redis://noinfo:pw@", 1)
+        limited = Redis.from_url(url, decode_responses=True)
+        try:
+            pacer, budget = Pacer(duty=0.5), StepBudget(50, high=50)
+            steps, _ = await walk(limited, pacer, budget)
+        finally:
+            await limited.aclose()
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "noinfo")
+    assert steps >= keyspace / 100
+    assert pacer.busy
+    assert pacer.paced >= budget.steps - 2

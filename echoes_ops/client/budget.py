@@ -232,7 +232,11 @@ async def node_walk(
             reply = await receive()
             came = time.perf_counter()
             if looking:
-                pacer.looked(came, await receive(), sent_since_look)
+                try:
+                    seen: object = await conn.read_response()
+                except ResponseError:  # INFO refused (ACL, renamed): "others there", paced
+                    seen = None
+                pacer.looked(came, seen, sent_since_look)
                 sent_since_look = 0
             if gate is not None:
                 gate.release()
@@ -250,8 +254,8 @@ async def node_walk(
                 return
             if gap > 0:  # paced: the server stays idle for the gap after the reply came
                 wait = came + gap - time.perf_counter()
+                pacer.note_sleep(max(wait, 0.0))
                 if wait > 0:
-                    pacer.note_sleep(wait)
                     await asyncio.sleep(wait)
                 size = budget.size
                 sent, looking = await send(cursor, size)

@@ -61,13 +61,14 @@ class Pacer:
     ``gap(seconds)`` is how long to wait after a step that held the server ``seconds``;
     ``want_look(now)`` says whether to send ``INFO stats`` with the next step, and
     ``looked(now, reply, ours)`` takes its reply with the bytes this walk sent since the
-    last look. ``paced`` and ``slept`` are kept for reports.
+    last look. ``paced`` (steps sent at the pace: held back unless the caller's own work on
+    the last reply already took the gap) and ``slept`` are kept for reports.
     """
 
     duty: float = field(default_factory=walk_duty)
     busy: bool = True  # others' traffic seen at the last look (assumed until looked)
     slept: float = 0.0
-    paced: int = 0  # steps delayed
+    paced: int = 0  # steps sent at the pace
     _last: tuple[float, int] | None = field(default=None, repr=False)  # (when, bytes read)
     _next_look: float = field(default=0.0, repr=False)
 
