@@ -76,13 +76,15 @@ def extract(base: str, into: Path) -> Path:
     return into
 
 
-async def one(r: Any, pg: PostgresServer, url: str, path: Path, *, fresh: bool) -> dict[str, Any]:
+async def one(
+    r: Any, pg: PostgresServer, url: str, path: Path, *, fresh: bool, nice: int = 0
+) -> dict[str, Any]:
     if fresh:
         await r.flushall()
     await r.slowlog_reset()
     before_redis, before_pg = await redis_cpu(r), process_cpu(postgres_pids(pg))
     out = subprocess.run(
-        [sys.executable, "-c", RUNNER, pg.url, url, str(WINDOW)],
+        ["nice", "-n", str(nice), sys.executable, "-c", RUNNER, pg.url, url, str(WINDOW)],
         env={**os.environ, "PYTHONPATH": str(path)},
         cwd=path,  # python -c puts the working folder first on the path
         capture_output=True,
@@ -131,14 +133,17 @@ async def measure(args: argparse.Namespace, pg: PostgresServer, url: str, base: 
         await conn.close()
     sides = {"base": base, "new": REPO}
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    print(f"{args.characters:,} characters; base {args.base}; load average {load_average()}")
+    print(
+        f"{args.characters:,} characters; base {args.base}; both sides at nice {args.nice}; "
+        f"load average {load_average()}"
+    )
     async with open_redis(bench_settings(url).redis_target()) as r:
         await r.config_set("slowlog-log-slower-than", 0)
         await r.config_set("slowlog-max-len", 1_000_000)
         for n in range(args.rounds):
             for side in ("base", "new") if n % 2 == 0 else ("new", "base"):
                 for kind, fresh in (("first", True), ("again", False)):
-                    run = await one(r, pg, url, sides[side], fresh=fresh)
+                    run = await one(r, pg, url, sides[side], fresh=fresh, nice=args.nice)
                     runs.setdefault((side, kind), []).append(run)
                     print(show(side, kind, run), flush=True)
     print(f"medians of {args.rounds} round(s):")
@@ -162,6 +167,12 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="git revision to compare against")
     parser.add_argument("--characters", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run both sides at this CPU niceness (10: as the CLI runs, ECHOES_OPS_NICE)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="echoes-warmup-ab-") as tmp:
         base = extract(args.base, Path(tmp))

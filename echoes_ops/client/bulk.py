@@ -35,6 +35,7 @@ async def bulk(
     commands: Sequence[Command],
     *,
     chunk: int = DEFAULT_CHUNK,
+    stepped: bool = False,
     raise_on_error: bool = True,
     allow_denied: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -45,14 +46,20 @@ async def bulk(
     Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
     With ``raise_on_error`` the first error reply is raised after all replies are read;
     without, error replies are returned in place, except an ACL refusal (raised unless
-    ``allow_denied``). ``stop`` is asked before each chunk is sent: when it says so, the
+    ``allow_denied``). ``stepped``: a chunk is written only once the previous chunk's replies
+    are in (one chunk in flight per server: short steps the server finishes before it goes
+    idle; see :class:`StepConnection`). ``stop`` is asked before each chunk is sent: when it says so, the
     connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
     and :class:`Interrupted` is raised; what was sent before has been sent.
     """
     if isinstance(r, RedisCluster):
-        replies = await _bulk_cluster(r, commands, chunk=chunk, progress=progress, stop=stop)
+        replies = await _bulk_cluster(
+            r, commands, chunk=chunk, stepped=stepped, progress=progress, stop=stop
+        )
     else:
-        replies = await _bulk_one(r, commands, chunk=chunk, progress=progress, stop=stop)
+        replies = await _bulk_one(
+            r, commands, chunk=chunk, stepped=stepped, progress=progress, stop=stop
+        )
     for reply in replies:
         if isinstance(reply, ResponseError) and (
             raise_on_error or (not allow_denied and isinstance(reply, NoPermissionError))
@@ -66,6 +73,7 @@ async def _bulk_one(
     commands: Sequence[Command],
     *,
     chunk: int,
+    stepped: bool = False,
     progress: Callable[[int, int], None] | None,
     stop: Callable[[], bool] | None,
 ) -> list[Any]:
@@ -90,14 +98,20 @@ async def _bulk_one(
             part = commands[start : start + chunk]
             payload = b"".join([hiredis.pack_command(cmd) for cmd in part])
             await conn.send_packed_command(payload, check_health=False)
+            if stepped:
+                await _read_replies(read, len(part), replies, timeout)
+                if progress:
+                    progress(len(replies), len(commands))
+                continue
             if in_flight:
                 await _read_replies(read, in_flight, replies, timeout)
                 if progress:
                     progress(len(replies), len(commands))
             in_flight = len(part)
-        await _read_replies(read, in_flight, replies, timeout)
-        if progress:
-            progress(len(replies), len(commands))
+        if in_flight:
+            await _read_replies(read, in_flight, replies, timeout)
+            if progress:
+                progress(len(replies), len(commands))
     except BaseException:
         # Replies may still be in flight: the connection cannot be reused.
         await conn.disconnect()
@@ -204,6 +218,7 @@ async def _bulk_cluster(
     commands: Sequence[Command],
     *,
     chunk: int,
+    stepped: bool,
     progress: Callable[[int, int], None] | None,
     stop: Callable[[], bool] | None,
 ) -> list[Any]:
@@ -240,6 +255,7 @@ async def _bulk_cluster(
             node_client(r, node),
             [commands[i] for i in indexes],
             chunk=chunk,
+            stepped=stepped,
             progress=step,
             stop=stop,
         )

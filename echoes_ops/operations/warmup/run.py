@@ -281,15 +281,15 @@ async def _players(
         if not isinstance(r, RedisCluster):
             line = await stack.enter_async_context(StepConnection(r))
 
-        async def pipelined(commands: list[Command]) -> list[Any]:
-            return await bulk(r, commands, raise_on_error=False)
+        async def run(commands: list[Command], per_step: int) -> list[Any]:
+            async def stepped(calls: list[Command]) -> list[Any]:
+                return await bulk(r, calls, chunk=per_step, stepped=True, raise_on_error=False)
+
+            return await _run_scripts(r, stepped, commands)
 
         async def call(commands: list[Command]) -> list[Any]:
             assert line is not None
             return await _run_scripts(r, line.calls, commands)
-
-        async def run(commands: list[Command]) -> list[Any]:
-            return await _run_scripts(r, pipelined, commands)
 
         try:
             reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))

@@ -14,7 +14,8 @@ session), grouped by slot (mode ``inventories``). A worker that takes a player b
 two rounds can have its inventory replaced by the database's rows: the cache-fill window the
 single-server run has between reading and writing, a few milliseconds longer
 (docs/warmup.md). :func:`client.bulk.bulk` sends each call to the primary owning its slot,
-all nodes in parallel.
+all nodes in parallel, each node's calls in steps of about ``step`` players (``stepped``:
+one step in flight per node, as on one server).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from echoes_ops.operations.warmup.encoding import MEASURE_EVERY, MEASURE_FLAG, E
 # Where the mode sits in the script's header (ARGV[8]).
 MODE_AT = 7
 
-RunScripts = Callable[[list[Command]], Any]
+# script calls, and how many to write per step on each node (one step in flight per node)
+RunScripts = Callable[[list[Command], int], Awaitable[list[Any]]]
 CallScripts = Callable[[list[Command]], Awaitable[list[Any]]]
 
 
@@ -92,6 +94,13 @@ def _slot_calls(
     return commands, members
 
 
+def _per_step(step: int, members: list[list[int]]) -> int:
+    """Calls per step on a node: about ``step`` players (a call on a cluster holds the
+    players of one slot, usually one or two, each call tens of microseconds)."""
+    players = sum(len(m) for m in members)
+    return max(1, step * len(members) // max(players, 1))
+
+
 async def write_cluster(
     run: RunScripts,
     encoded: Encoded,
@@ -114,7 +123,7 @@ async def write_cluster(
     commands, members = _slot_calls(
         sha, header, "sessions", step, everyone, lambda i: names[i * width], session_args, ids
     )
-    replies = list(await run(commands))
+    replies = list(await run(commands, _per_step(step, members)))
     written = Written(
         [[ids[i] for i in call] for call in members], replies, [len(m) for m in members]
     )
@@ -129,24 +138,11 @@ async def write_cluster(
     commands, members = _slot_calls(
         sha, header, "inventories", step, allowed, lambda i: names[i * 2 + 1], inventory_args, ids
     )
-    replies = list(await run(commands))
+    replies = list(await run(commands, _per_step(step, members)))
     written.calls += [[ids[i] for i in call] for call in members]
     written.replies += replies
     written.sizes += [len(m) for m in members]
     return written
-
-
-async def write_one(
-    run: RunScripts, encoded: Encoded, sha: str, header: Sequence[str], step: int
-) -> Written:
-    """The batch on one server: calls of ``step`` players, each player's two keys in one."""
-    commands, sizes = encoded.commands(sha, header, step)
-    replies = list(await run(commands))
-    calls, at = [], 0
-    for n in sizes:
-        calls.append(encoded.ids[at : at + n])
-        at += n
-    return Written(calls, replies, sizes)
 
 
 async def write_stepwise(
