@@ -42,9 +42,7 @@ async def test_steps_on_every_node_of_a_cluster(tier_settings):
         commands = [("HSET", key, "hp", "1") for key in keys]
         replies = await bulk(client, commands, chunk=4, stepped=True)
         assert replies == [1] * 60
-        assert await bulk(client, [("HGET", key, "hp") for key in keys], stepped=True) == [
-            "1"
-        ] * 60
+        assert await bulk(client, [("HGET", key, "hp") for key in keys], stepped=True) == ["1"] * 60
 
 
 async def test_step_connection_returns_error_replies_in_place(r):
