@@ -197,6 +197,9 @@ def test_doctor_finds_the_same_on_both_topologies(both) -> None:
     dead = next(c for c in many["checks"] if c["id"] == "dead_workers")
     assert "w-dead" in json.dumps(dead)
     assert "w-live" in json.dumps(dead)
+    memory = [{c["id"]: c for c in a["checks"]}["memory_headroom"] for a in (one, many)]
+    # the same host: its memory once, not once per primary
+    assert memory[0]["details"]["system_bytes"] == memory[1]["details"]["system_bytes"] > 0
     cluster = {c["id"]: c for c in many["checks"]}["cluster"]
     assert cluster["summary"].startswith("cluster 3 primaries / 3 replicas, state ok, all 16384")
     assert {c["id"]: c for c in one["checks"]}["cluster"]["summary"].startswith("one server")

@@ -2,7 +2,8 @@
 
 Counters, memory, clients and key counts add up across primaries (the tier's totals);
 ``run_id`` becomes the primaries' run ids joined, so any node restarting shows as a restart
-to interval arithmetic; uptime is the shortest; a ratio (fragmentation) the largest; any other
+to interval arithmetic; uptime is the shortest; a ratio (fragmentation) and the host memory
+(``total_system_memory``: nodes may share a host) the largest; any other
 text (version, policy, role) the first primary's.
 """
 
@@ -18,6 +19,9 @@ from echoes_ops.client.nodes import each_primary, primary_clients
 
 _FIRST = frozenset({"redis_version", "maxmemory_policy", "role", "redis_mode", "os"})
 _MIN = frozenset({"uptime_in_seconds", "uptime_in_days"})
+# a host's size, not a total: nodes may share one host (a local cluster), and the host memory
+# a node can grow into is its own host's, so the largest host is shown, never a sum
+_MAX = frozenset({"total_system_memory"})
 
 
 async def tier_info(r: AnyRedis, *sections: str) -> dict[str, Any]:
@@ -46,6 +50,8 @@ def _merge(name: str, values: list[Any]) -> Any:
         return first
     if name in _MIN and all(isinstance(v, int) for v in values):
         return min(values)
+    if name in _MAX and all(isinstance(v, int) for v in values):
+        return max(values)
     if all(isinstance(v, dict) for v in values):  # db0: {keys, expires, avg_ttl}
         keys = set().union(*(v.keys() for v in values))
         return {k: _merge(k, [v[k] for v in values if k in v]) for k in keys}
