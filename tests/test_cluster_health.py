@@ -73,3 +73,50 @@ async def test_a_node_going_down_shows_at_the_next_reading(private_cluster) -> N
     (check,) = [c for c in json.loads(out.stdout)["checks"] if c["id"] == "cluster"]
     assert check["verdict"] == "fail"
     assert replica.address in check["summary"]
+
+
+def _memory_check(cluster_url: str) -> dict:
+    out = cli("doctor", "--json", env={"REDIS_URL": cluster_url})
+    assert out.code in (0, 1, 2), out.stderr
+    return {c["id"]: c for c in json.loads(out.stdout)["checks"]}["memory_headroom"]
+
+
+def test_doctor_memory_headroom_is_per_primary(cluster_url, redis_cluster) -> None:
+    """Each primary fills up with its own slots' keys: the fullest decides, and one without
+    maxmemory is named (the tier's sums hid a full node behind two empty ones)."""
+    import redis as sync_redis
+
+    nodes = [sync_redis.Redis(host="127.0.0.1", port=p) for p in redis_cluster.ports]
+    primaries = [n for n in nodes if n.execute_command("ROLE")[0] in (b"master", "master")]
+    assert len(primaries) == 3
+    names = [f"127.0.0.1:{p.connection_pool.connection_kwargs['port']}" for p in primaries]
+    try:
+        check = _memory_check(cluster_url)
+        assert check["verdict"] == "warn"
+        assert check["summary"].startswith("no maxmemory limit on any of the 3 primaries")
+        assert set(check["details"]["primaries"]) == set(names)
+
+        full = primaries[1]
+        used = int(full.info("memory")["used_memory"])
+        full.config_set("maxmemory", int(used * 1.02))  # about 98% full
+        for other in (primaries[0], primaries[2]):
+            other.config_set("maxmemory", 1 << 30)  # 1 GiB: nearly empty
+        check = _memory_check(cluster_url)
+        assert check["verdict"] == "fail"
+        assert check["summary"].startswith(f"fullest primary {names[1]}: ")
+        assert names[1] in check["fix"]
+
+        full.config_set("maxmemory", 1 << 30)
+        primaries[2].config_set("maxmemory", 0)
+        check = _memory_check(cluster_url)
+        assert check["verdict"] == "warn"
+        assert check["summary"].endswith(f"; no maxmemory on {names[2]}")
+
+        primaries[2].config_set("maxmemory", 1 << 30)
+        check = _memory_check(cluster_url)
+        assert check["verdict"] == "ok"
+    finally:
+        for node in primaries:
+            node.config_set("maxmemory", 0)
+        for node in nodes:
+            node.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from redis.asyncio.cluster import RedisCluster
+
+from echoes_ops.client.nodes import each_node, primary_nodes
 from echoes_ops.fmt import size
 from echoes_ops.operations.doctor.base import Context, Finding, found
 from echoes_ops.operations.eviction import evicts_keys_without_ttl
@@ -118,6 +121,8 @@ async def memory_headroom(ctx: Context) -> Finding:
     limit = int(ctx.info.get("maxmemory", 0) or 0)
     system = int(ctx.info.get("total_system_memory", 0) or 0)
     details: dict[str, Any] = {"used_bytes": used, "max_bytes": limit, "system_bytes": system}
+    if isinstance(ctx.r, RedisCluster):
+        return await _cluster_headroom(ctx.r, why, details)
     if limit == 0:
         host = f" (host memory {size(system)})" if system else ""
         return found(
@@ -137,6 +142,54 @@ async def memory_headroom(ctx: Context) -> Finding:
     )
     if share > MEMORY_FAIL:
         return found("fail", summary, why, fix, **details)
+    if share > MEMORY_WARN:
+        return found("warn", summary, why, fix, **details)
+    return found("ok", summary, why, **details)
+
+
+async def _cluster_headroom(r: RedisCluster, why: str, details: dict[str, Any]) -> Finding:
+    """Memory per primary: each fills up on its own (its slots' keys), so the fullest one
+    decides, and a primary without maxmemory is named even when the others have one."""
+    nodes = await primary_nodes(r)
+    infos = await each_node([n.client for n in nodes], lambda c: c.info("memory"))
+    per_node = {
+        node.name: (int(info.get("used_memory", 0) or 0), int(info.get("maxmemory", 0) or 0))
+        for node, info in zip(nodes, infos, strict=True)
+    }
+    details["primaries"] = {
+        name: {"used_bytes": used, "max_bytes": limit} for name, (used, limit) in per_node.items()
+    }
+    unlimited = sorted(name for name, (_, limit) in per_node.items() if limit == 0)
+    set_fix = (
+        "set maxmemory on every primary (e.g. 75% of what its host can give Redis): CONFIG SET "
+        "maxmemory <bytes> on each node, and in each redis.conf"
+    )
+    if len(unlimited) == len(per_node):
+        host = f" (host memory {size(details['system_bytes'])})" if details["system_bytes"] else ""
+        return found(
+            "warn",
+            f"no maxmemory limit on any of the {len(per_node)} primaries; "
+            f"{size(details['used_bytes'])} used in all{host}",
+            why,
+            set_fix,
+            **details,
+        )
+    name, (used, limit) = max(
+        ((n, v) for n, v in per_node.items() if v[1] > 0), key=lambda item: item[1][0] / item[1][1]
+    )
+    share = used / limit
+    details["used_of_max"] = round(share, 4)
+    summary = f"fullest primary {name}: {size(used)} of {size(limit)} used ({share:.0%})"
+    fix = (
+        f"raise maxmemory on {name} (CONFIG SET maxmemory <bytes>), move slots off it, or free "
+        "memory: look at `echoes-ops stats` for the biggest key families"
+    )
+    if share > MEMORY_FAIL:
+        return found("fail", summary, why, fix, **details)
+    if unlimited:
+        return found(
+            "warn", f"{summary}; no maxmemory on {', '.join(unlimited)}", why, set_fix, **details
+        )
     if share > MEMORY_WARN:
         return found("warn", summary, why, fix, **details)
     return found("ok", summary, why, **details)
