@@ -461,7 +461,10 @@ async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> N
         f"seeded {summary.characters:,} characters and {summary.inventory_rows:,} inventory "
         f"rows in {time.perf_counter() - started:.1f} s"
     )
-    print(f"load average before: {load_average()}")
+    if args.nice:
+        # this process only: the servers were started before, at the niceness they had
+        os.nice(args.nice)
+    print(f"load average before: {load_average()}; this process at nice {os.nice(0)}")
     async with open_redis(bench_settings(redis_url).redis_target()) as r:
         await measure(args, r, pg)
         if args.phases:
@@ -485,6 +488,13 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baselines")
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority by N once the servers run (10: as the CLI, "
+        "ECHOES_OPS_NICE, runs warmup)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="echoes-warmup-bench-") as tmp:
         pg = PostgresServer(Path(tmp) / "pg")
