@@ -128,7 +128,8 @@ async def timed(
     return Timing(statistics.median(walls), statistics.median(cpus), slow, waited, involuntary)
 
 
-async def ungated(
+async def with_gate(
+    size: int,
     nodes: list[aioredis.Redis],
     pids: list[int],
     many: Any,
@@ -136,26 +137,39 @@ async def ungated(
     args: argparse.Namespace,
     one: Timing,
 ) -> None:
-    """The same cluster walk with every primary's steps at once (the nodes' CPU gate,
-    client/connect.TierCluster.local_step_gate, taken away), in the same run."""
+    """The same cluster walk with the nodes' CPU gate (client/connect.py,
+    TierCluster.local_step_gate) of ``size`` places instead (0: none, every primary's step
+    at once), in the same run, for comparison."""
+    import asyncio
+
     kept = {name: c.step_gate for name, c in many._node_clients.items()}
+    gate = asyncio.Semaphore(size) if size > 0 else None
     for client in many._node_clients.values():
-        client.step_gate = None
+        client.step_gate = gate
     try:
         t = await timed(nodes, pids, call, args.runs)
     finally:
-        for name, gate in kept.items():
-            many._node_clients[name].step_gate = gate
+        for name, old in kept.items():
+            many._node_clients[name].step_gate = old
+    label = f"  gate {size}" if size else "  no gate (all at once)"
     print(
-        f"{'  ungated (all at once)':<24}{'':>12}{'':>8}{'':>10}{t.wall * 1000:>8.0f}ms"
+        f"{label:<24}{'':>12}{'':>8}{'':>10}{t.wall * 1000:>8.0f}ms"
         f"{t.cpu:>7.2f}s{t.longest:>8.2f}ms{one.wall / t.wall:>8.2f}x"
     )
     print(
-        f"    ungated: servers waited {t.waited * 1000:.0f} ms for a CPU, "
+        f"    {label.strip()}: servers waited {t.waited * 1000:.0f} ms for a CPU, "
         f"switched out mid-work {t.involuntary} times"
     )
     for line in slow_summary(t.slow):
         print(line)
+
+
+def gate_sizes(args: argparse.Namespace) -> list[int]:
+    """The gate sizes to compare the sessions walk with (--gates, --ungated)."""
+    sizes = [int(x) for x in args.gates.split(",") if x.strip()] if args.gates else []
+    if args.ungated and 0 not in sizes:
+        sizes.append(0)
+    return sizes
 
 
 async def run_cluster(args: argparse.Namespace) -> None:
@@ -223,10 +237,17 @@ async def run_cluster(args: argparse.Namespace) -> None:
                         )
                     for line in slow_summary(one_t.slow + many_t.slow):
                         print(line)
-                    if args.ungated and label.startswith("sessions"):
-                        await ungated(
-                            node_clients, many_pids, many, lambda op=op: op(many), args, one_t
-                        )
+                    if label.startswith("sessions"):
+                        for size in gate_sizes(args):
+                            await with_gate(
+                                size,
+                                node_clients,
+                                many_pids,
+                                many,
+                                lambda op=op: op(many),
+                                args,
+                                one_t,
+                            )
             print("longest: the longest command on any node (SLOWLOG >= 0.5 ms; 0 = none)")
             print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         finally:

@@ -202,6 +202,13 @@ async def main() -> None:
         help="with --cluster: also the sessions walk with every primary's steps at once",
     )
     parser.add_argument(
+        "--gates",
+        default="",
+        metavar="N,M",
+        help="with --cluster: also the sessions walk with the nodes' CPU gate of N places, "
+        "then M, ... (0: no gate), in the same run (the product's gate: this machine's CPUs)",
+    )
+    parser.add_argument(
         "--realtime",
         action="store_true",
         help="with --cluster: run every redis-server SCHED_RR (root), so that other processes "
