@@ -193,3 +193,25 @@ def test_metrics_serve_with_redis_down_says_the_topology_is_not_known() -> None:
     lines = _topology_lines(stderr)
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"echoes-ops: {url}: topology not known yet ("), stderr
+
+
+def test_sessions_kick_says_it_once(tier_url: str, topology: str) -> None:
+    """The kick's preview and its write each open Redis: one line for the run."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    from echoes_ops.contract import keys
+
+    plain = tier_url.split("?")[0]
+    client = RedisCluster.from_url(plain) if topology == "cluster" else redis.Redis.from_url(plain)
+    try:
+        client.hset(keys.session_key(42), mapping={"location_id": "overpass", "worker_id": "w1"})
+        client.sadd(keys.presence_key("overpass"), 42)
+    finally:
+        client.close()
+    code, stdout, stderr = _run_on_a_terminal(
+        ["sessions", "kick", "42", "--reason", "topology test", "--yes"], {"REDIS_URL": tier_url}
+    )
+    assert code == 0, stderr
+    assert "removed the session" in stdout
+    _says_its_topology(stderr, tier_url, topology)
