@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import typer
 from typer import _click
 from typer._coercion import build_runtime_param
@@ -100,26 +99,13 @@ def test_bad_values_still_read_as_before(tmp_path: Path) -> None:
     assert out.stderr == "echoes-ops: error: --timeout: must be a number (see: echoes-ops --help)\n"
 
 
-@pytest.mark.parametrize("cached", [False, True])
-def test_validate_imports_neither_pydantic_nor_redis(tmp_path: Path, cached: bool) -> None:
-    """What validate costs a user is mostly imports: the validation library (for Typer's
-    coercion), redis and rich are none of its business; yaml-rs reads the bundled world
-    (PyYAML is only for files it leaves to libyaml) and a cached world needs no parser."""
-    probe = (
-        "import sys\n"
-        "from echoes_ops.cli.main import main\n"
-        f"sys.argv = ['echoes-ops', 'validate', '--gamedata', {str(REPO / 'gamedata')!r}]\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
-        "print(sorted(m for m in ('pydantic', 'redis', 'rich', 'yaml') if m in sys.modules))\n"
-    )
+def test_a_typer_command_imports_neither_pydantic_nor_redis(tmp_path: Path) -> None:
+    """The Typer path (validate after a global option) coerces its plain options without
+    the validation library; redis and rich are none of its business either."""
+    from tests.test_cli_plain import heavy_imports
+
     env = {"ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    if cached:
-        subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True)
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-    )
-    imported = out.stdout.strip().splitlines()[-1]
-    assert imported == "[]"  # the bundled world is read by yaml-rs: no PyYAML either
+    args = ["--plain", "validate", "--gamedata", str(REPO / "gamedata")]
+    imported = heavy_imports(args, env)
+    assert "typer" in imported  # the Typer path indeed
+    assert not {"pydantic", "redis", "rich"} & set(imported)
