@@ -11,6 +11,7 @@ from typing import Any
 from rich.color import Color
 from rich.console import Console
 from rich.segment import Segment
+from rich.text import Text
 from textual.dom import DOMNode
 from textual.geometry import Region
 from textual.renderables.sparkline import Sparkline as TextualSparkline
@@ -18,6 +19,7 @@ from textual.widgets import DataTable, RichLog
 
 from echoes_ops.tui.panels.locations import LocationsPanel
 from echoes_ops.tui.panels.spark import LEVELS, Spark, spark_lines
+from echoes_ops.tui.panels.styleonce import DashTable, fast_cell
 from tests.test_tui_repaint import make_app
 from tests.test_tui_snapshots import ready, settle
 from tests.tui_fake import LOCATIONS
@@ -110,3 +112,43 @@ async def test_the_locations_table_is_filled_before_it_is_first_shown() -> None:
         app.action_show_tab("locations")
         await settle(pilot)
         assert [row.key.value for row in panel.table.ordered_rows] == keys
+
+
+def _cells(lines: list[list[Segment]]) -> list[tuple[str, Any]]:
+    """Each character of each line with its style: equal when two renderings draw the same,
+    however their segments are cut."""
+    return [(char, seg.style) for line in lines for seg in line for char in seg.text]
+
+
+async def test_the_short_cell_path_draws_what_textual_draws() -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        app.action_show_tab("locations")
+        await settle(pilot)
+        table = app.query_one(LocationsPanel).query_one(DashTable)
+        key = table.add_row(
+            "[b]not markup?[/b]", Text("wide 名前 and more text", style="bold red"), "x" * 80, ""
+        )
+        spans = Text("base ", style="green")
+        spans.append("span", style="bold")
+        other = table.add_row("ab" + " " * 40, spans, "名前名前名前", Text(""))
+        await settle(pilot)
+        base = table.rich_style
+        checked = 0
+        for row in (0, 1, 2, table.get_row_index(key), table.get_row_index(other)):
+            for column in range(len(table.columns)):
+                width = table.ordered_columns[column].get_render_width(table)
+                for cursor, hover in ((False, False), (True, False), (False, True)):
+                    for narrow in (width, 5, 3):
+                        fast = fast_cell(table, row, column, base, narrow, cursor, hover)
+                        assert fast is not None
+                        table._cell_render_cache.clear()
+                        slow = DataTable._render_cell(
+                            table, row, column, base, narrow, cursor, hover
+                        )
+                        table._cell_render_cache.clear()
+                        assert _cells(fast) == _cells(slow), (row, column, narrow, cursor)
+                        checked += 1
+        assert checked == 5 * 4 * 3 * 3
+        assert fast_cell(table, -1, 0, base, 10, False, False) is None  # the header: Textual's
