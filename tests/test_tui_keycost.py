@@ -152,3 +152,11 @@ async def test_the_short_cell_path_draws_what_textual_draws() -> None:
                         checked += 1
         assert checked == 5 * 4 * 3 * 3
         assert fast_cell(table, -1, 0, base, 10, False, False) is None  # the header: Textual's
+
+
+async def test_a_tab_switch_landing_as_the_app_closes_is_ignored() -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+    assert not app.screen_stack
+    app._focus_panel()  # a TabActivated handled after the screens are gone: no error

@@ -266,7 +266,10 @@ class DashboardApp(App[None]):
     def _focus_panel(self) -> None:
         """Move focus into the shown panel (its table, log or first selector, else nothing):
         a widget left focused in a hidden pane would make the tabs switch back to it. Never
-        a text box: the tab keys would type into it."""
+        a text box: the tab keys would type into it. Nothing once the app is closing (a tab
+        key that lands as it quits found no screen and ended in a traceback)."""
+        if not self.screen_stack:
+            return
         panel = self.active_panel()
         for kind in (DataTable, RichLog, Select):
             found = panel.query(kind)
