@@ -275,3 +275,34 @@ def test_audit_reads_the_same_trail_on_both_topologies(both) -> None:
     assert [[r["action"] for r in a["records"]] for a in narrowed] == [
         ["locks.release", "locks.hold"]
     ] * 2
+
+
+def test_workers_cleanup_removes_the_same_on_both_topologies(both) -> None:
+    """A dead worker's players span every slot: the same plan, the same removals, and the
+    same tier left behind on both."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    for topology, env in both.items():  # player 2 reconnected to w-live: w-dead's entry stays
+        url = env["REDIS_URL"].split("?")[0]
+        client = RedisCluster.from_url(url) if topology == "cluster" else redis.Redis.from_url(url)
+        try:
+            client.hset(keys.session_key(2), "worker_id", "w-live")
+        finally:
+            client.close()
+    plans = _on_both(both, "workers", "cleanup", "w-dead", "--dry-run")
+    assert _without(plans[0], "elapsed_s") == _without(plans[1], "elapsed_s")
+    done = _on_both(both, "workers", "cleanup", "w-dead", "--yes")
+    assert _without(done[0], "elapsed_s") == _without(done[1], "elapsed_s")
+    assert done[1]["dry_run"] is False
+    after = _on_both(both, "status")
+    assert after[0]["counts"] == after[1]["counts"]
+    assert done[1]["sessions_removed"] == done[1]["presence_removed"] == PLAYERS // 2 - 1
+    assert after[1]["counts"]["sessions"] == PLAYERS // 2 + 1  # w-live's players stay
+    assert after[1]["counts"]["players_in_locations"] == PLAYERS // 2 + 1
+    assert after[1]["counts"]["workers"] == 1
+    sessions = _on_both(both, "sessions", "list")
+    assert [s["id"] for s in sessions[1]["sessions"]] == [1, 2, *range(3, PLAYERS + 1, 2)]
+    assert _without(sessions[0], "heartbeat_age", "ttl") == _without(
+        sessions[1], "heartbeat_age", "ttl"
+    )

@@ -223,3 +223,36 @@ async def test_a_failed_slot_transaction_stops_before_the_last_group(cluster_r, 
             cluster_r, [("SREM", presence, "1"), ("DEL", session)], last_key=session
         )
     assert sync_cluster.hget(session, "username") == "p1"  # the last group never ran
+
+
+async def test_a_cluster_cleanup_rechecks_each_session_in_the_call_that_deletes_it(
+    tier_r, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the plan (players whose session names the worker) and the removal, a player
+    reconnects elsewhere: the session, its presence and the new worker's entry stay, on both
+    topologies (on a cluster the re-check is in the one-key call that deletes the session)."""
+    from echoes_ops.operations import workers
+
+    await tier_r.hset(keys.session_key(1), mapping={"worker_id": "w-gone", "location_id": "a"})
+    await tier_r.hset(keys.session_key(2), mapping={"worker_id": "w-gone", "location_id": "b"})
+    await tier_r.sadd(keys.presence_key("a"), "1")
+    await tier_r.sadd(keys.presence_key("b"), "2")
+    await tier_r.hset(keys.worker_connections_key("w-gone"), mapping={"1": "c", "2": "c"})
+    await tier_r.hset(keys.worker_meta_key("w-gone"), "heartbeat", "1")
+    planned = workers._players_naming
+
+    async def plan_then_reconnect(r, wid):
+        found = await planned(r, wid)
+        await tier_r.hset(keys.session_key(2), "worker_id", "w-new")  # player 2 is back
+        return found
+
+    monkeypatch.setattr(workers, "_players_naming", plan_then_reconnect)
+    done = await workers.cleanup_worker(tier_r, "w-gone")
+    assert done.players == [1, 2]
+    assert (done.sessions_removed, done.presence_removed) == (1, 1)
+    assert await tier_r.exists(keys.session_key(1)) == 0
+    assert await tier_r.smembers(keys.presence_key("a")) == set()
+    assert await tier_r.hget(keys.session_key(2), "worker_id") == "w-new"
+    assert await tier_r.smembers(keys.presence_key("b")) == {"2"}
+    assert await tier_r.exists(keys.worker_connections_key("w-gone")) == 0
+    assert await tier_r.exists(keys.worker_meta_key("w-gone")) == 0

@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.contract import codec, keys, scripts
+from echoes_ops.contract import codec, keys, repair_scripts, scripts
 from echoes_ops.contract.ids import check_name
 from echoes_ops.errors import DecodeError, NotFoundError, RefusedError
 from echoes_ops.operations.tiermap import WorkerLiveness, hash_fields, worker_liveness
@@ -54,6 +56,29 @@ async def _players_naming(r: AnyRedis, worker_id: str) -> list[int]:
         r, [("HGET", keys.session_key(cid), "worker_id") for cid in ids], raise_on_error=False
     )
     return [cid for cid, owner in zip(ids, owners, strict=True) if owner == worker_id]
+
+
+async def _release_per_key(r: RedisCluster, wid: str, players: list[int]) -> tuple[int, int]:
+    """The players' sessions and presence on a cluster, where a session, its presence set and
+    the worker's connections hash lie in different slots: each session is deleted by a call
+    that re-checks it still names the worker (a player who reconnected elsewhere keeps it),
+    then its connection entry and its presence entry go, one call each. Returns (sessions,
+    presence entries) removed."""
+    release = r.register_script(repair_scripts.RELEASE_SESSION_OF_WORKER)
+    sessions = presence = 0
+    for cid in players:
+        was_at: Any = await release(keys=[keys.session_key(cid)], args=[wid])
+        await r.hdel(keys.worker_connections_key(wid), str(cid))
+        if was_at is None:
+            continue
+        sessions += 1
+        try:
+            where = keys.presence_key(str(was_at)) if was_at else None
+        except ValueError:  # a location id no key can be built from: no set to clean
+            where = None
+        if where is not None:
+            presence += int(await r.srem(where, str(cid)))
+    return sessions, presence
 
 
 def _pid(raw: str | None) -> int | None:
@@ -141,19 +166,26 @@ async def cleanup_worker(
         return CleanupResult(
             wid, True, live.alive, len(players), len(players), connections, bool(live.meta), players
         )
-    release = r.register_script(scripts.RELEASE_PLAYER_OF_WORKER)
-    sessions = presence = 0
-    for cid in players:
-        removed_session, removed_presence = await release(
-            keys=[keys.session_key(cid), keys.worker_connections_key(wid)],
-            args=[str(cid), wid, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
-        )
-        sessions += int(removed_session)
-        presence += int(removed_presence)
-    pipe = r.pipeline(transaction=True)
-    pipe.delete(keys.worker_connections_key(wid))
-    pipe.delete(keys.worker_meta_key(wid))
-    conn_removed, meta_removed = await pipe.execute()
+    if isinstance(r, RedisCluster):
+        sessions, presence = await _release_per_key(r, wid, players)
+        # two slots, two calls: the meta key last, so a cleanup cut short leaves the worker
+        # listed (and a second run finishes it)
+        conn_removed = await r.delete(keys.worker_connections_key(wid))
+        meta_removed = await r.delete(keys.worker_meta_key(wid))
+    else:
+        release = r.register_script(scripts.RELEASE_PLAYER_OF_WORKER)
+        sessions = presence = 0
+        for cid in players:
+            removed_session, removed_presence = await release(
+                keys=[keys.session_key(cid), keys.worker_connections_key(wid)],
+                args=[str(cid), wid, keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX],
+            )
+            sessions += int(removed_session)
+            presence += int(removed_presence)
+        pipe = r.pipeline(transaction=True)
+        pipe.delete(keys.worker_connections_key(wid))
+        pipe.delete(keys.worker_meta_key(wid))
+        conn_removed, meta_removed = await pipe.execute()
     return CleanupResult(
         worker_id=wid,
         dry_run=False,
