@@ -17,18 +17,20 @@ from echoes_ops.client.bulk import bulk
 from echoes_ops.contract import keys
 from tests.cli_helpers import cli
 
-NOW = time.time()
 PLAYERS = 240
 
 
 def _tier_commands() -> list[tuple[Any, ...]]:
+    # heartbeats relative to when the tier is written, not to when this module was imported
+    # (the suite can take longer than the staleness threshold to reach these tests)
+    now = time.time()
     commands: list[tuple[Any, ...]] = []
     for loc, name in (("overpass", "Overpass"), ("ruins", "Ruins")):
         commands.append(("HSET", keys.location_cache_key(loc), "id", loc, "name", name))
     for cid in range(1, PLAYERS + 1):
         worker = "w-live" if cid % 2 else "w-dead"
         loc = "overpass" if cid % 3 else "ruins"
-        beat = NOW - 900 if cid % 5 == 0 else NOW - 3
+        beat = now - 900 if cid % 5 == 0 else now - 3
         key = keys.session_key(cid)
         commands += [
             ("HSET", key, "worker_id", worker, "location_id", loc, "username", f"p{cid}"),
@@ -38,7 +40,7 @@ def _tier_commands() -> list[tuple[Any, ...]]:
             ("SADD", keys.presence_key(loc), cid),
             ("HSET", keys.worker_connections_key(worker), str(cid), "connected"),
         ]
-    commands.append(("HSET", keys.worker_meta_key("w-live"), "heartbeat", repr(NOW)))
+    commands.append(("HSET", keys.worker_meta_key("w-live"), "heartbeat", repr(now)))
     commands.append(("HSET", keys.worker_meta_key("w-live"), "mode", "redis"))
     commands.append(("EXPIRE", keys.worker_meta_key("w-live"), 60))
     for i in range(12):

@@ -22,13 +22,14 @@ from echoes_ops.local.redis_cluster import RedisCluster
 from echoes_ops.operations.sessions import list_sessions
 from echoes_ops.operations.tiercount import count_tier
 
-NOW = time.time()
-
 
 def _seed_commands(players: int) -> list[tuple[Any, ...]]:
+    # heartbeats relative to when the tier is written, not to when this module was imported
+    # (the suite can take longer than the staleness threshold to reach these tests)
+    now = time.time()
     commands: list[tuple[Any, ...]] = []
     for cid in range(1, players + 1):
-        beat = NOW - 900 if cid % 4 == 0 else NOW - 5  # every fourth one stale
+        beat = now - 900 if cid % 4 == 0 else now - 5  # every fourth one stale
         commands.append(
             (
                 "HSET",
@@ -45,7 +46,7 @@ def _seed_commands(players: int) -> list[tuple[Any, ...]]:
         )
         commands.append(("SADD", keys.presence_key("town" if cid % 2 else "ruins"), cid))
     commands += [("SET", keys.lock_key(f"l{i}"), "w1#x") for i in range(20)]
-    commands.append(("HSET", keys.worker_meta_key("w1"), "heartbeat", repr(NOW)))
+    commands.append(("HSET", keys.worker_meta_key("w1"), "heartbeat", repr(now)))
     return commands
 
 
@@ -218,7 +219,7 @@ async def test_walks_are_exact_while_a_slot_migrates(
     ids = sorted(in_slot + others)
     commands = []
     for cid in ids:
-        commands.append(("HSET", keys.session_key(cid), "last_heartbeat", repr(NOW - 5)))
+        commands.append(("HSET", keys.session_key(cid), "last_heartbeat", repr(time.time() - 5)))
         commands.append(("HSET", keys.session_key(cid), "username", f"p{cid}"))
     await bulk(moving, commands)
     source = _owner(moving_cluster, slot)

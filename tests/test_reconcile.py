@@ -411,8 +411,10 @@ async def test_repairs_are_batched_in_round_trips(r, sync_r):
     reads = sync_r.info("stats")["total_reads_processed"]  # socket reads, every client
     report = await repair(r, plan)
     assert report.kinds["dead_worker"].fixed == 120
-    # one read per round trip (a pipelined batch arrives in one): one per repair before
-    assert sync_r.info("stats")["total_reads_processed"] - reads < 40
+    # about one socket read per round trip (a pipelined batch usually arrives in one; on a
+    # loaded machine the server can catch a batch half-sent and read it twice, so the bound
+    # is half of the one-read-per-repair the unbatched code made, not the batch count)
+    assert sync_r.info("stats")["total_reads_processed"] - reads < 60
     assert sync_r.info("commandstats")["cmdstat_evalsha"]["calls"] - evalsha == 120
 
 
