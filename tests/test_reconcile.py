@@ -289,13 +289,13 @@ async def test_players_moving_during_the_walk_are_not_drift(r, sync_r, redis_url
         moved = False
         route = ("ruins", "overpass")
 
-        async def move_then_read(conn, set_keys):  # type: ignore[no-untyped-def]
+        async def move_then_read(conn, set_keys, sizes=None):  # type: ignore[no-untyped-def]
             nonlocal moved
             if not moved:  # after the census read the sessions, before the sets are read
                 moved = True
                 for cid in (1, 2, 3):
                     await w.tier.move(cid, *route)
-            return await original(conn, set_keys)
+            return await original(conn, set_keys, sizes)
 
         monkeypatch.setattr(module, "members_of_sets", move_then_read)
         plan = await find_drift(r, grace=0)
@@ -472,3 +472,18 @@ async def test_dead_worker_findings_counted_and_shown_in_id_order(r, sync_r):
     assert [call[3] for call in plan.repairs.of("dead_worker")] == [
         str(cid) for cid in ids if kinds[cid] == "old"
     ]
+
+
+async def test_set_members_are_read_in_batches_one_at_a_time(r, sync_r):
+    """60 sets of 300 members: read whole, in several round trips of a few thousand members
+    (all 60 SSCANs in one pipeline made the server run them all before anyone else)."""
+    from echoes_ops.operations.tiermap import members_of_sets
+
+    names = [keys.presence_key(f"loc{n}") for n in range(60)]
+    for n, name in enumerate(names):
+        sync_r.sadd(name, *range(n * 1000, n * 1000 + 300))
+    reads = sync_r.info("stats")["total_reads_processed"]
+    got = await members_of_sets(r, names, [300] * 60)
+    assert sync_r.info("stats")["total_reads_processed"] - reads >= 5
+    assert {name: len(members) for name, members in got.items()} == dict.fromkeys(names, 300)
+    assert sorted(map(int, got[names[7]])) == list(range(7000, 7300))

@@ -159,7 +159,8 @@ async def find_drift(
     report.scanned["sessions"] = len(sessions)
 
     sets = sorted((loc, key) for loc, (key, _) in tier.presence.items())
-    members = await members_of_sets(r, [key for loc, key in sets if tier.presence[loc][1]])
+    nonempty = [(key, tier.presence[loc][1]) for loc, key in sets if tier.presence[loc][1]]
+    members = await members_of_sets(r, [k for k, _ in nonempty], [n for _, n in nonempty])
     presence = join_presence(sessions, [(loc, members.get(key, [])) for loc, key in sets])
     # only the suspects can be drift (every other player is where the session says); the
     # re-read below changes what is known of these players only
