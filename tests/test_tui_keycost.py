@@ -18,8 +18,10 @@ from textual.renderables.sparkline import Sparkline as TextualSparkline
 from textual.widgets import DataTable, RichLog
 
 from echoes_ops.tui.panels.locations import LocationsPanel
+from echoes_ops.tui.panels.sessions import SessionsPanel
 from echoes_ops.tui.panels.spark import LEVELS, Spark, spark_lines
 from echoes_ops.tui.panels.styleonce import DashTable, fast_cell
+from echoes_ops.tui.panels.workers import WorkersPanel
 from tests.test_tui_repaint import make_app
 from tests.test_tui_snapshots import ready, settle
 from tests.tui_fake import LOCATIONS
@@ -97,21 +99,30 @@ async def test_a_table_repaint_computes_its_style_once(monkeypatch: Any) -> None
         assert all(isinstance(s, Segment) for s in list(strips[1]))
 
 
-async def test_the_locations_table_is_filled_before_it_is_first_shown() -> None:
+async def test_the_locations_and_workers_tables_are_filled_before_they_are_first_shown() -> None:
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot)
         assert app.tabs.active == "overview"
-        panel = app.query_one(LocationsPanel)
-        for _ in range(50):  # the fill runs a chunk per turn of the event loop
-            if panel.table.row_count == len(LOCATIONS):
+        snap = app.state.snapshot
+        assert snap is not None
+        wanted = {"locations": len(LOCATIONS), "workers": len(snap.workers)}
+        assert wanted["workers"] > 1
+        panels = {
+            "locations": app.query_one(LocationsPanel),
+            "workers": app.query_one(WorkersPanel),
+        }
+        for _ in range(50):  # a fill runs a chunk per turn of the event loop
+            if all(panels[tab].table.row_count == n for tab, n in wanted.items()):
                 break
             await pilot.pause()
-        assert panel.table.row_count == len(LOCATIONS)  # never shown, already filled
-        keys = [row.key.value for row in panel.table.ordered_rows]
-        app.action_show_tab("locations")
-        await settle(pilot)
-        assert [row.key.value for row in panel.table.ordered_rows] == keys
+        for tab, panel in panels.items():  # never shown, already filled
+            assert panel.table.row_count == wanted[tab], tab
+            keys = [row.key.value for row in panel.table.ordered_rows]
+            app.action_show_tab(tab)
+            await settle(pilot)
+            assert [row.key.value for row in panel.table.ordered_rows] == keys
+        assert app.query_one(SessionsPanel).table.row_count == 0  # not a prefilled tab
 
 
 def _cells(lines: list[list[Segment]]) -> list[tuple[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -13,6 +14,7 @@ from textual.widgets.data_table import ColumnKey
 
 from echoes_ops.fmt import clock_time
 from echoes_ops.tui.messages import Loaded, LoadFailed
+from echoes_ops.tui.model import DashboardState
 from echoes_ops.tui.panels.styleonce import DashTable
 from echoes_ops.tui.panels.tablesync import Filler, Row, patch
 from echoes_ops.tui.source import Source
@@ -29,6 +31,7 @@ class TablePanel(Vertical):
     :meth:`render_detail` (a :class:`Loaded` value to show)."""
 
     COLUMNS: tuple[str, ...] = ()
+    PREFILL: ClassVar[bool] = False  # filled from the first data while its tab is hidden
     DEFAULT_CSS = """
     TablePanel > DataTable { height: 1fr; min-height: 5; }
     TablePanel > .detail-box { height: 1fr; border-top: solid $primary-background; }
@@ -59,6 +62,17 @@ class TablePanel(Vertical):
     def table(self) -> DataTable[RenderableType]:
         table: DataTable[RenderableType] = self.query_one(DataTable)
         return table
+
+    def show_state(self, state: DashboardState) -> None:
+        """Show the rows ``state`` holds (the panels that follow the polls)."""
+
+    def prefill(self, state: DashboardState) -> None:
+        """For a ``PREFILL`` panel, while hidden: fill the table once from the first data (50
+        rows per turn of the event loop, none of them drawn), so its first showing patches a
+        full table (a few ms) instead of adding and measuring its rows under the operator's
+        keys, a repaint per chunk. Later refreshes wait until the tab is shown."""
+        if self.PREFILL and not self._target and self.is_mounted and self.children:
+            self.show_state(state)
 
     def set_hint(self, text: str) -> None:
         self.query_one(".hint", Static).update(text, layout=False)  # one line: no layout

@@ -61,6 +61,7 @@ def render_location(detail: LocationDetail) -> RenderableType:
 
 class LocationsPanel(TablePanel):
     COLUMNS = ("location", "name", "players", "")
+    PREFILL = True
 
     def show_state(self, state: DashboardState) -> None:
         snap = state.snapshot
@@ -72,14 +73,6 @@ class LocationsPanel(TablePanel):
             f"{number(snap.locations.total_players)} players in "
             f"{number(snap.locations.total_locations)} locations — Enter: who is there{stale}"
         )
-
-    def prefill(self, state: DashboardState) -> None:
-        """While hidden, fill the table once from the first data (50 rows per turn of the
-        event loop, none of them drawn): its first showing then patches a full table (a few
-        ms) instead of filling 500 rows under the operator's keys, a repaint per chunk.
-        Later refreshes wait until the tab is shown."""
-        if not self._target and self.is_mounted and self.children:
-            self.show_state(state)
 
     def drill(self, key: str) -> None:
         load(self, "detail:location", lambda: self.source.location_detail(key))

@@ -71,6 +71,7 @@ def render_worker(detail: WorkerDetail) -> RenderableType:
 
 class WorkersPanel(TablePanel):
     COLUMNS = ("worker", "state", "mode", "conns", "meta TTL", "heartbeat", "version", "host")
+    PREFILL = True
 
     def show_state(self, state: DashboardState) -> None:
         snap = state.snapshot
