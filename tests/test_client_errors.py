@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis import exceptions as rx
 
-from echoes_ops.client.errors import translate
+from echoes_ops.client.errors import on_node, translate
 from echoes_ops.errors import (
     AuthError,
     ConfigError,
@@ -61,6 +61,27 @@ def test_translation(exc, kind, fragment):
     assert fragment in str(error)
     assert WHERE in str(error)
     assert "\n" not in str(error)
+
+
+def test_a_failure_on_another_node_names_that_node():
+    """On a cluster the node that failed is rarely the seed the URL names: the line names
+    the node (redis-py's text has it, or a per-node walk step says which it was)."""
+    seed = "redis://127.0.0.1:7000/0"
+    refused = rx.ConnectionError("Error 111 connecting to 127.0.0.1:7004. Connection refused.")
+    error = translate(refused, seed)
+    assert "node 127.0.0.1:7004 of redis://127.0.0.1:7000/0: connection refused" in str(error)
+    same = translate(rx.ConnectionError("Error 111 connecting to cache:6379. Refused."), WHERE)
+    assert "node" not in str(same)  # the URL's own server: named once, as before
+    closed = on_node(rx.ConnectionError("Connection closed by server."), "127.0.0.1:7002")
+    assert isinstance(closed, rx.ConnectionError)  # callers catching redis-py errors still do
+    assert "Redis at cluster node 127.0.0.1:7002 closed the connection" in str(
+        translate(closed, seed)
+    )
+    late = on_node(rx.TimeoutError("Timeout reading from socket"), "127.0.0.1:7002")
+    assert isinstance(late, rx.TimeoutError)
+    assert "cluster node 127.0.0.1:7002" in str(translate(late, seed))
+    wrong = rx.ResponseError("WRONGTYPE Operation against a key")
+    assert on_node(wrong, "127.0.0.1:7002") is wrong  # an error reply is not the node's loss
 
 
 def test_tls_failure_is_reported_as_tls():

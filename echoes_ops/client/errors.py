@@ -29,8 +29,40 @@ _NO_MASTER = (sync_sentinel.MasterNotFoundError, async_sentinel.MasterNotFoundEr
 _NO_MASTER_NAME = re.compile(r"no master found for ('[^']*'|\"[^\"]*\")", re.I)
 
 
+class NodeConnectionError(rx.ConnectionError):
+    """A connection to one node of a cluster failed during per-node work (a walk step):
+    ``node`` (``host:port``) is the node, not the seed address the command was given."""
+
+    def __init__(self, node: str, cause: BaseException) -> None:
+        super().__init__(str(cause).strip() or type(cause).__name__)
+        self.node = node
+
+
+class NodeTimeoutError(rx.TimeoutError):
+    """:class:`NodeConnectionError`'s twin for a timeout on one node."""
+
+    def __init__(self, node: str, cause: BaseException) -> None:
+        super().__init__(str(cause).strip() or type(cause).__name__)
+        self.node = node
+
+
+def on_node(exc: BaseException, node: str) -> BaseException:
+    """``exc`` naming ``node`` when it is a connection failure or timeout there (a redis-py
+    message such as "Connection closed by server." names no node); else ``exc`` itself."""
+    if isinstance(exc, NodeConnectionError | NodeTimeoutError):
+        return exc
+    if isinstance(exc, rx.TimeoutError):
+        return NodeTimeoutError(node, exc)
+    if isinstance(exc, rx.ConnectionError):
+        return NodeConnectionError(node, exc)
+    return exc
+
+
 def translate(exc: BaseException, where: str) -> OpsError:
-    """Return the operator-facing error for a Redis failure against ``where``."""
+    """Return the operator-facing error for a Redis failure against ``where`` (or against
+    the cluster node a :class:`NodeConnectionError`/:class:`NodeTimeoutError` names)."""
+    if isinstance(exc, NodeConnectionError | NodeTimeoutError):
+        where = f"cluster node {exc.node}"
     text = str(exc).strip() or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, rx.BusyLoadingError) or ("loading" in lowered and "dataset" in lowered):
@@ -149,8 +181,17 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+# redis-py names the address it failed to reach: "Error 111 connecting to 127.0.0.1:7001."
+_CONNECTING_TO = re.compile(r"connecting to (\S+?):(\d+)\.")
+
+
 def _connection_problem(exc: BaseException, text: str, where: str) -> OpsError:
     lowered = text.lower()
+    named = _CONNECTING_TO.search(text)
+    if named and f"{named.group(1)}:{named.group(2)}" not in where:
+        # another node than the one the command was given (a cluster node, a Sentinel's
+        # primary): an operator must look at that one, not at the seed that answers
+        where = f"node {named.group(1)}:{named.group(2)} of {where}"
     causes = _causes(exc)
     refused = any(isinstance(c, ConnectionRefusedError) for c in causes) or (
         "refused" in lowered or "error 111 " in lowered or "connect call failed" in lowered

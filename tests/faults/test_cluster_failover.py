@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -18,13 +19,25 @@ from redis.crc import key_slot
 from benchmarks.worldgen import make_world
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
-from echoes_ops.contract import keys
+from echoes_ops.contract import keys, scripts
+from echoes_ops.contract.scripts_static import REPLACE_HASHES
 from echoes_ops.errors import ExitCode, OpsError
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.local.redis_cluster import RedisCluster
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import preload
 from tests.faults.helpers import CliProcess, wait_until
+from tests.faults.midcommand import (
+    evalsha_of,
+    kill_when,
+    kill_when_logged,
+    logged,
+    one_error_line,
+    replica_of,
+    step_logged,
+    trace_commands,
+    waiting_on,
+)
 from tests.runtime_helpers import session as make_session
 
 # what a command may end with while a primary is gone: done (0), or one line saying the
@@ -138,63 +151,121 @@ async def test_preload_survives_a_primary_killed_midway(cluster: RedisCluster):
 def _sessions(cluster: RedisCluster, count: int) -> None:
     client = SyncCluster(host=cluster.host, port=cluster.ports[0])
     try:
-        pipe = client.pipeline()
-        for cid in range(1, count + 1):
-            session = replace(make_session(cid, "overpass"), last_heartbeat=time.time())
-            pipe.hset(keys.session_key(cid), mapping=session.encode())
-            pipe.expire(keys.session_key(cid), 3600)
-        pipe.execute()
+        for first in range(1, count + 1, 5000):
+            pipe = client.pipeline()
+            for cid in range(first, min(first + 5000, count + 1)):
+                session = replace(make_session(cid, "overpass"), last_heartbeat=time.time())
+                pipe.hset(keys.session_key(cid), mapping=session.encode())
+                pipe.expire(keys.session_key(cid), 3600)
+            pipe.execute()
     finally:
         client.close()
 
 
 def test_sessions_list_while_a_primary_fails_over(cluster: RedisCluster):
-    """Killed just as the walk starts: it answers with every session (after the promotion)
-    or fails with one line and exit 4/10; once promoted, it answers exactly."""
-    count = 3000
+    """Killed in the middle of the walk (its first step on that node logged, the command
+    still running, thousands of that node's sessions not yet read): it answers with every
+    session, having carried on on the promoted replica, or fails with one line and exit
+    4/10 naming the node that went away; once promoted, it answers exactly."""
+    count = 30_000  # ~10,000 per primary: dozens of walk steps on the node killed
     _sessions(cluster, count)
     replicate(cluster)
     probe = keys.session_key(1)
-    run = CliProcess("sessions", "list", "--json", "--limit", str(count), env=env_of(cluster))
-    killed = kill_owner(cluster, probe)
+    victim = owner_port(cluster, probe)
+    replica = replica_of(cluster, victim)
+    trace_commands(cluster)
+    walk_step = evalsha_of(scripts.SCAN_HASH_FIELDS)
+    args = ("sessions", "list", "--json", "--limit", "1")
+    run = CliProcess(*args, env=env_of(cluster))
+    kill_when_logged(cluster, run, victim, walk_step, "the walk's first step on the victim")
     done = run.finish(timeout=90)
     assert done.code in FAILOVER_EXITS, done.stderr
     if done.code == 0:
-        assert len(json.loads(done.stdout)["sessions"]) == count
+        assert json.loads(done.stdout)["total"] == count
+        # it crossed the failover: the rest of that node's walk ran on the promoted replica
+        assert logged(cluster, replica, walk_step) > 0, "the walk had ended before the kill"
     else:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1, done.stderr
-        assert lines[0].startswith("echoes-ops: error: ")
-    promoted(cluster, killed, probe)
-    again = CliProcess("sessions", "list", "--json", "--limit", str(count), env=env_of(cluster))
-    settled = again.finish(timeout=90)
+        line = one_error_line(done.stderr)
+        # the walk's connection to the node it was reading was lost (the node is named)
+        assert f"cluster node {cluster.host}:{victim}" in line, line
+    promoted(cluster, victim, probe)
+    settled = CliProcess(*args, env=env_of(cluster)).finish(timeout=90)
     assert settled.code == 0, settled.stderr
-    assert len(json.loads(settled.stdout)["sessions"]) == count
+    assert json.loads(settled.stdout)["total"] == count
 
 
-def test_locks_hold_while_its_primary_fails_over(cluster: RedisCluster):
-    """The lock's own primary is killed as the hold starts: held (and readable after the
-    promotion, with its token) or one line and exit 4/10 with no lock left behind."""
-    name = "spawn_manager"
-    lock = keys.lock_key(name)
+def _lock_name(cluster: RedisCluster) -> str:
+    """A lock name whose lock key, holder record and the audit stream are served by three
+    different primaries, so a kill of one hits one step of ``locks hold`` only."""
+    audit = owner_port(cluster, keys.AUDIT_STREAM_KEY)
+    for n in range(1000):
+        name = f"failover_{n}"
+        lock, info = (
+            owner_port(cluster, keys.lock_key(name)),
+            owner_port(cluster, keys.lock_info_key(name)),
+        )
+        if len({lock, info, audit}) == 3:
+            return name
+    raise AssertionError("no lock name spreads over three primaries")
+
+
+@pytest.mark.parametrize("victim", ["lock", "holder record"])
+def test_locks_hold_while_its_primary_fails_over(cluster: RedisCluster, victim: str):
+    """``locks hold`` takes the lock (SET NX on the lock's primary), then writes its holder
+    record (a MULTI on another primary), held there by ``CLIENT PAUSE WRITE`` until the
+    kill. Killed mid-command, after the lock was taken and before its record was written:
+    the primary of the lock (its SET reached the replica) or the primary of the record (the
+    record's EXEC waiting there). Either the hold is made (exit 0; after the promotion the
+    lock holds the printed token and the record names it), or one line, exit 4/10, and no
+    lock left behind (a hold without its record is given back)."""
+    name = _lock_name(cluster)
+    lock, info = keys.lock_key(name), keys.lock_info_key(name)
+    lock_port, info_port = owner_port(cluster, lock), owner_port(cluster, info)
+    trace_commands(cluster)
+    pause = redis.Redis(host=cluster.host, port=info_port)
+    pause.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
     run = CliProcess(
         "locks", "hold", name, "--ttl", "60", "--reason", "failover test", "--json",
         env=env_of(cluster),
     )  # fmt: skip
-    killed = kill_owner(cluster, lock)
+    try:
+        taken = step_logged(
+            cluster, lock_port, lambda argv: argv[:2] == ["SET", lock] and "NX" in argv
+        )
+        at_record = waiting_on(cluster, info_port, ("exec", "multi", "del", "hset", "pexpire"))
+        if victim == "lock":
+            replica = replica_of(cluster, lock_port)
+
+            def replicated() -> bool:  # a kill may lose what the replica has not received
+                client = redis.Redis(host=cluster.host, port=replica)
+                try:
+                    client.execute_command("READONLY")
+                    return client.get(lock) is not None
+                finally:
+                    client.close()
+
+            killed = lock_port
+            kill_when(cluster, run, lock_port, taken, at_record, replicated, what="the lock")
+            pause.execute_command("CLIENT", "UNPAUSE")
+        else:
+            killed = info_port
+            kill_when(cluster, run, info_port, taken, at_record, what="the holder record")
+    finally:
+        pause.close()
     done = run.finish(timeout=90)
     assert done.code in FAILOVER_EXITS, done.stderr
-    promoted(cluster, killed, lock)
+    key = lock if victim == "lock" else info
+    promoted(cluster, killed, key)
     client = SyncCluster(host=cluster.host, port=live_port(cluster), decode_responses=True)
     try:
         held = client.get(lock)
         if done.code == 0:
             token = json.loads(done.stdout)["token"]
             assert held == token
+            assert client.hget(info, "value") == token  # the record describes this hold
         else:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            assert len(lines) == 1, done.stderr
-            assert held is None
+            one_error_line(done.stderr)
+            assert held is None, "a failed hold left its lock behind"
     finally:
         client.close()
     # and the tier works again for the next hold
@@ -204,26 +275,45 @@ def test_locks_hold_while_its_primary_fails_over(cluster: RedisCluster):
     assert again.finish(timeout=60).code == 0
 
 
-def test_preload_cli_after_a_failover_converges(cluster: RedisCluster, tmp_path):
-    """Through the CLI: a primary killed before the run; preload ends in sync (exit 0), or
-    one line and exit 4/10 and the next run ends in sync."""
+def test_preload_cli_killed_mid_write_converges(cluster: RedisCluster, tmp_path):
+    """Through the CLI: the primary that will hold the version record is killed once the
+    run's first write step has run there (the version record is written last, so most of
+    the run is still ahead). Either the run ends in sync (exit 0), having carried on on the
+    promoted replica, or one line, exit 4/10, no version record claiming the new world, and
+    the next run ends in sync."""
     from benchmarks.worldgen import write_yaml
 
-    data = make_world(600, 60)
+    data = make_world(3000, 300)
     folder = tmp_path / "gamedata"
     write_yaml(data, folder)
     env = {**env_of(cluster), "ECHOES_OPS_GAMEDATA": str(folder)}
     victim = keys.GAMEDATA_VERSION_KEY
+    victim_port = owner_port(cluster, victim)
+    replica = replica_of(cluster, victim_port)
+    trace_commands(cluster)
+    write_step = evalsha_of(REPLACE_HASHES)
+
+    def version_step(argv: Sequence[str]) -> bool:
+        return write_step(argv) and argv[3:4] == [victim]
+
     run = CliProcess("preload", "--yes", env=env)
-    killed = kill_owner(cluster, victim)
+    kill_when_logged(cluster, run, victim_port, write_step, "the first write step there")
     done = run.finish(timeout=120)
     assert done.code in FAILOVER_EXITS, done.stderr
-    if done.code != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1, done.stderr
-    promoted(cluster, killed, victim)
-    again = CliProcess("preload", "--yes", env=env).finish(timeout=120)
-    assert again.code == 0, again.stderr
+    if done.code == 0:
+        # it crossed the failover: write steps, then the version record, on the replica
+        assert logged(cluster, replica, write_step) > logged(cluster, replica, version_step)
+        assert logged(cluster, replica, version_step) > 0
+    else:
+        one_error_line(done.stderr)
+        promoted(cluster, victim_port, victim)
+        client = SyncCluster(host=cluster.host, port=live_port(cluster), decode_responses=True)
+        try:  # the version record is written last: it cannot name the world half-written
+            assert client.hget(victim, "content_hash") is None
+        finally:
+            client.close()
+        again = CliProcess("preload", "--yes", env=env).finish(timeout=120)
+        assert again.code == 0, again.stderr
 
     async def in_sync() -> bool:
         async with open_redis(settings_of(cluster).redis_target()) as r:
