@@ -166,7 +166,9 @@ async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, sto
         await worker.start()
         await driver.connect_all()
         reports.put(("ready", worker_id, os.getpid()))
-        while not go.is_set():
+        # a stop before the go (Ctrl-C while the others start) ends the wait too: the
+        # worker reports and disconnects its players rather than wait for a go never sent
+        while not go.is_set() and not stop.is_set():
             await asyncio.sleep(0.01)
         playing = asyncio.Event()
         task = asyncio.create_task(driver.run(playing))
