@@ -223,15 +223,24 @@ async def test_reference_workers_route_operator_broadcasts(redis_url, static_cac
         ):
             out = await asyncio.to_thread(cli, *args, env=env)
             assert out.code == 0, out.stderr
-        await eventually(lambda: len(inbox(b, 7)) == 2)
-        await eventually(lambda: len(inbox(a, 5)) == 2)
-        await asyncio.sleep(0.1)
+        # a marker after the broadcasts: one server delivers to each worker's connection in
+        # publish order, so once every inbox ends with it nothing sent before is on its way
+        await a.tier.publish_global({"type": "server_announcement", "data": {"message": "end"}})
+        marker = ("global_broadcast", "end")
+        await eventually(
+            lambda: all(inbox(w, c)[-1:] == [marker] for w, c in ((a, 5), (b, 6), (b, 7)))
+        )
         assert inbox(a, 5) == [
             ("global_broadcast", "Hello all"),
             ("location_update", "Overpass only"),
+            marker,
         ]
-        assert inbox(b, 6) == [("global_broadcast", "Hello all")]  # excluded from the update
-        assert inbox(b, 7) == [("global_broadcast", "Hello all"), ("personal_message", "Just you")]
+        assert inbox(b, 6) == [("global_broadcast", "Hello all"), marker]  # not the update
+        assert inbox(b, 7) == [
+            ("global_broadcast", "Hello all"),
+            ("personal_message", "Just you"),
+            marker,
+        ]
     finally:
         for w in (a, b):
             await w.stop()
@@ -328,9 +337,11 @@ def test_dry_run_publishes_nothing_and_counts_subscribers(env, static_cache, red
         assert glob.code == 0, glob.stderr
         assert json.loads(glob.stdout)["audience"]["channel_subscribers"] == 0
 
-        time.sleep(0.2)
+        # nothing was published: a marker published now is the first message each
+        # subscriber gets (one server delivers in publish order)
+        sync_r.publish("location:overpass", "marker")
         for s in subs:
-            assert s.get_message(timeout=0.1) is None  # nothing was published
+            assert (s.get_message(timeout=5) or {}).get("data") == "marker"
         records = audit_records(sync_r)
         assert [(r["result"], r["dry_run"]) for r in records] == [("ok", "true")] * 3
 

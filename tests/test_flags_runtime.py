@@ -113,7 +113,9 @@ async def test_switch_with_redis_stopped_reaches_workers_through_postgres_under_
         assert await w.update_player(i + 1, hp=50) is True
         assert w.stats.redis_reads == 1  # no Redis read since the switch
         assert w.stats.postgres_reads == 2
-    await asyncio.sleep(0.3)
+    # time, not an event, is the property: with Redis gone for longer than a heartbeat and
+    # the subscriber's dead_after, every worker task is still running
+    await asyncio.sleep(max(FAST["heartbeat_interval"], FAST["dead_after"]) * 1.5)
     assert all(not task.done() for w in workers for task in w._tasks)  # still running
 
     # Redis comes back; switching back restores the players in Redis where they are now
@@ -185,7 +187,9 @@ async def test_redis_fast_path_and_status_shows_worker_modes(pg, redis_url, star
     out = await asyncio.to_thread(flags_set, "true", env)
     assert out.code == 0
     await eventually(lambda: fast.redis_enabled, timeout=2)
-    await asyncio.sleep(0.6)  # a heartbeat of the stuck worker: it still reports false
+    # a heartbeat of the stuck worker after the switch (its meta rewritten): still false
+    beat = sync_r.hget(keys.worker_meta_key("both"), "heartbeat")
+    await eventually(lambda: sync_r.hget(keys.worker_meta_key("both"), "heartbeat") != beat)
     assert sync_r.hget(keys.worker_meta_key("both"), "flags_version") == stuck
     out = await asyncio.to_thread(cli, "flags", "status", "--json", env=env)
     assert out.code == ExitCode.PROBLEMS_FOUND

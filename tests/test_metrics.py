@@ -395,10 +395,13 @@ def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
                 break
             assert time.monotonic() < deadline, f"simulate did not start: {status['counts']}"
             time.sleep(0.2)
-        with serving(env, "--interval", "1", "--drift-interval", "0") as server:
+        interval = 1.0
+        with serving(env, "--interval", str(interval), "--drift-interval", "0") as server:
             problems: list[str] = []
             for _ in range(15):
-                time.sleep(1.05)  # the cached reading is older than --interval: a fresh one
+                # time, not an event: the cached reading must be older than --interval for
+                # the next scrape to take a fresh one
+                time.sleep(interval * 1.05)
                 f = families(server.scrape())
                 status, flags = _status_view(env)
                 problems = _compare(f, status, flags)

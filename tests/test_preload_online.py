@@ -3,13 +3,11 @@ last, a verify pass, the mixed window (issue #16 item 2), against a real redis-s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
 import statistics
 import threading
-import time
 from dataclasses import replace
 
 import pytest
@@ -30,6 +28,7 @@ from echoes_ops.operations.static_data import encode_gamedata
 from echoes_ops.operations.stop import StopToken
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA
+from tests.runtime_helpers import eventually
 from tests.test_preload import generation
 
 
@@ -226,10 +225,8 @@ async def test_a_reader_never_sees_a_gap_or_half_a_record(r, redis_url, big_worl
     thread = threading.Thread(target=_reader, args=(redis_url, stop, errors, reads))
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not reads and not errors:  # the reader is reading before the preload starts
-            assert time.monotonic() < deadline, "the reader never finished a pass"
-            await asyncio.sleep(0.01)
+        # the reader is reading before the preload starts
+        await eventually(lambda: bool(reads or errors), timeout=30)
         await preload(r, generation(big_world, "new"), operator="alice", online=True)
     finally:
         stop.set()

@@ -9,6 +9,7 @@ import pytest
 from echoes_ops.contract import keys
 from echoes_ops.primitives import lock
 from echoes_ops.primitives.lease import LockLostError, try_lease
+from tests.runtime_helpers import eventually
 
 
 async def test_tokens_are_unique_and_name_the_owner(r):
@@ -26,7 +27,8 @@ async def test_tokens_are_unique_and_name_the_owner(r):
 async def test_release_after_expiry_never_deletes_the_next_owners_lock(r, sync_r):
     stale = await lock.try_acquire(r, "job", "worker-1", 0.1)
     assert stale is not None
-    await asyncio.sleep(0.2)  # worker-1 stalled past its TTL
+    # worker-1 stalled past its TTL: the server let the lock expire (seen, not guessed)
+    await eventually(lambda: sync_r.exists(keys.lock_key("job")) == 0)
     fresh = await lock.try_acquire(r, "job", "worker-2", 10)
     assert fresh is not None
     assert await lock.release(r, stale.key, stale.token) is False
@@ -36,10 +38,13 @@ async def test_release_after_expiry_never_deletes_the_next_owners_lock(r, sync_r
 
 
 async def test_lease_renews_while_work_runs(r, sync_r):
-    lease = await try_lease(r, "long-job", "worker-1", 0.3)
+    ttl = 0.3
+    lease = await try_lease(r, "long-job", "worker-1", ttl)
     assert lease is not None
     async with lease:
-        await asyncio.sleep(0.8)  # well past the TTL: renewals keep it
+        # time, not an event, is the property: the work outlives the lock's TTL (here more
+        # than twice over) and the renewals keep the lock all along
+        await asyncio.sleep(ttl * 2.5)
         assert sync_r.get(keys.lock_key("long-job")) == lease.token
         lease.check()
     assert lease.renewals >= 3
@@ -52,7 +57,8 @@ async def test_lost_lease_raises_and_spares_the_new_owner(r, sync_r):
     lease.renew_every = 10  # a stalled renewer
     with pytest.raises(LockLostError):
         async with lease:
-            await asyncio.sleep(0.3)
+            # the unrenewed lock ran out on the server (seen, not guessed)
+            await eventually(lambda: sync_r.exists(keys.lock_key("job")) == 0)
             thief = await lock.try_acquire(r, "job", "worker-2", 10)
             assert thief is not None
     assert lock.owner_of(sync_r.get(keys.lock_key("job"))) == "worker-2"

@@ -40,6 +40,7 @@ from echoes_ops.operations.tail import (
 )
 from tests.cli_helpers import cli
 from tests.conftest import REPO
+from tests.runtime_helpers import eventually
 
 # the plan's four example envelopes
 ANNOUNCEMENT = {
@@ -333,12 +334,16 @@ async def test_restart_yields_a_gap_then_messages_flow_again(private_redis: Redi
 
         stopped_at = time.time()
         private_redis.stop()
-        await asyncio.sleep(0.3)
+        await eventually(lambda: bool(lost), timeout=8)  # tail saw the connection go
+        # time, not an event, is the property: the server stays away this long, and the
+        # gap tail reports covers it
+        down = 0.3
+        await asyncio.sleep(down)
         private_redis.start()
         gap = await t.next(timeout=8)
         assert isinstance(gap, TailGap), gap
         assert stopped_at <= gap.disconnected_at < gap.reconnected_at <= time.time()
-        assert gap.duration >= 0.25
+        assert gap.duration >= down
         assert gap.attempts >= 1
         assert "closed the connection" in gap.error
         assert gap.error.endswith(" (the server restarted)")  # the cause, read once back
@@ -354,12 +359,13 @@ async def test_restart_yields_a_gap_then_messages_flow_again(private_redis: Redi
 async def test_a_silent_connection_is_detected_by_ping(private_redis: RedisServer):
     """A frozen server (or a half-open TCP connection) never closes the socket."""
     private_redis.start()
-    async with Tailer(target_of(private_redis.url, timeout=0.5)) as t:
+    lost: list[str] = []
+    async with Tailer(target_of(private_redis.url, timeout=0.5), on_disconnected=lost.append) as t:
         pid = private_redis.pid()
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
-        try:
-            await asyncio.sleep(1.2)  # > dead_after
+        try:  # frozen until tail gives the connection up (its PING unanswered), not a guess
+            await eventually(lambda: bool(lost), timeout=8)
         finally:
             os.kill(pid, signal.SIGCONT)
         gap = await t.next(timeout=8)
