@@ -72,16 +72,31 @@ def test_a_failure_on_another_node_names_that_node():
     assert "node 127.0.0.1:7004 of redis://127.0.0.1:7000/0: connection refused" in str(error)
     same = translate(rx.ConnectionError("Error 111 connecting to cache:6379. Refused."), WHERE)
     assert "node" not in str(same)  # the URL's own server: named once, as before
-    closed = on_node(rx.ConnectionError("Connection closed by server."), "127.0.0.1:7002")
-    assert isinstance(closed, rx.ConnectionError)  # callers catching redis-py errors still do
+    closed = rx.ConnectionError("Connection closed by server.")
+    assert on_node(closed, "127.0.0.1:7002") is closed  # same class: callers still catch it
     assert "Redis at cluster node 127.0.0.1:7002 closed the connection" in str(
         translate(closed, seed)
     )
     late = on_node(rx.TimeoutError("Timeout reading from socket"), "127.0.0.1:7002")
-    assert isinstance(late, rx.TimeoutError)
     assert "cluster node 127.0.0.1:7002" in str(translate(late, seed))
-    wrong = rx.ResponseError("WRONGTYPE Operation against a key")
-    assert on_node(wrong, "127.0.0.1:7002") is wrong  # an error reply is not the node's loss
+    denied = on_node(rx.NoScriptError("NOSCRIPT No matching script."), "127.0.0.1:7002")
+    assert isinstance(denied, rx.NoScriptError)
+    assert "Redis at cluster node 127.0.0.1:7002 answered" in str(translate(denied, seed))
+    assert on_node(denied, "127.0.0.1:7009") is denied  # the first node named stays
+    assert "7009" not in str(translate(denied, seed))
+
+
+def test_a_script_refused_while_the_cluster_is_down_is_the_cluster_down():
+    """Redis 7.0 refuses a script's command during a failover without CLUSTERDOWN in the
+    text: the same one line and exit code as a CLUSTERDOWN reply."""
+    text = (
+        "Script attempted to execute a command while the cluster is down script: 4c17, "
+        "on @user_script:18."
+    )
+    error = translate(on_node(rx.ResponseError(text), "127.0.0.1:7002"), WHERE)
+    assert isinstance(error, UnreachableError)
+    assert error.exit_code == ExitCode.UNREACHABLE
+    assert str(error).startswith("the Redis Cluster at cluster node 127.0.0.1:7002 is down")
 
 
 def test_tls_failure_is_reported_as_tls():

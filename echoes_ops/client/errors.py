@@ -29,40 +29,32 @@ _NO_MASTER = (sync_sentinel.MasterNotFoundError, async_sentinel.MasterNotFoundEr
 _NO_MASTER_NAME = re.compile(r"no master found for ('[^']*'|\"[^\"]*\")", re.I)
 
 
-class NodeConnectionError(rx.ConnectionError):
-    """A connection to one node of a cluster failed during per-node work (a walk step):
-    ``node`` (``host:port``) is the node, not the seed address the command was given."""
-
-    def __init__(self, node: str, cause: BaseException) -> None:
-        super().__init__(str(cause).strip() or type(cause).__name__)
-        self.node = node
-
-
-class NodeTimeoutError(rx.TimeoutError):
-    """:class:`NodeConnectionError`'s twin for a timeout on one node."""
-
-    def __init__(self, node: str, cause: BaseException) -> None:
-        super().__init__(str(cause).strip() or type(cause).__name__)
-        self.node = node
+# the attribute per-node work sets on a Redis failure: the node it came from
+_NODE = "echoes_ops_node"
 
 
 def on_node(exc: BaseException, node: str) -> BaseException:
-    """``exc`` naming ``node`` when it is a connection failure or timeout there (a redis-py
-    message such as "Connection closed by server." names no node); else ``exc`` itself."""
-    if isinstance(exc, NodeConnectionError | NodeTimeoutError):
-        return exc
-    if isinstance(exc, rx.TimeoutError):
-        return NodeTimeoutError(node, exc)
-    if isinstance(exc, rx.ConnectionError):
-        return NodeConnectionError(node, exc)
+    """Mark a Redis failure of per-node work (a walk step on one node of a cluster) with
+    ``node`` (``host:port``), the node that failed rather than the seed address the command
+    was given (a redis-py message such as "Connection closed by server." names no node).
+    The exception keeps its class, so callers catching redis-py's errors still do."""
+    if isinstance(exc, rx.RedisError | OSError) and node_of(exc) is None:
+        setattr(exc, _NODE, node)
     return exc
+
+
+def node_of(exc: BaseException) -> str | None:
+    """The node :func:`on_node` marked ``exc`` with, if any."""
+    node = getattr(exc, _NODE, None)
+    return node if isinstance(node, str) else None
 
 
 def translate(exc: BaseException, where: str) -> OpsError:
     """Return the operator-facing error for a Redis failure against ``where`` (or against
-    the cluster node a :class:`NodeConnectionError`/:class:`NodeTimeoutError` names)."""
-    if isinstance(exc, NodeConnectionError | NodeTimeoutError):
-        where = f"cluster node {exc.node}"
+    the cluster node :func:`on_node` marked it with)."""
+    node = node_of(exc)
+    if node is not None:
+        where = f"cluster node {node}"
     text = str(exc).strip() or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, rx.BusyLoadingError) or ("loading" in lowered and "dataset" in lowered):
@@ -136,7 +128,12 @@ def translate(exc: BaseException, where: str) -> OpsError:
 def _cluster_problem(exc: BaseException, text: str, where: str) -> OpsError | None:
     """A Redis Cluster failure (redis-py raises some outside RedisError)."""
     first = text.splitlines()[0]
-    if isinstance(exc, rx.ClusterDownError) or text.startswith("CLUSTERDOWN"):
+    if (
+        isinstance(exc, rx.ClusterDownError)
+        or text.startswith("CLUSTERDOWN")
+        # a script's command refused for the same reason (Redis 7.0's text, no CLUSTERDOWN)
+        or "while the cluster is down" in text
+    ):
         return UnreachableError(
             f"the Redis Cluster at {where} is down: {first}",
             hint="a primary and its replicas may all be down; check CLUSTER INFO on a node",

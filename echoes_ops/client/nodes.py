@@ -84,17 +84,14 @@ async def each_primary(r: AnyRedis, fn: Callable[[Redis], Awaitable[T]]) -> list
 
 async def each_node(clients: list[Redis], fn: Callable[[Redis], Awaitable[T]]) -> list[T]:
     """``fn(client)`` for each client in parallel; results in order, the first error raised
-    after all have ended (a lost connection or a timeout naming its node: the node that
-    failed, not the seed address, is what an operator must look at)."""
+    after all have ended, marked with the node it came from (the node that failed, not the
+    seed address, is what an operator must look at)."""
     if len(clients) == 1:
         return [await fn(clients[0])]
     results = await asyncio.gather(*(fn(c) for c in clients), return_exceptions=True)
     for client, result in zip(clients, results, strict=True):
         if isinstance(result, BaseException):
-            named = on_node(result, address_of(client))
-            if named is result:
-                raise result
-            raise named from result
+            raise on_node(result, address_of(client))
     return list(results)  # type: ignore[arg-type]
 
 
