@@ -82,3 +82,24 @@ def test_a_tier_without_drift_has_no_suspects() -> None:
     assert found.suspects == []
     assert found.member_locations == {}
     assert found.sizes == {"cave": 49, "docks": 0}
+
+
+def test_the_cycle_collector_is_paused_for_the_block_and_restored() -> None:
+    import gc
+
+    from echoes_ops.cycles import no_cycle_collection
+
+    assert gc.isenabled()
+    with no_cycle_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), no_cycle_collection():
+        raise RuntimeError("inside")
+    assert gc.isenabled()  # back on after an error too
+    gc.disable()
+    try:
+        with no_cycle_collection():
+            pass
+        assert not gc.isenabled()  # left as it was: off
+    finally:
+        gc.enable()

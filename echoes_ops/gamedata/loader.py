@@ -19,13 +19,12 @@ How it stays fast (docs/gamedata.md#how-gamedata-is-read):
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from echoes_ops.cycles import no_cycle_collection
 from echoes_ops.errors import ConfigError, GamedataError
 from echoes_ops.gamedata.cache import CacheMiss, WorldCache, file_digest, reader_version, world_key
 from echoes_ops.gamedata.models import GameData
@@ -128,7 +127,7 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
             return ValidationResult([], shown, world)
     from echoes_ops.gamedata.reading import Reading  # not needed when the cache has it
 
-    with _no_cycle_collection():
+    with no_cycle_collection():
         run = Reading(files, names, frozenset())
         missing = run.problems.files - run.exact
         if missing:  # messages to give: read those files again, with lines
@@ -148,21 +147,6 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
         if index is not None:
             index.record(names, seen, key)
     return ValidationResult([], shown, World(str(root), shown, data.counts(), key, cache, data))
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Python's cycle collector off while a world is read: reading builds millions of
-    objects that live on (raw values, then models) and no cycles, and every collection of
-    the oldest generation walks all of them (16% of the CPU of reading the 220,000-entry
-    world, 7% at 22,000). Whatever a reading leaves behind is collected once it is on."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def load_world(root: str | Path, *, cache: WorldCache | None = None) -> World:
@@ -188,7 +172,7 @@ def _from_cache(
 ) -> Callable[[], GameData]:
     def fetch() -> GameData:
         try:
-            with _no_cycle_collection():
+            with no_cycle_collection():
                 return cache.load(key, str(root), names)
         except CacheMiss:
             # damaged or replaced since it was looked up: read the files themselves

@@ -39,6 +39,7 @@ from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.scan import scan_keys
 from echoes_ops.contract import keys, scripts
+from echoes_ops.cycles import no_cycle_collection
 from echoes_ops.operations.drift_report import (
     DEFAULT_GRACE,
     EXAMPLES,
@@ -144,6 +145,13 @@ async def find_drift(
     """Detect every kind of drift (read-only). ``step``: keys of the first census step;
     ``target``: the server time each step aims at (smaller: shorter server commands, more
     round trips)."""
+    with no_cycle_collection():  # the census's records hold no cycles (cycles.py)
+        return await _find_drift(r, grace=grace, now=now, step=step, target=target)
+
+
+async def _find_drift(
+    r: AnyRedis, *, grace: float, now: float | None, step: int, target: float
+) -> DriftPlan:
     started = time.perf_counter()
     now = time.time() if now is None else now
     report = ReconcileReport(
@@ -151,9 +159,8 @@ async def find_drift(
     )
     repairs = _Repairs()
 
-    tier = await census_all(
-        r, count=step, target=target
-    )  # one pass over the keyspace (every primary)
+    # one pass over the keyspace (every primary)
+    tier = await census_all(r, count=step, target=target)
     report.scanned["keys"] = tier.scanned
     sessions = tier.sessions
     report.scanned["sessions"] = len(sessions)
