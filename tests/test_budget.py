@@ -264,3 +264,40 @@ def test_only_nodes_on_this_machine_are_gated() -> None:
     assert None not in {c.step_gate for c in here}
     assert isinstance(there, NodeRedis)
     assert there.step_gate is None
+
+
+@pytest.mark.parametrize(
+    ("value", "places"), [("", "cpus"), ("auto", "cpus"), ("3", 3), ("off", None)]
+)
+def test_the_step_gate_follows_its_setting(monkeypatch, value: str, places) -> None:
+    """ECHOES_OPS_STEP_GATE: auto (this process's CPUs), a number, or off (nodes reached
+    through tunnels on 127.0.0.1 that run elsewhere are then not held to this machine's
+    CPUs)."""
+    from redis.asyncio.cluster import ClusterNode
+
+    from echoes_ops.client.connect import local_cpus, make_client
+    from echoes_ops.config import Settings
+
+    monkeypatch.setenv("ECHOES_OPS_STEP_GATE", value)
+    r = make_client(Settings.from_dsn("redis://127.0.0.1:7000/0?cluster=true").redis_target())
+    gate = r.node_client(ClusterNode("127.0.0.1", 7000)).step_gate
+    if places is None:
+        assert gate is None
+    else:
+        assert gate is not None
+        assert gate._value == (local_cpus() if places == "cpus" else places)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ECHOES_OPS_STEP_GATE", "two"), ("ECHOES_OPS_STEP_GATE", "0"), ("ECHOES_OPS_WALK_DUTY", "5")],
+)
+def test_a_bad_walk_setting_fails_every_command_at_once(redis_url, name: str, value: str) -> None:
+    """stats runs no paced walk (and a cluster-less tier no gate), yet a typo in either
+    setting is one line and exit 3 before anything runs, as for the commands that use it."""
+    from echoes_ops.errors import ExitCode
+    from tests.cli_helpers import cli
+
+    out = cli("stats", env={"REDIS_URL": redis_url, name: value})
+    assert out.code == ExitCode.CONFIG
+    assert name in out.one_error_line()

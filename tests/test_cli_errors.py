@@ -167,3 +167,18 @@ def test_password_in_redis_url_flag_draws_a_warning():
     assert "warning" in out.stderr
     assert "hunter2" not in out.stderr
     assert out.code == ExitCode.UNREACHABLE
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("validate",), ("doctor",), ("stats", "--prometheus"), ("status",), ("sessions", "list")],
+    ids=lambda a: " ".join(a),
+)
+def test_an_unreadable_config_file_is_one_line_for_every_command(args, tmp_path):
+    """Commands that read their settings while resolving their arguments (the gamedata
+    folder, the doctor's options) failed with a traceback and exit 1 on a missing
+    ECHOES_OPS_CONFIG; every command says it in one line, exit 3."""
+    missing = tmp_path / "nowhere.yaml"
+    out = cli(*args, env={"ECHOES_OPS_CONFIG": str(missing), "ECHOES_OPS_PLAIN": "1"})
+    assert out.code == ExitCode.CONFIG
+    assert f"cannot read config file {missing}" in out.one_error_line()

@@ -175,18 +175,23 @@ def _keys_in_slot(slot: int, count: int) -> list[int]:
 
 
 def _walk_target_first(
-    monkeypatch: pytest.MonkeyPatch, move: SlotMove, during: Callable[[], None]
+    monkeypatch: pytest.MonkeyPatch,
+    move: SlotMove,
+    during: Callable[[], None],
+    *,
+    source_first: bool = False,
 ) -> None:
     """Run the per-node walks one at a time: the target first, then ``during()`` (the
     migration), then the others with the source last: without reading the moved slot
     again, SCAN misses what moved (the target was walked before it came, the source after
-    it left)."""
+    it left). With ``source_first`` the other way round: SCAN sees what moved twice."""
+    first, last = (move.source, move.target) if source_first else (move.target, move.source)
 
     async def ordered(clients: list[Redis], fn: Callable[[Redis], Awaitable[Any]]) -> list[Any]:
         ports = [int(c.connection_pool.connection_kwargs["port"]) for c in clients]
         order = sorted(
             range(len(clients)),
-            key=lambda i: 0 if ports[i] == move.target else 2 if ports[i] == move.source else 1,
+            key=lambda i: 0 if ports[i] == first else 2 if ports[i] == last else 1,
         )
         results: dict[int, Any] = {}
         for position, index in enumerate(order):
@@ -298,12 +303,17 @@ async def test_a_moved_slot_too_full_to_reread_fails_instead_of_answering_short(
     assert sorted(await walk_module._node_slot_keys(owners[0], [slot])) == same_slot
 
 
-@pytest.mark.parametrize("reread", [True, False], ids=["reread", "without-reread"])
+@pytest.mark.parametrize(
+    ("reread", "source_first"),
+    [(True, False), (False, False), (True, True)],
+    ids=["reread", "without-reread", "reread-source-first"],
+)
 async def test_stats_family_counts_are_exact_while_a_slot_migrates(
-    moving, moving_cluster, monkeypatch, reread: bool
+    moving, moving_cluster, monkeypatch, reread: bool, source_first: bool
 ) -> None:
     """stats' and doctor's walk over every key (family counts, every session's TTL) counts
-    each key once while a slot moves; without the re-read of the moved slot it misses them."""
+    each key once while a slot moves; without the re-read of the moved slot it misses them
+    (walked target first) or counts them twice (source first)."""
     from echoes_ops.operations import keyspace
 
     slot = key_slot(keys.session_key(3).encode())
@@ -313,7 +323,7 @@ async def test_stats_family_counts_are_exact_while_a_slot_migrates(
     await bulk(moving, [("SET", f"other:{n}", "x") for n in range(100)])
     move = _move_away(moving_cluster, slot)
     try:
-        _walk_target_first(monkeypatch, move, lambda: move.migrate(True))
+        _walk_target_first(monkeypatch, move, lambda: move.migrate(True), source_first=source_first)
         if not reread:
             monkeypatch.setattr(keyspace, "keys_in_slots", _no_keys)
         walk = await keyspace.walk_keyspace(moving, ttl_all_families=("sessions",))
@@ -328,5 +338,6 @@ async def test_stats_family_counts_are_exact_while_a_slot_migrates(
         assert sessions.ttl_read == len(ids)
         assert sessions.no_ttl == len(ids)  # none of them has a TTL
         assert walk.families["other"].keys == 100
+        assert walk.scanned == len(ids) + 100  # each key scanned once, the moved ones too
     else:
         assert sessions.keys <= len(ids) - SLOT_KEYS  # the moved slot's sessions are missed

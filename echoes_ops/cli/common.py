@@ -187,10 +187,21 @@ def yield_cpu() -> None:
         os.nice(wanted - current)
 
 
+def check_walk_settings() -> None:
+    """Read ECHOES_OPS_WALK_DUTY and ECHOES_OPS_STEP_GATE before anything runs, so a typo is
+    one line (exit 3) for every command, not only for those whose walk reaches them."""
+    from echoes_ops.client.connect import step_gate_size
+    from echoes_ops.client.pacing import walk_duty
+
+    walk_duty()
+    step_gate_size()
+
+
 @asynccontextmanager
 async def redis_client(ctx: typer.Context) -> AsyncIterator[AnyRedis]:
     from echoes_ops.client.connect import open_redis
 
+    check_walk_settings()
     yield_cpu()
     settings = state(ctx).settings()
     async with open_redis(settings.redis_target()) as client:
@@ -212,6 +223,7 @@ async def audited_redis(
     Audit sink problems are printed as warnings after a successful command."""
     from echoes_ops.operations.audit import audited_redis as open_audited
 
+    check_walk_settings()
     yield_cpu()
     settings = state(ctx).settings()
     async with open_audited(

@@ -30,7 +30,7 @@ try:
     from echoes_ops.cli.coerce import install as install_light_coercion
 except ImportError:  # a Typer whose internals differ: its own coercion (slower start-up) serves
     install_light_coercion = None  # type: ignore[assignment]
-from echoes_ops.errors import ExitCode
+from echoes_ops.errors import ExitCode, OpsError
 
 PANELS = ("inspect", "act", "admin", "local")  # the order of the help's command panels
 PANEL_TITLES = {
@@ -179,6 +179,14 @@ class EchoesGroup(TyperGroup):
             raise
         except _click.exceptions.UsageError as error:
             _usage_exit(error)
+        except OpsError as error:
+            # raised outside a command's guard (settings read while its arguments are
+            # resolved, e.g. an unreadable ECHOES_OPS_CONFIG): one line and its exit code
+            # here too, never a traceback
+            from echoes_ops.cli.core import CliState, failure_code
+
+            debug = isinstance(ctx.obj, CliState) and ctx.obj.debug
+            raise typer.Exit(failure_code(error, debug=debug)) from None
 
     def format_commands(self, ctx: _click.Context, formatter: Any) -> None:
         """The commands in panels (inspect / act / admin / local), each sorted by name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, cast
@@ -109,18 +109,23 @@ class TierCluster(RedisCluster):
                 **self._node_extra,
             )
             if isinstance(client, NodeRedis) and on_this_machine(node.host):
-                client.step_gate = self.local_step_gate()
+                client.step_gate = self.local_step_gate()  # None: ECHOES_OPS_STEP_GATE=off
             self._node_clients[name] = client
         return client
 
-    def local_step_gate(self) -> asyncio.Semaphore:
+    def local_step_gate(self) -> asyncio.Semaphore | None:
         """The gate that the per-node steps of this cluster's nodes on this machine share:
-        no more of them run at once than the machine has CPUs. Three primaries on two CPUs
-        each given a step at once take turns on the CPUs mid-step, and a step of 0.7 ms
-        then holds its node for a scheduler slice of several ms (docs/design.md). Nodes
-        elsewhere are not gated: their CPUs are not ours to count."""
+        no more of them run at once than the machine has CPUs (or ``ECHOES_OPS_STEP_GATE``
+        says; ``off``: no gate, e.g. for nodes reached through tunnels on 127.0.0.1 that
+        run elsewhere). Three primaries on two CPUs each given a step at once take turns on
+        the CPUs mid-step, and a step of 0.7 ms then holds its node for a scheduler slice of
+        several ms (docs/design.md). Nodes elsewhere are not gated: their CPUs are not ours
+        to count."""
         if self._step_gate is None:
-            self._step_gate = asyncio.Semaphore(local_cpus())
+            size = step_gate_size()
+            if size is None:
+                return None
+            self._step_gate = asyncio.Semaphore(size)
         return self._step_gate
 
     async def aclose(self) -> None:
@@ -130,6 +135,26 @@ class TierCluster(RedisCluster):
             with contextlib.suppress(rx.RedisError, OSError):
                 await client.aclose()
         await super().aclose()
+
+
+STEP_GATE_ENV = "ECHOES_OPS_STEP_GATE"
+
+
+def step_gate_size(environ: Mapping[str, str] | None = None) -> int | None:
+    """How many per-node steps of a cluster on this machine may run at once:
+    ``ECHOES_OPS_STEP_GATE`` = ``auto`` (the default: this process's CPUs), ``off`` (no
+    limit) or a number from 1."""
+    raw = (os.environ if environ is None else environ).get(STEP_GATE_ENV, "").strip().lower()
+    if raw in ("", "auto"):
+        return local_cpus()
+    if raw == "off":
+        return None
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    raise ConfigError(
+        f"{STEP_GATE_ENV} must be auto, off or a number of steps from 1 (how many nodes of a "
+        f"cluster on this machine get a walk step at once), got {raw!r}"
+    )
 
 
 def local_cpus() -> int:

@@ -187,6 +187,7 @@ async def _reread_moved(
             if slot in primaries.unstable:
                 fam = merged.families[name]
                 fam.keys -= count
+                merged.scanned -= count  # every key is in one family: re-counted below
                 fam.ttl_read -= read
                 fam.no_ttl -= no_ttl
     moved = await keys_in_slots(r, primaries)
