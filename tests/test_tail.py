@@ -40,6 +40,7 @@ from echoes_ops.operations.tail import (
 )
 from tests.cli_helpers import cli
 from tests.conftest import REPO
+from tests.faults.helpers import wait_until
 from tests.runtime_helpers import eventually
 
 # the plan's four example envelopes
@@ -466,9 +467,12 @@ def test_cli_reports_the_gap_after_a_restart(private_redis: RedisServer):
 
     def restart(client: redis.Redis) -> None:
         publish(client, broadcast())
-        time.sleep(0.2)
-        private_redis.stop()
-        time.sleep(0.2)
+
+        def sent() -> bool:  # the broadcast has left the server for tail's socket
+            return all(c["oll"] == "0" and c["obl"] == "0" for c in client.client_list())
+
+        wait_until(sent, what="the broadcast written to tail")
+        private_redis.stop()  # returns once the server has exited: tail's connection is gone
         private_redis.start()
 
     url = private_redis.url
@@ -528,13 +532,14 @@ def test_ctrl_c_exits_130_without_traceback(redis_url, sync_r):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         publish(sync_r, combat())
-        time.sleep(0.2)
+        assert proc.stdout is not None
+        printed = proc.stdout.readline()  # the message is out: Ctrl-C while tail listens on
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=10)
+        _, stderr = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "Traceback" not in stderr
     assert stderr.splitlines()[-1] == "echoes-ops: interrupted"
-    assert "to 5: combat_update You dealt 12 damage!" in stdout
+    assert "to 5: combat_update You dealt 12 damage!" in printed
