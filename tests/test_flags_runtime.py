@@ -285,7 +285,10 @@ async def test_simulated_players_play_on_through_an_outage_and_the_switch(
         await eventually(lambda: driver.redis_errors > 0)  # Redis away, REDIS_ENABLED still true
         await ops.set_flag(pg, "REDIS_ENABLED", "false", reason="outage", operator="o")
         await eventually(lambda: not w.redis_enabled, timeout=1)
-        await asyncio.sleep(0.05)
+        # the driver's steps run one after another: once two more moves are done, the step
+        # in flight at the switch (which may still fail on Redis) has ended
+        switched = driver.moves
+        await eventually(lambda: driver.moves >= switched + 2)
         errors, moves = driver.redis_errors, driver.moves
         await eventually(lambda: driver.moves >= moves + 10)  # playing on, without Redis
         assert driver.redis_errors == errors
