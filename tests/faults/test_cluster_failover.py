@@ -118,11 +118,15 @@ def kill_owner(cluster: RedisCluster, key: str) -> int:
 
 
 async def test_preload_survives_a_primary_killed_midway(cluster: RedisCluster):
-    """The primary of a slot the run writes is killed after a third of the keys: the
-    stepped writer sends the round again while the failover runs, and its verify pass
-    rewrites what the promoted replica had not received; the run ends in sync."""
+    """The primary of the highest slots is killed after a third of the keys (the writer
+    goes slot by slot, so that node's keys are all still to write): the stepped writer
+    sends the round again while the failover runs, its verify pass rewrites what the
+    promoted replica had not received, and the run ends in sync, having written on the
+    promoted replica."""
     data: GameData = make_world(3000, 300)
-    victim = keys.item_def_key(sorted(data.items)[-1])
+    victim = max((keys.item_def_key(i) for i in data.items), key=lambda k: key_slot(k.encode()))
+    replica = replica_of(cluster, owner_port(cluster, victim))
+    trace_commands(cluster)
     killed: list[int] = []
 
     def progress(done: int, total: int) -> None:
@@ -143,6 +147,8 @@ async def test_preload_survives_a_primary_killed_midway(cluster: RedisCluster):
             promoted(cluster, killed[0], victim)
             result = await preload(r, data, operator="alice")  # the re-run converges
         assert killed, "the primary was never killed"
+        # it crossed the failover: write steps ran on the promoted replica
+        assert logged(cluster, replica, evalsha_of(REPLACE_HASHES)) > 0
         assert result.version == await r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash")
         assert (await cache_status(r, data)).in_sync
         assert time.monotonic() - started < 60
