@@ -250,12 +250,13 @@ async def test_nodes_on_this_machine_run_no_more_steps_at_once_than_it_has_cpus(
         assert gate._value == cpus  # a walk left early gives its places back too
 
 
-def test_only_nodes_on_this_machine_are_gated() -> None:
+def test_only_nodes_on_this_machine_are_gated(monkeypatch) -> None:
     from redis.asyncio.cluster import ClusterNode
 
     from echoes_ops.client.connect import NodeRedis, make_client
     from echoes_ops.config import Settings
 
+    monkeypatch.setenv("ECHOES_OPS_STEP_GATE", "auto")
     r = make_client(Settings.from_dsn("redis://127.0.0.1:7000/0?cluster=true").redis_target())
     here = [r.node_client(ClusterNode(h, 7000)) for h in ("127.0.0.1", "localhost", "127.0.0.5")]
     there = r.node_client(ClusterNode("10.1.2.3", 7000))
@@ -267,12 +268,10 @@ def test_only_nodes_on_this_machine_are_gated() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "places"), [("", "cpus"), ("auto", "cpus"), ("3", 3), ("off", None)]
+    ("value", "places"), [("", None), ("auto", "cpus"), ("3", 3), ("off", None)]
 )
 def test_the_step_gate_follows_its_setting(monkeypatch, value: str, places) -> None:
-    """ECHOES_OPS_STEP_GATE: auto (this process's CPUs), a number, or off (nodes reached
-    through tunnels on 127.0.0.1 that run elsewhere are then not held to this machine's
-    CPUs)."""
+    """ECHOES_OPS_STEP_GATE: off by default, auto (this process's CPUs) or a number."""
     from redis.asyncio.cluster import ClusterNode
 
     from echoes_ops.client.connect import local_cpus, make_client
