@@ -80,6 +80,24 @@ BIN = Path(sys.executable).parent
 LIVE_FIRST_ID = 1_000_001
 
 
+# Between operations the benchmark reads and resets a SLOWLOG of up to SLOWLOG_LEN entries
+# (threshold 0 logs scripts' inner calls too): that holds the server for up to ~0.4 s
+# (LATENCY's "command" event at 141-422 ms in a run at 08:20), and the probe's calls queued
+# behind it are still catching up when the next operation starts, which charged the
+# benchmark's own bookkeeping to that operation (reconcile +82 ms, stats +72 ms). The window
+# opens once the probe has had SETTLE_S to catch up; calls due before it are not counted.
+SETTLE_S = 1.0
+STALL_MS = 10  # latency-monitor-threshold: server events at least this long are reported
+
+
+async def server_stall(r: Any) -> tuple[float, str]:
+    """The longest latency event (LATENCY LATEST: a command, an expire cycle, a fork...)
+    since the last LATENCY RESET, in ms, with its event name; (0, "-") when none."""
+    rows = await r.execute_command("LATENCY", "LATEST")
+    events = [(float(row[3]), str(row[0])) for row in rows or []]
+    return max(events, default=(0.0, "-"))
+
+
 @dataclasses.dataclass
 class Row:
     label: str
@@ -93,6 +111,7 @@ class Row:
     server_cpu: float  # redis-server's main-thread CPU seconds during the operation
     op_cpu: float  # the operation's own process CPU seconds
     waits: tuple[float, float]  # seconds the probe / redis-server waited for a CPU (runqueue)
+    stall: tuple[float, str] = (0.0, "-")  # the server's longest latency event (LATENCY), ms
 
 
 # -- the operations ------------------------------------------------------------------------
@@ -165,6 +184,7 @@ async def build_tier(url: str, args: argparse.Namespace) -> None:
         await populate(r, args.sessions, args.keys, args.locations, first_id=LIVE_FIRST_ID)
         await r.config_set("slowlog-log-slower-than", 0)
         await r.config_set("slowlog-max-len", SLOWLOG_LEN)
+        await r.config_set("latency-monitor-threshold", STALL_MS)
         print(f"tier: {await r.dbsize():,} keys in {time.perf_counter() - started:.1f} s")
 
 
@@ -285,23 +305,35 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
         spent = await server_cpu(r) - cpu
         waited = tuple(b - a for a, b in zip(waits, runqueue_waits(pids), strict=True))
         windows.append(
-            ("idle (probe alone)", started, time.time(), (0.0, "-", 0, 0), spent, 0, waited)
+            (
+                "idle (probe alone)",
+                started,
+                time.time(),
+                (0.0, "-", 0, 0),
+                spent,
+                0,
+                waited,
+                (0.0, "-"),
+            )
         )
         for label, run in ops:
             await slowlog_reset(r)
+            await asyncio.sleep(SETTLE_S)  # the probe catches up on the reset's stall
+            await r.execute_command("LATENCY", "RESET")
             started, cpu, waits = time.time(), await server_cpu(r), runqueue_waits(pids)
             op_cpu = await asyncio.to_thread(run)
             ended = time.time()
+            stall = await server_stall(r)  # before the SLOWLOG read below adds its own
             spent = await server_cpu(r) - cpu
             waited = tuple(b - a for a, b in zip(waits, runqueue_waits(pids), strict=True))
             longest = await longest_commands(r, exclude)
-            windows.append((label, started, ended, longest, spent, op_cpu, waited))
+            windows.append((label, started, ended, longest, spent, op_cpu, waited, stall))
             print(f"  {label}: {ended - started:.1f} s  ({load()})", flush=True)
     stop.set()
     samples = receive.recv()
     probe.join(30)
     rows = []
-    for label, start, end, (top, name, over, count), used, op_cpu, waited in windows:
+    for label, start, end, (top, name, over, count), used, op_cpu, waited, stall in windows:
         within = [(ms, call) for at, ms, call in samples if start <= at <= end]
         rows.append(
             Row(
@@ -316,6 +348,7 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
                 used,
                 op_cpu,
                 waited,
+                stall,
             )
         )
     return rows
@@ -337,7 +370,7 @@ def report(rows: list[Row]) -> None:
     print(
         f"\n{'operation':<34}{'secs':>6}{'calls':>6}{'p50 ms':>7}{'p99 ms':>8}{'Δp99':>8}"
         f"{'max ms':>8}{'call p99':>9}{'srv%':>5}{'op%':>5}{'rq p':>5}{'rq s':>5}"
-        f"{'longest cmd':>16}{'>1ms':>6}"
+        f"{'longest cmd':>16}{'>1ms':>6}{'srv stall':>18}"
     )
     for row in rows:
         p50 = statistics.median(row.samples) if row.samples else float("nan")
@@ -350,6 +383,7 @@ def report(rows: list[Row]) -> None:
             f"{100 * row.server_cpu / row.seconds:>5.0f}{100 * row.op_cpu / row.seconds:>5.0f}"
             f"{100 * row.waits[0] / row.seconds:>5.1f}{100 * row.waits[1] / row.seconds:>5.1f}"
             f"{longest:>16}{row.over_budget:>6}"
+            f"{(f'{row.stall[0]:.0f} {row.stall[1]}' if row.stall[0] else '-'):>18}"
         )
     print(
         f"\nbudget: the probe's p99 within {BUDGET_MS:.0f} ms of idle (Δp99), every command of "
@@ -357,7 +391,9 @@ def report(rows: list[Row]) -> None:
         "p50/p99/max count from the time each probe call was due (a stall delays the calls "
         "behind it); call p99 is the calls' own round trips. srv% is redis-server's CPU, op% "
         "the operation's process CPU, rq p / rq s the share of the wall time the probe / "
-        "redis-server spent runnable but waiting for a CPU (schedstat), in %.\n"
+        "redis-server spent runnable but waiting for a CPU (schedstat), in %. srv stall is "
+        f"the server's longest latency event of at least {STALL_MS} ms (LATENCY LATEST: a "
+        "command, inner script calls included, an expire cycle, ...).\n"
         "simulate is the reference load: the game itself (its workers' commands), not an "
         "echoes-ops operation. The first-load and --force preload's atomic EXEC is the "
         "documented exception to the budget (preload --online is the stepped writer for a "
