@@ -256,3 +256,44 @@ async def test_a_cluster_cleanup_rechecks_each_session_in_the_call_that_deletes_
     assert await tier_r.smembers(keys.presence_key("b")) == {"2"}
     assert await tier_r.exists(keys.worker_connections_key("w-gone")) == 0
     assert await tier_r.exists(keys.worker_meta_key("w-gone")) == 0
+
+
+async def test_a_cluster_cleanup_of_many_players_takes_a_few_pipelined_rounds(
+    cluster_r, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 players over many slots and locations: every session, connection entry and
+    presence entry goes, in a handful of pipelined rounds (it was three round trips per
+    player), the sessions' re-checking calls all in the first."""
+    from echoes_ops.client import bulk as bulk_module
+    from echoes_ops.operations import workers
+
+    players = list(range(1, 301))
+    for cid in players:
+        loc = f"loc{cid % 7}"
+        await cluster_r.hset(
+            keys.session_key(cid), mapping={"worker_id": "w-gone", "location_id": loc}
+        )
+        await cluster_r.sadd(keys.presence_key(loc), str(cid))
+    await cluster_r.hset(
+        keys.worker_connections_key("w-gone"), mapping={str(c): "c" for c in players}
+    )
+    await cluster_r.hset(keys.worker_meta_key("w-gone"), "heartbeat", "1")
+    rounds: list[list[str]] = []  # the command names of each bulk round
+    real_bulk = bulk_module.bulk
+
+    async def counting_bulk(client, commands, **kwargs):
+        rounds.append([str(command[0]) for command in commands])
+        return await real_bulk(client, commands, **kwargs)
+
+    monkeypatch.setattr(bulk_module, "bulk", counting_bulk)
+    monkeypatch.setattr(workers, "bulk", counting_bulk)
+    done = await workers.cleanup_worker(cluster_r, "w-gone")
+    assert (done.sessions_removed, done.presence_removed) == (300, 300)
+    assert [c for c in players if await cluster_r.exists(keys.session_key(c))] == []
+    for n in range(7):
+        assert await cluster_r.scard(keys.presence_key(f"loc{n}")) == 0
+    assert await cluster_r.exists(keys.worker_connections_key("w-gone")) == 0
+    evalsha_rounds = [r for r in rounds if "EVALSHA" in r]
+    assert len(evalsha_rounds) == 1
+    assert len(evalsha_rounds[0]) == 300
+    assert len(rounds) <= 6  # with the plan's HGETs and the HDEL and SREM rounds

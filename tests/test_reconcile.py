@@ -405,19 +405,20 @@ def test_dead_worker_inside_grace_is_reported_pending(redis_url, sync_r):
 async def test_repairs_are_batched_in_round_trips(r, sync_r, monkeypatch):
     """120 repairs in far fewer round trips than repairs (pipelined batches of EVALSHA), each
     still its own call that re-checks its condition."""
+    from echoes_ops.client import bulk as bulk_module
     from echoes_ops.operations import reconcile_apply
 
     dead_worker_sessions(sync_r, range(600, 720), age=300)
     plan = await find_drift(r, grace=60)
     evalsha = sync_r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     sent: list[int] = []  # commands per round trip, as the repairs hand them to the client
-    real_bulk = reconcile_apply.bulk
+    real_bulk = bulk_module.bulk  # what the repairs' bulk_scripts sends each batch through
 
     async def counting_bulk(client, commands, **kwargs):
         sent.append(len(commands))
         return await real_bulk(client, commands, **kwargs)
 
-    monkeypatch.setattr(reconcile_apply, "bulk", counting_bulk)
+    monkeypatch.setattr(bulk_module, "bulk", counting_bulk)
     report = await repair(r, plan)
     assert report.kinds["dead_worker"].fixed == 120
     assert sum(sent) == 120  # every repair sent once (no NOSCRIPT retry here)

@@ -20,7 +20,14 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AskError, MovedError, NoPermissionError, ResponseError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoPermissionError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
 from echoes_ops.client.nodes import node_client
 from echoes_ops.client.slots import first_key, slot_of
@@ -28,6 +35,37 @@ from echoes_ops.errors import Interrupted
 
 Command = tuple[Any, ...]
 DEFAULT_CHUNK = 2000
+
+
+ScriptCall = tuple[str, Sequence[Any], Sequence[Any]]  # (script text, keys, args)
+
+
+async def bulk_scripts(
+    r: Redis | RedisCluster, calls: Sequence[ScriptCall], shas: dict[str, str] | None = None
+) -> list[Any]:
+    """Run each (script, keys, args) as EVALSHA, all in one :func:`bulk` (routed by first key
+    on a cluster), and return the replies in order, errors in place. Scripts are loaded once
+    (``shas`` caches them across calls; SCRIPT LOAD reaches every primary of a cluster), and
+    the calls the server answered NOSCRIPT (its script cache flushed meanwhile) are sent
+    again once after loading their scripts again."""
+    known = {} if shas is None else shas
+    for text, _, _ in calls:
+        if text not in known:
+            known[text] = await r.script_load(text)
+
+    def command(call: ScriptCall) -> Command:
+        text, key_list, args = call
+        return ("EVALSHA", known[text], len(key_list), *key_list, *args)
+
+    replies = await bulk(r, [command(call) for call in calls], raise_on_error=False)
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if again:
+        for text in {calls[i][0] for i in again}:
+            known[text] = await r.script_load(text)
+        retried = await bulk(r, [command(calls[i]) for i in again], raise_on_error=False)
+        for i, reply in zip(again, retried, strict=True):
+            replies[i] = reply
+    return replies
 
 
 async def bulk(

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from echoes_ops.client.budget import StepBudget
-from echoes_ops.client.bulk import bulk
+from echoes_ops.client.bulk import bulk_scripts
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.operations.drift_report import AUDIT_IDS, REPAIR_ORDER, ReconcileReport
 from echoes_ops.operations.reconcile_cluster import CROSS_SLOT_KINDS, apply_one, is_cluster
@@ -84,24 +84,9 @@ async def _run_batch(
 ) -> tuple[list[int], ResponseError | None]:
     """``batch`` as one pipelined round trip of EVALSHA: per call, 1 if it changed
     something, and the first error reply (every other call of the batch has run)."""
-    for script_text, *_ in batch:
-        if script_text not in shas:
-            shas[script_text] = await r.script_load(script_text)
-
-    def command(call: Call) -> tuple[Any, ...]:
-        text, key_list, args, _ = call
-        return ("EVALSHA", shas[text], len(key_list), *key_list, *args)
-
     started = time.perf_counter()
-    replies = await bulk(r, [command(call) for call in batch], raise_on_error=False)
+    replies = await bulk_scripts(r, [(text, ks, args) for text, ks, args, _ in batch], shas)
     budget.observe(len(batch), time.perf_counter() - started)
-    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if again:  # the scripts were flushed meanwhile: load them again, once
-        for text in {batch[i][0] for i in again}:
-            shas[text] = await r.script_load(text)
-        retried = await bulk(r, [command(batch[i]) for i in again], raise_on_error=False)
-        for i, reply in zip(again, retried, strict=True):
-            replies[i] = reply
     errors = [reply for reply in replies if isinstance(reply, ResponseError)]
     return [_changed(reply) for reply in replies], errors[0] if errors else None
 
