@@ -13,6 +13,16 @@ from pathlib import Path
 from echoes_ops.local.ports import port_in_use
 from echoes_ops.local.redis_server import RedisServer, process_alive
 from tests.cli_helpers import cli
+from tests.faults.helpers import wait_until
+
+
+def _bound(sock: socket.socket, port: int) -> bool:
+    """Bind ``sock`` to ``port`` as another program would take it; False while in use."""
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
 
 
 def _nodes(root: str) -> dict[int, RedisServer]:
@@ -78,9 +88,12 @@ def test_up_stops_the_survivors_when_a_missing_node_port_is_taken(tmp_path: Path
     old_pids = [pid for pid in (n.pid() for n in old.values()) if pid is not None]
     holder = socket.socket()
     try:
+        killed = old[ports[1]].pid()
         old[ports[1]].kill()
+        # the kill is asynchronous: the node's port is free once its process is gone
+        wait_until(lambda: killed is None or not process_alive(killed), what="the node to exit")
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("127.0.0.1", ports[1]))  # another program took the dead node's port
+        wait_until(lambda: _bound(holder, ports[1]), what="the dead node's port to be free")
         holder.listen()
         assert port_in_use(ports[1])
 
