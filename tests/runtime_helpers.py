@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-
 from echoes_ops.client.connect import make_client
 from echoes_ops.config import Settings
 from echoes_ops.contract.session import Session
 from echoes_ops.runtime.worker import Worker, WorkerOptions
+from tests.waiting import eventually
+
+__all__ = ["LOCATIONS", "eventually", "make_worker", "session"]  # eventually: tests/waiting.py
 
 LOCATIONS = ["overpass", "gas_station", "ruins", "bunker"]
 
@@ -36,18 +35,3 @@ def session(cid: int, location: str, worker: str = "") -> Session:
         websocket_connected=True,
         in_combat=False,
     )
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, interval: float = 0.02
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)

@@ -27,7 +27,8 @@ from echoes_ops.operations.broadcast import (
     say_duration,
 )
 from tests.cli_helpers import cli
-from tests.runtime_helpers import eventually, make_worker, session
+from tests.runtime_helpers import make_worker, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 BIN = Path(sys.executable).parent / "echoes-ops"

@@ -24,7 +24,8 @@ from echoes_ops.tui.panels.header import render_header
 from echoes_ops.tui.panels.overview import overview_rows
 from echoes_ops.tui.source import RedisSource
 from tests.cli_helpers import cli
-from tests.runtime_helpers import eventually, make_worker, session
+from tests.runtime_helpers import make_worker, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -22,7 +22,8 @@ from echoes_ops.operations import flags as ops
 from echoes_ops.operations.migrations import migrate
 from echoes_ops.runtime.worker import Worker
 from tests.cli_helpers import cli
-from tests.runtime_helpers import LOCATIONS, eventually, make_worker, session
+from tests.runtime_helpers import LOCATIONS, make_worker, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 FAST = {"idle_ping": 0.3, "dead_after": 1.0, "max_backoff": 0.2, "heartbeat_interval": 0.5}

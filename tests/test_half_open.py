@@ -23,7 +23,8 @@ from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.tail import TailArgumentError, TailGap, TailMessage, tail
 from echoes_ops.runtime.worker import Worker
 from echoes_ops.tui.process_source import ProcessSource
-from tests.runtime_helpers import eventually, make_worker, session
+from tests.runtime_helpers import make_worker, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 

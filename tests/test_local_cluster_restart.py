@@ -13,7 +13,7 @@ from pathlib import Path
 from echoes_ops.local.ports import port_in_use
 from echoes_ops.local.redis_server import RedisServer, process_alive
 from tests.cli_helpers import cli
-from tests.faults.helpers import wait_until
+from tests.waiting import wait_until
 
 
 def _bound(sock: socket.socket, port: int) -> bool:

@@ -18,7 +18,8 @@ from echoes_ops.operations.locks import force_release, list_locks, show_lock
 from echoes_ops.primitives.lease import Lease
 from echoes_ops.runtime.worker import SPAWN_LOCK, Worker
 from tests.cli_helpers import cli
-from tests.runtime_helpers import eventually, make_worker
+from tests.runtime_helpers import make_worker
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 SPAWN = keys.lock_key(SPAWN_LOCK)

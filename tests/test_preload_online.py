@@ -28,8 +28,8 @@ from echoes_ops.operations.static_data import encode_gamedata
 from echoes_ops.operations.stop import StopToken
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA
-from tests.runtime_helpers import eventually
 from tests.test_preload import generation
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")

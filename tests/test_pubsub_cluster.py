@@ -22,7 +22,8 @@ from echoes_ops.contract import envelopes, keys
 from echoes_ops.runtime.slotwrites import Transaction
 from tests.cli_helpers import cli
 from tests.conftest import started_workers
-from tests.runtime_helpers import LOCATIONS, eventually, session
+from tests.runtime_helpers import LOCATIONS, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,7 +15,8 @@ from echoes_ops.errors import ConfigError
 from echoes_ops.operations.tail import plan_subscriptions
 from echoes_ops.operations.tail.subscriptions import shard_plan
 from tests.cli_helpers import cli
-from tests.runtime_helpers import eventually, session
+from tests.runtime_helpers import session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

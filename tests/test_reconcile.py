@@ -18,7 +18,8 @@ import redis
 from echoes_ops.contract import keys
 from echoes_ops.operations.reconcile import KINDS, find_drift, reconcile, repair
 from tests.cli_helpers import cli
-from tests.runtime_helpers import eventually, make_worker, session
+from tests.runtime_helpers import make_worker, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -9,7 +9,7 @@ import pytest
 from echoes_ops.contract import keys
 from echoes_ops.primitives import lock
 from echoes_ops.primitives.lease import LockLostError, try_lease
-from tests.runtime_helpers import eventually
+from tests.waiting import eventually
 
 
 async def test_tokens_are_unique_and_name_the_owner(r):

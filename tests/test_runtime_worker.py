@@ -13,7 +13,8 @@ import redis
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.primitives.lease import Lease
 from echoes_ops.runtime.worker import SPAWN_LOCK, Worker
-from tests.runtime_helpers import eventually, make_worker, session
+from tests.runtime_helpers import make_worker, session
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from echoes_ops.contract import keys
-from tests.faults.helpers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 BIN = Path(sys.executable).parent / "echoes-ops"

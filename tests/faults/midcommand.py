@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 import redis
 
 from echoes_ops.local.redis_cluster import RedisCluster
-from tests.faults.helpers import CliProcess, wait_until
+from tests.faults.helpers import CliProcess
+from tests.waiting import wait_until
 
 Argv = Sequence[str]
 

@@ -26,7 +26,7 @@ from echoes_ops.gamedata.models import GameData
 from echoes_ops.local.redis_cluster import RedisCluster
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import preload
-from tests.faults.helpers import CliProcess, wait_until
+from tests.faults.helpers import CliProcess
 from tests.faults.midcommand import (
     evalsha_of,
     kill_when,
@@ -39,6 +39,7 @@ from tests.faults.midcommand import (
     waiting_on,
 )
 from tests.runtime_helpers import session as make_session
+from tests.waiting import wait_until
 
 # what a command may end with while a primary is gone: done (0), or one line saying the
 # tier could not be reached (4) / answered with a cluster error (10)

@@ -18,8 +18,9 @@ from echoes_ops.errors import ExitCode
 from echoes_ops.local.redis_server import RedisServer
 from tests.cli_helpers import cli
 from tests.conftest import REPO
-from tests.faults.helpers import CliProcess, wait_until
+from tests.faults.helpers import CliProcess
 from tests.test_tls import TlsRedis, tls_redis  # noqa: F401 - the fixture
+from tests.waiting import wait_until
 
 # -- certificate checks ---------------------------------------------------------------------
 

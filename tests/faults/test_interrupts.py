@@ -8,7 +8,8 @@ import signal
 import pytest
 
 from echoes_ops.contract import keys
-from tests.faults.helpers import CliProcess, interrupt, last_audit, wait_until
+from tests.faults.helpers import CliProcess, interrupt, last_audit
+from tests.waiting import wait_until
 
 ORPHANS = 20_000
 

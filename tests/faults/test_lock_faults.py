@@ -16,7 +16,7 @@ from echoes_ops.contract import keys
 from echoes_ops.runtime.worker import SPAWN_LOCK
 from tests.cli_helpers import cli
 from tests.conftest import REPO
-from tests.faults.helpers import wait_until
+from tests.waiting import wait_until
 
 SPAWN = keys.lock_key(SPAWN_LOCK)
 
