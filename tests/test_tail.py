@@ -40,8 +40,7 @@ from echoes_ops.operations.tail import (
 )
 from tests.cli_helpers import cli
 from tests.conftest import REPO
-from tests.faults.helpers import wait_until
-from tests.runtime_helpers import eventually
+from tests.waiting import eventually, wait_until
 
 # the plan's four example envelopes
 ANNOUNCEMENT = {
@@ -114,14 +113,16 @@ class Tailer:
         await asyncio.gather(self.task, return_exceptions=True)
 
     async def wait_subscribed(self, times: int, timeout: float = 8.0) -> None:
-        assert self.task is not None
-        deadline = time.monotonic() + timeout
-        while self.subscriptions < times:
-            if self.task.done():
-                self.task.result()  # raises what ended it
+        task = self.task
+        assert task is not None
+
+        def subscribed() -> bool:
+            if task.done():
+                task.result()  # raises what ended it
                 raise AssertionError("tail ended before subscribing")
-            assert time.monotonic() < deadline, "tail did not subscribe in time"
-            await asyncio.sleep(0.01)
+            return self.subscriptions >= times
+
+        await eventually(subscribed, timeout, f"tail's subscription number {times}")
 
     async def next(self, timeout: float = 3.0) -> TailEvent:
         assert self.task is not None
@@ -399,35 +400,53 @@ async def test_unreachable_at_start_raises_instead_of_retrying():
 # -- the CLI ------------------------------------------------------------------------------
 
 
-def when_subscribed(url: str, *steps: Callable[[redis.Redis], None]) -> threading.Thread:
-    """In a thread: for each step, wait until the tail is subscribed, then run the step."""
+class WhenSubscribed(threading.Thread):
+    """In a thread: for each step, wait until the CLI's tail is subscribed (its two
+    patterns and game:broadcast), then run the step. ``join`` re-raises what failed in the
+    thread: a tail that never subscribed fails the test with that line, not with the CLI's
+    output missing messages."""
 
-    def wait(client: redis.Redis) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.ConnectionError):
-                if client.pubsub_numpat() >= 2 and client.pubsub_numsub("game:broadcast")[0][1]:
-                    return
-            time.sleep(0.02)
+    def __init__(self, url: str, *steps: Callable[[redis.Redis], None]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.steps = url, steps
+        self.error: BaseException | None = None
+        self.start()
 
-    def go() -> None:
-        client = redis.Redis.from_url(url)
-        for step in steps:
-            wait(client)
-            step(client)
-        client.close()
+    def run(self) -> None:
+        client = redis.Redis.from_url(self.url)
 
-    thread = threading.Thread(target=go, daemon=True)
-    thread.start()
-    return thread
+        def subscribed() -> bool:
+            return bool(
+                client.pubsub_numpat() >= 2 and client.pubsub_numsub("game:broadcast")[0][1]
+            )
+
+        try:
+            for n, step in enumerate(self.steps, 1):
+                wait_until(
+                    subscribed,
+                    timeout=10,
+                    what=f"tail to subscribe (before step {n} of {len(self.steps)})",
+                    retry_on=(redis.ConnectionError,),  # the server restarting (a step did it)
+                )
+                step(client)
+        except BaseException as exc:  # handed to the test's thread by join()
+            self.error = exc
+        finally:
+            client.close()
+
+    def join(self, timeout: float | None = 15) -> None:
+        super().join(timeout)
+        assert not self.is_alive(), "the steps were still running after tail exited"
+        if self.error is not None:
+            raise self.error
 
 
 def test_cli_json_lines(redis_url):
-    thread = when_subscribed(
+    thread = WhenSubscribed(
         redis_url, lambda c: publish(c, broadcast(), ("player:3", "junk"), picked_up(), joined())
     )
     out = cli("tail", "--json", "--count", "3", "--timeout", "10", env={"REDIS_URL": redis_url})
-    thread.join(5)
+    thread.join()
     assert out.code == 0, out.stderr
     assert out.stderr == ""
     lines = [json.loads(line) for line in out.stdout.splitlines()]
@@ -442,11 +461,11 @@ def test_cli_json_lines(redis_url):
 
 
 def test_cli_human_lines_with_filter(redis_url):
-    thread = when_subscribed(redis_url, lambda c: publish(c, broadcast(), combat(), picked_up()))
+    thread = WhenSubscribed(redis_url, lambda c: publish(c, broadcast(), combat(), picked_up()))
     out = cli(
         "tail", "--player", "5", "--count", "2", "--timeout", "10", env={"REDIS_URL": redis_url}
     )
-    thread.join(5)
+    thread.join()
     assert out.code == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 2
@@ -476,9 +495,9 @@ def test_cli_reports_the_gap_after_a_restart(private_redis: RedisServer):
         private_redis.start()
 
     url = private_redis.url
-    thread = when_subscribed(url, restart, lambda c: publish(c, joined()))
+    thread = WhenSubscribed(url, restart, lambda c: publish(c, joined()))
     out = cli("tail", "--count", "2", "--timeout", "15", env={"REDIS_URL": url})
-    thread.join(5)
+    thread.join()
     assert out.code == 0, out.stderr
     assert [line.split()[2] for line in out.stdout.splitlines()] == [
         "global_broadcast",
@@ -526,11 +545,12 @@ def test_ctrl_c_exits_130_without_traceback(redis_url, sync_r):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        deadline = time.monotonic() + 10
-        while sync_r.pubsub_numpat() < 2:
+
+        def subscribed() -> bool:
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+            return sync_r.pubsub_numpat() >= 2
+
+        wait_until(subscribed, what="tail to subscribe to its two patterns")
         publish(sync_r, combat())
         assert proc.stdout is not None
         printed = proc.stdout.readline()  # the message is out: Ctrl-C while tail listens on
