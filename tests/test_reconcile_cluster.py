@@ -5,6 +5,7 @@ Against the session's real cluster (and one server, where the tests hold on both
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -165,6 +166,24 @@ def test_cli_says_how_repairs_are_guarded_on_a_cluster(cluster_url: str) -> None
     assert "two passes 0.5 s apart" in fixed.stdout
     assert "re-checks the key it changes" in fixed.stdout
     assert cli("reconcile", env=env).code == 0
+
+
+def test_json_says_how_many_players_were_rechecked_on_both(
+    sync_tier: redis.Redis | SyncCluster, tier_url: str, topology: str
+) -> None:
+    """``scanned.rechecked_players`` is always a count, with one meaning (docs/inspect.md):
+    the players re-read at one instant before the presence kinds were reported. One server
+    re-reads every suspect (the orphan member and the misplaced one); a cluster cannot (a
+    session and its sets lie in different slots) and says 0, its note saying what --fix
+    does instead. It was missing from the cluster's JSON (null to a reader)."""
+    drift(sync_tier)
+    out = cli("reconcile", "--json", "--grace", "0.5", env={"REDIS_URL": tier_url})
+    assert out.code == 1, out.stderr  # drift found
+    report = json.loads(out.stdout)
+    rechecked = report["scanned"]["rechecked_players"]
+    assert type(rechecked) is int
+    assert rechecked == (0 if topology == "cluster" else 2)
+    assert (report["note"] is not None) == (topology == "cluster")
 
 
 # the migrating cluster of the walks' tests (module-scoped there, here too)

@@ -182,6 +182,9 @@ async def _find_drift(
     dead |= await _gone(r, sorted(named))
     report.scanned["workers"] = len(workers) + len(named)
 
+    # always present, one meaning (docs/inspect.md): the players re-read at one instant
+    # before the presence kinds are reported (none on a cluster)
+    report.scanned["rechecked_players"] = 0
     if is_cluster(r):
         # a player's session and sets lie in different slots: no one-instant re-read; --fix
         # confirms each cross-slot finding with a second pass instead (reconcile_cluster.py)
