@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from echoes_ops.client.bulk import StepConnection, bulk
+import hiredis
+
+from echoes_ops.client.bulk import StepConnection, bulk, reloading
 from echoes_ops.client.connect import open_redis
 
 
@@ -52,3 +54,21 @@ async def test_step_connection_returns_error_replies_in_place(r):
     assert "wrong number of arguments" in str(replies[1])
     assert replies[2] == "1"
     assert await r.get("a") == "1"  # the connection went back to the pool in a good state
+
+
+async def test_calls_refused_with_noscript_are_resent_after_a_reload(r):
+    script = "return redis.call('INCR', KEYS[1])"
+    sha = await r.script_load(script)
+    calls = [hiredis.pack_command(("EVALSHA", sha, 1, f"n{i}")) for i in range(3)]
+    rounds: list[int] = []
+    async with StepConnection(r) as line:
+
+        async def send(part: Any) -> list[Any]:
+            rounds.append(len(part))
+            if len(rounds) == 1:
+                await r.script_flush()  # the server lost its scripts before the first round
+            return await line.packed(part)
+
+        assert await reloading(r, [script], send, calls) == [1, 1, 1]
+    assert rounds == [3, 3]  # every call refused, then each sent once more
+    assert [await r.get(f"n{i}") for i in range(3)] == ["1", "1", "1"]  # each ran once

@@ -96,6 +96,8 @@ def migrated(database_url: str) -> str:
 
 def test_contents_and_ttls_are_exact(migrated, redis_url, sync_r):
     seed(migrated)
+    # rows without a value (the field is left out) beside full rows, in the same calls
+    sql(migrated, "UPDATE characters SET last_movement_time = NULL WHERE id % 7 = 2")
     code, report, _ = warm(env_for(migrated, redis_url))
     assert code == 0, report
     assert report["ok"] is True
@@ -130,6 +132,7 @@ def test_contents_and_ttls_are_exact(migrated, redis_url, sync_r):
         assert all(", " not in text and '": ' not in text for text in inventory)  # compact
         if inventory:
             assert keys.INVENTORY_TTL - 10 <= inventory_ttl <= keys.INVENTORY_TTL
+    assert sum(row["last_movement_time"] is None for row in rows) >= CHARACTERS // 8
     # decodes under the contract's reader without problems
     session = Session.decode(rows[0]["id"], replies[0])
     assert session.problems == ()
@@ -504,12 +507,12 @@ async def test_edge_cases_of_the_compare_and_write(database_url, r, monkeypatch)
     calls = 0
 
     class FlushingLine(warmup_run.StepConnection):
-        async def calls(self, commands: Any) -> Any:
+        async def packed(self, commands: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:
                 await r.script_flush()
-            return await super().calls(commands)
+            return await super().packed(commands)
 
     monkeypatch.setattr(warmup_run, "StepConnection", FlushingLine)
     again = await run()

@@ -14,8 +14,8 @@ other failure discards the connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import hiredis
 from redis.asyncio import Redis
@@ -39,33 +39,51 @@ DEFAULT_CHUNK = 2000
 
 ScriptCall = tuple[str, Sequence[Any], Sequence[Any]]  # (script text, keys, args)
 
+Sent = TypeVar("Sent")
+
+
+async def reloading(
+    r: Redis | RedisCluster,
+    scripts: Iterable[str],
+    send: Callable[[Sequence[Sent]], Awaitable[list[Any]]],
+    calls: Sequence[Sent],
+) -> list[Any]:
+    """``send(calls)`` (EVALSHA calls of ``scripts``, in any form ``send`` takes; it returns
+    error replies in place) and its replies in order; the calls the server answered NOSCRIPT
+    (its script cache flushed meanwhile: a restart, SCRIPT FLUSH, a promoted replica that
+    never loaded them) are sent again once, after loading ``scripts`` again. A script's sha
+    is the digest of its text, so the calls are resent as they are. A call refused with
+    NOSCRIPT did not run."""
+    replies = await send(calls)
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if again:
+        for text in scripts:
+            await r.script_load(text)  # SCRIPT LOAD reaches every primary of a cluster
+        retried = await send([calls[i] for i in again])
+        for i, reply in zip(again, retried, strict=True):
+            replies[i] = reply
+    return replies
+
 
 async def bulk_scripts(
     r: Redis | RedisCluster, calls: Sequence[ScriptCall], shas: dict[str, str] | None = None
 ) -> list[Any]:
     """Run each (script, keys, args) as EVALSHA, all in one :func:`bulk` (routed by first key
     on a cluster), and return the replies in order, errors in place. Scripts are loaded once
-    (``shas`` caches them across calls; SCRIPT LOAD reaches every primary of a cluster), and
-    the calls the server answered NOSCRIPT (its script cache flushed meanwhile) are sent
-    again once after loading their scripts again."""
+    (``shas`` caches them across calls), and the calls the server answered NOSCRIPT are sent
+    again once after loading their scripts again (:func:`reloading`)."""
     known = {} if shas is None else shas
     for text, _, _ in calls:
         if text not in known:
             known[text] = await r.script_load(text)
+    commands = [
+        ("EVALSHA", known[text], len(key_list), *key_list, *args) for text, key_list, args in calls
+    ]
 
-    def command(call: ScriptCall) -> Command:
-        text, key_list, args = call
-        return ("EVALSHA", known[text], len(key_list), *key_list, *args)
+    async def send(part: Sequence[Command]) -> list[Any]:
+        return await bulk(r, part, raise_on_error=False)
 
-    replies = await bulk(r, [command(call) for call in calls], raise_on_error=False)
-    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if again:
-        for text in {calls[i][0] for i in again}:
-            known[text] = await r.script_load(text)
-        retried = await bulk(r, [command(calls[i]) for i in again], raise_on_error=False)
-        for i, reply in zip(again, retried, strict=True):
-            replies[i] = reply
-    return replies
+    return await reloading(r, {text for text, _, _ in calls}, send, commands)
 
 
 async def bulk(
@@ -191,12 +209,15 @@ class StepConnection:
 
     async def calls(self, commands: Sequence[Command]) -> list[Any]:
         """A few commands written at once, and their replies (error replies in place)."""
+        return await self.packed([hiredis.pack_command(command) for command in commands])
+
+    async def packed(self, commands: Sequence[bytes]) -> list[Any]:
+        """:meth:`calls` of commands already in the wire protocol (RESP), one bytes each."""
         assert self._conn is not None
         assert self._read is not None
-        payload = b"".join([hiredis.pack_command(command) for command in commands])
         replies: list[Any] = []
         async with asyncio.timeout(self._timeout):
-            await self._conn.send_packed_command(payload, check_health=False)
+            await self._conn.send_packed_command(b"".join(commands), check_health=False)
             for _ in commands:
                 try:
                     replies.append(await self._read())

@@ -72,6 +72,11 @@ local with_inventory = mode ~= 'sessions'
 local names = {}
 for i = 1, f do names[i] = ARGV[9 + i] end
 names[f + 1] = 'last_heartbeat'
+local row = {}
+for i = 1, f do row[2 * i - 1] = names[i] end
+row[2 * f + 1] = 'last_heartbeat'
+row[2 * f + 3] = 'websocket_connected'
+row[2 * f + 4] = 'false'
 local p = 10 + f
 local none = call('EXISTS', unpack(KEYS)) == 0
 local s_out, i_out = {}, {}
@@ -137,27 +142,41 @@ while k <= #KEYS do
       end
       if changed then
         if not dry then
-          local set, gone, m = {}, {}, 0
+          -- the usual row has every value: its pairs go out of one table made once per
+          -- call (names in place), only the values set; else pairs of what it has
+          local m, full = 2 * f, true
           for i = 1, f do
             local value = ARGV[first + i - 1]
-            if value == '' then
-              gone[#gone + 1] = names[i]
-            else
-              set[m + 1] = names[i]
-              set[m + 2] = value
-              m = m + 2
-            end
+            if value == '' then full = false break end
+            row[2 * i] = value
           end
-          set[m + 1] = 'last_heartbeat'
-          set[m + 2] = stamp
-          if state == 'A' then
+          if full then
+            row[m + 2] = stamp
             -- websocket_connected only on a new session
-            set[m + 3] = 'websocket_connected'
-            set[m + 4] = 'false'
-          elseif #gone > 0 then
-            call('HDEL', skey, unpack(gone))
+            call('HSET', skey, unpack(row, 1, state == 'A' and m + 4 or m + 2))
+          else
+            local set, gone = {}, {}
+            m = 0
+            for i = 1, f do
+              local value = ARGV[first + i - 1]
+              if value == '' then
+                gone[#gone + 1] = names[i]
+              else
+                set[m + 1] = names[i]
+                set[m + 2] = value
+                m = m + 2
+              end
+            end
+            set[m + 1] = 'last_heartbeat'
+            set[m + 2] = stamp
+            if state == 'A' then
+              set[m + 3] = 'websocket_connected'
+              set[m + 4] = 'false'
+            elseif #gone > 0 then
+              call('HDEL', skey, unpack(gone))
+            end
+            call('HSET', skey, unpack(set))
           end
-          call('HSET', skey, unpack(set))
           call('EXPIRE', skey, session_ttl)
         end
         s = 'W'

@@ -41,7 +41,6 @@ from redis.exceptions import (
     AuthorizationError,
     ClusterDownError,
     MaxConnectionsError,
-    NoScriptError,
     RedisClusterException,
     RedisError,
     SlotNotCoveredError,
@@ -50,7 +49,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.budget import StepBudget
-from echoes_ops.client.bulk import Command, bulk, pairs
+from echoes_ops.client.bulk import Command, bulk, pairs, reloading
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.errors import translate
 from echoes_ops.client.slots import slot_of
@@ -313,20 +312,12 @@ class _Writer:
                 raise reply
 
     async def _run(self, calls: list[Command]) -> list[Any]:
-        replies = await send(self.r, calls)
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            # a script cache flushed, or a promoted replica that never loaded it: load it
-            # again and resend the refused steps (they rewrite the same values)
-            await self.load()
-            again = [
-                (call[0], self.sha, *call[2:])
-                for call, reply in zip(calls, replies, strict=True)
-                if isinstance(reply, NoScriptError)
-            ]
-            redone = iter(await send(self.r, again))
-            replies = [
-                next(redone) if isinstance(reply, NoScriptError) else reply for reply in replies
-            ]
+        async def sent(part: Sequence[Command]) -> list[Any]:
+            return await send(self.r, part)
+
+        # a script cache flushed, or a promoted replica that never loaded it: loaded again
+        # and the refused steps resent (they rewrite the same values)
+        replies = await reloading(self.r, (REPLACE_HASHES,), sent, calls)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
+
+import hiredis
 
 from echoes_ops.client.bulk import Command
 from echoes_ops.contract import codec, keys
@@ -22,6 +24,8 @@ ID_COLUMN = "id"
 STAMP_COLUMN = "last_active_at"
 
 Encoder = Callable[[Any], str]
+# hiredis's own packer (its stub types a command as a 1-tuple)
+_pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 
 def _bad(value: Any, expected: str) -> DecodeError:
@@ -166,13 +170,23 @@ MEASURE_EVERY = 4
 @dataclass
 class Encoded:
     """Players as the script's per-player arguments, laid end to end, ready to be cut into
-    calls of any size at send time (:meth:`commands`)."""
+    calls of any size at send time.
+
+    Two forms. ``packed`` (one server): each player's keys and arguments are already in the
+    wire protocol (RESP, packed by hiredis as they are encoded), so a call is cut by joining
+    bytes (:meth:`packed_call`) while the previous step is on the server, and nothing is
+    packed twice. Otherwise (Redis Cluster, where calls are regrouped by slot) as strings,
+    cut into command tuples (:meth:`commands`, :meth:`call`)."""
 
     keys_per_player: int  # 2 (session, inventory: mode pairs) or 1 (mode sessions)
+    packed: bool = False
     ids: list[int] = field(default_factory=list)  # each player's character id, in order
     keys: list[str] = field(default_factory=list)  # each player's keys, end to end
     args: list[str] = field(default_factory=list)  # each player's arguments, end to end
     starts: list[int] = field(default_factory=list)  # where each player's arguments start
+    key_blobs: list[bytes] = field(default_factory=list)  # packed: each player's keys, RESP
+    arg_blobs: list[bytes] = field(default_factory=list)  # packed: its arguments, RESP
+    arg_counts: list[int] = field(default_factory=list)  # packed: how many arguments
     splits: set[int] = field(default_factory=set)  # players whose id is already in the batch
     seen: set[int] = field(default_factory=set)
     characters: int = 0  # rows of the batch, valid or not
@@ -200,18 +214,62 @@ class Encoded:
             begin = end
         return commands, sizes
 
-    def call(self, sha: str, head: Sequence[str], begin: int, step: int) -> tuple[Command, int]:
-        """The EVALSHA call of at most ``step`` players from player ``begin`` on, and where
-        the next call starts. A call never holds one player twice (the script judges keys
-        as they were when the call began)."""
-        width = self.keys_per_player
+    def _end(self, begin: int, step: int) -> int:
+        """Where a call of at most ``step`` players from ``begin`` ends: a call never holds
+        one player twice (the script judges keys as they were when the call began)."""
         end = min(begin + step, len(self.ids))
         if self.splits:
             end = next((i for i in range(begin + 1, end) if i in self.splits), end)
+        return end
+
+    def call(self, sha: str, head: Sequence[str], begin: int, step: int) -> tuple[Command, int]:
+        """The EVALSHA call of at most ``step`` players from player ``begin`` on, and where
+        the next call starts."""
+        assert not self.packed
+        width = self.keys_per_player
+        end = self._end(begin, step)
         part = self.keys[begin * width : end * width]
         starts = self.starts
         stop = starts[end] if end < len(starts) else len(self.args)
         return ("EVALSHA", sha, len(part), *part, *head, *self.args[starts[begin] : stop]), end
+
+    def packed_call(self, head: PackedHead, begin: int, step: int) -> tuple[bytes, int]:
+        """:meth:`call` in the wire protocol, joined from the players' packed bytes."""
+        assert self.packed
+        end = self._end(begin, step)
+        keys = (end - begin) * self.keys_per_player
+        count = 3 + keys + head.count + sum(self.arg_counts[begin:end])
+        numkeys = str(keys)
+        payload = b"".join(
+            [
+                b"*%d\r\n" % count,
+                head.sha,
+                b"$%d\r\n%s\r\n" % (len(numkeys), numkeys.encode()),
+                *self.key_blobs[begin:end],
+                head.args,
+                *self.arg_blobs[begin:end],
+            ]
+        )
+        return payload, end
+
+
+@dataclass(frozen=True)
+class PackedHead:
+    """The start of every packed call: ``EVALSHA <sha>`` and the script's header, in RESP."""
+
+    sha: bytes  # "EVALSHA" and the sha, packed
+    args: bytes  # the header's arguments, packed
+    count: int  # how many arguments the header holds
+
+    @classmethod
+    def of(cls, sha: str, header: Sequence[str]) -> PackedHead:
+        return cls(_unprefixed(("EVALSHA", sha)), _unprefixed(tuple(header)), len(header))
+
+
+def _unprefixed(args: tuple[str, ...]) -> bytes:
+    """``args`` packed as RESP bulk strings, without the array header a command has."""
+    packed = _pack(args)
+    return packed[len(b"*%d\r\n" % len(args)) :]
 
 
 def headers(header: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -246,6 +304,9 @@ def encode_rows(
     no_rows: list[str] = []
     session_format, inventory_format = keys.SESSION_KEY_FORMAT, keys.INVENTORY_KEY_FORMAT
     pairs = encoded.keys_per_player == 2
+    keys_per_player, packed, pack = encoded.keys_per_player, encoded.packed, _pack
+    add_key_blob, add_arg_blob = encoded.key_blobs.append, encoded.arg_blobs.append
+    add_count = encoded.arg_counts.append
     # integer fields take a fast path for int values (most of them)
     plan = [(index, name, encode, encode is _enc_int) for index, name, encode in columns.fields]
 
@@ -276,6 +337,24 @@ def encode_rows(
             splits.add(len(ids))
         seen.add(cid)
         ids.append(cid)
+        if packed:
+            # the player's keys and arguments in RESP at once (one C call), then split
+            session = session_format % cid
+            head = len(session) + len(str(len(session))) + 5  # $<len>\r\n<key>\r\n
+            if pairs:
+                inventory = inventory_format % cid
+                items = owned.get(cid, no_rows)
+                n = len(values) + len(items) + 3
+                blob = pack((session, inventory, *values, str(len(items)), *items))
+                head += len(inventory) + len(str(len(inventory))) + 5
+            else:
+                n = len(values) + 1
+                blob = pack((session, *values))
+            head_at = len(str(n)) + 3  # *<n>\r\n
+            add_key_blob(blob[head_at : head_at + head])
+            add_arg_blob(blob[head_at + head :])
+            add_count(n - keys_per_player)
+            continue
         starts.append(len(args))
         add_key(session_format % cid)
         add_args(values)
@@ -297,12 +376,13 @@ async def encode_yielding(
     *,
     pairs: bool,
     max_epoch: float,
+    packed: bool = False,
 ) -> Encoded:
     """The batch's players, encoded :data:`ENCODE_SLICE` rows at a time with a turn of the
     event loop between slices: the next batch's PostgreSQL reads are sent (and their replies
     taken in) while this one is encoded, so PostgreSQL, Redis and this process work at the
     same time."""
-    encoded = Encoded(2 if pairs else 1, characters=len(batch.characters))
+    encoded = Encoded(2 if pairs else 1, packed=packed, characters=len(batch.characters))
     encoded.inventory_rows = batch.inventory_rows
     rows = batch.characters
     for start in range(0, len(rows), ENCODE_SLICE):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from echoes_ops.client.budget import StepBudget
-from echoes_ops.client.bulk import Command, StepConnection, bulk
+from echoes_ops.client.bulk import Command, StepConnection, bulk, reloading
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.postgres import connect_postgres, target_of
 from echoes_ops.contract import codec, keys, scripts_warmup
@@ -21,7 +21,13 @@ from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
 from echoes_ops.gamedata import World
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.stop import StopToken
-from echoes_ops.operations.warmup.encoding import Batch, Encoded, encode_yielding
+from echoes_ops.operations.warmup.encoding import (
+    Batch,
+    Encoded,
+    PackedHead,
+    encode_yielding,
+    headers,
+)
 from echoes_ops.operations.warmup.queries import (
     DEFAULT_CHARACTERS_QUERY,
     DEFAULT_INVENTORY_QUERY,
@@ -54,26 +60,6 @@ FIRST_STEP = 16
 STEP_TARGET_S = 0.0005
 
 Progress = Callable[[int], None]
-
-
-SendScripts = Callable[[list[Command]], Awaitable[list[Any]]]
-
-
-async def _run_scripts(r: AnyRedis, send: SendScripts, commands: list[Command]) -> list[Any]:
-    """Send script calls (``send`` returns error replies in place); reload the script once
-    if the server lost it, and raise the first error reply."""
-    replies = await send(commands)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if missing:
-        # no call that failed with NOSCRIPT ran; the script is idempotent anyway
-        await r.script_load(scripts_warmup.WARMUP_PLAYERS)
-        retried = await send([commands[i] for i in missing])
-        for i, reply in zip(missing, retried, strict=True):
-            replies[i] = reply
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return replies
 
 
 async def warmup(
@@ -281,15 +267,20 @@ async def _players(
         if not isinstance(r, RedisCluster):
             line = await stack.enter_async_context(StepConnection(r))
 
+        scripts = (scripts_warmup.WARMUP_PLAYERS,)
+
         async def run(commands: list[Command], per_step: int) -> list[Any]:
-            async def stepped(calls: list[Command]) -> list[Any]:
+            async def stepped(calls: Sequence[Command]) -> list[Any]:
                 return await bulk(r, calls, chunk=per_step, stepped=True, raise_on_error=False)
 
-            return await _run_scripts(r, stepped, commands)
+            return _raised(await reloading(r, scripts, stepped, commands))
 
-        async def call(commands: list[Command]) -> list[Any]:
+        async def send(commands: list[bytes]) -> list[Any]:
             assert line is not None
-            return await _run_scripts(r, line.calls, commands)
+            return _raised(await reloading(r, scripts, line.packed, commands))
+
+        measured, plain = headers(header)
+        heads = (PackedHead.of(sha, measured), PackedHead.of(sha, plain))
 
         try:
             reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
@@ -303,7 +294,12 @@ async def _players(
                     break
                 reading = asyncio.ensure_future(read_batch(source, cursor, batch_size))
                 encoded = await encode_yielding(
-                    batch, source.columns, report, pairs=do_inventories, max_epoch=max_epoch
+                    batch,
+                    source.columns,
+                    report,
+                    pairs=do_inventories,
+                    max_epoch=max_epoch,
+                    packed=not cluster,
                 )
                 report.encoding_s += time.perf_counter() - encoding
                 if writing is not None:
@@ -328,7 +324,7 @@ async def _players(
                 writing = asyncio.ensure_future(
                     write_cluster(run, encoded, sha, header, sizer.size, fields)
                     if cluster
-                    else write_stepwise(call, encoded, sha, header, sizer, CALLS_IN_FLIGHT)
+                    else write_stepwise(send, encoded, heads, sizer, CALLS_IN_FLIGHT)
                 )
                 written = encoded
             if writing is not None:
@@ -341,6 +337,14 @@ async def _players(
                 await _settle(reading, cancel=True)
             if writing is not None:
                 await _settle(writing, cancel=False)  # let sent scripts finish and be read
+
+
+def _raised(replies: list[Any]) -> list[Any]:
+    """``replies``, after raising the first error reply among them."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
 
 
 async def _waited(report: WarmupReport, task: asyncio.Future[Written]) -> Written:

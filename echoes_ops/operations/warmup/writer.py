@@ -4,7 +4,8 @@ One server: calls in mode ``pairs``, each player's session and inventory judged 
 by the same call (atomic per call), sent a step of two calls at a time
 (:class:`client.bulk.StepConnection`): each step is cut when the previous one's replies are
 in, sized by what the calls so far cost (``StepBudget``), while this process encodes the
-next batch.
+next batch. The players come packed in the wire protocol, so cutting a step only joins
+bytes.
 
 Redis Cluster: a call may only touch keys of one slot, and a player's two keys never share
 one (the contract adds no hash tags). So a batch goes in two rounds: the sessions, grouped
@@ -27,14 +28,19 @@ from typing import Any
 from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command
 from echoes_ops.client.slots import slot_of
-from echoes_ops.operations.warmup.encoding import MEASURE_EVERY, MEASURE_FLAG, Encoded, headers
+from echoes_ops.operations.warmup.encoding import (
+    MEASURE_EVERY,
+    MEASURE_FLAG,
+    Encoded,
+    PackedHead,
+)
 
 # Where the mode sits in the script's header (ARGV[8]).
 MODE_AT = 7
 
 # script calls, and how many to write per step on each node (one step in flight per node)
 RunScripts = Callable[[list[Command], int], Awaitable[list[Any]]]
-CallScripts = Callable[[list[Command]], Awaitable[list[Any]]]
+SendPacked = Callable[[list[bytes]], Awaitable[list[Any]]]  # calls in RESP -> replies
 
 
 @dataclass
@@ -146,30 +152,31 @@ async def write_cluster(
 
 
 async def write_stepwise(
-    call: CallScripts,
+    send: SendPacked,
     encoded: Encoded,
-    sha: str,
-    header: Sequence[str],
+    heads: tuple[PackedHead, PackedHead],
     sizer: StepBudget,
     group: int = 1,
 ) -> Written:
     """The batch on one server, ``group`` calls in flight at a time: each group is cut when
     the previous group's replies are in, so a call that measured its server time (one in
-    :data:`MEASURE_EVERY`) resizes the calls that follow at once."""
-    measured, plain = headers(header)
+    :data:`MEASURE_EVERY`; ``heads`` is the header with the measure flag set, and without)
+    resizes the calls that follow at once. The calls are joined from the players' packed
+    bytes (:meth:`Encoded.packed_call`): cutting a step costs microseconds."""
+    measured, plain = heads
     written = Written(observed=True)
     ids, begin = encoded.ids, 0
     while begin < len(ids):
         step = sizer.size
-        commands: list[Command] = []
+        commands: list[bytes] = []
         ends: list[tuple[int, int]] = []
         while begin < len(ids) and len(commands) < group:
             head = plain if (len(written.sizes) + len(commands)) % MEASURE_EVERY else measured
-            command, end = encoded.call(sha, head, begin, step)
+            command, end = encoded.packed_call(head, begin, step)
             commands.append(command)
             ends.append((begin, end))
             begin = end
-        replies = await call(commands)
+        replies = await send(commands)
         for (first, end), reply in zip(ends, replies, strict=True):
             seconds = reply[2] / 1e6
             # a call cut short (the batch's last, or at a repeated id) says nothing about
