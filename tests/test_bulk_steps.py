@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 import hiredis
+import pytest
 
 from echoes_ops.client.bulk import StepConnection, bulk, reloading
 from echoes_ops.client.connect import open_redis
