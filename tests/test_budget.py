@@ -78,7 +78,7 @@ async def test_walks_send_the_next_step_before_the_caller_handles_this_one(
     """When the walk hands over a step's reply, the server already has the next step: the
     caller's decoding overlaps the server's work (unpaced: at full speed; a paced walk
     leaves the server idle between steps instead, tests/test_pacing.py)."""
-    monkeypatch.setenv("ECHOES_OPS_WALK_DUTY", "1")
+    r.walk_duty = 1.0  # ECHOES_OPS_WALK_DUTY=1: what a client made from the settings carries
     other = r  # another connection of the pool: the walk holds its own
     before = await evalsha_calls(other)
     seen = []
@@ -256,8 +256,8 @@ def test_only_nodes_on_this_machine_are_gated(monkeypatch) -> None:
     from echoes_ops.client.connect import NodeRedis, make_client
     from echoes_ops.config import Settings
 
-    monkeypatch.setenv("ECHOES_OPS_STEP_GATE", "auto")
-    r = make_client(Settings.from_dsn("redis://127.0.0.1:7000/0?cluster=true").redis_target())
+    env = {"REDIS_URL": "redis://127.0.0.1:7000/0?cluster=true", "ECHOES_OPS_STEP_GATE": "auto"}
+    r = make_client(Settings.load(env=env).redis_target())
     here = [r.node_client(ClusterNode(h, 7000)) for h in ("127.0.0.1", "localhost", "127.0.0.5")]
     there = r.node_client(ClusterNode("10.1.2.3", 7000))
     gates = {id(c.step_gate) for c in here if isinstance(c, NodeRedis)}
@@ -277,8 +277,8 @@ def test_the_step_gate_follows_its_setting(monkeypatch, value: str, places) -> N
     from echoes_ops.client.connect import local_cpus, make_client
     from echoes_ops.config import Settings
 
-    monkeypatch.setenv("ECHOES_OPS_STEP_GATE", value)
-    r = make_client(Settings.from_dsn("redis://127.0.0.1:7000/0?cluster=true").redis_target())
+    env = {"REDIS_URL": "redis://127.0.0.1:7000/0?cluster=true", "ECHOES_OPS_STEP_GATE": value}
+    r = make_client(Settings.load(env=env).redis_target())
     gate = r.node_client(ClusterNode("127.0.0.1", 7000)).step_gate
     if places is None:
         assert gate is None

@@ -15,8 +15,10 @@ import redis
 from redis.asyncio import Redis
 
 from echoes_ops.client.budget import StepBudget, node_walk
-from echoes_ops.client.pacing import DEFAULT_DUTY, Pacer, walk_duty
+from echoes_ops.client.connect import make_client, walk_duty_of
+from echoes_ops.client.pacing import DEFAULT_DUTY, Pacer
 from echoes_ops.client.scan import collect_keys, scan_budget
+from echoes_ops.config import Settings
 from echoes_ops.contract import scripts
 from echoes_ops.errors import ConfigError
 from tests.cli_helpers import cli
@@ -110,13 +112,36 @@ async def test_duty_one_never_paces(r: Redis, redis_url: str, keyspace: int) -> 
     assert pacer.paced == 0
 
 
-def test_the_duty_cycle_comes_from_the_environment() -> None:
-    assert walk_duty({}) == DEFAULT_DUTY
-    assert walk_duty({"ECHOES_OPS_WALK_DUTY": "0.2"}) == 0.2
-    assert walk_duty({"ECHOES_OPS_WALK_DUTY": "1"}) == 1.0
+def test_the_duty_cycle_is_a_setting_the_clients_carry(tmp_path) -> None:
+    """ECHOES_OPS_WALK_DUTY is read with the other settings (so a --config file sets it too)
+    and reaches the walks through the clients made from them, node clients included."""
+
+    def duty(env: dict[str, str], config: str | None = None) -> float:
+        settings = Settings.load(env=env, config_file=config)
+        return walk_duty_of(make_client(settings.redis_target()))
+
+    assert duty({}) == DEFAULT_DUTY == 0.5
+    assert duty({"ECHOES_OPS_WALK_DUTY": "0.2"}) == 0.2
+    assert duty({"ECHOES_OPS_WALK_DUTY": "1"}) == 1.0
+    config = tmp_path / "ops.yaml"
+    config.write_text("walk_duty: 0.25\n")
+    assert duty({}, str(config)) == 0.25
+    assert duty({"ECHOES_OPS_WALK_DUTY": "0.75"}, str(config)) == 0.75  # env over the file
+    cluster = make_client(
+        Settings.load(
+            env={
+                "REDIS_URL": "redis://127.0.0.1:7000/0?cluster=true",
+                "ECHOES_OPS_WALK_DUTY": "0.3",
+            }
+        ).redis_target()
+    )
+    from redis.asyncio.cluster import ClusterNode
+
+    assert walk_duty_of(cluster) == 0.3
+    assert walk_duty_of(cluster.node_client(ClusterNode("127.0.0.1", 7001))) == 0.3
     for bad in ("0", "1.5", "-1", "fast"):
         with pytest.raises(ConfigError, match="ECHOES_OPS_WALK_DUTY"):
-            walk_duty({"ECHOES_OPS_WALK_DUTY": bad})
+            Settings.load(env={"ECHOES_OPS_WALK_DUTY": bad})
 
 
 def test_a_bad_duty_cycle_is_one_line(redis_url: str) -> None:
@@ -139,7 +164,9 @@ async def test_plain_scan_steps_are_sized_by_their_round_trips(r: Redis, keyspac
 
 def _nice_of_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = (
-        "import os\nfrom echoes_ops.cli.common import yield_cpu\nyield_cpu()\nprint(os.nice(0))\n"
+        "import os\nfrom echoes_ops.cli.common import yield_cpu\n"
+        "from echoes_ops.config import Settings\n"
+        "yield_cpu(Settings.load())\nprint(os.nice(0), os.sched_getscheduler(0))\n"
     )
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -150,13 +177,20 @@ def _nice_of_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_cli_lowers_its_own_cpu_priority() -> None:
+def test_the_cli_lowers_its_own_cpu_priority(tmp_path) -> None:
     """Commands that talk to Redis run at nice 10 unless ECHOES_OPS_NICE says otherwise (0:
-    unchanged), so on a host shared with the game the server and workers get the CPU first."""
+    unchanged; idle: SCHED_IDLE), so on a host shared with the game the server and workers
+    get the CPU first; a --config file can say it too."""
     base = os.nice(0)
-    assert _nice_of_cli({}).stdout.strip() == str(max(base, 10))
-    assert _nice_of_cli({"ECHOES_OPS_NICE": "15"}).stdout.strip() == str(max(base, 15))
-    assert _nice_of_cli({"ECHOES_OPS_NICE": "0"}).stdout.strip() == str(base)
+    normal = os.sched_getscheduler(0)
+    assert _nice_of_cli({}).stdout.split() == [str(max(base, 10)), str(normal)]
+    assert _nice_of_cli({"ECHOES_OPS_NICE": "15"}).stdout.split()[0] == str(max(base, 15))
+    assert _nice_of_cli({"ECHOES_OPS_NICE": "0"}).stdout.split()[0] == str(base)
+    assert _nice_of_cli({"ECHOES_OPS_NICE": "idle"}).stdout.split()[1] == str(os.SCHED_IDLE)
+    config = tmp_path / "ops.yaml"
+    config.write_text("nice: 12\n")
+    shown = _nice_of_cli({"ECHOES_OPS_CONFIG": str(config)})
+    assert shown.stdout.split()[0] == str(max(base, 12)), shown.stderr
 
 
 def test_a_bad_nice_is_one_line(redis_url: str) -> None:

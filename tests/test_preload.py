@@ -254,3 +254,37 @@ def test_render_says_not_verified_when_the_lock_was_lost_before_the_check(capsys
     out = capsys.readouterr().out
     assert "not verified (the preload lock was lost before the check)" in out
     assert "verified 0 keys" not in out
+
+
+async def test_the_diff_walks_the_keyspace_once_for_all_three_families(r, sync_r, world):
+    """A routine preload's server time is its SCAN walk of the whole keyspace (#16: 97% of
+    a 10-entry change on 1M keys, benchmarks.md), so the diff finds locations, items and
+    NPCs in one walk, not one walk each; look-alike keys are not taken for entries."""
+    await preload(r, world, operator="alice")
+    pipe = sync_r.pipeline(transaction=False)
+    for n in range(3000):
+        pipe.set(f"filler:{n}", "x")
+    pipe.hset("location:a:b:cache", "x", "1")  # matches the glob, is no location
+    pipe.hset("item:x:defs", "x", "1")
+    pipe.hset("lock:x:cache", "x", "1")
+    pipe.execute()
+    sync_r.config_set("slowlog-log-slower-than", 0)
+    sync_r.config_set("slowlog-max-len", 1_000_000)
+    sync_r.slowlog_reset()
+    try:
+        dry = await preload(r, world, operator="alice", dry_run=True, force=True)
+        entries = sync_r.slowlog_get(1_000_000)
+    finally:
+        sync_r.config_set("slowlog-log-slower-than", 10_000)
+        sync_r.config_set("slowlog-max-len", 128)
+    starts = [
+        e["command"]
+        for e in entries
+        if e["command"].split()[:2] in (["SCAN", "0"], [b"SCAN", b"0"])
+    ]
+    assert len(starts) == 1, starts  # one walk (each walk starts once at cursor 0)
+    assert all(d.removed == [] for d in dry.diffs.values())
+    assert all(d.changed == [] and d.added == [] for d in dry.diffs.values())
+    assert sum(d.unchanged for d in dry.diffs.values()) == len(world.locations) + len(
+        world.items
+    ) + len(world.npcs)

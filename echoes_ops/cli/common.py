@@ -19,13 +19,13 @@ from echoes_ops.cli.core import CliState as CliState
 from echoes_ops.cli.core import cache_of, error_line, failure_code, gamedata_folder
 from echoes_ops.cli.core import emit_json as emit_json
 from echoes_ops.cli.core import warn as warn
-from echoes_ops.errors import ConfigError, ExitCode, OpsError
+from echoes_ops.errors import ExitCode, OpsError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from echoes_ops.client.connect import AnyRedis
-    from echoes_ops.config import RedisTarget
+    from echoes_ops.config import RedisTarget, Settings
     from echoes_ops.gamedata import World, WorldCache
     from echoes_ops.gamedata.models import GameData
     from echoes_ops.operations.audit import AuditEntry, AuditLog
@@ -164,46 +164,44 @@ async def announce_target(
             sys.stderr.write(f"echoes-ops: {target.display}: topology not known yet ({exc})\n")
 
 
-NICE_ENV = "ECHOES_OPS_NICE"
-DEFAULT_NICE = 10
+def yield_cpu(settings: Settings) -> None:
+    """Lower this process's CPU priority (``Settings.nice``, ``ECHOES_OPS_NICE``: 10 by
+    default; 0 leaves it; ``idle``: the kernel's SCHED_IDLE class), once, before a command
+    that reads or writes Redis does its work (for preload: before it reads and encodes the
+    world). On a host shared with the game's workers or with Redis itself, a walk's client at
+    full CPU otherwise takes cores the server and the game wait for: on 2 cores the game's
+    own calls then queue behind it (benchmarks/impact.py, docs/design.md decision 11). Only
+    ever lowered (no privilege needed); the command's own speed changes only when the CPU is
+    contended."""
+    from echoes_ops.config.walk import IDLE_NICE
 
-
-def yield_cpu() -> None:
-    """Lower this process's CPU priority (``ECHOES_OPS_NICE``, 10 by default; 0 leaves it),
-    once, before a command that reads or writes Redis runs. On a host shared with the game's
-    workers or with Redis itself, a walk's client at full CPU otherwise takes cores the
-    server and the game wait for: on 2 cores the game's own calls then queue behind it
-    (benchmarks/impact.py, docs/design.md decision 11). Only ever raised (no privilege
-    needed); the command's own speed changes only when the CPU is contended."""
-    raw = os.environ.get(NICE_ENV, "").strip()
-    try:
-        wanted = int(raw) if raw else DEFAULT_NICE
-    except ValueError:
-        wanted = -1
-    if not 0 <= wanted <= 19:
-        raise ConfigError(f"{NICE_ENV} must be a whole number from 0 to 19, got {raw!r}")
+    if settings.nice == IDLE_NICE and _sched_idle():
+        return
+    wanted = 19 if settings.nice == IDLE_NICE else int(settings.nice)
     current = os.nice(0)
     if wanted > current:
         os.nice(wanted - current)
 
 
-def check_walk_settings() -> None:
-    """Read ECHOES_OPS_WALK_DUTY and ECHOES_OPS_STEP_GATE before anything runs, so a typo is
-    one line (exit 3) for every command, not only for those whose walk reaches them."""
-    from echoes_ops.client.connect import step_gate_size
-    from echoes_ops.client.pacing import walk_duty
-
-    walk_duty()
-    step_gate_size()
+def _sched_idle() -> bool:
+    """Move this process (its main thread, and the threads it starts later) to SCHED_IDLE;
+    False where the platform has no such class or refuses it (then nice 19 stands in)."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        return False
+    return True
 
 
 @asynccontextmanager
 async def redis_client(ctx: typer.Context) -> AsyncIterator[AnyRedis]:
     from echoes_ops.client.connect import open_redis
 
-    check_walk_settings()
-    yield_cpu()
     settings = state(ctx).settings()
+    yield_cpu(settings)
     async with open_redis(settings.redis_target()) as client:
         await announce(ctx, client)
         if settings.read_from == "replicas":
@@ -223,9 +221,8 @@ async def audited_redis(
     Audit sink problems are printed as warnings after a successful command."""
     from echoes_ops.operations.audit import audited_redis as open_audited
 
-    check_walk_settings()
-    yield_cpu()
     settings = state(ctx).settings()
+    yield_cpu(settings)
     async with open_audited(
         settings.redis_target(),
         operator=settings.operator_name(),

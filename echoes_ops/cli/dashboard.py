@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from echoes_ops.cli.common import check_walk_settings, emit_json, fail, guard, run, state
+from echoes_ops.cli.common import emit_json, fail, guard, run, state
 from echoes_ops.cli.options import JsonOption
 from echoes_ops.errors import ExitCode
 
@@ -59,7 +59,6 @@ def dashboard(
         fail("the dashboard needs a terminal (use --json for one reading)", int(ExitCode.USAGE))
     from echoes_ops.tui.app import create_app
 
-    guard(ctx, check_walk_settings)  # the polls' walks read them: fail once, at the start
     app = guard(ctx, lambda: create_app(settings, refresh=refresh, read_only=read_only))
     app.run()
 

@@ -21,6 +21,7 @@ from echoes_ops.cli.common import (
     state,
     warn,
     world_cache,
+    yield_cpu,
 )
 from echoes_ops.cli.options import JsonOption
 
@@ -121,6 +122,9 @@ def preload(
     from echoes_ops.operations.preload import preload as do_preload
 
     operator = guard(ctx, lambda: state(ctx).settings().operator_name())
+    # lowered before the world is read and encoded, not only once Redis is open: on a host
+    # shared with the tier that parsing is most of a routine preload's CPU (benchmarks.md)
+    yield_cpu(state(ctx).settings())
     folder = gamedata_dir(ctx, gamedata)
     args = {"gamedata": str(folder), "force": force, "online": online}
     previewed: World | None = None

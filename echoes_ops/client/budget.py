@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.connect import AnyRedis, NodeRedis, ReplicaRedis
+from echoes_ops.client.connect import AnyRedis, NodeRedis, ReplicaRedis, walk_duty_of
 from echoes_ops.client.nodes import primary_clients
 from echoes_ops.client.pacing import Pacer
 
@@ -177,13 +177,13 @@ async def node_walk(
     could not read its clock). At most one step is in flight, on one connection of ``r``'s
     pool. While the server is quiet the next step is written before the current reply is
     yielded, so the caller's work on it overlaps the server's next step; while others use
-    the server, ``pacer`` (client/pacing.py; one is made from ``ECHOES_OPS_WALK_DUTY`` when
-    not given) holds the next step back so that the walk takes at most its duty cycle of
+    the server, ``pacer`` (client/pacing.py; one is made from ``r``'s settings,
+    ``ECHOES_OPS_WALK_DUTY``, when not given) holds the next step back so that the walk takes at most its duty cycle of
     the server's time.
     Leaving the walk early discards that connection (a reply may still be due) rather
     than returning it to the pool.
     """
-    pacer = pacer if pacer is not None else Pacer()
+    pacer = pacer if pacer is not None else Pacer(duty=walk_duty_of(r))
     sha = await r.script_load(script)
     pool = r.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, cast
@@ -26,6 +26,7 @@ from echoes_ops.client.packing import (
     HiredisPackingUnixConnection,
 )
 from echoes_ops.config import RedisTarget
+from echoes_ops.config.walk import DEFAULT_WALK_DUTY
 from echoes_ops.errors import ConfigError
 
 Redis = aioredis.Redis
@@ -69,7 +70,21 @@ def _check_ca_file(path: str) -> None:
         ) from None
 
 
-class NodeRedis(aioredis.Redis):
+class TierRedis(aioredis.Redis):
+    """A plain client made from settings (:func:`make_plain_client`): it carries the
+    walks' duty cycle of its target (``Settings.walk_duty``, ``ECHOES_OPS_WALK_DUTY``), which
+    the stepped walks on it keep to (client/budget.node_walk)."""
+
+    walk_duty: float = DEFAULT_WALK_DUTY
+
+
+def walk_duty_of(r: AnyRedis) -> float:
+    """The duty cycle a stepped walk on ``r`` keeps to: its settings' (the default for a
+    client not made from settings)."""
+    return r.walk_duty if isinstance(r, (TierRedis, TierCluster)) else DEFAULT_WALK_DUTY
+
+
+class NodeRedis(TierRedis):
     """A plain client on one node of a cluster (made by :meth:`TierCluster.node_client`):
     per-node Lua steps send ASKING first on it (client/budget.node_walk), so a
     node importing a slot lets them read the keys it already holds. ``step_gate``: for a
@@ -94,6 +109,7 @@ class TierCluster(RedisCluster):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.node_target = node_target
+        self.walk_duty = node_target.walk_duty
         self._node_extra = node_extra
         self._node_clients: dict[str, aioredis.Redis] = {}
         self._step_gate: asyncio.Semaphore | None = None
@@ -121,7 +137,7 @@ class TierCluster(RedisCluster):
         several ms (docs/design.md). Nodes elsewhere are not gated: their CPUs are not ours
         to count."""
         if self._step_gate is None:
-            size = step_gate_size()
+            size = step_gate_size(self.node_target.step_gate)
             if size is None:
                 return None
             self._step_gate = asyncio.Semaphore(size)
@@ -136,26 +152,16 @@ class TierCluster(RedisCluster):
         await super().aclose()
 
 
-STEP_GATE_ENV = "ECHOES_OPS_STEP_GATE"
-
-
-def step_gate_size(environ: Mapping[str, str] | None = None) -> int | None:
-    """How many per-node steps of a cluster on this machine may run at once:
-    ``ECHOES_OPS_STEP_GATE`` = ``off`` (the default: no limit), ``auto`` (this process's
-    CPUs) or a number from 1. Off by default: in the quiet run of record the gate of two
-    made the cluster walk slower (1.24x one server against 1.41x ungated) without shortening
-    its longest command (4.80 against 3.31 ms); it stays for operators who find otherwise."""
-    raw = (os.environ if environ is None else environ).get(STEP_GATE_ENV, "").strip().lower()
-    if raw == "auto":
+def step_gate_size(setting: str) -> int | None:
+    """How many per-node steps of a cluster on this machine may run at once, from
+    ``Settings.step_gate`` (``ECHOES_OPS_STEP_GATE``, checked by config/walk.py): ``off``
+    (the default: no limit), ``auto`` (this process's CPUs) or a number from 1. Off by
+    default: in the quiet run of record the gate of two made the cluster walk slower (1.24x
+    one server against 1.41x ungated) without shortening its longest command (4.80 against
+    3.31 ms); it stays for operators who find otherwise."""
+    if setting == "auto":
         return local_cpus()
-    if raw in ("", "off"):
-        return None
-    if raw.isdigit() and int(raw) >= 1:
-        return int(raw)
-    raise ConfigError(
-        f"{STEP_GATE_ENV} must be auto, off or a number of steps from 1 (how many nodes of a "
-        f"cluster on this machine get a walk step at once), got {raw!r}"
-    )
+    return int(setting) if setting.isdigit() else None
 
 
 def local_cpus() -> int:
@@ -241,7 +247,7 @@ def make_plain_client(
     target: RedisTarget,
     *,
     client_name: str | None = None,
-    redis_class: type[aioredis.Redis] = aioredis.Redis,
+    redis_class: type[aioredis.Redis] = TierRedis,
     **extra: Any,
 ) -> aioredis.Redis:
     """A plain client for ``target``: one server, a Sentinel-discovered primary, or (for a
@@ -266,10 +272,13 @@ def make_plain_client(
             **{k: v for k, v in options.items() if k != "socket_timeout"},
         )
         assert target.sentinel_master is not None  # checked by Settings
-        client: Redis = sentinel.master_for(target.sentinel_master, redis_class=aioredis.Redis)
-        return client
-    options["connection_class"] = _connection_class(target.url)
-    return redis_class.from_url(target.url, **options)
+        client: Redis = sentinel.master_for(target.sentinel_master, redis_class=TierRedis)
+    else:
+        options["connection_class"] = _connection_class(target.url)
+        client = redis_class.from_url(target.url, **options)
+    if isinstance(client, TierRedis):
+        client.walk_duty = target.walk_duty
+    return client
 
 
 @asynccontextmanager

@@ -16,42 +16,24 @@ sent itself; while others send less than ``QUIET_RATE`` bytes per second (a few 
 commands: replicas' acknowledgements and a monitor's polls stay under it, a game's traffic
 does not) the tier is quiet and the walk runs at full speed. (The count of commands
 processed cannot tell: it includes the commands our own scripts call.)
-Operators set ``ECHOES_OPS_WALK_DUTY`` (0 < duty <= 1; 1 = never pace) for a walk at full
-speed on a quiet tier or a gentler one on a busy tier.
+Operators set ``ECHOES_OPS_WALK_DUTY`` (``Settings.walk_duty``, 0 < duty <= 1; 1 = never
+pace) for a walk at full speed on a quiet tier or a gentler one on a busy tier; a client made
+from settings carries it (``client/connect.walk_duty_of``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass, field
 
-from echoes_ops.errors import ConfigError
+from echoes_ops.config.walk import DEFAULT_WALK_DUTY
 
-DUTY_ENV = "ECHOES_OPS_WALK_DUTY"
-DEFAULT_DUTY = 0.5  # the walk's share of the server's time while the game uses it
+DEFAULT_DUTY = DEFAULT_WALK_DUTY  # the walk's share of the server's time while the game uses it
 QUIET_RATE = 2000.0  # others' bytes per second below which the tier counts as quiet
 LOOK_EVERY = 0.25  # seconds between looks at the server's traffic
 FIRST_LOOK = 0.05  # the second look, soon after the first (until then: paced)
 _INPUT = re.compile(rb"total_net_input_bytes:(\d+)")
-
-
-def walk_duty(environ: dict[str, str] | None = None) -> float:
-    """The duty cycle from ``ECHOES_OPS_WALK_DUTY`` (``DEFAULT_DUTY`` when unset)."""
-    raw = (os.environ if environ is None else environ).get(DUTY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_DUTY
-    try:
-        duty = float(raw)
-    except ValueError:
-        duty = -1.0
-    if not 0 < duty <= 1:
-        raise ConfigError(
-            f"{DUTY_ENV} must be a number above 0 and at most 1 (the walk's share of the "
-            f"server's time; 1 = full speed), got {raw!r}"
-        )
-    return duty
 
 
 @dataclass
@@ -65,7 +47,7 @@ class Pacer:
     the last reply already took the gap) and ``slept`` are kept for reports.
     """
 
-    duty: float = field(default_factory=walk_duty)
+    duty: float = DEFAULT_DUTY
     busy: bool = True  # others' traffic seen at the last look (assumed until looked)
     slept: float = 0.0
     paced: int = 0  # steps sent at the pace

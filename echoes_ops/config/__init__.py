@@ -35,6 +35,14 @@ from echoes_ops.config.values import (
     as_int,
     parse_bool,
 )
+from echoes_ops.config.walk import (
+    DEFAULT_NICE,
+    DEFAULT_STEP_GATE,
+    DEFAULT_WALK_DUTY,
+    as_nice,
+    as_step_gate,
+    as_walk_duty,
+)
 from echoes_ops.errors import ConfigError
 
 __all__ = [
@@ -100,6 +108,9 @@ ENV_VARS: dict[str, str] = {
     "flags_timeout": "ECHOES_OPS_FLAGS_TIMEOUT",
     "warmup_characters_query": "ECHOES_OPS_WARMUP_CHARACTERS_QUERY",
     "warmup_inventory_query": "ECHOES_OPS_WARMUP_INVENTORY_QUERY",
+    "walk_duty": "ECHOES_OPS_WALK_DUTY",
+    "nice": "ECHOES_OPS_NICE",
+    "step_gate": "ECHOES_OPS_STEP_GATE",
 }
 CONFIG_ENV_VAR = "ECHOES_OPS_CONFIG"
 READ_FROM = ("primaries", "replicas")
@@ -170,6 +181,8 @@ class RedisTarget:
     cluster_nodes: tuple[tuple[str, int], ...] = ()
     # where keyspace walks read on a cluster: "primaries", or "replicas" to spare them
     read_from: str = "primaries"
+    walk_duty: float = DEFAULT_WALK_DUTY  # Settings.walk_duty / step_gate (config/walk.py)
+    step_gate: str = DEFAULT_STEP_GATE
 
     @property
     def display(self) -> str:
@@ -222,6 +235,11 @@ class Settings:
     # SQL run by `echoes-ops warmup` (None: the defaults for the reference schema)
     warmup_characters_query: str | None = None
     warmup_inventory_query: str | None = None
+    # keeping out of the game's way (config/walk.py, docs/design.md decision 11): the
+    # walks' duty cycle, the CLI's CPU priority (0-19 or idle), the cluster walks' CPU gate
+    walk_duty: float = DEFAULT_WALK_DUTY
+    nice: str = str(DEFAULT_NICE)
+    step_gate: str = DEFAULT_STEP_GATE
 
     def __repr__(self) -> str:
         shown = []
@@ -366,6 +384,8 @@ class Settings:
             cluster=self.is_cluster,
             cluster_nodes=seeds,
             read_from=self.read_from,
+            walk_duty=self.walk_duty,
+            step_gate=self.step_gate,
         )
 
     @property
@@ -428,6 +448,8 @@ _SECONDS = {
     "flags_timeout",
 }
 
+_WALK = {"walk_duty": as_walk_duty, "nice": as_nice, "step_gate": as_step_gate}
+
 
 def _coerce(name: str, value: Any) -> Any:
     if name in _SECRETS:
@@ -444,6 +466,8 @@ def _coerce(name: str, value: Any) -> Any:
         return as_float(ENV_VARS[name], value)
     if name == "pubsub_mode":
         return check_pubsub_mode(value)
+    if name in _WALK:
+        return _WALK[name](ENV_VARS[name], value)
     text = str(value)
     return text if text != "" else None
 

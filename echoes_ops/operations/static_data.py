@@ -145,14 +145,16 @@ class KindDiff:
 async def diff_static(r: AnyRedis, encoded: Encoded) -> dict[StaticKind, tuple[KindDiff, set[str]]]:
     """Compare the dataset with Redis. Returns per kind the diff (ids) and present keys.
 
-    Walks each family with SCAN and reads existing hashes in pipelined batches.
+    One SCAN walk finds the three families (``STATIC_CACHE_PATTERN``; the server's time of a
+    walk is its visit of every key of the keyspace, whatever the pattern, so one walk costs a
+    third of three), then existing hashes are read in pipelined batches.
     """
     result: dict[StaticKind, tuple[KindDiff, set[str]]] = {}
+    found = await collect_keys(r, keys.STATIC_CACHE_PATTERN)
     for kind in StaticKind:
         wanted = encoded.get(kind, {})
-        present = await collect_keys(r, kind.pattern)
         # parse also drops keys like location:a:b:cache that only match the glob
-        present = {k for k in present if kind.parse(k) is not None}
+        present = {k for k in found if kind.parse(k) is not None}
         common = sorted(k for k in wanted if k in present)
         current = [
             pairs(x) for x in await bulk(r, [("HGETALL", k) for k in common], raise_on_error=False)
