@@ -10,7 +10,6 @@ from redis.asyncio.cluster import RedisCluster
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.scan import collect_keys
 from echoes_ops.client.slots import group_by_slot
 from echoes_ops.contract import keys
 from echoes_ops.contract.static import StaticKind
@@ -20,6 +19,7 @@ from echoes_ops.operations.static_data import (
     content_hash,
     diff_static,
     encode_gamedata,
+    find_static_keys,
     read_version,
     version_json,
 )
@@ -128,9 +128,8 @@ async def invalidate(
 
 async def invalidate_all_static(r: AnyRedis, *, dry_run: bool = False) -> InvalidateResult:
     targets: list[str] = []
-    for kind in StaticKind:
-        found = await collect_keys(r, kind.pattern)
-        targets.extend(sorted(k for k in found if kind.parse(k) is not None))
+    for found in (await find_static_keys(r)).values():
+        targets.extend(sorted(found))
     targets.append(keys.LOCATION_INDEX_KEY)
     return await _delete(r, targets, dry_run=dry_run)
 

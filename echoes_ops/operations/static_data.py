@@ -142,19 +142,26 @@ class KindDiff:
         }
 
 
+async def find_static_keys(r: AnyRedis) -> dict[StaticKind, set[str]]:
+    """Every static key in Redis, per kind, from one SCAN walk (``STATIC_CACHE_PATTERN``:
+    the server's time of a walk is its visit of every key of the keyspace, whatever the
+    pattern, so one walk costs a third of one per family). Look-alikes that only match the
+    glob (``location:a:b:cache``) are dropped."""
+    found = await collect_keys(r, keys.STATIC_CACHE_PATTERN)
+    return {kind: {k for k in found if kind.parse(k) is not None} for kind in StaticKind}
+
+
 async def diff_static(r: AnyRedis, encoded: Encoded) -> dict[StaticKind, tuple[KindDiff, set[str]]]:
     """Compare the dataset with Redis. Returns per kind the diff (ids) and present keys.
 
-    One SCAN walk finds the three families (``STATIC_CACHE_PATTERN``; the server's time of a
-    walk is its visit of every key of the keyspace, whatever the pattern, so one walk costs a
-    third of three), then existing hashes are read in pipelined batches.
+    One SCAN walk finds the three families (:func:`find_static_keys`), then existing hashes
+    are read in pipelined batches.
     """
     result: dict[StaticKind, tuple[KindDiff, set[str]]] = {}
-    found = await collect_keys(r, keys.STATIC_CACHE_PATTERN)
+    found = await find_static_keys(r)
     for kind in StaticKind:
         wanted = encoded.get(kind, {})
-        # parse also drops keys like location:a:b:cache that only match the glob
-        present = {k for k in found if kind.parse(k) is not None}
+        present = found[kind]
         common = sorted(k for k in wanted if k in present)
         current = [
             pairs(x) for x in await bulk(r, [("HGETALL", k) for k in common], raise_on_error=False)
