@@ -227,16 +227,16 @@ async def test_lock_lost_after_the_commit_is_reported_not_hidden(r, sync_r, worl
     """The swap committed, then another owner took the preload lock (its TTL ran out while the
     verify pass ran, say): the result keeps the committed version and says the lock was lost,
     instead of reporting a clean run."""
-    from echoes_ops.operations import preload as preload_mod
+    from echoes_ops.operations import preload_checks
 
-    real_verify = preload_mod.checks.verify
+    real_verify = preload_checks.verify
 
     async def verify_then_lose_the_lock(*args, **kwargs):
         checked = await real_verify(*args, **kwargs)
         sync_r.set(keys.lock_key(PRELOAD_LOCK), "operator.bob#other", ex=60)
         return checked
 
-    monkeypatch.setattr(preload_mod.checks, "verify", verify_then_lose_the_lock)
+    monkeypatch.setattr(preload_checks, "verify", verify_then_lose_the_lock)
     result = await preload(r, world, operator="alice")
     assert sync_r.hget(keys.GAMEDATA_VERSION_KEY, "content_hash") == result.version
     assert result.verified["verified_keys"] > 0

@@ -117,19 +117,19 @@ def test_the_cli_checks_an_unchanged_world_once(redis_url, tmp_path, monkeypatch
     reports it (audited, not a dry run) without checking every key a second time."""
     import json
 
-    from echoes_ops.operations import preload as preload_module
+    from echoes_ops.operations import preload_memo
     from tests.cli_helpers import cli
 
     env = {"REDIS_URL": redis_url, "ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache")}
     assert cli("preload", "--gamedata", str(BUNDLED_GAMEDATA), "--yes", env=env).code == 0
     checks = []
-    all_present = preload_module._all_present
+    all_present = preload_memo.all_present
 
     async def counted(r, static_keys):
         checks.append(len(static_keys))
         return await all_present(r, static_keys)
 
-    monkeypatch.setattr(preload_module, "_all_present", counted)
+    monkeypatch.setattr(preload_memo, "all_present", counted)
     out = cli("preload", "--gamedata", str(BUNDLED_GAMEDATA), "--json", env=env)
     assert out.code == 0, out.stderr
     shown = json.loads(out.stdout)

@@ -27,19 +27,14 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from echoes_ops import __version__
-from echoes_ops.gamedata.models import (
-    GameData,
-    Interactable,
-    Item,
-    Location,
-    LootEntry,
-    Npc,
-    NpcSpawn,
-    Source,
-)
+
+if TYPE_CHECKING:
+    # the models are imported when a world is read back or stored: a lookup (an unchanged
+    # world's whole use of the cache) needs the header alone
+    from echoes_ops.gamedata.models import GameData, Item, Location, Npc
 
 FORMAT = 1
 OFF = "off"
@@ -123,8 +118,11 @@ class WorldCache:
         """The cached world ``key``; raises :class:`CacheMiss` if it is not intact."""
         import orjson  # only when a world is read back: a lookup needs the header alone
 
+        from echoes_ops.gamedata.models import GameData, Source
+        from echoes_ops.gamedata.records import item, location, npc
+
         parsed: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
-        builders = (_location, _item, _npc)
+        builders = (location, item, npc)
         with self._open(key, WORLD_SUFFIX) as (_, body):
             try:
                 for line in body:
@@ -303,41 +301,3 @@ class _Body:
     def intact(self) -> bool:
         self.digest.update(self.handle.read())  # whatever was not consumed
         return self.digest.hexdigest() == self.expected
-
-
-# -- records back into models (the inverse of each model's ``to_record``) ---------------
-
-
-def _location(record: dict[str, Any], source: Source) -> Location:
-    return Location(
-        id=record["id"],
-        name=record["name"],
-        description=record["description"],
-        exits=record["exits"],
-        danger_level=record["danger_level"],
-        image_path=record["image_path"],
-        x=record["x"],
-        y=record["y"],
-        tags=tuple(record["tags"]),
-        interactables=tuple(
-            Interactable(
-                id=i["id"],
-                name=i["name"],
-                actions=tuple(i["actions"]),
-                loot=tuple(i["loot"]),
-                description=i.get("description"),
-            )
-            for i in record["interactables"]
-        ),
-        npcs=tuple(NpcSpawn(id=n["id"], chance=n["chance"]) for n in record["npcs"]),
-        source=source,
-    )
-
-
-def _item(record: dict[str, Any], source: Source) -> Item:
-    return Item(**record, source=source)
-
-
-def _npc(record: dict[str, Any], source: Source) -> Npc:
-    loot = tuple(LootEntry(**entry) for entry in record["loot"])
-    return Npc(**{**record, "loot": loot}, source=source)

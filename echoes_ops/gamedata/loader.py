@@ -22,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from echoes_ops.cycles import no_cycle_collection
 from echoes_ops.errors import ConfigError, GamedataError
 from echoes_ops.gamedata.cache import CacheMiss, WorldCache, file_digest, reader_version, world_key
-from echoes_ops.gamedata.models import GameData
+
+if TYPE_CHECKING:
+    from echoes_ops.gamedata.models import GameData
 
 T = TypeVar("T")
 
@@ -125,7 +127,9 @@ def validate_gamedata(root: str | Path, *, cache: WorldCache | None = None) -> V
             fetch = _from_cache(cache, key, root, names)
             world = World(str(root), shown, counts, key, cache, _fetch=fetch)
             return ValidationResult([], shown, world)
-    from echoes_ops.gamedata.reading import Reading  # not needed when the cache has it
+    # not needed when the cache has it
+    from echoes_ops.gamedata.models import GameData
+    from echoes_ops.gamedata.reading import Reading
 
     with no_cycle_collection():
         run = Reading(files, names, frozenset())

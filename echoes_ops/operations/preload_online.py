@@ -29,7 +29,6 @@ during it (never a half-written entry).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,25 +36,19 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    ClusterDownError,
-    MaxConnectionsError,
     RedisClusterException,
     RedisError,
-    SlotNotCoveredError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.budget import StepBudget
-from echoes_ops.client.bulk import Command, bulk, pairs, reloading
+from echoes_ops.client.bulk import Command, pairs, reloading
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.errors import translate
 from echoes_ops.client.slots import slot_of
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
 from echoes_ops.errors import DataLostError, OpsError, UnreachableError
+from echoes_ops.operations.preload_send import FAILOVER_ERRORS, NOT_FAILOVER, is_cluster, send
 from echoes_ops.operations.static_data import Encoded, Flat, as_mapping
 from echoes_ops.operations.stop import StopToken
 from echoes_ops.primitives.lease import Lease, LockLostError
@@ -69,20 +62,6 @@ STEPS_PER_ROUND = 16  # steps' worth of keys sent together; sizes adjust between
 MAX_CALLS_PER_ROUND = 512  # on a cluster a step holds the keys of one slot: often one
 INDEX_BATCH = 256  # members per SADD/SREM of the location index
 READ_BATCH = 500  # commands per round trip of the verify pass
-# Redis Cluster: how long a round is tried again while a failover runs (a primary gone, its
-# replica not yet promoted: cluster-node-timeout plus the election). Every command of a
-# round rewrites the same value, so sending a round again is harmless.
-FAILOVER_WAIT_S = 30.0
-FAILOVER_PAUSE_S = 0.25
-_FAILOVER_ERRORS = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-    SlotNotCoveredError,
-    RedisClusterException,
-)
-_NOT_FAILOVER = (AuthenticationError, AuthorizationError, MaxConnectionsError)
-
 # what the atomic swap's EXEC costs the server per key written (benchmarks/preload.py:
 # 61-95 ms for 22,000 keys), and the longest a command may hold it (the budget's max)
 ATOMIC_US_PER_KEY = 3.5
@@ -150,49 +129,6 @@ def atomic_hold_warning(keys_to_change: int) -> str | None:
         f"{keys_to_change * ATOMIC_US_PER_KEY / 1000:.0f} ms; on a live tier use "
         "preload --online (steps under 1 ms)"
     )
-
-
-def is_cluster(r: AnyRedis) -> bool:
-    return isinstance(r, RedisCluster)
-
-
-async def send(r: AnyRedis, commands: Sequence[Command]) -> list[Any]:
-    """Send ``commands`` and return their replies in order, errors in place. One server:
-    streamed on one connection (``client.bulk``). Redis Cluster: one non-transactional
-    pipeline, which redis-py routes per node and retries on MOVED/ASK and failover."""
-    if not commands:
-        return []
-    if isinstance(r, RedisCluster):
-        return await _send_cluster(r, commands)
-    return await bulk(r, commands, raise_on_error=False)
-
-
-async def _send_cluster(r: RedisCluster, commands: Sequence[Command]) -> list[Any]:
-    """One pipeline; while a failover runs (the pipeline's own retries spent), the whole
-    round again, until ``FAILOVER_WAIT_S``. Then the last error is raised."""
-    deadline = time.monotonic() + FAILOVER_WAIT_S
-    while True:
-        pipe = r.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        try:
-            replies = list(await pipe.execute(raise_on_error=False))
-        except _NOT_FAILOVER:
-            raise
-        except _FAILOVER_ERRORS:
-            if time.monotonic() >= deadline:
-                raise
-            await asyncio.sleep(FAILOVER_PAUSE_S)
-            continue
-        failing = [
-            x
-            for x in replies
-            if isinstance(x, _FAILOVER_ERRORS) and not isinstance(x, _NOT_FAILOVER)
-        ]
-        if failing and time.monotonic() < deadline:
-            await asyncio.sleep(FAILOVER_PAUSE_S)
-            continue
-        return replies
 
 
 def _slot_of(r: AnyRedis) -> Callable[[str], int] | None:
@@ -387,8 +323,8 @@ def _cut_off(exc: BaseException, done: int, total: int, previous: str | None) ->
         "until preload --online runs again (it writes what still differs)"
     )
     detail = {"cut_off": True, "keys_done": done, "online": True}
-    if isinstance(exc, (*_FAILOVER_ERRORS, OSError, TimeoutError)) and not isinstance(
-        exc, _NOT_FAILOVER
+    if isinstance(exc, (*FAILOVER_ERRORS, OSError, TimeoutError)) and not isinstance(
+        exc, NOT_FAILOVER
     ):
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         return UnreachableError(

@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from echoes_ops.client.bulk import bulk, pairs
 from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.scan import collect_keys
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract.static import StaticKind
-from echoes_ops.gamedata.models import GameData, Item, Location
+
+if TYPE_CHECKING:
+    from echoes_ops.gamedata.models import GameData, Item, Location
 
 # An encoded hash as HSET takes it: (field, value, field, value, ...), in contract order.
 Flat = tuple[str, ...]
@@ -147,6 +148,8 @@ async def find_static_keys(r: AnyRedis) -> dict[StaticKind, set[str]]:
     the server's time of a walk is its visit of every key of the keyspace, whatever the
     pattern, so one walk costs a third of one per family). Look-alikes that only match the
     glob (``location:a:b:cache``) are dropped."""
+    from echoes_ops.client.scan import collect_keys  # the walk: not for a version lookup
+
     found = await collect_keys(r, keys.STATIC_CACHE_PATTERN)
     return {kind: {k for k in found if kind.parse(k) is not None} for kind in StaticKind}
 

@@ -8,7 +8,8 @@ from typing import Any, Final
 from echoes_ops.contract import keys
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.doctor.base import Context, Finding, found
-from echoes_ops.operations.preload_online import advice, is_cluster
+from echoes_ops.operations.preload_online import advice
+from echoes_ops.operations.preload_send import is_cluster
 from echoes_ops.operations.reconcile import LOCK_REPAIR_TTL
 from echoes_ops.operations.workers import list_workers
 

@@ -1,0 +1,82 @@
+"""Sending a preload's commands on either topology, and telling which one it is: what the
+unchanged check, the stepped writer (:mod:`~echoes_ops.operations.preload_online`) and its
+verify pass share. Kept apart from the writer so that a preload of an unchanged world
+imports none of it (#17: such a run is all start-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    MaxConnectionsError,
+    RedisClusterException,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from echoes_ops.client.bulk import Command, bulk
+from echoes_ops.client.connect import AnyRedis
+
+# Redis Cluster: how long a round is tried again while a failover runs (a primary gone, its
+# replica not yet promoted: cluster-node-timeout plus the election). Every command of a
+# round rewrites the same value, so sending a round again is harmless.
+FAILOVER_WAIT_S = 30.0
+FAILOVER_PAUSE_S = 0.25
+FAILOVER_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    SlotNotCoveredError,
+    RedisClusterException,
+)
+NOT_FAILOVER = (AuthenticationError, AuthorizationError, MaxConnectionsError)
+
+
+def is_cluster(r: AnyRedis) -> bool:
+    return isinstance(r, RedisCluster)
+
+
+async def send(r: AnyRedis, commands: Sequence[Command]) -> list[Any]:
+    """Send ``commands`` and return their replies in order, errors in place. One server:
+    streamed on one connection (``client.bulk``). Redis Cluster: one non-transactional
+    pipeline, which redis-py routes per node and retries on MOVED/ASK and failover."""
+    if not commands:
+        return []
+    if isinstance(r, RedisCluster):
+        return await _send_cluster(r, commands)
+    return await bulk(r, commands, raise_on_error=False)
+
+
+async def _send_cluster(r: RedisCluster, commands: Sequence[Command]) -> list[Any]:
+    """One pipeline; while a failover runs (the pipeline's own retries spent), the whole
+    round again, until ``FAILOVER_WAIT_S``. Then the last error is raised."""
+    deadline = time.monotonic() + FAILOVER_WAIT_S
+    while True:
+        pipe = r.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        try:
+            replies = list(await pipe.execute(raise_on_error=False))
+        except NOT_FAILOVER:
+            raise
+        except FAILOVER_ERRORS:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(FAILOVER_PAUSE_S)
+            continue
+        failing = [
+            x for x in replies if isinstance(x, FAILOVER_ERRORS) and not isinstance(x, NOT_FAILOVER)
+        ]
+        if failing and time.monotonic() < deadline:
+            await asyncio.sleep(FAILOVER_PAUSE_S)
+            continue
+        return replies
