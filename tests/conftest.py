@@ -27,7 +27,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
         if name.startswith(("REDIS_", "ECHOES_OPS_")) or name == "DATABASE_URL":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ECHOES_OPS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    # the CLI lowers its own CPU priority (cli/common.yield_cpu): run in-process by the tests,
+    # the CLI lowers its own CPU priority (cli/running.yield_cpu): run in-process by the tests,
     # it would lower the test runner's for the rest of the session (tested in a subprocess)
     monkeypatch.setenv("ECHOES_OPS_NICE", "0")
 

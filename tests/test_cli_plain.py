@@ -116,8 +116,8 @@ def test_only_plain_command_lines_skip_typer(
 HEAVY = ("typer", "click", "pydantic", "rich", "redis", "asyncio", "asyncpg", "textual", "yaml")
 
 
-def heavy_imports(args: list[str], env: dict[str, str]) -> list[str]:
-    """Which of :data:`HEAVY` an ``echoes-ops ARGS`` process (that succeeds) imports."""
+def imported_by(args: list[str], env: dict[str, str]) -> set[str]:
+    """Every module an ``echoes-ops ARGS`` process (that succeeds) has imported at its end."""
     probe = (
         "import sys\n"
         "from echoes_ops.cli.main import main\n"
@@ -126,13 +126,17 @@ def heavy_imports(args: list[str], env: dict[str, str]) -> list[str]:
         "    main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+        "print(sorted(sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
-    imported: list[str] = ast.literal_eval(out.stdout.strip().splitlines()[-1])
-    return imported
+    return set(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+
+
+def heavy_imports(args: list[str], env: dict[str, str]) -> list[str]:
+    """Which of :data:`HEAVY` an ``echoes-ops ARGS`` process (that succeeds) imports."""
+    return sorted({m.split(".")[0] for m in imported_by(args, env)} & set(HEAVY))
 
 
 @pytest.mark.parametrize("cached", [False, True])

@@ -13,7 +13,7 @@ import sys
 import pytest
 import redis
 
-from echoes_ops.cli import common
+from echoes_ops.cli import running
 from echoes_ops.config import Settings, looks_like_production, on_environment
 from echoes_ops.contract import keys
 from echoes_ops.errors import ExitCode
@@ -155,7 +155,7 @@ def test_environment_words():
 
 
 class _OnATerminal:
-    """``sys`` as :mod:`echoes_ops.cli.common` sees it, with stdin (the test runner's)
+    """``sys`` as :mod:`echoes_ops.cli.running` sees it, with stdin (the test runner's)
     claiming to be a terminal."""
 
     class _Stdin:
@@ -190,7 +190,7 @@ def test_confirmations_name_the_environment(redis_url, sync_r, one_session, monk
     out = cli("--environment", "staging", "workers", "cleanup", "w1", env={"REDIS_URL": redis_url})
     assert "on staging: refusing without --yes" in out.one_error_line()
     # a terminal: the question names it, and answering no changes nothing
-    monkeypatch.setattr(common, "sys", _OnATerminal())
+    monkeypatch.setattr(running, "sys", _OnATerminal())
     out = cli("sessions", "kick", "42", "--reason", "stuck", env=env, input="n\n")
     assert out.code == ExitCode.REFUSED
     assert "Kick player 42 (session, 1 location set(s)) on prod? [y/N]" in out.stdout

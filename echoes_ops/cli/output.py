@@ -14,8 +14,6 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from typer._click.globals import get_current_context
-
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -26,9 +24,12 @@ WIDE = 10_000  # a line width no row reaches: the console never wraps in plain m
 
 def plain() -> bool:
     """Plain output: stdout is not a terminal, ``--plain`` was given or ECHOES_OPS_PLAIN set."""
-    ctx = get_current_context(silent=True)
-    if ctx is not None and ctx.find_root().params.get("plain"):
-        return True
+    if "typer" in sys.modules:  # under Typer: its --plain option (a plain run has none)
+        from typer._click.globals import get_current_context
+
+        ctx = get_current_context(silent=True)
+        if ctx is not None and ctx.find_root().params.get("plain"):
+            return True
     if os.environ.get(PLAIN_ENV, "").strip().lower() in {"1", "true", "yes"}:
         return True
     return not sys.stdout.isatty()

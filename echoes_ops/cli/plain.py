@@ -1,16 +1,21 @@
-"""``validate`` without Typer, for its plain command lines.
+"""``validate`` and ``preload`` without Typer, for their plain command lines.
 
 Importing Typer (and building a command with it) costs more CPU than validating the bundled
-world (#17's whole-command goals: ``validate`` of the bundled world within 0.25 s), and a
-cron job or CI step runs ``echoes-ops validate [--gamedata DIR] [--json]`` as such. Exactly
-those command lines are run here, with the same functions and the same output as the Typer
-command (:func:`echoes_ops.cli.data.validate`); anything else (global options, ``--help``,
-another spelling, an unknown option, ``ECHOES_OPS_PLAIN`` set, which Typer checks) returns
-None and goes to Typer unchanged. ``tests/test_cli_plain.py`` runs both ways and compares.
+world or finding it unchanged in Redis (#17's whole-command goals: ``validate`` of the
+bundled world within 0.25 s, an unchanged ``preload`` within 0.35 s), and a cron job, a
+deploy hook or a CI step runs ``echoes-ops validate [--gamedata DIR] [--json]`` or
+``echoes-ops preload [--gamedata DIR] [--dry-run] [--force] [--yes] [--online]
+[--verify/--no-verify] [--json]`` as such. Exactly those command lines are run here, with
+the same functions and the same output as the Typer commands
+(:func:`echoes_ops.cli.data.validate`, :func:`echoes_ops.cli.data.preload`); anything else
+(global options, ``--help``, another spelling, an option given twice, an unknown option,
+``ECHOES_OPS_PLAIN`` set, which Typer checks) returns None and goes to Typer unchanged.
+``tests/test_cli_plain.py`` runs both ways and compares.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -23,33 +28,78 @@ if TYPE_CHECKING:
     from echoes_ops.gamedata.loader import ValidationResult
 
 
-def plain_validate(argv: list[str]) -> tuple[Path | None, bool] | None:
-    """(--gamedata, --json) when ``argv`` is a plain validate command line, else None."""
-    if not argv or argv[0] != "validate":
+# flag -> (its setting, the value it sets); ``--gamedata`` takes a value
+_PRELOAD_FLAGS = {
+    "--dry-run": ("dry_run", True),
+    "--force": ("force", True),
+    "--yes": ("yes", True),
+    "-y": ("yes", True),
+    "--online": ("online", True),
+    "--verify": ("verify", True),
+    "--no-verify": ("verify", False),
+    "--json": ("json", True),
+}
+_VALIDATE_FLAGS = {"--json": ("json", True)}
+
+
+def plain_options(
+    argv: list[str], command: str, flags: dict[str, tuple[str, bool]]
+) -> tuple[Path | None, dict[str, bool]] | None:
+    """(--gamedata, the flags given) when ``argv`` is ``command`` followed only by
+    ``--gamedata DIR`` and ``flags``, each setting at most once; else None."""
+    if not argv or argv[0] != command:
         return None
     gamedata: Path | None = None
-    as_json = False
+    given: dict[str, bool] = {}
     words = iter(argv[1:])
     for word in words:
-        if word == "--json" and not as_json:
-            as_json = True
+        if word in flags:
+            name, value = flags[word]
+            if name in given:
+                return None
+            given[name] = value
             continue
-        value: str | None = None
+        value_of: str | None = None
         if word == "--gamedata":
-            value = next(words, None)
+            value_of = next(words, None)
         elif word.startswith("--gamedata="):
-            value = word.removeprefix("--gamedata=")
-        if value is None or not value or value.startswith("-") or gamedata is not None:
+            value_of = word.removeprefix("--gamedata=")
+        if value_of is None or not value_of or value_of.startswith("-") or gamedata is not None:
             return None
-        gamedata = Path(value)
-    return gamedata, as_json
+        gamedata = Path(value_of)
+    return gamedata, given
+
+
+def plain_validate(argv: list[str]) -> tuple[Path | None, bool] | None:
+    """(--gamedata, --json) when ``argv`` is a plain validate command line, else None."""
+    parsed = plain_options(argv, "validate", _VALIDATE_FLAGS)
+    if parsed is None:
+        return None
+    gamedata, given = parsed
+    return gamedata, given.get("json", False)
+
+
+def plain_preload(argv: list[str]) -> tuple[Path | None, dict[str, bool]] | None:
+    """(--gamedata, every flag's value, defaults filled in) when ``argv`` is a plain
+    preload command line, else None."""
+    parsed = plain_options(argv, "preload", _PRELOAD_FLAGS)
+    if parsed is None:
+        return None
+    gamedata, given = parsed
+    defaults = {"dry_run": False, "force": False, "yes": False, "online": False}
+    return gamedata, {**defaults, "verify": True, "json": False, **given}
 
 
 def run_plain(argv: list[str]) -> int | None:
     """Run a plain command line without Typer and return its exit code; None when it is
     not one (the caller runs Typer)."""
+    if "ECHOES_OPS_PLAIN" in os.environ:
+        return None
+    preload = plain_preload(argv)
+    if preload is not None:
+        return _preload(*preload)
     parsed = plain_validate(argv)
-    if parsed is None or "ECHOES_OPS_PLAIN" in os.environ:
+    if parsed is None:
         return None
     given, as_json = parsed
     cli_state = CliState()
@@ -61,6 +111,21 @@ def run_plain(argv: list[str]) -> int | None:
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - as the Typer command's guard
         return failure_code(exc, debug=False)
     return report(result, folder, as_json=as_json)
+
+
+def _preload(given: Path | None, options: dict[str, bool]) -> int:
+    """``preload`` as the Typer command runs it (:mod:`echoes_ops.cli.preloading`)."""
+    from echoes_ops.cli.core import defer_package_metadata
+    from echoes_ops.cli.preloading import preload_command
+    from echoes_ops.cli.running import CommandExit
+
+    defer_package_metadata()  # as the Typer path does: redis-py would load it for nothing
+    gc.enable()  # as under Typer (main() turns it off for plain runs: validate's objects)
+    try:
+        preload_command(CliState(), given, **options)
+    except CommandExit as exc:
+        return exc.exit_code
+    return 0
 
 
 def report(result: ValidationResult, folder: Path, *, as_json: bool) -> int:

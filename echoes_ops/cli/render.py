@@ -7,8 +7,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from echoes_ops import fmt
-from echoes_ops.cli.common import stdout_console
 from echoes_ops.cli.output import print_table
+from echoes_ops.cli.running import stdout_console
 
 if TYPE_CHECKING:
     from rich.text import Text
