@@ -1,7 +1,7 @@
 """Warmup throughput: ``echoes-ops warmup`` against the naive approach, in the same run.
 
 Run:  .venv/bin/python -m benchmarks.warmup [--characters 100000] [--runs 3]
-      [--with-naive-inventories] [--phases] [--memory]
+      [--with-naive-inventories] [--phases] [--memory] [--server-split]
 
 Starts a private PostgreSQL and a private redis-server in a temporary folder, seeds the
 reference schema with ``--characters`` characters (2-8 inventory rows each, all active in
@@ -24,7 +24,8 @@ hiredis packing, Redis execution, with the server's own EVALSHA time from INFO
 commandstats) and accounts the CPU of one pipelined run per process (this one, from
 ``time.process_time``; redis-server, from INFO cpu; the PostgreSQL cluster's processes,
 from /proc) to show where the time goes; ``--memory`` compares the peak Python memory
-(tracemalloc) of a streamed warmup with fetching every row at once.
+(tracemalloc) of a streamed warmup with fetching every row at once; ``--server-split``
+shows where the server's time per character goes (``benchmarks/warmup_server.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 import hiredis
 
+from benchmarks.warmup_server import server_split
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
@@ -130,20 +132,48 @@ def line(label: str, seconds: float, rows: int, base: float | None = None) -> st
     return f"  {label:<46} {seconds:7.3f} s {rows / seconds:>9,.0f} rows/s{ratio}"
 
 
+# SLOWLOG threshold while a warmup runs. Not 0: redis-server 7.0 logs the commands a script
+# runs as well (HSET, EXPIRE, RPUSH, ... four or more per character), and at threshold 0
+# making those entries cost the server about a third more CPU per character in one run on
+# this machine (first fill, 30,000 characters: 0.72-1.08 s against 0.61-0.78 s), charged to
+# the calls' measured time, so the warmup also cut smaller calls. A script's own commands
+# take microseconds; its calls, about half a millisecond, are all logged.
+SLOWLOG_THRESHOLD_US = 100
+
+
+async def slowlog_setup(r: Any) -> None:
+    await r.config_set("slowlog-log-slower-than", SLOWLOG_THRESHOLD_US)
+    await r.config_set("slowlog-max-len", 1_000_000)
+
+
+async def slowlog_reset(r: Any) -> None:
+    """Before a run: SLOWLOG and the command counts emptied."""
+    await r.slowlog_reset()
+    await r.config_resetstat()
+
+
 async def slowlog(r: Any) -> tuple[int, float, float, int, int, int]:
-    """EVALSHA calls in the server's SLOWLOG (threshold 0, reset before the run): count,
-    median, p99 and longest, in microseconds (wall time on the server: on a busy machine it
-    includes the time the OS stopped redis-server), and how many took over 1 ms and 2 ms."""
+    """EVALSHA calls since :func:`slowlog_reset`: count (from INFO commandstats), median,
+    p99 and longest, in microseconds (wall time on the server, from SLOWLOG: on a busy
+    machine it includes the time the OS stopped redis-server), and how many took over 1 ms
+    and 2 ms. Calls under :data:`SLOWLOG_THRESHOLD_US` are not in the SLOWLOG; a
+    percentile that falls among them is given as the threshold (at most that)."""
+    stats = await r.info("commandstats")
+    total = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
     entries = await r.execute_command("SLOWLOG", "GET", "-1")
     durations = sorted(int(e[2]) for e in entries if _name(e[3][0]).upper() == "EVALSHA")
-    if not durations:
+    if not total:
         return 0, 0.0, 0.0, 0, 0, 0
-    n = len(durations)
+    below = max(total - len(durations), 0)
+
+    def at(rank: int) -> float:
+        return float(durations[rank - below]) if rank >= below else float(SLOWLOG_THRESHOLD_US)
+
     return (
-        n,
-        float(durations[(n - 1) // 2]),
-        float(durations[int(0.99 * (n - 1))]),
-        durations[-1],
+        total,
+        at((total - 1) // 2),
+        at(int(0.99 * (total - 1))),
+        durations[-1] if durations else SLOWLOG_THRESHOLD_US,
         sum(d > 1000 for d in durations),
         sum(d > 2000 for d in durations),
     )
@@ -168,7 +198,7 @@ async def full_run(r: Any, pg: PostgresServer, *, fresh: bool) -> dict[str, Any]
     """One warmup --what sessions,inventories with its CPU per process and SLOWLOG."""
     if fresh:
         await r.flushall()
-    await r.slowlog_reset()
+    await slowlog_reset(r)
     before_redis, before_pg = await redis_cpu(r), process_cpu(postgres_pids(pg))
     before_py = time.process_time()
     seconds, report = await timed(
@@ -223,8 +253,7 @@ async def measure(args: argparse.Namespace, r: Any, pg: PostgresServer) -> None:
     def record(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
 
-    await r.config_set("slowlog-log-slower-than", 0)
-    await r.config_set("slowlog-max-len", 1_000_000)
+    await slowlog_setup(r)
     rows = 0
     for _ in range(args.runs):
         if not args.no_naive:
@@ -473,6 +502,8 @@ async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> N
             await cpu(r, pg, FULL)
         if args.memory:
             await memory(r, pg_url)
+        if args.server_split:
+            await server_split(r, pg_url, WINDOW, step=args.step, rounds=args.split_rounds)
     print(f"load average after: {load_average()}")
 
 
@@ -488,6 +519,15 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baselines")
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument(
+        "--server-split",
+        action="store_true",
+        help="where the server's time per character goes: the script's calls, the same "
+        "arguments to a script doing nothing, the same writes as plain commands "
+        "(benchmarks/warmup_server.py)",
+    )
+    parser.add_argument("--step", type=int, default=20, help="players per call (--server-split)")
+    parser.add_argument("--split-rounds", type=int, default=3)
     parser.add_argument(
         "--nice",
         type=int,

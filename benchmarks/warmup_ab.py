@@ -40,6 +40,8 @@ from benchmarks.warmup import (
     process_cpu,
     redis_cpu,
     slowlog,
+    slowlog_reset,
+    slowlog_setup,
 )
 from echoes_ops.client.connect import open_redis
 from echoes_ops.gamedata import load_gamedata
@@ -81,7 +83,7 @@ async def one(
 ) -> dict[str, Any]:
     if fresh:
         await r.flushall()
-    await r.slowlog_reset()
+    await slowlog_reset(r)
     before_redis, before_pg = await redis_cpu(r), process_cpu(postgres_pids(pg))
     out = subprocess.run(
         ["nice", "-n", str(nice), sys.executable, "-c", RUNNER, pg.url, url, str(WINDOW)],
@@ -138,8 +140,7 @@ async def measure(args: argparse.Namespace, pg: PostgresServer, url: str, base: 
         f"load average {load_average()}"
     )
     async with open_redis(bench_settings(url).redis_target()) as r:
-        await r.config_set("slowlog-log-slower-than", 0)
-        await r.config_set("slowlog-max-len", 1_000_000)
+        await slowlog_setup(r)
         for n in range(args.rounds):
             for side in ("base", "new") if n % 2 == 0 else ("new", "base"):
                 for kind, fresh in (("first", True), ("again", False)):

@@ -1,0 +1,210 @@
+"""Where the server's time per character goes in a warmup (``benchmarks/warmup.py
+--server-split``; issue #16 item 3).
+
+The characters and inventories of the benchmark's dataset are read and encoded as warmup
+does, then sent to an empty redis-server four ways, each measured by the server's own
+figures (the main thread's CPU time from ``INFO cpu``, and ``INFO commandstats``):
+
+- ``script, first fill``: warmup's own calls (``WARMUP_PLAYERS``, mode pairs, ``--step``
+  players per call) in steps of two calls, as warmup sends them, on an empty Redis;
+- ``script, unchanged``: the same calls again (every key read and compared, none written);
+- ``arguments only``: the same calls to a script that does nothing: what passing the
+  keys and arguments into Lua costs (reading them off the socket, the ``ARGV`` table);
+- ``plain commands``: the writes of a first fill without Lua, pipelined: ``HSET`` (the
+  session's fields), ``EXPIRE``, ``RPUSH`` (the inventory rows), ``EXPIRE`` per character:
+  the floor for writing what the contract asks, compare and atomicity left out.
+
+Each way runs ``--split-rounds`` times, interleaved; the least CPU of the rounds is shown
+(on a shared machine the CPU time of the same work rises with the load), with the median.
+CPU time rather than wall time: on a busy machine the OS stops redis-server in the middle of
+its work, which wall time would count.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from echoes_ops.client.bulk import Command, StepConnection, bulk
+from echoes_ops.contract import codec, keys, scripts_warmup
+from echoes_ops.operations.warmup import DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY
+from echoes_ops.operations.warmup.encoding import Batch, CharacterColumns, Encoded, encode_rows
+from echoes_ops.operations.warmup.queries import prepare, read_batch
+from echoes_ops.operations.warmup.report import WarmupReport
+
+NOTHING = "return 0"  # a script that only receives its arguments
+CALLS_PER_STEP = 2  # as warmup sends them on one server (operations/warmup/run.py)
+
+
+async def read_batches(pg_url: str, window: int) -> tuple[CharacterColumns, list[Batch]]:
+    """Every batch of the characters active in ``window`` minutes, read as warmup reads
+    them (one snapshot, a cursor, one inventory query per batch)."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        source = await prepare(
+            conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, window
+        )
+        cursor = await source.characters.cursor(*source.characters_args)
+        batches = []
+        while (batch := await read_batch(source, cursor, 2000)) is not None:
+            batches.append(batch)
+        await conn.execute("ROLLBACK")
+    finally:
+        await conn.close()
+    return source.columns, batches
+
+
+def header_of(columns: CharacterColumns, measure: str = "0") -> tuple[str, ...]:
+    """``WARMUP_PLAYERS``'s arguments before the players (mode pairs, writing sessions)."""
+    names = [name for _, name, _ in columns.fields]
+    return (
+        "0",
+        repr(codec.MIN_PLAUSIBLE_EPOCH),
+        repr(time.time() + codec.MAX_FUTURE_SKEW),
+        str(keys.SESSION_TTL),
+        str(keys.INVENTORY_TTL),
+        "1",
+        str(len(names)),
+        "pairs",
+        measure,
+        *names,
+    )
+
+
+def encode_all(columns: CharacterColumns, batches: list[Batch]) -> list[Encoded]:
+    report = WarmupReport(False, ["sessions", "inventories"], 1, time.time())
+    encoded = []
+    for batch in batches:
+        item = Encoded(2)
+        encode_rows(
+            item,
+            batch.characters,
+            batch.inventory,
+            columns,
+            report,
+            max_epoch=time.time() + codec.MAX_FUTURE_SKEW,
+        )
+        encoded.append(item)
+    return encoded
+
+
+def plain_writes(columns: CharacterColumns, encoded: list[Encoded]) -> list[Command]:
+    """A first fill's writes as plain commands: what the script writes, without Lua."""
+    names = [name for _, name, _ in columns.fields]
+    commands: list[Command] = []
+    for item in encoded:
+        starts = [*item.starts, len(item.args)]
+        for i, cid in enumerate(item.ids):
+            args = item.args[starts[i] : starts[i + 1]]
+            stamp, values, rows = args[0], args[1 : 1 + len(names)], args[2 + len(names) :]
+            fields = [
+                x for name, value in zip(names, values, strict=True) if value for x in (name, value)
+            ]
+            session = keys.session_key(cid)
+            commands += [
+                ("HSET", session, *fields, "last_heartbeat", stamp, "websocket_connected", "false"),
+                ("EXPIRE", session, keys.SESSION_TTL),
+            ]
+            if rows:
+                inventory = keys.inventory_key(cid)
+                commands += [("RPUSH", inventory, *rows), ("EXPIRE", inventory, keys.INVENTORY_TTL)]
+    return commands
+
+
+async def _main_thread_cpu(r: Any) -> float:
+    info = await r.info("cpu")
+    user = info.get("used_cpu_user_main_thread", info["used_cpu_user"])
+    system = info.get("used_cpu_sys_main_thread", info["used_cpu_sys"])
+    return float(user) + float(system)
+
+
+SCRIPT_STATS = ("evalsha",)  # a script's own commands are counted in it and on their own
+PLAIN_STATS = ("hset", "expire", "rpush")
+
+
+async def _measured(
+    r: Any, send: Callable[[], Awaitable[None]], counted: tuple[str, ...]
+) -> tuple[float, float]:
+    """Server CPU seconds of what ``send`` sends, and the commandstats seconds of the
+    ``counted`` commands."""
+    await r.config_resetstat()
+    before = await _main_thread_cpu(r)
+    await send()
+    cpu = await _main_thread_cpu(r) - before
+    stats = await r.info("commandstats")
+    usec = sum(float(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in counted)
+    return cpu, usec / 1e6
+
+
+async def _stepped(r: Any, calls: list[Command]) -> None:
+    """``calls`` in steps of two, as warmup sends them on one server."""
+    async with StepConnection(r) as line:
+        for at in range(0, len(calls), CALLS_PER_STEP):
+            for reply in await line.calls(calls[at : at + CALLS_PER_STEP]):
+                if isinstance(reply, Exception):
+                    raise reply
+
+
+async def _round(
+    r: Any,
+    ways: dict[str, list[tuple[float, float]]],
+    warm_calls: list[Command],
+    nothing_calls: list[Command],
+    plain: list[Command],
+    step: int,
+) -> None:
+    """Each way once, from an empty Redis (the unchanged run after the first fill)."""
+
+    async def pipelined() -> None:
+        await bulk(r, plain, chunk=4 * step)
+
+    measured = [
+        ("script, first fill", lambda: _stepped(r, warm_calls), SCRIPT_STATS, True),
+        ("script, unchanged", lambda: _stepped(r, warm_calls), SCRIPT_STATS, False),
+        ("arguments only (a script doing nothing)", lambda: _stepped(r, nothing_calls),
+         SCRIPT_STATS, True),
+        ("plain commands, no Lua (HSET, EXPIRE, RPUSH, EXPIRE)", pipelined, PLAIN_STATS, True),
+    ]  # fmt: skip
+    for label, send, counted, empty in measured:
+        if empty:
+            await r.flushall()
+        ways.setdefault(label, []).append(await _measured(r, send, counted))
+
+
+async def server_split(r: Any, pg_url: str, window: int, *, step: int, rounds: int) -> None:
+    columns, batches = await read_batches(pg_url, window)
+    encoded = encode_all(columns, batches)
+    characters = sum(len(item.ids) for item in encoded)
+    header = header_of(columns)
+    warm_sha = await r.script_load(scripts_warmup.WARMUP_PLAYERS)
+    nothing_sha = await r.script_load(NOTHING)
+    warm_calls = [c for item in encoded for c in item.commands(warm_sha, header, step)[0]]
+    nothing_calls = [(c[0], nothing_sha, *c[2:]) for c in warm_calls]
+    plain = plain_writes(columns, encoded)
+
+    # no SLOWLOG entries while measuring (each costs the server a copy of the command)
+    slowlog = (await r.config_get("slowlog-log-slower-than"))["slowlog-log-slower-than"]
+    await r.config_set("slowlog-log-slower-than", -1)
+    ways: dict[str, list[tuple[float, float]]] = {}
+    try:
+        for _ in range(rounds):
+            await _round(r, ways, warm_calls, nothing_calls, plain, step)
+    finally:
+        await r.config_set("slowlog-log-slower-than", slowlog)
+    await r.flushall()
+    print(
+        f"server time per character ({characters:,} characters, {step} per call, "
+        f"{len(warm_calls):,} calls; least of {rounds} rounds [median]):"
+    )
+    for label, figures in ways.items():
+        cpu = [c / characters * 1e6 for c, _ in figures]
+        usec = [u / characters * 1e6 for _, u in figures]
+        print(
+            f"  {label:55s} CPU {min(cpu):5.1f} us [{statistics.median(cpu):5.1f}]  "
+            f"commands {min(usec):5.1f} us [{statistics.median(usec):5.1f}]"
+        )
