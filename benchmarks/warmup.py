@@ -44,13 +44,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-import hiredis
 
-from benchmarks.warmup_server import server_split
-from echoes_ops.client.bulk import bulk
+from benchmarks.warmup_server import phases, server_split
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
-from echoes_ops.contract import codec, keys, scripts_warmup
+from echoes_ops.contract import codec, keys
 from echoes_ops.gamedata import load_gamedata
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.local.postgres_server import PostgresServer
@@ -58,17 +56,12 @@ from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.warmup import (
     DEFAULT_CHARACTERS_QUERY,
     DEFAULT_INVENTORY_QUERY,
-    WarmupReport,
     warmup,
 )
-from echoes_ops.operations.warmup.encoding import Encoded, encode_rows
-from echoes_ops.operations.warmup.queries import prepare, read_batch
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW = 7 * 60  # minutes: the demo spreads activity over the last six hours
 FULL = ["sessions", "inventories"]
-# players per script call when the stages run alone (--phases); warmup sizes its calls itself
-PHASE_STEP = 32
 
 
 def session_mapping(row: asyncpg.Record) -> dict[str, str]:
@@ -318,82 +311,6 @@ async def measure(args: argparse.Namespace, r: Any, pg: PostgresServer) -> None:
     )
 
 
-async def phases(r: Any, pg_url: str) -> None:
-    """Each stage of a full warmup alone, to see where the time goes."""
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        source = await prepare(
-            conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, WINDOW
-        )
-        cursor = await source.characters.cursor(*source.characters_args)
-        started = time.perf_counter()
-        batches = []
-        while (batch := await read_batch(source, cursor, 2000)) is not None:
-            batches.append(batch)
-        read_s = time.perf_counter() - started
-        await conn.execute("ROLLBACK")
-        # the inventory query alone, rows decoded by asyncpg instead of JSON from PostgreSQL
-        ids = [row[0] for row in await conn.fetch(DEFAULT_CHARACTERS_QUERY, WINDOW)]
-        plain = await conn.prepare(DEFAULT_INVENTORY_QUERY)
-        count = 0
-        started = time.perf_counter()
-        for i in range(0, len(ids), 2000):
-            count += len(await plain.fetch(ids[i : i + 2000]))
-        plain_s = time.perf_counter() - started
-    finally:
-        await conn.close()
-    await r.flushall()
-    sha = await r.script_load(scripts_warmup.WARMUP_PLAYERS)
-    max_epoch = time.time() + codec.MAX_FUTURE_SKEW
-    names = [name for _, name, _ in source.columns.fields]
-    header: tuple[str, ...] = (
-        "0",
-        repr(codec.MIN_PLAUSIBLE_EPOCH),
-        repr(max_epoch),
-        "1800",
-        "600",
-        "1",
-        str(len(names)),
-        "pairs",
-        "0",  # measure (set on some calls by Encoded.commands)
-        *names,
-    )
-    report = WarmupReport(False, FULL, WINDOW, time.time())
-    started = time.perf_counter()
-    encoded = []
-    for batch in batches:
-        item = Encoded(2)
-        encode_rows(
-            item, batch.characters, batch.inventory, source.columns, report, max_epoch=max_epoch
-        )
-        encoded.append(item.commands(sha, header, PHASE_STEP)[0])
-    encode_s = time.perf_counter() - started
-    started = time.perf_counter()
-    for commands in encoded:
-        for command in commands:
-            hiredis.pack_command(command)
-    pack_s = time.perf_counter() - started
-    await r.config_resetstat()
-    started = time.perf_counter()
-    for commands in encoded:
-        await bulk(r, commands)
-    redis_s = time.perf_counter() - started
-    server_s = (await r.info("commandstats"))["cmdstat_evalsha"]["usec"] / 1e6
-    characters = sum(len(b.characters) for b in batches)
-    print(f"stages of a full warmup of {characters:,} characters, each run alone:")
-    print(
-        f"  PostgreSQL reads (cursor + inventories as JSON, asyncpg decoding): {read_s:.3f} s"
-        f"  [same inventory query without row_to_json: {plain_s:.3f} s for {count:,} rows]"
-    )
-    print(f"  encoding the script calls (Python):                  {encode_s:.3f} s")
-    print(f"  packing them with hiredis (Python, C):               {pack_s:.3f} s")
-    print(
-        f"  sending and running them (packing included):         {redis_s:.3f} s, "
-        f"of which the server ran EVALSHA {server_s:.3f} s"
-    )
-
-
 def process_cpu(pids: list[int]) -> float:
     """User + system CPU seconds of these processes (from /proc), with the first one's
     ended children (a backend's CPU moves to the postmaster when its connection closes)."""
@@ -497,7 +414,7 @@ async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> N
     async with open_redis(bench_settings(redis_url).redis_target()) as r:
         await measure(args, r, pg)
         if args.phases:
-            await phases(r, pg_url)
+            await phases(r, pg_url, WINDOW)
             await cpu(r, pg, ["sessions"])
             await cpu(r, pg, FULL)
         if args.memory:

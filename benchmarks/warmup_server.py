@@ -1,7 +1,7 @@
-"""Where the server's time per character goes in a warmup (``benchmarks/warmup.py
---server-split``; issue #16 item 3).
+"""Where the time goes in a warmup: each stage alone (``benchmarks/warmup.py --phases``), and
+the server's time per character (``benchmarks/warmup.py --server-split``; issue #16 item 3).
 
-The characters and inventories of the benchmark's dataset are read and encoded as warmup
+For ``--server-split``, the characters and inventories of the benchmark's dataset are read and encoded as warmup
 does, then sent to an empty redis-server four ways, each measured by the server's own
 figures (the main thread's CPU time from ``INFO cpu``, and ``INFO commandstats``):
 
@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import hiredis
 
 from echoes_ops.client.bulk import Command, StepConnection, bulk
 from echoes_ops.contract import codec, keys, scripts_warmup
@@ -36,27 +37,28 @@ from echoes_ops.operations.warmup.encoding import Batch, CharacterColumns, Encod
 from echoes_ops.operations.warmup.queries import prepare, read_batch
 from echoes_ops.operations.warmup.report import WarmupReport
 
+# players per script call when the stages run alone (--phases); warmup sizes its calls itself
+PHASE_STEP = 32
 NOTHING = "return 0"  # a script that only receives its arguments
 CALLS_PER_STEP = 2  # as warmup sends them on one server (operations/warmup/run.py)
 
 
-async def read_batches(pg_url: str, window: int) -> tuple[CharacterColumns, list[Batch]]:
+async def read_batches(
+    conn: asyncpg.Connection, window: int
+) -> tuple[CharacterColumns, list[Batch], float]:
     """Every batch of the characters active in ``window`` minutes, read as warmup reads
-    them (one snapshot, a cursor, one inventory query per batch)."""
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        source = await prepare(
-            conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, window
-        )
-        cursor = await source.characters.cursor(*source.characters_args)
-        batches = []
-        while (batch := await read_batch(source, cursor, 2000)) is not None:
-            batches.append(batch)
-        await conn.execute("ROLLBACK")
-    finally:
-        await conn.close()
-    return source.columns, batches
+    them (one snapshot, a cursor, one inventory query per batch), and the seconds the reads
+    took (the queries' preparation left out)."""
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    source = await prepare(conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, window)
+    cursor = await source.characters.cursor(*source.characters_args)
+    started = time.perf_counter()
+    batches = []
+    while (batch := await read_batch(source, cursor, 2000)) is not None:
+        batches.append(batch)
+    seconds = time.perf_counter() - started
+    await conn.execute("ROLLBACK")
+    return source.columns, batches, seconds
 
 
 def header_of(columns: CharacterColumns, measure: str = "0") -> tuple[str, ...]:
@@ -114,6 +116,52 @@ def plain_writes(columns: CharacterColumns, encoded: list[Encoded]) -> list[Comm
                 inventory = keys.inventory_key(cid)
                 commands += [("RPUSH", inventory, *rows), ("EXPIRE", inventory, keys.INVENTORY_TTL)]
     return commands
+
+
+async def phases(r: Any, pg_url: str, window: int) -> None:
+    """Each stage of a full warmup alone, to see where the time goes."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        columns, batches, read_s = await read_batches(conn, window)
+        # the inventory query alone, rows decoded by asyncpg instead of JSON from PostgreSQL
+        ids = [row[0] for row in await conn.fetch(DEFAULT_CHARACTERS_QUERY, window)]
+        plain = await conn.prepare(DEFAULT_INVENTORY_QUERY)
+        count = 0
+        started = time.perf_counter()
+        for i in range(0, len(ids), 2000):
+            count += len(await plain.fetch(ids[i : i + 2000]))
+        plain_s = time.perf_counter() - started
+    finally:
+        await conn.close()
+    await r.flushall()
+    sha = await r.script_load(scripts_warmup.WARMUP_PLAYERS)
+    header = header_of(columns)  # measure flag set on some calls by Encoded.commands
+    started = time.perf_counter()
+    encoded = [item.commands(sha, header, PHASE_STEP)[0] for item in encode_all(columns, batches)]
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for commands in encoded:
+        for command in commands:
+            hiredis.pack_command(command)
+    pack_s = time.perf_counter() - started
+    await r.config_resetstat()
+    started = time.perf_counter()
+    for commands in encoded:
+        await bulk(r, commands)
+    redis_s = time.perf_counter() - started
+    server_s = (await r.info("commandstats"))["cmdstat_evalsha"]["usec"] / 1e6
+    characters = sum(len(b.characters) for b in batches)
+    print(f"stages of a full warmup of {characters:,} characters, each run alone:")
+    print(
+        f"  PostgreSQL reads (cursor + inventories as JSON, asyncpg decoding): {read_s:.3f} s"
+        f"  [same inventory query without row_to_json: {plain_s:.3f} s for {count:,} rows]"
+    )
+    print(f"  encoding the script calls (Python):                  {encode_s:.3f} s")
+    print(f"  packing them with hiredis (Python, C):               {pack_s:.3f} s")
+    print(
+        f"  sending and running them (packing included):         {redis_s:.3f} s, "
+        f"of which the server ran EVALSHA {server_s:.3f} s"
+    )
 
 
 async def _main_thread_cpu(r: Any) -> float:
@@ -177,7 +225,11 @@ async def _round(
 
 
 async def server_split(r: Any, pg_url: str, window: int, *, step: int, rounds: int) -> None:
-    columns, batches = await read_batches(pg_url, window)
+    conn = await asyncpg.connect(pg_url)
+    try:
+        columns, batches, _ = await read_batches(conn, window)
+    finally:
+        await conn.close()
     encoded = encode_all(columns, batches)
     characters = sum(len(item.ids) for item in encoded)
     header = header_of(columns)
