@@ -48,8 +48,8 @@ def preload_command(
     from echoes_ops.operations.preload import preload as do_preload
 
     operator = guarded(cli_state, lambda: cli_state.settings().operator_name())
-    # lowered before the world is read and encoded, not only once Redis is open: on a host
-    # shared with the tier that parsing is most of a routine preload's CPU (benchmarks.md)
+    # lowered before the world is read and encoded, not only once Redis is open: that work
+    # competes with the tier for the CPU as much as the rest of the run does
     yield_cpu(cli_state.settings())
     folder = gamedata_folder(cli_state, given)
     args = {"gamedata": str(folder), "force": force, "online": online}
