@@ -67,6 +67,29 @@ def sched(pids: list[int]) -> tuple[float, int]:
     return waited, involuntary
 
 
+def proc_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` used so far (/proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+async def script_stats(nodes: list[aioredis.Redis]) -> tuple[int, float]:
+    """EVALSHA calls and the seconds the servers measured them run (INFO commandstats,
+    nested commands included), summed over ``nodes``, so far."""
+    calls, usec = 0, 0.0
+    for node in nodes:
+        stats = await node.info("commandstats")
+        entry = stats.get("cmdstat_evalsha") or {}
+        calls += int(entry.get("calls", 0))
+        usec += float(entry.get("usec", 0))
+    return calls, usec / 1e6
+
+
 async def slow_entries(nodes: list[aioredis.Redis]) -> list[tuple[str, str, float]]:
     """(node port, command kind, ms) of every SLOWLOG entry on ``nodes`` but SLOWLOG's own."""
     found = []
@@ -99,6 +122,10 @@ class Timing:
     slow: list[tuple[str, str, float]]  # (node port, command kind, ms) from every SLOWLOG
     waited: float  # seconds the servers were runnable but had no CPU (all runs)
     involuntary: int  # times the servers were switched out mid-work (all runs)
+    server_cpu: float = 0.0  # median CPU seconds of the primaries (or the one server)
+    replica_cpu: float = 0.0  # median CPU seconds of the replicas
+    steps: int = 0  # median EVALSHA calls on the primaries
+    script_s: float = 0.0  # median seconds the primaries measured those calls run
 
     @property
     def longest(self) -> float:
@@ -106,26 +133,62 @@ class Timing:
 
 
 async def timed(
-    nodes: list[aioredis.Redis], pids: list[int], call: Callable[[], Awaitable[Any]], runs: int
+    nodes: list[aioredis.Redis],
+    pids: list[int],
+    call: Callable[[], Awaitable[Any]],
+    runs: int,
+    replica_pids: list[int] | None = None,
 ) -> Timing:
-    """Median wall and CPU seconds of ``call``, the slow commands on every node, and how
-    long the servers waited for a CPU meanwhile."""
+    """Median wall and CPU seconds of ``call``, the slow commands on every node, how long
+    the servers waited for a CPU meanwhile, and the CPU the servers used (``pids``: the
+    primaries, or the one server; ``replica_pids``: the replicas)."""
     walls, cpus, slow = [], [], []
+    servers, replicas, steps, scripts = [], [], [], []
     waited, involuntary = 0.0, 0
+    others = replica_pids or []
     for _ in range(runs):
         for node in nodes:
             await node.slowlog_reset()
+        calls0, script0 = await script_stats(nodes)
         wait0, inv0 = sched(pids)
+        server0, replica0 = proc_cpu(pids), proc_cpu(others)
         cpu = time.process_time()
         started = time.perf_counter()
         await call()
         walls.append(time.perf_counter() - started)
         cpus.append(time.process_time() - cpu)
+        servers.append(proc_cpu(pids) - server0)
+        replicas.append(proc_cpu(others) - replica0)
         wait1, inv1 = sched(pids)
         waited += wait1 - wait0
         involuntary += inv1 - inv0
+        calls1, script1 = await script_stats(nodes)
+        steps.append(calls1 - calls0)
+        scripts.append(script1 - script0)
         slow += await slow_entries(nodes)
-    return Timing(statistics.median(walls), statistics.median(cpus), slow, waited, involuntary)
+    return Timing(
+        statistics.median(walls),
+        statistics.median(cpus),
+        slow,
+        waited,
+        involuntary,
+        statistics.median(servers),
+        statistics.median(replicas),
+        int(statistics.median(steps)),
+        statistics.median(scripts),
+    )
+
+
+def usage_line(name: str, t: Timing) -> str:
+    """Where one side's time went: the CPU of the client, the servers and replicas, the
+    script steps (count, the servers' own measure of them), the run-queue wait."""
+    per_step = t.script_s / t.steps * 1e6 if t.steps else 0.0
+    return (
+        f"    {name}: client cpu {t.cpu:.2f} s, servers cpu {t.server_cpu:.2f} s"
+        f" (replicas {t.replica_cpu:.2f} s), {t.steps} steps, {t.script_s:.2f} s in"
+        f" scripts ({per_step:.0f} us/step); servers waited {t.waited * 1000:.0f} ms for a"
+        f" CPU, switched out mid-work {t.involuntary} times"
+    )
 
 
 async def with_gate(
@@ -136,6 +199,7 @@ async def with_gate(
     call: Callable[[], Awaitable[Any]],
     args: argparse.Namespace,
     one: Timing,
+    replica_pids: list[int],
 ) -> None:
     """The same cluster walk with the nodes' CPU gate (client/connect.py,
     TierCluster.local_step_gate) of ``size`` places instead (0: none, every primary's step
@@ -147,7 +211,7 @@ async def with_gate(
     for client in many._node_clients.values():
         client.step_gate = gate
     try:
-        t = await timed(nodes, pids, call, args.runs)
+        t = await timed(nodes, pids, call, args.runs, replica_pids)
     finally:
         for name, old in kept.items():
             many._node_clients[name].step_gate = old
@@ -156,10 +220,7 @@ async def with_gate(
         f"{label:<24}{'':>12}{'':>8}{'':>10}{t.wall * 1000:>8.0f}ms"
         f"{t.cpu:>7.2f}s{t.longest:>8.2f}ms{one.wall / t.wall:>8.2f}x"
     )
-    print(
-        f"    {label.strip()}: servers waited {t.waited * 1000:.0f} ms for a CPU, "
-        f"switched out mid-work {t.involuntary} times"
-    )
+    print(usage_line(label.strip(), t))
     for line in slow_summary(t.slow):
         print(line)
 
@@ -205,17 +266,29 @@ async def run_cluster(args: argparse.Namespace) -> None:
                     ("reconcile (dry run)", lambda r: reconcile(r)),
                     ("locations list", lambda r: list_locations(r)),
                 ]
+                if args.only:
+                    rows = [row for row in rows if row[0].split()[0] in args.only]
                 print(
                     f"{'what':<24}{'one server':>12}{'cpu':>8}{'longest':>10}"
                     f"{'cluster':>10}{'cpu':>8}{'longest':>10}{'speedup':>9}"
                 )
                 print(f"one server is node {single.port}")
                 one_pids = [single.pid() or 0]
-                many_pids = [node.pid() or 0 for node in cluster.nodes]
+                roles = [(await c.info("replication"))["role"] for c in node_clients]
+                many_pids = [
+                    node.pid() or 0
+                    for node, role in zip(cluster.nodes, roles, strict=True)
+                    if role == "master"
+                ]
+                replica_pids = [
+                    node.pid() or 0
+                    for node, role in zip(cluster.nodes, roles, strict=True)
+                    if role != "master"
+                ]
                 if args.favour:
                     # a quiet machine, emulated on a shared one: the servers and this client
                     # share the CPUs among themselves as usual (CFS), others wait
-                    for pid in (*one_pids, *many_pids, os.getpid()):
+                    for pid in (*one_pids, *many_pids, *replica_pids, os.getpid()):
                         os.setpriority(os.PRIO_PROCESS, pid, -args.favour)
                     print(f"servers and client at nice -{args.favour} (others barely run)")
                 if args.realtime:
@@ -224,17 +297,16 @@ async def run_cluster(args: argparse.Namespace) -> None:
                     print("servers run SCHED_RR: SLOWLOG shows the commands' own cost")
                 for label, op in rows:
                     one_t = await timed([one_client], one_pids, lambda op=op: op(one), args.runs)
-                    many_t = await timed(node_clients, many_pids, lambda op=op: op(many), args.runs)
+                    many_t = await timed(
+                        node_clients, many_pids, lambda op=op: op(many), args.runs, replica_pids
+                    )
                     print(
                         f"{label:<24}{one_t.wall * 1000:>10.0f}ms{one_t.cpu:>7.2f}s"
                         f"{one_t.longest:>8.2f}ms{many_t.wall * 1000:>8.0f}ms{many_t.cpu:>7.2f}s"
                         f"{many_t.longest:>8.2f}ms{one_t.wall / many_t.wall:>8.2f}x"
                     )
                     for name, t in (("one server", one_t), ("cluster", many_t)):
-                        print(
-                            f"    {name}: servers waited {t.waited * 1000:.0f} ms for a CPU, "
-                            f"switched out mid-work {t.involuntary} times"
-                        )
+                        print(usage_line(name, t))
                     for line in slow_summary(one_t.slow + many_t.slow):
                         print(line)
                     if label.startswith("sessions"):
@@ -247,6 +319,7 @@ async def run_cluster(args: argparse.Namespace) -> None:
                                 lambda op=op: op(many),
                                 args,
                                 one_t,
+                                replica_pids,
                             )
             print("longest: the longest command on any node (SLOWLOG >= 0.5 ms; 0 = none)")
             print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
