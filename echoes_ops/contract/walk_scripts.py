@@ -14,7 +14,10 @@ from echoes_ops.contract.lua_prelude import STEP_CLOCK, TYPE_ERRORS_ONLY
 
 # One SCAN step over a key family with each matching hash's fields and TTL read in the same
 # call, so a walk over a big keyspace costs one round trip per step. Optionally keeps only
-# hashes whose first field (a heartbeat) is a plausible epoch older than a cutoff.
+# hashes whose first field (a heartbeat) is a plausible epoch older than a cutoff: then that
+# field alone is read first (HMGET of one field, a command every reading role may run) and
+# the row only for the hashes kept, since most sessions are fresh (a fresh session cost
+# about 6 us of server time read whole, 2.5 us so; docs/benchmarks.md, #14 item 7).
 # KEYS: none (reads the keys its SCAN returned: one node).
 # ARGV[1] = cursor, ARGV[2] = MATCH pattern, ARGV[3] = COUNT, ARGV[4] = n fields,
 # ARGV[5 .. 4+n] = field names, ARGV[5+n] = "all" or "stale",
@@ -30,14 +33,20 @@ for i = 1, n do fields[i] = ARGV[4 + i] end
 local mode = ARGV[5 + n]
 local min_epoch = tonumber(ARGV[6 + n])
 local cutoff = tonumber(ARGV[7 + n])
+local stale = mode == 'stale'
+local pcall_ = redis.pcall
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local out = {step[1], #step[2], 0}
 for _, key in ipairs(step[2]) do
-  local values = wrongtype_only(redis.pcall('HMGET', key, unpack(fields)))
-  local keep = values.err == nil  -- a key of another type under the pattern is skipped
-  if keep and mode == 'stale' then
-    local beat = tonumber(values[1])
-    keep = beat ~= nil and beat >= min_epoch and beat < cutoff
+  local keep, values = true, nil
+  if stale then
+    local first = wrongtype_only(pcall_('HMGET', key, fields[1]))
+    local beat = first.err == nil and tonumber(first[1])
+    keep = beat and beat >= min_epoch and beat < cutoff
+  end
+  if keep then
+    values = wrongtype_only(pcall_('HMGET', key, unpack(fields)))
+    keep = values.err == nil  -- a key of another type under the pattern is skipped
   end
   if keep then
     out[#out + 1] = key
