@@ -67,6 +67,36 @@ def test_a_cost_that_changes_midway_is_followed() -> None:
     assert budget.size == 100
 
 
+def test_a_step_the_server_was_descheduled_in_costs_one_small_step() -> None:
+    """A step whose server clock ran on while redis-server waited for a CPU (six times its
+    cost) shrinks the next step at once; that one costs per item what the steps before did,
+    so the walk resumes at its size instead of climbing back by GROWTH over several steps
+    (on a shared 2-CPU machine a third of a cluster walk's steps were switched out)."""
+    budget = StepBudget(200, target=0.001)
+    for _ in range(10):
+        budget.observe(budget.size, budget.size * 1e-6)
+    assert budget.size == 1000
+    assert budget.observe(1000, 0.006) == 166  # shrunk at once, as any long step
+    after = budget.observe(166, 166 * 1e-6)  # the keys cost what they did: it was a wait
+    assert after == 1000
+    assert budget.waits == 1
+    assert budget.over_budget == 1
+
+
+def test_dearer_keys_after_a_spike_are_believed() -> None:
+    """A spike that the next step confirms (the keys are dearer) keeps the steps small."""
+    budget = StepBudget(200, target=0.001)
+    for _ in range(10):
+        budget.observe(budget.size, budget.size * 1e-6)
+    budget.observe(1000, 0.006)  # 6 us per item now
+    assert budget.observe(166, 166 * 6e-6) == 166  # the target fits 166 such items
+    assert budget.waits == 0
+    sizes = [budget.observe(budget.size, budget.size * 6e-6) for _ in range(5)]
+    assert max(sizes) <= 167
+    budget.observe(166, 0.004)  # a later spike shrinks the next step at once as well
+    assert budget.size == 41
+
+
 async def evalsha_calls(r: Redis) -> int:
     stats = await r.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))

@@ -37,6 +37,7 @@ BUDGET_MAX_S = 0.002  # ... and at its maximum
 TARGET_S = 0.0007  # what a step aims at: under the budget with room for jitter
 GROWTH = 1.5  # a short step lets the next grow by at most this factor
 SMOOTHING = 0.3  # weight of the newest step in the per-item cost estimate
+SPIKE = 2.0  # a long step dearer per item than this times the estimate: on trial (below)
 
 
 @dataclass
@@ -47,6 +48,16 @@ class StepBudget:
     ``[low, high]``. ``observe(used, seconds)`` reports a step of ``used`` items that held the
     server ``seconds``: a step over ``target`` makes the next one proportionally smaller at
     once; shorter steps let it grow by at most ``GROWTH`` per step towards ``target``.
+
+    A long step far dearer per item than the estimate (``SPIKE`` times) is on trial: the next
+    step is shrunk at once as for any long step, and if that one costs per item what the steps
+    before the spike did, the spike was not the keys' cost but the server waiting for a CPU
+    mid-step (its clock runs on while it is descheduled), and the walk resumes at its size
+    before the spike instead of climbing back by ``GROWTH`` over several steps. A dearer
+    patch of keys shows in the next step too and is believed then. On a machine whose CPUs
+    the servers share (a local cluster: three primaries and the client on two CPUs), a third
+    to a half of the steps were switched out mid-work and each cost about four small steps;
+    shrinking does not make the wait shorter, only the steps more (docs/benchmarks.md, #14).
     The figures (steps, longest, total) are kept for reports and benchmarks.
     """
 
@@ -58,7 +69,9 @@ class StepBudget:
     longest: float = 0.0
     total: float = 0.0
     over_budget: int = 0  # steps that took longer than BUDGET_P99_S
+    waits: int = 0  # spikes the next step showed were not the keys' cost
     _cost: float | None = field(default=None, repr=False)  # seconds per item, smoothed
+    _trial: tuple[float, int] | None = field(default=None, repr=False)  # (estimate, size)
 
     def __post_init__(self) -> None:
         if not 0 < self.low <= self.high:
@@ -78,17 +91,28 @@ class StepBudget:
         if seconds > BUDGET_P99_S:
             self.over_budget += 1
         cost = seconds / max(used, 1)
-        if self._cost is None or seconds > self.target:
-            self._cost = cost  # a long step is believed at once
+        trial, self._trial = self._trial, None
+        if seconds > self.target:
+            if trial is None and self._cost is not None and cost > SPIKE * self._cost:
+                self._trial = (self._cost, used)  # on trial: the next step tells
+            else:
+                self._cost = cost  # a long step is believed at once
+            return self._resize(used * self.target / seconds)
+        if trial is not None and cost <= SPIKE * trial[0]:
+            self.waits += 1  # the spike was a wait, not the keys: resume where it was
+            used = trial[1]
+        elif trial is not None or self._cost is None:
+            self._cost = cost  # the first step, or the dearer keys a spike announced
         else:
             self._cost = (1 - SMOOTHING) * self._cost + SMOOTHING * cost
-        ideal = self.target / self._cost if self._cost > 0 else float(self.high)
-        if seconds > self.target:
-            wanted = min(ideal, used * self.target / seconds)
-        else:
-            # at least one more: int() of 1 * GROWTH would keep a step of 1 at 1 for ever
-            wanted = min(ideal, max(used * GROWTH, used + 1))
-        self.size = int(min(max(wanted, self.low), self.high))
+        # at least one more: int() of 1 * GROWTH would keep a step of 1 at 1 for ever
+        return self._resize(max(used * GROWTH, used + 1))
+
+    def _resize(self, wanted: float) -> int:
+        """The next size: ``wanted``, no more than the estimate lets fit the target."""
+        cost = self._cost
+        ideal = self.target / cost if cost is not None and cost > 0 else float(self.high)
+        self.size = int(min(max(min(ideal, wanted), self.low), self.high))
         return self.size
 
     def as_dict(self) -> dict[str, float | int]:
@@ -97,6 +121,7 @@ class StepBudget:
             "longest_ms": round(self.longest * 1000, 3),
             "total_ms": round(self.total * 1000, 1),
             "over_budget": self.over_budget,
+            "waits": self.waits,
             "last_size": self.size,
         }
 
@@ -148,6 +173,7 @@ async def lua_walk(
             budget.steps += part.steps
             budget.total += part.total
             budget.over_budget += part.over_budget
+            budget.waits += part.waits
             budget.longest = max(budget.longest, part.longest)
         budget.size = min(part.size for part in budgets)
 
