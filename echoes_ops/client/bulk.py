@@ -35,6 +35,11 @@ from echoes_ops.errors import Interrupted
 
 Command = tuple[Any, ...]
 DEFAULT_CHUNK = 2000
+# reads beside a live tier (preload's diff and verify): chunks this small, one in flight. A
+# probe's PING p99 during 22,000 pipelined HGETALLs was 8.0-13.6 ms with chunks of 2,000
+# (max 9-20) and 3.7-8.5 ms with 100 stepped (max 5-11; between the runs 4.4), the
+# reads taking as long either way (benchmarks.md, #16)
+READ_STEP = 100
 
 
 ScriptCall = tuple[str, Sequence[Any], Sequence[Any]]  # (script text, keys, args)

@@ -359,7 +359,7 @@ async def verify_online(
     commands.append(("HMGET", keys.GAMEDATA_VERSION_KEY, "content_hash"))
     replies: list[Any] = []
     for start in range(0, len(commands), READ_BATCH):
-        replies.extend(await send(r, commands[start : start + READ_BATCH]))
+        replies.extend(await send(r, commands[start : start + READ_BATCH], reads=True))
     differs: dict[str, int] = {}
     for (label, _, flat), reply in zip(wanted, replies, strict=False):
         if pairs(reply) != as_mapping(flat):

@@ -23,7 +23,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from echoes_ops.client.bulk import Command, bulk
+from echoes_ops.client.bulk import READ_STEP, Command, bulk
 from echoes_ops.client.connect import AnyRedis
 
 # Redis Cluster: how long a round is tried again while a failover runs (a primary gone, its
@@ -45,14 +45,17 @@ def is_cluster(r: AnyRedis) -> bool:
     return isinstance(r, RedisCluster)
 
 
-async def send(r: AnyRedis, commands: Sequence[Command]) -> list[Any]:
+async def send(r: AnyRedis, commands: Sequence[Command], *, reads: bool = False) -> list[Any]:
     """Send ``commands`` and return their replies in order, errors in place. One server:
-    streamed on one connection (``client.bulk``). Redis Cluster: one non-transactional
-    pipeline, which redis-py routes per node and retries on MOVED/ASK and failover."""
+    streamed on one connection (``client.bulk``; ``reads``: in small chunks, one in flight,
+    ``READ_STEP``). Redis Cluster: one non-transactional pipeline, which redis-py routes per
+    node and retries on MOVED/ASK and failover."""
     if not commands:
         return []
     if isinstance(r, RedisCluster):
         return await _send_cluster(r, commands)
+    if reads:
+        return await bulk(r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False)
     return await bulk(r, commands, raise_on_error=False)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from echoes_ops.client.bulk import bulk, pairs
+from echoes_ops.client.bulk import READ_STEP, bulk, pairs
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract.static import StaticKind
@@ -166,8 +166,10 @@ async def diff_static(r: AnyRedis, encoded: Encoded) -> dict[StaticKind, tuple[K
         wanted = encoded.get(kind, {})
         present = found[kind]
         common = sorted(k for k in wanted if k in present)
+        reads = [("HGETALL", k) for k in common]
         current = [
-            pairs(x) for x in await bulk(r, [("HGETALL", k) for k in common], raise_on_error=False)
+            pairs(x)
+            for x in await bulk(r, reads, chunk=READ_STEP, stepped=True, raise_on_error=False)
         ]
         diff = KindDiff()
         changed_keys = []
