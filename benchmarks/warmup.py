@@ -187,18 +187,34 @@ async def redis_cpu(r: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def thread_waits(pid: int) -> tuple[int, int]:
+    """A process's main thread: ns runnable but waiting for a CPU (schedstat), and the times
+    it lost its CPU while it had work (involuntary context switches)."""
+    task = Path(f"/proc/{pid}/task/{pid}")
+    waited = int((task / "schedstat").read_text().split()[1])
+    status = (task / "status").read_text()
+    return waited, int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
+
+
 async def full_run(r: Any, pg: PostgresServer, *, fresh: bool) -> dict[str, Any]:
     """One warmup --what sessions,inventories with its CPU per process and SLOWLOG."""
     if fresh:
         await r.flushall()
     await slowlog_reset(r)
+    pid = int((await r.info("server"))["process_id"])
+    waited_before, switches_before = thread_waits(pid)
     before_redis, before_pg = await redis_cpu(r), process_cpu(postgres_pids(pg))
     before_py = time.process_time()
     seconds, report = await timed(
         warmup(r, pg.url, operator="bench", what=FULL, active_within=WINDOW)
     )
+    waited_after, switches_after = thread_waits(pid)
     calls, median, p99, longest, over_1ms, over_2ms = await slowlog(r)
     return {
+        # redis-server's main thread: time runnable but waiting for a CPU, and times it lost
+        # the CPU while it had work (long calls that did not do more work: preemption)
+        "srv_waited_s": (waited_after - waited_before) / 1e9,
+        "srv_preempted": switches_after - switches_before,
         "seconds": seconds,
         "report": report,
         "cpu_python": time.process_time() - before_py,
@@ -234,7 +250,8 @@ def split_line(label: str, run: dict[str, Any]) -> str:
         f"Redis {split['redis_wait']:.2f} s (+ setup); Redis ran the calls "
         f"{split['redis_server']:.2f} s\n"
         f"  {'':{len(label)}}  {cpu_and_slowlog(run['cpu_python'], run)}; longest call's own "
-        f"CPU time {report.longest_call_us / 1000:.2f} ms"
+        f"CPU time {report.longest_call_us / 1000:.2f} ms; redis-server waited for a CPU "
+        f"{run['srv_waited_s']:.2f} s and lost it {run['srv_preempted']:,} times while busy"
     )
 
 
