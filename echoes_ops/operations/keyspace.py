@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.bulk import bulk
+from echoes_ops.client.bulk import READ_STEP, bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.client.slots import slot_of
@@ -288,8 +288,9 @@ async def _walk_node(
 async def _read_ttls(r: AnyRedis, walk: KeyspaceWalk, ttl_keys: list[tuple[str, bytes]]) -> None:
     """Every TTL of ``ttl_keys`` ((family, key)), pipelined, counted into ``walk``."""
     # a refused TTL read is counted (ttl_errors): the caller says "unknown"
+    commands = [("TTL", key) for _, key in ttl_keys]
     replies = await bulk(
-        r, [("TTL", key) for _, key in ttl_keys], raise_on_error=False, allow_denied=True
+        r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False, allow_denied=True
     )
     walk.commands += len(ttl_keys)
     for (name, key), ttl in zip(ttl_keys, replies, strict=True):

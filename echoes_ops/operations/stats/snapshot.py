@@ -12,7 +12,7 @@ from typing import Any, Final
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.bulk import bulk
+from echoes_ops.client.bulk import READ_STEP, bulk
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.operations.cluster_health import cluster_health
 from echoes_ops.operations.clusterinfo import server_time, tier_info
@@ -164,7 +164,9 @@ async def _family_memory(
             owners.append(name)
     # a user limited to the tier's keys may not measure other applications' keys ("other"):
     # that family's estimate is unknown, the others' stand
-    replies = await bulk(r, commands, raise_on_error=False, allow_denied=True)
+    replies = await bulk(
+        r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False, allow_denied=True
+    )
     own.commands += len(commands)
     measured: dict[str, list[int]] = {name: [] for name in FAMILIES}
     denied: set[str] = set()
@@ -197,7 +199,7 @@ async def _ttl_buckets(r: AnyRedis, walked: dict[str, Any], own: OwnLoad) -> dic
         for key in walked[name].ttl_sample:
             commands.append(("TTL", key))
             owners.append(name)
-    replies = await bulk(r, commands, raise_on_error=False)
+    replies = await bulk(r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False)
     own.commands += len(commands)
     seen: dict[str, dict[str, int]] = {name: {} for name in TTL_FAMILIES}
     for name, reply in zip(owners, replies, strict=True):
