@@ -16,6 +16,7 @@ the same functions and the same output as the Typer commands
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -40,6 +41,12 @@ _PRELOAD_FLAGS = {
     "--json": ("json", True),
 }
 _VALIDATE_FLAGS = {"--json": ("json", True)}
+# what every preload imports (cli/preloading.py's operations and their Redis client)
+_PRELOAD_MODULES = (
+    "echoes_ops.operations.audit",
+    "echoes_ops.operations.eviction",
+    "echoes_ops.operations.preload",
+)
 
 
 def plain_options(
@@ -120,7 +127,14 @@ def _preload(given: Path | None, options: dict[str, bool]) -> int:
     from echoes_ops.cli.running import CommandExit
 
     defer_package_metadata()  # as the Typer path does: redis-py would load it for nothing
-    gc.enable()  # as under Typer (main() turns it off for plain runs: validate's objects)
+    # What every preload runs on, imported with the cycle collector still off (main() turns
+    # it off for plain runs): its collections while modules load would only walk their
+    # objects again and again (#17: most of an unchanged preload is loading redis-py and
+    # asyncio), then frozen out of its sight. The run itself collects as under Typer.
+    for module in _PRELOAD_MODULES:
+        importlib.import_module(module)
+    gc.freeze()
+    gc.enable()
     try:
         preload_command(CliState(), given, **options)
     except CommandExit as exc:
