@@ -21,7 +21,9 @@ temporary folder. One private redis-server is started here. Each command runs as
 - ``plan: load + HSET loop``: ``benchmarks/plan_load.py``, empty Redis: the files read with
   ``yaml.safe_load`` and one awaited HSET per key, as the plan's game server does.
 
-Each figure is the median of ``--runs`` runs (``--big-runs`` on the 220,000-entry world; the
+Audit records go to the Redis stream only: ``DATABASE_URL`` is not passed on (with
+PostgreSQL configured, every preload also imports asyncpg and writes its record there, about
+30 ms more; ``--database-url URL`` measures that). Each figure is the median of ``--runs`` runs (``--big-runs`` on the 220,000-entry world; the
 plan runs once there unless ``--big-plan-runs``) with the peak resident memory of that process
 (``os.wait4``'s rusage of the child, which also gives its CPU time: on a busy machine the CPU
 column moves less than the wall column). The last column is the plan's median over the row's
@@ -88,15 +90,21 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 
 
 class Bench:
-    def __init__(self, redis_url: str, work: Path) -> None:
+    def __init__(self, redis_url: str, work: Path, database_url: str | None = None) -> None:
         self.redis = redis.Redis.from_url(redis_url)
         self.redis_url = redis_url
         self.cache = work / "cache"
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ECHOES_OPS_", "REDIS_")) and k != "DATABASE_URL"
+        }
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("ECHOES_OPS_", "REDIS_"))},
+            **inherited,
             "REDIS_URL": redis_url,
             "ECHOES_OPS_CACHE_DIR": str(self.cache),
             "ECHOES_OPS_OPERATOR": "bench",
+            **({"DATABASE_URL": database_url} if database_url else {}),
         }
 
     def clear_cache(self) -> None:
@@ -169,6 +177,10 @@ def main() -> None:
         help="write the generated worlds here and reuse them on later runs (default: a "
         "temporary folder, removed at the end)",
     )
+    parser.add_argument(
+        "--database-url",
+        help="audit to this PostgreSQL as well (as an operator with DATABASE_URL set does)",
+    )
     args = parser.parse_args()
     chosen = [w.strip() for w in args.worlds.split(",") if w.strip()]
     load_before = os.getloadavg()
@@ -178,7 +190,7 @@ def main() -> None:
         server = RedisServer(work / "redis")
         server.start()
         try:
-            bench = Bench(server.url, work)
+            bench = Bench(server.url, work, args.database_url)
             for name in chosen:
                 if WORLDS[name] is None:
                     folder = REPO / "gamedata"
@@ -200,7 +212,8 @@ def main() -> None:
     load_after = os.getloadavg()
     print(
         f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; "
-        f"after: {' '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} cores"
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} cores; "
+        f"audit to {'PostgreSQL and ' if args.database_url else ''}the Redis stream"
     )
     print()
     print("| world | command | wall (median) | CPU (median) | runs | peak RSS | plan / this |")

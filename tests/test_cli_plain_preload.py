@@ -214,7 +214,61 @@ def test_an_unchanged_preload_imports_only_what_it_uses(
         env["ECHOES_OPS_CACHE_DIR"] = str(tmp_path / "empty")
     modules = imported_by(args, env)
     assert _unwanted(modules, NOT_FOR_AN_UNCHANGED_WORLD) == []
-    # a world found in the cache is not read back: no model is built
+    # a world found in the cache with preload's note is not read back: no model is built
     assert ("echoes_ops.gamedata.models" in modules) is not cached
+    # the files were read by the child (cli/readahead.py) while the command loaded its
+    # Redis client: the command itself found the world in the cache
+    assert "echoes_ops.gamedata.reading" not in modules
     # it did check Redis (the probe would fail otherwise), on the path it says it takes
     assert "echoes_ops.operations.preload_memo" in modules
+
+
+def test_without_a_gamedata_cache_the_command_reads_the_world_itself(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """No cache, nothing to read ahead into: no child, the command reads the files (and
+    says what it always says)."""
+    env = _env(tmp_path, redis_url, ECHOES_OPS_CACHE_DIR="off")
+    args = ["preload", "--gamedata", str(BUNDLED), "--yes"]
+    assert "echoes_ops.gamedata.reading" in imported_by(args, env)
+    code, out, _ = _run(args, env)
+    assert code == 0
+    assert out.startswith("gamedata unchanged (version ")
+
+
+def test_a_world_changed_after_the_child_read_it_is_read_again(tmp_path: Path) -> None:
+    """The cache the child fills is keyed by the files' content: the command takes the
+    world from it only if the files are still what the child read. (In a process of its
+    own: the child is forked.)"""
+    world = _write_world(tmp_path / "world")
+    cache = tmp_path / "cache"
+    probe = f"""
+from pathlib import Path
+from echoes_ops.cli.core import CliState
+from echoes_ops.cli.readahead import read_ahead
+from echoes_ops.cli.running import load_world
+from tests.waiting import wait_until
+
+world, cache = Path({str(world)!r}), Path({str(cache)!r})
+state = CliState()
+read_ahead(state, world)
+assert state.read_ahead is not None, "no child started"
+wait_until(lambda: list(cache.glob("*.world")), 30, "the child storing what it read")
+items = world / "items.yaml"
+items.write_text(items.read_text().replace("tier: 1", "tier: 2"))
+loaded = load_world(state, world)
+assert state.read_ahead is None, "not waited for"
+print(loaded.data().items["scrap_metal"].tier)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOES_OPS_", "REDIS_"))}
+    env.update(ECHOES_OPS_CACHE_DIR=str(cache), ECHOES_OPS_NICE="0")
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2"]

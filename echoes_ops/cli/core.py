@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ class CliState:
     debug: bool = False
     _settings: Settings | None = None
     announced: bool = False  # the target and topology line was printed (once per run)
+    # a plain preload's child reading the world into the cache (cli/readahead.py): waited
+    # for, once, before the world is read
+    read_ahead: Callable[[], None] | None = None
 
     def settings(self) -> Settings:
         if self._settings is None:

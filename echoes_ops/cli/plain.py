@@ -124,8 +124,11 @@ def _preload(given: Path | None, options: dict[str, bool]) -> int:
     """``preload`` as the Typer command runs it (:mod:`echoes_ops.cli.preloading`)."""
     from echoes_ops.cli.core import defer_package_metadata
     from echoes_ops.cli.preloading import preload_command
+    from echoes_ops.cli.readahead import read_ahead
     from echoes_ops.cli.running import CommandExit
 
+    cli_state = CliState()
+    read_ahead(cli_state, given)  # the world read in a child meanwhile (cli/readahead.py)
     defer_package_metadata()  # as the Typer path does: redis-py would load it for nothing
     # What every preload runs on, imported with the cycle collector still off (main() turns
     # it off for plain runs): its collections while modules load would only walk their
@@ -136,7 +139,7 @@ def _preload(given: Path | None, options: dict[str, bool]) -> int:
     gc.freeze()
     gc.enable()
     try:
-        preload_command(CliState(), given, **options)
+        preload_command(cli_state, given, **options)
     except CommandExit as exc:
         return exc.exit_code
     return 0

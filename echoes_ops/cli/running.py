@@ -193,8 +193,13 @@ async def audited_redis(
 
 
 def load_world(cli_state: CliState, folder: Path) -> World:
-    """The validated gamedata (from the cache when unchanged); GamedataError if invalid."""
+    """The validated gamedata (from the cache when unchanged); GamedataError if invalid.
+    A plain preload's reading child (cli/readahead.py) is waited for first."""
     from echoes_ops.cli.core import cache_of
+
+    if cli_state.read_ahead is not None:
+        waited, cli_state.read_ahead = cli_state.read_ahead, None
+        waited()
     from echoes_ops.gamedata import load_world as load
 
     return load(folder, cache=cache_of(cli_state))
