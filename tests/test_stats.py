@@ -387,3 +387,49 @@ def test_denied_commands_degrade_instead_of_failing(populated):
     families = _families(prom.stdout)
     assert "echoes_redis_workers_connected" not in families  # unknown, not a false 0
     assert _value(families["echoes_redis_keys"], family="sessions") == 33
+
+
+def _family_by_every_parser(key: bytes | str) -> str:
+    """The rule family_of keeps: every parser in turn (the first that accepts the key)."""
+    from echoes_ops.contract import keys as k
+
+    try:
+        text = key.decode("utf-8") if isinstance(key, bytes) else key
+    except UnicodeDecodeError:
+        return "other"
+    for parse, family in [
+        (k.parse_session_key, "sessions"),
+        (k.parse_inventory_key, "inventories"),
+        (k.parse_presence_key, "presence"),
+        (k.parse_location_cache_key, "location_cache"),
+        (k.parse_item_def_key, "item_defs"),
+        (k.parse_npc_def_key, "npc_defs"),
+        (k.parse_worker_meta_key, "worker_keys"),
+        (k.parse_worker_connections_key, "worker_keys"),
+        (k.parse_lock_key, "locks"),
+    ]:
+        if parse(text) is not None:
+            return family
+    return "echoes" if text.startswith(k.NAMESPACE_PREFIX) else "other"
+
+
+def test_family_of_tries_only_the_parsers_of_the_keys_first_segment() -> None:
+    """family_of looks up a key's first segment before parsing (a walk classifies every key
+    of the keyspace): every key still lands in the family that trying every parser gives."""
+    import itertools
+
+    from echoes_ops.operations.keyspace import family_of
+
+    heads = ["player", "location", "item", "npc", "worker", "lock", "echoes", "filler", "", "p"]
+    middles = ["5", "05", "0", "-1", "a", "a:b", "loc_1", "w1", "x y", "*", ""]
+    tails = [":session", ":inventory", ":players", ":cache", ":def", ":meta", ":connections", ""]
+    corpus: list[str | bytes] = [
+        f"{h}:{m}{t}" for h, m, t in itertools.product(heads, middles, tails)
+    ]
+    corpus += ["player", "lock", "lock:", "echoes:x", "player:5:session:x", b"\xff:1", b"lock:z"]
+    seen = set()
+    for key in corpus:
+        assert family_of(key) == _family_by_every_parser(key), key
+        seen.add(family_of(key))
+    assert seen >= {"sessions", "inventories", "presence", "location_cache", "item_defs"}
+    assert seen >= {"npc_defs", "worker_keys", "locks", "echoes", "other"}

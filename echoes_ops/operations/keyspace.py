@@ -16,7 +16,7 @@ reports how many it caused, so a caller can keep its own reads out of hit-rate f
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -61,8 +61,29 @@ SCAN_COUNT: Final = 1000
 EXAMPLES: Final = 5
 
 
+# (pattern, parser, family) in the order a key is tried; a parser only accepts keys that
+# start with its pattern's first segment, so a key is tried against those of its own only
+_PARSERS: Final[tuple[tuple[str, Callable[[str], object], str], ...]] = (
+    (keys.SESSION_PATTERN, keys.parse_session_key, "sessions"),
+    (keys.INVENTORY_PATTERN, keys.parse_inventory_key, "inventories"),
+    (keys.PRESENCE_PATTERN, keys.parse_presence_key, "presence"),
+    (keys.LOCATION_CACHE_PATTERN, keys.parse_location_cache_key, "location_cache"),
+    (keys.ITEM_DEF_PATTERN, keys.parse_item_def_key, "item_defs"),
+    (keys.NPC_DEF_PATTERN, keys.parse_npc_def_key, "npc_defs"),
+    (keys.WORKER_META_PATTERN, keys.parse_worker_meta_key, "worker_keys"),
+    (keys.WORKER_CONNECTIONS_PATTERN, keys.parse_worker_connections_key, "worker_keys"),
+    (keys.LOCK_PATTERN, keys.parse_lock_key, "locks"),
+)
+_BY_HEAD: Final[dict[str, tuple[tuple[Callable[[str], object], str], ...]]] = {
+    head: tuple((parse, family) for pattern, parse, family in _PARSERS if pattern.startswith(head))
+    for head in {pattern.partition(":")[0] + ":" for pattern, _, _ in _PARSERS}
+}
+
+
 def family_of(key: bytes | str) -> str:
-    """The family of ``key`` (``other`` for keys that are not UTF-8)."""
+    """The family of ``key`` (``other`` for keys that are not UTF-8). Only the parsers of the
+    key's first segment are tried: a walk classifies every key of the keyspace (``stats``,
+    ``doctor``), and trying all of them was most of those commands' CPU."""
     if isinstance(key, bytes):
         try:
             text = key.decode("utf-8")
@@ -70,25 +91,10 @@ def family_of(key: bytes | str) -> str:
             return "other"
     else:
         text = key
-    if keys.parse_session_key(text) is not None:
-        return "sessions"
-    if keys.parse_inventory_key(text) is not None:
-        return "inventories"
-    if keys.parse_presence_key(text) is not None:
-        return "presence"
-    if keys.parse_location_cache_key(text) is not None:
-        return "location_cache"
-    if keys.parse_item_def_key(text) is not None:
-        return "item_defs"
-    if keys.parse_npc_def_key(text) is not None:
-        return "npc_defs"
-    if (
-        keys.parse_worker_meta_key(text) is not None
-        or keys.parse_worker_connections_key(text) is not None
-    ):
-        return "worker_keys"
-    if keys.parse_lock_key(text) is not None:
-        return "locks"
+    head, colon, _ = text.partition(":")
+    for parse, family in _BY_HEAD.get(head + colon, ()):
+        if parse(text) is not None:
+            return family
     if text.startswith(keys.NAMESPACE_PREFIX):
         return "echoes"
     return "other"
