@@ -288,3 +288,35 @@ async def test_the_diff_walks_the_keyspace_once_for_all_three_families(r, sync_r
     assert sum(d.unchanged for d in dry.diffs.values()) == len(world.locations) + len(
         world.items
     ) + len(world.npcs)
+
+
+def test_preload_yes_walks_the_keyspace_once_and_still_warns_of_a_long_swap(
+    redis_url, sync_r, tmp_path
+):
+    """With --yes nothing is asked, so the preview stops at the unchanged check and the
+    run's diff under the lock is the only keyspace walk (it was two: preview and run); the
+    warning that the atomic swap holds the server past the budget comes from that diff,
+    before the swap."""
+    from benchmarks.worldgen import make_world, write_yaml
+    from tests.cli_helpers import cli
+
+    world = make_world(800, 100)
+    write_yaml(world, tmp_path / "world")
+    items = {k: replace(v, name=v.name + " mk2") for k, v in world.items.items()}
+    write_yaml(replace(world, items=items), tmp_path / "changed")  # 800 entries changed
+    env = {"REDIS_URL": redis_url, "ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache")}
+    assert cli("preload", "--gamedata", str(tmp_path / "world"), "-y", env=env).code == 0
+    sync_r.config_set("slowlog-log-slower-than", 0)
+    sync_r.config_set("slowlog-max-len", 1_000_000)
+    sync_r.slowlog_reset()
+    try:
+        out = cli("preload", "--gamedata", str(tmp_path / "changed"), "-y", env=env)
+        entries = sync_r.slowlog_get(1_000_000)
+    finally:
+        sync_r.config_set("slowlog-log-slower-than", 10_000)
+        sync_r.config_set("slowlog-max-len", 128)
+    assert out.code == 0, out.stderr
+    commands = [e["command"] for e in entries]
+    texts = [c.decode() if isinstance(c, bytes) else c for c in commands]
+    assert sum(t.split()[:2] == ["SCAN", "0"] for t in texts) == 1, texts[:20]
+    assert "the atomic swap writes 800 keys" in out.stderr  # ~3 ms: past the 2 ms max

@@ -86,6 +86,9 @@ def preload_command(
                         stop=stop,
                         online=online,
                         verify=verify,
+                        # with --yes the preview did not diff: the hold is warned about
+                        # from the run's own diff, before the swap
+                        on_diff=(lambda plan: _warn_hold(plan, online)) if yes else None,
                     )
             entry.detail = {
                 "version": result.version,
@@ -133,7 +136,12 @@ def _confirm_removals(
         nonlocal world
         world = load_world(cli_state, folder)
         async with redis_client(cli_state) as r:
-            return await do_preload(r, world, operator=operator, dry_run=True, force=force)
+            # with --yes there is nothing to ask: the preview stops at the unchanged check,
+            # and the run's diff under the lock is the only keyspace walk (#16: on a tier of
+            # 1M keys a walk is ~0.6 s of the server's time)
+            return await do_preload(
+                r, world, operator=operator, dry_run=True, force=force, diff=not yes
+            )
 
     def previewed() -> PreloadResult | None:
         try:
@@ -144,14 +152,7 @@ def _confirm_removals(
     plan = guarded(cli_state, previewed)  # Ctrl-C or a bug: one line, never a traceback
     if plan is None:
         return world, None
-    swap = not online and plan.mode == "atomic" and not plan.skipped
-    if swap and plan.previous_version is not None:
-        from echoes_ops.operations.preload_online import atomic_hold_warning
-
-        changing = sum(len(d.to_write) + len(d.removed) for d in plan.diffs.values())
-        hold = atomic_hold_warning(changing)
-        if hold:
-            warn(hold)
+    _warn_hold(plan, online)
     removed = {kind: d.removed for kind, d in plan.diffs.items() if d.removed}
     if not removed:
         return world, plan
@@ -162,3 +163,16 @@ def _confirm_removals(
     )
     confirm(cli_state, f"Preload on {target} removes entries gone from gamedata: {what}?", yes=yes)
     return world, plan
+
+
+def _warn_hold(plan: PreloadResult, online: bool) -> None:
+    """Warn when the diff's atomic swap would hold the server past the budget (not on a
+    first load, not with --online)."""
+    swap = not online and plan.mode == "atomic" and not plan.skipped
+    if swap and plan.previous_version is not None:
+        from echoes_ops.operations.preload_online import atomic_hold_warning
+
+        changing = sum(len(d.to_write) + len(d.removed) for d in plan.diffs.values())
+        hold = atomic_hold_warning(changing)
+        if hold:
+            warn(hold)

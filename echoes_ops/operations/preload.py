@@ -115,6 +115,8 @@ async def preload(
     stop: StopToken | None = None,
     online: bool = False,
     verify: bool = True,
+    diff: bool = True,
+    on_diff: Callable[[PreloadResult], None] | None = None,
 ) -> PreloadResult:
     """Make the static caches equal ``data``; see the module docstring for the steps.
 
@@ -127,7 +129,11 @@ async def preload(
     it reports the committed version (both as :class:`Interrupted`).
 
     ``online`` (implied on Redis Cluster) writes the diff with the stepped writer instead
-    of one transaction (``preload_online``); ``verify`` then re-reads what was written."""
+    of one transaction (``preload_online``); ``verify`` then re-reads what was written.
+
+    ``diff=False`` (a dry run only) stops after the unchanged check: no keyspace walk, no
+    diff. ``on_diff`` is called with the result once the run's diff under the lock is in,
+    before anything is written."""
     token = stop or StopToken()
     online = online or is_cluster(r)
     started = time.perf_counter()
@@ -173,6 +179,9 @@ async def preload(
     # what an unchanged world's preload never needs (#17: its time is start-up)
     from echoes_ops.operations import preload_write
 
+    if dry_run and not diff:
+        result.elapsed_s = time.perf_counter() - started
+        return result
     if dry_run:
         to_write, _ = await preload_write.plan(r, encoded, result, force=force)
         estimate = await preload_write.estimate(r, data, result, to_write, probe=False)
@@ -191,6 +200,7 @@ async def preload(
         verify=verify,
         progress=progress,
         batch=batch,
+        on_diff=on_diff,
     )
     result.elapsed_s = time.perf_counter() - started
     token.check(

@@ -9,6 +9,7 @@ something to diff or write.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from echoes_ops import __version__
@@ -43,9 +44,11 @@ async def write(
     verify: bool,
     progress: Progress | None,
     batch: int,
+    on_diff: Callable[[PreloadResult], None] | None = None,
 ) -> None:
-    """Take the preload lock, diff under it, check the memory headroom, write the diff
-    (atomic or stepped, as ``online`` says) and verify it; fills ``result``."""
+    """Take the preload lock, diff under it (``on_diff`` then sees ``result``), check the
+    memory headroom, write the diff (atomic or stepped, as ``online`` says) and verify it;
+    fills ``result``."""
     previous = result.previous_version
     token.check("nothing written")
     lease = await lockowner.take(r, PRELOAD_LOCK, operator=operator, reason="preload")
@@ -56,6 +59,8 @@ async def write(
         async with lease:
             # diff under the lock, so a concurrent run cannot make it stale
             to_write, to_remove = await plan(r, encoded, result, force=force)
+            if on_diff is not None:
+                on_diff(result)
             token.check("nothing written (stopped after the diff)")
             needed = await estimate(r, data, result, to_write, probe=True)
             if online:  # nothing is queued: each step is applied as it arrives
