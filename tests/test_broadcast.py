@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from echoes_ops.operations.broadcast import (
 )
 from tests.cli_helpers import cli
 from tests.runtime_helpers import make_worker, session
-from tests.waiting import eventually
+from tests.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 BIN = Path(sys.executable).parent / "echoes-ops"
@@ -46,6 +47,30 @@ def static_cache(sync_r):
         sync_r.hset(keys.location_cache_key(loc), mapping={"id": loc, "name": loc.title()})
 
 
+MARKER = "test:marker"  # not a tier channel: published by the tests only
+
+
+def read_to_marker(client: redis.Redis, pubsub: redis.client.PubSub) -> list[dict]:
+    """What ``pubsub`` received before a marker published now (one server delivers in
+    publish order): every message published before this call, with no time window to
+    guess. ``pubsub`` subscribes to MARKER or to a pattern matching it."""
+    token = uuid.uuid4().hex
+    client.publish(MARKER, token)
+    got: list[dict] = []
+
+    def marker_seen() -> bool:
+        message = pubsub.get_message(timeout=0.05)
+        if not message or message["type"] not in ("message", "pmessage"):
+            return False
+        if message["channel"] == MARKER:
+            return bool(message["data"] == token)  # an earlier call's marker: read on
+        got.append(message)
+        return False
+
+    wait_until(marker_seen, 10, "the marker published after the messages", interval=0)
+    return got
+
+
 class PlanListener:
     """Shaped like the plan's ``listen_for_messages`` + ``handle_redis_message``: redis-py
     pubsub, ``json.loads`` of each message, dispatch on ``type``, the plan's fields read the
@@ -54,8 +79,8 @@ class PlanListener:
     def __init__(self, url: str, channels: list[str]) -> None:
         self.client = redis.Redis.from_url(url, decode_responses=True)
         self.pubsub = self.client.pubsub()
-        self.pubsub.subscribe(*channels)
-        for _ in channels:
+        self.pubsub.subscribe(*channels, MARKER)
+        for _ in [*channels, MARKER]:
             assert self.pubsub.get_message(timeout=2)["type"] == "subscribe"
         self.seen: list[tuple[str, str, dict]] = []  # (kind, channel, what a client gets)
 
@@ -84,12 +109,10 @@ class PlanListener:
         else:
             raise AssertionError(f"unexpected message on {channel}: {data}")
 
-    def drain(self, wait: float = 0.3) -> list[tuple[str, str, dict]]:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            message = self.pubsub.get_message(timeout=0.05)
-            if message and message["type"] == "message":
-                self.handle(message["channel"], json.loads(message["data"]))
+    def drain(self) -> list[tuple[str, str, dict]]:
+        """Every message published to the listener's channels before now."""
+        for message in read_to_marker(self.client, self.pubsub):
+            self.handle(message["channel"], json.loads(message["data"]))
         seen, self.seen = self.seen, []
         return seen
 
@@ -113,13 +136,8 @@ def everything(redis_url):
     pubsub.psubscribe("*")
     assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
 
-    def published(wait: float = 0.2) -> list[dict]:
-        out, deadline = [], time.monotonic() + wait
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=0.05)
-            if message and message["type"] == "pmessage":
-                out.append(message)
-        return out
+    def published() -> list[dict]:
+        return read_to_marker(client, pubsub)
 
     yield published
     pubsub.close()
@@ -405,11 +423,13 @@ def test_countdown_ctrl_c_stops_cleanly_and_is_audited(redis_url, sync_r, listen
         text=True,
     )
     try:
-        deadline = time.monotonic() + 15
         got: list[str] = []
-        while len(got) < 2:
-            assert time.monotonic() < deadline, "no announcement"
-            got += [p["data"]["message"] for _, _, p in listener.drain(0.1)]
+
+        def two_announcements() -> bool:
+            got.extend(p["data"]["message"] for _, _, p in listener.drain())
+            return len(got) >= 2
+
+        wait_until(two_announcements, 15, "the countdown's first two announcements", interval=0.05)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=15)
     finally:
@@ -418,7 +438,7 @@ def test_countdown_ctrl_c_stops_cleanly_and_is_audited(redis_url, sync_r, listen
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "Traceback" not in stderr
     assert "interrupted" in stderr
-    got += [p["data"]["message"] for _, _, p in listener.drain(1.2)]
+    got += [p["data"]["message"] for _, _, p in listener.drain()]  # it has exited: all in
     assert got[:2] == ["Restart in 20 seconds", "Restart in 19 seconds"]
     assert "Restart" not in got  # the final message never went out
     (record,) = audit_records(sync_r)
@@ -500,10 +520,7 @@ def test_tail_shows_each_broadcast(env, redis_url, static_cache, sync_r):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while sync_r.pubsub_numsub("game:broadcast")[0][1] == 0:
-            assert time.monotonic() < deadline, "tail never subscribed"
-            time.sleep(0.05)
+        wait_until(lambda: sync_r.pubsub_numsub("game:broadcast")[0][1], 15, "tail to subscribe")
         assert cli("broadcast", "global", "Hello all", "--yes", env=env).code == 0
         assert (
             cli("broadcast", "location", "overpass", "Shake", "--exclude", "3", env=env).code == 0
