@@ -30,6 +30,7 @@ from echoes_ops.operations.metrics.source import Cached
 from echoes_ops.operations.migrations import migrate
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 BIN = Path(sys.executable).parent / "echoes-ops"
@@ -220,10 +221,14 @@ def test_fifty_scrapes_a_second_read_the_tier_at_most_once_per_interval(redis_ur
         # budgeted walk steps' own timing): count them across the next reading
         times_before = _commandstat(sync_r, "time")
         refreshes = value(first, "echoes_redis_exporter_refreshes")
-        deadline = time.monotonic() + 10
-        while value(families(server.scrape()), "echoes_redis_exporter_refreshes") == refreshes:
-            assert time.monotonic() < deadline, "no second reading within 10 s"
-            time.sleep(0.05)  # polling for the condition above
+        wait_until(
+            lambda: (
+                value(families(server.scrape()), "echoes_redis_exporter_refreshes") != refreshes
+            ),
+            10,
+            "a second reading",
+            interval=0.05,
+        )
         per_reading = _commandstat(sync_r, "time") - times_before
         assert per_reading >= 1
         times_before = _commandstat(sync_r, "time")
@@ -388,26 +393,30 @@ def test_endpoint_shows_what_status_and_flags_status_print_under_simulate_load(
         env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:  # the workers are up and the players in
-            status, _ = _status_view(env)
-            if status["counts"]["workers_alive"] == 2 and status["counts"]["sessions"] >= 50:
-                break
-            assert time.monotonic() < deadline, f"simulate did not start: {status['counts']}"
-            time.sleep(0.2)
+
+        def started() -> dict:  # the workers are up and the players in
+            counts = _status_view(env)[0]["counts"]
+            return counts if counts["workers_alive"] == 2 and counts["sessions"] >= 50 else {}
+
+        wait_until(started, 60, "simulate's 2 workers and 50 players", interval=0.2)
         interval = 1.0
         with serving(env, "--interval", str(interval), "--drift-interval", "0") as server:
-            problems: list[str] = []
-            for _ in range(15):
-                # time, not an event: the cached reading must be older than --interval for
-                # the next scrape to take a fresh one
-                time.sleep(interval * 1.05)
+            compared = {"refreshes": -1.0, "problems": ["no reading compared"]}
+
+            def agrees() -> tuple[dict, dict] | None:
+                """A fresh reading (its refresh count moved) that the CLI's agree with."""
                 f = families(server.scrape())
+                refreshes = value(f, "echoes_redis_exporter_refreshes")
+                if refreshes == compared["refreshes"]:
+                    return None  # the cached reading, compared already
                 status, flags = _status_view(env)
-                problems = _compare(f, status, flags)
-                if not problems:
-                    break
-            assert not problems, problems
+                compared.update(refreshes=refreshes, problems=_compare(f, status, flags))
+                return None if compared["problems"] else (f, status)
+
+            try:
+                f, status = wait_until(agrees, 20, "a reading status agrees with", interval=0.1)
+            except AssertionError as failed:
+                raise AssertionError(f"{failed}: {compared['problems']}") from None
             assert value(f, "echoes_redis_up") == 1
             assert value(f, "echoes_redis_sessions") >= 50
             assert value(f, "echoes_redis_players_online") > 0

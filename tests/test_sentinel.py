@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from echoes_ops.errors import ExitCode
 from echoes_ops.local.binaries import find_redis_server
 from echoes_ops.local.redis_server import RedisServer, free_port
 from tests.cli_helpers import cli
+from tests.waiting import wait_until
 
 MASTER = "mymaster"
 PASSWORD = "primary-pw-7f3a"
@@ -71,27 +71,28 @@ class SentinelProcess:
     def _wait_until_ready(self, timeout: float) -> None:
         """Until the Sentinel answers and sees every monitored primary as up and connected."""
         client = redis.Redis(port=self.port, decode_responses=True, socket_timeout=1)
-        deadline = time.monotonic() + timeout
+
+        def ready() -> bool:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                log = self.logfile.read_text() if self.logfile.exists() else ""
+                raise RuntimeError(f"sentinel exited with {self._proc.returncode}: {log}")
+            masters = client.sentinel_masters()
+            assert isinstance(masters, dict)
+            return len(masters) == len(self.monitor) and all(
+                m["is_master"] and not m["is_sdown"] and not m["is_disconnected"]
+                for m in masters.values()
+            )
+
         try:
-            while time.monotonic() < deadline:
-                assert self._proc is not None
-                if self._proc.poll() is not None:
-                    log = self.logfile.read_text() if self.logfile.exists() else ""
-                    raise RuntimeError(f"sentinel exited with {self._proc.returncode}: {log}")
-                try:
-                    masters = client.sentinel_masters()
-                except redis.ConnectionError:
-                    masters = {}
-                assert isinstance(masters, dict)
-                if len(masters) == len(self.monitor) and all(
-                    m["is_master"] and not m["is_sdown"] and not m["is_disconnected"]
-                    for m in masters.values()
-                ):
-                    return
-                time.sleep(0.05)
+            wait_until(
+                ready,
+                timeout,
+                f"sentinel on port {self.port} to see every primary up",
+                retry_on=(redis.ConnectionError,),
+            )
         finally:
             client.close()
-        raise RuntimeError(f"sentinel on port {self.port} not ready within {timeout:.0f}s")
 
     def stop(self) -> None:
         if self._proc is None:
