@@ -13,6 +13,7 @@ import pytest
 from echoes_ops.gamedata import WorldCache, loader, reading, statindex, validate_gamedata
 from echoes_ops.gamedata.cache import file_digest, reader_version
 from tests.test_gamedata_loader import _write_world
+from tests.waiting import wait_until
 
 SMALL_MARGIN_NS = 50_000_000  # 50 ms: longer than a kernel timestamp tick (1-10 ms)
 
@@ -25,10 +26,7 @@ def _wait_past_margin(root: Path, margin_ns: int) -> None:
     """Wait until every file under ``root`` is older than ``margin_ns`` (so the index the
     next validation writes trusts it)."""
     newest = max(max(p.stat().st_mtime_ns, p.stat().st_ctime_ns) for p in root.rglob("*"))
-    deadline = time.monotonic() + 5
-    while time.time_ns() <= newest + margin_ns:
-        assert time.monotonic() < deadline, "the clock does not move"
-        time.sleep(0.005)
+    wait_until(lambda: time.time_ns() > newest + margin_ns, 5, "the clock to pass the margin")
 
 
 class Reads:

@@ -19,7 +19,7 @@ from echoes_ops.primitives.lease import Lease
 from echoes_ops.runtime.worker import SPAWN_LOCK, Worker
 from tests.cli_helpers import cli
 from tests.runtime_helpers import make_worker
-from tests.waiting import eventually
+from tests.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SPAWN = keys.lock_key(SPAWN_LOCK)
@@ -329,8 +329,7 @@ def test_force_release_racing_a_new_owner_never_deletes_its_lock(env, sync_r, mo
     def confirm_slowly(ctx: object, message: str, *, yes: bool) -> None:
         asked.append(message)
         sync_r.pexpire(SPAWN, 1)
-        while sync_r.exists(SPAWN):  # the old lock runs out ...
-            pass
+        wait_until(lambda: not sync_r.exists(SPAWN), 5, "the old lock to run out")  # ...
         assert sync_r.set(SPAWN, "worker-2#fresh", nx=True, ex=60)  # ... and a new owner
 
     monkeypatch.setattr(cli_locks, "confirm", confirm_slowly)
@@ -351,8 +350,7 @@ def test_force_release_racing_a_new_owner_never_deletes_its_lock(env, sync_r, mo
 
     def confirm_after_expiry(ctx: object, message: str, *, yes: bool) -> None:
         sync_r.pexpire(SPAWN, 1)
-        while sync_r.exists(SPAWN):
-            pass
+        wait_until(lambda: not sync_r.exists(SPAWN), 5, "the lock to run out")
 
     monkeypatch.setattr(cli_locks, "confirm", confirm_after_expiry)
     out = cli("locks", "release", SPAWN_LOCK, "--force", env=env)

@@ -53,19 +53,20 @@ async def test_a_walk_beside_other_traffic_leaves_the_server_idle_between_steps(
 ) -> None:
     """Another client keeps writing while the walk runs: the walk sees it, holds its steps
     back, and takes at most its duty cycle of the server's time."""
-    stop = asyncio.Event()
+    stop, under_way = asyncio.Event(), asyncio.Event()
 
     async def game() -> None:
         other = Redis.from_url(redis_url)
         try:
             while not stop.is_set():
                 await other.set("game:noise", "x" * 200)
+                under_way.set()
         finally:
             await other.aclose()
 
     noise = asyncio.create_task(game())
     try:
-        await asyncio.sleep(0.05)  # the other client is under way before the walk starts
+        await asyncio.wait_for(under_way.wait(), 10)  # the other client writes already
         pacer, budget = Pacer(duty=0.25), StepBudget(20, high=20)
         steps, wall = await walk(r, pacer, budget)
     finally:

@@ -8,7 +8,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from echoes_ops.errors import ExitCode
 from echoes_ops.local.redis_server import RedisServer, free_port
 from tests.cli_helpers import cli
+from tests.waiting import wait_until
 
 # The certificate names localhost and 127.0.0.1; the server also listens on 127.0.0.2, an
 # address of the loopback network that the certificate does not name.
@@ -119,21 +119,18 @@ def _make_certificates(folder: Path) -> None:
 def _tls_ping(port: int, ca_file: Path, timeout: float = 10.0) -> None:
     """Wait until the TLS port completes a handshake and answers PING."""
     context = ssl.create_default_context(cafile=str(ca_file))
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with (
-                socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
-                context.wrap_socket(raw, server_hostname="localhost") as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.05)
-    pytest.fail(f"redis-server's TLS port {port} never answered: {last}")
+
+    def answers() -> bool:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as sock,
+        ):
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+
+    wait_until(
+        answers, timeout, f"redis-server's TLS port {port} to answer PING", retry_on=(OSError,)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ node going down shown at the next refresh. Against a private cluster (a node is 
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
 from collections.abc import Callable
 
 from rich.console import Console
@@ -15,6 +13,7 @@ from textual.widgets import Static
 from echoes_ops.config import Settings
 from echoes_ops.local.redis_cluster import RedisCluster
 from echoes_ops.tui.app import DashboardApp, create_app
+from tests.waiting import eventually
 
 
 def overview_text(app: DashboardApp) -> str:
@@ -24,11 +23,8 @@ def overview_text(app: DashboardApp) -> str:
 
 
 async def until(pilot: Pilot, check: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    """Wait for ``check`` (the suite's wait helper), then for the app to settle."""
+    await eventually(lambda: bool(check()), timeout, getattr(check, "__qualname__", ""))
     await pilot.pause()
 
 

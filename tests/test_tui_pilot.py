@@ -26,6 +26,7 @@ from echoes_ops.tui.modals import ConfirmScreen, HelpScreen, HoldScreen
 from echoes_ops.tui.panels.broadcast import BroadcastPanel
 from echoes_ops.tui.panels.header import render_header
 from echoes_ops.tui.panels.live import LivePanel
+from tests.waiting import eventually
 
 OPERATOR = "tester"
 
@@ -36,12 +37,17 @@ def make_app(url: str, *, read_only: bool = False, **options: object) -> Dashboa
 
 
 async def until(pilot: Pilot, check: Callable[[], object], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.03)
+    """Wait for ``check`` (the suite's wait helper), then for the app to settle."""
+    await eventually(lambda: bool(check()), timeout, getattr(check, "__qualname__", ""))
     await pilot.pause()
+
+
+async def _flag_is(database_url: str, value: str) -> object:
+    """REDIS_ENABLED's row once it has ``value`` (None before)."""
+    from echoes_ops.operations.flags import get_flag
+
+    flag = await get_flag(database_url, "REDIS_ENABLED")
+    return flag if flag.value == value else None
 
 
 def text_of(widget: object) -> str:
@@ -202,13 +208,9 @@ async def test_broadcast_previews_then_sends_the_exact_envelope(
         await pilot.click("#send")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.click("#confirm")
-        received = None
-        for _ in range(100):
-            received = listener.get_message(timeout=0.05)
-            if received:
-                break
-            await asyncio.sleep(0.02)
-    assert received is not None
+        received = await eventually(
+            lambda: listener.get_message(timeout=0.05), 5, "the broadcast on game:broadcast"
+        )
     body = json.loads(received["data"])
     assert body["msg_id"] == plan.envelope.msg_id
     assert body["payload"] == {
@@ -253,11 +255,7 @@ async def test_flag_flip_asks_for_a_reason(redis_url: str, database_url: str) ->
         await until(pilot, lambda: "Step 2/2" in str(getattr(app.screen, "title_text", "")))
         await pilot.press("tab", "enter")  # from Cancel to the Set button
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
-        for _ in range(100):
-            if (await get_flag(database_url, "REDIS_ENABLED")).value == "false":
-                break
-            await asyncio.sleep(0.05)
-        flag = await get_flag(database_url, "REDIS_ENABLED")
+        flag = await eventually(lambda: _flag_is(database_url, "false"), 5, "the flag set false")
         assert (flag.value, flag.updated_by, flag.reason) == (
             "false",
             OPERATOR,
@@ -269,11 +267,7 @@ async def test_flag_flip_asks_for_a_reason(redis_url: str, database_url: str) ->
         await pilot.press("enter")
         await until(pilot, lambda: "Step 2/2" in str(getattr(app.screen, "title_text", "")))
         await pilot.press("tab", "enter")
-        for _ in range(100):
-            if (await get_flag(database_url, "REDIS_ENABLED")).value == "true":
-                break
-            await asyncio.sleep(0.05)
-        assert (await get_flag(database_url, "REDIS_ENABLED")).value == "true"
+        await eventually(lambda: _flag_is(database_url, "true"), 5, "the flag set back to true")
 
 
 async def test_read_only_hides_and_refuses_writes(

@@ -19,6 +19,7 @@ from echoes_ops.tui.model import Snapshot, TierView
 from echoes_ops.tui.process_source import ProcessSource
 from echoes_ops.tui.remote import PollerGone
 from echoes_ops.tui.wire import portable
+from tests.waiting import eventually
 
 
 async def test_calls_return_the_operations_results(redis_url: str, sync_r: redis.Redis) -> None:
@@ -92,11 +93,7 @@ async def test_the_tail_streams_from_the_poller(redis_url: str, sync_r: redis.Re
     events = source.tail(status.append)
     try:
         first = asyncio.ensure_future(anext(events))
-        for _ in range(100):
-            if status:
-                break
-            await asyncio.sleep(0.05)
-        assert status
+        await eventually(lambda: bool(status), 5, "the tail's first status line")
         assert status[0].startswith("listening on")
         sync_r.publish(keys.location_channel("ruins"), "not json")
         event = await asyncio.wait_for(first, 10)

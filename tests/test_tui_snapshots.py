@@ -7,7 +7,6 @@ and look at the SVGs under ``tests/__snapshots__/test_tui_snapshots/``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,6 +20,7 @@ from echoes_ops.tui.app import DashboardApp, create_app
 from echoes_ops.tui.model import History
 from echoes_ops.tui.panels.broadcast import BroadcastPanel
 from tests.tui_fake import FakeSource, counters
+from tests.waiting import eventually
 
 SIZES = [(80, 24), (160, 48)]
 Step = Callable[[Pilot], Awaitable[None]]
@@ -90,10 +90,12 @@ async def ready(pilot: Pilot) -> None:
     """Wait for the first readings, then give the sparklines a fixed history."""
     app = pilot.app
     assert isinstance(app, DashboardApp)
-    for _ in range(500):
-        if app.state.snapshot and app.state.tier and app.state.drift:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: bool(app.state.snapshot and app.state.tier and app.state.drift),
+        5,
+        "the dashboard's first readings (snapshot, tier, drift)",
+        interval=0.01,
+    )
     app.state.history = History()
     for step in range(40):
         app.state.history.add(counters(step))
