@@ -23,8 +23,9 @@ from echoes_ops.errors import ExitCode
 from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.roles import FORBIDDEN, ROLES
 from echoes_ops.runtime.tier import Tier
+from tests.acl_tier import AclTier, Admin, cluster_tier, standalone_tier
 from tests.cli_helpers import cli
-from tests.conftest import BUNDLED_GAMEDATA
+from tests.conftest import BUNDLED_GAMEDATA, TOPOLOGIES
 from tests.runtime_helpers import session
 
 pytestmark = pytest.mark.timeout(600)
@@ -37,37 +38,34 @@ FOREIGN_KEY = "otherapp:config"  # a key of another application on the same serv
 DROPPED_ITEM = "canned_beans"
 
 
-def password(role: str) -> str:
-    return f"pw-{role}-secret"
-
-
-def url_for(server: RedisServer, role: str) -> str:
-    if role == "default":
-        return server.url
-    return f"redis://{ROLES[role].default_user()}:{password(role)}@{server.host}:{server.port}/0"
+BOTH = pytest.mark.parametrize("acl_tier", TOPOLOGIES, indirect=True)
 
 
 @pytest.fixture(scope="module")
-def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this module's own, with one ACL user per role (ACL SETUSER lines
-    exactly as ``acl roles`` prints them, then a password)."""
+def acl_tier(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AclTier]:
+    """A tier with one ACL user per role (ACL SETUSER lines exactly as ``acl roles`` prints
+    them, then a password): a redis-server of this module's own, or (tests marked BOTH,
+    parametrized ``cluster``) every node of the session's cluster."""
+    if getattr(request, "param", "standalone") == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        if not all(cluster.running()):
+            cluster.start()
+        cluster.wait_ok()
+        tier = cluster_tier(cluster)
+        tier.add_role_users()
+        yield tier
+        tier.drop_role_users()
+        return
     # DEBUG enabled, so that only the ACL stands between a role and it
     server = RedisServer(
         tmp_path_factory.mktemp("acl-redis"), extra_args=["--enable-debug-command", "yes"]
     )
     server.start()
-    admin = redis.Redis.from_url(server.url)
-    out = cli("acl", "roles", "--format", "setuser")
-    assert out.code == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert len(lines) == len(ROLES)
-    for line, role in zip(lines, ROLES.values(), strict=True):
-        words = line.split()
-        assert words[:3] == ["ACL", "SETUSER", role.default_user()]
-        admin.execute_command(*words)
-        admin.execute_command("ACL", "SETUSER", role.default_user(), f">{password(role.name)}")
-    admin.close()
-    yield server
+    tier = standalone_tier(server)
+    tier.add_role_users()
+    yield tier
     server.stop()
 
 
@@ -99,7 +97,7 @@ def _seed(url: str) -> None:
     asyncio.run(players())
 
 
-def _dump(client: redis.Redis) -> dict[bytes, object]:
+def _dump(client: Admin) -> dict[bytes, object]:
     """Every key's type, contents and whether it has a TTL, the audit stream aside (DUMP
     bytes would differ after a mere read: a hash's order changes when Redis rehashes)."""
     names = [k for k in client.scan_iter(count=1000) if k != keys.AUDIT_STREAM_KEY.encode()]
@@ -127,12 +125,12 @@ def _dump(client: redis.Redis) -> dict[bytes, object]:
 
 
 @pytest.fixture(scope="module")
-def snapshot(acl_server: RedisServer) -> dict[bytes, tuple[bytes, int]]:
-    admin = redis.Redis.from_url(acl_server.url)
+def snapshot(acl_tier: AclTier) -> dict[bytes, tuple[bytes, int]]:
+    admin = acl_tier.client()
     admin.flushall()
-    _seed(acl_server.url)
-    pipe = admin.pipeline(transaction=False)
+    _seed(acl_tier.url_for("default"))
     names = list(admin.scan_iter(count=1000))
+    pipe = admin.pipeline(transaction=False)
     for name in names:
         pipe.dump(name)
         pipe.pttl(name)
@@ -142,9 +140,9 @@ def snapshot(acl_server: RedisServer) -> dict[bytes, tuple[bytes, int]]:
 
 
 @pytest.fixture
-def world(acl_server: RedisServer, snapshot) -> Iterator[redis.Redis]:
+def world(acl_tier: AclTier, snapshot) -> Iterator[Admin]:
     """The seeded keyspace, restored for each test (RESTORE of the snapshot)."""
-    admin = redis.Redis.from_url(acl_server.url)
+    admin = acl_tier.client()
     admin.flushall()
     pipe = admin.pipeline(transaction=False)
     for name, (value, pttl) in snapshot.items():
@@ -167,6 +165,15 @@ class Cell:
     # doctor's CONFIG GET / ACL GETUSER checks are "unknown", stats cannot measure another
     # application's keys
     tolerated: frozenset[str] = frozenset()
+    # on a cluster too: the cluster health's CONFIG GET of cluster-require-full-coverage
+    # and cluster-node-timeout (shown as not readable)
+    cluster_tolerated: frozenset[str] = frozenset()
+    # a refused run on a cluster may leave this much changed, as docs/design.md's
+    # guarantees per topology allow (cache invalidate clears the content hash first)
+    cluster_cut_off: bool = False
+
+    def tolerates(self, topology: str) -> frozenset[str]:
+        return self.tolerated | (self.cluster_tolerated if topology == "cluster" else frozenset())
 
 
 def cell(
@@ -176,17 +183,29 @@ def cell(
     ok: tuple[int, ...] = (0,),
     writes: bool = False,
     tolerated: tuple[str, ...] = (),
+    cluster_tolerated: tuple[str, ...] = (),
+    cluster_cut_off: bool = False,
 ) -> Cell:
     roles = frozenset(allow.split()) | {"default"}
     assert roles <= set(COLUMNS), roles
-    return Cell(label, args, roles, ok, writes, frozenset(tolerated))
+    return Cell(
+        label,
+        args,
+        roles,
+        ok,
+        writes,
+        frozenset(tolerated),
+        frozenset(cluster_tolerated),
+        cluster_cut_off,
+    )
 
 
 INSPECT = "reader operator"
+CONFIG_GET = "config|get"
 OPERATE = "operator"
 # The matrix as the tests verify it (docs/team.md shows the same table).
 MATRIX: tuple[Cell, ...] = (
-    cell("status", "status", allow=INSPECT),
+    cell("status", "status", allow=INSPECT, cluster_tolerated=(CONFIG_GET,)),
     cell(
         "cache status",
         *("cache", "status", "--gamedata", str(BUNDLED_GAMEDATA)),
@@ -202,7 +221,9 @@ MATRIX: tuple[Cell, ...] = (
     cell("locks show", "locks", "show", "maint", allow=INSPECT),
     cell("reconcile (dry run)", "reconcile", allow=INSPECT, ok=(1,)),
     cell("audit", "audit", allow=INSPECT),
-    cell("stats", "stats", allow=INSPECT, tolerated=(FOREIGN_KEY,)),
+    cell(
+        "stats", "stats", allow=INSPECT, tolerated=(FOREIGN_KEY,), cluster_tolerated=(CONFIG_GET,)
+    ),
     cell(
         "doctor",
         *("doctor", "--gamedata", str(BUNDLED_GAMEDATA)),
@@ -210,7 +231,12 @@ MATRIX: tuple[Cell, ...] = (
         ok=(0, 1),
         tolerated=("config|get", "acl|getuser"),
     ),
-    cell("dashboard --read-only --json", "dashboard", "--json", "--read-only", allow=INSPECT),
+    cell(
+        "dashboard --read-only --json",
+        *("dashboard", "--json", "--read-only"),
+        allow=INSPECT,
+        cluster_tolerated=(CONFIG_GET,),
+    ),
     cell("tail", "tail", "--timeout", "0.3", allow=f"{INSPECT} worker"),
     cell(
         "tail otherapp:events (not a tier channel)",
@@ -255,58 +281,41 @@ MATRIX: tuple[Cell, ...] = (
         *("cache", "invalidate", "location", LOCATION, "--yes"),
         allow=OPERATE,
         writes=True,
+        cluster_cut_off=True,
     ),
     cell(
         "preload --force",
         *("preload", "--force", "--gamedata", str(BUNDLED_GAMEDATA)),
         allow=f"{OPERATE} warmup",
         writes=True,
+        cluster_tolerated=("time",),  # warmup has no TIME: the online steps do without
     ),
     cell(
         "warmup --what static",
         *("warmup", "--what", "static", "--gamedata", str(BUNDLED_GAMEDATA)),
         allow=f"{OPERATE} warmup",
         writes=True,
+        cluster_tolerated=("time",),  # warmup has no TIME: the online steps do without
     ),
 )
 CASES = [(c, role) for c in MATRIX for role in COLUMNS]
 
 
-def _refusals(admin: redis.Redis, role: str) -> set[str]:
-    """What the ACL LOG recorded as refused to this role's user (commands, keys, channels)."""
-    if role == "default":
-        return set()
-    user = ROLES[role].default_user()
-    entries = admin.execute_command("ACL", "LOG", "100")
-    found = set()
-    for entry in entries:
-        fields = (
-            entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=False))
-        )
-        text = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
-        name = (
-            text["username"].decode() if isinstance(text["username"], bytes) else text["username"]
-        )
-        if name == user:
-            obj = text["object"]
-            found.add(obj.decode() if isinstance(obj, bytes) else obj)
-    return found
-
-
+@BOTH
 @pytest.mark.parametrize(("entry", "role"), CASES, ids=[f"{c.label}-{r}" for c, r in CASES])
-def test_role_matrix(acl_server, world, entry: Cell, role: str):
+def test_role_matrix(acl_tier: AclTier, world, entry: Cell, role: str):
     before = _dump(world)
     stream_before = world.xlen(keys.AUDIT_STREAM_KEY)
-    world.execute_command("ACL", "LOG", "RESET")
-    out = cli(*entry.args, env={"REDIS_URL": url_for(acl_server, role)})
+    acl_tier.reset_log()
+    out = cli(*entry.args, env={"REDIS_URL": acl_tier.url_for(role)})
     after = _dump(world)
-    refused = _refusals(world, role)
+    refused = acl_tier.refusals(role)
     if role in entry.allowed:
         assert out.code in entry.ok, (out.code, out.stderr)
         assert "permission" not in out.stderr.lower()
         assert "may not" not in out.stderr
         # nothing the run needed was refused: its output is whole, not silently partial
-        assert refused <= entry.tolerated, refused
+        assert refused <= entry.tolerates(acl_tier.topology), refused
         if entry.writes:
             assert after != before or world.xlen(keys.AUDIT_STREAM_KEY) > stream_before
         return
@@ -314,11 +323,20 @@ def test_role_matrix(acl_server, world, entry: Cell, role: str):
     line = out.one_error_line()
     assert "this ACL user may not " in line, line
     assert refused, "refused, but the server logged no ACL denial"
+    if acl_tier.cluster and entry.cluster_cut_off:
+        before, after = _without_content_hash(before), _without_content_hash(after)
     assert after == before, "a refused command changed the keyspace"
 
 
-def _as(server: RedisServer, role: str) -> redis.Redis:
-    return redis.Redis.from_url(url_for(server, role), decode_responses=True)
+def _without_content_hash(dump: dict[bytes, object]) -> dict[bytes, object]:
+    """``dump`` with the version record's content hash left out (cleared first on a cluster
+    by a run that may be cut off: the next preload then checks every key)."""
+    version = keys.GAMEDATA_VERSION_KEY.encode()
+    kind, fields, has_ttl = dump[version]  # type: ignore[misc]
+    return {
+        **dump,
+        version: (kind, {k: v for k, v in fields.items() if k != b"content_hash"}, has_ttl),
+    }
 
 
 FORBIDDEN_CALLS = (
@@ -338,9 +356,9 @@ FORBIDDEN_CALLS = (
 
 @pytest.mark.parametrize("role", ROLE_NAMES)
 @pytest.mark.parametrize("call", FORBIDDEN_CALLS, ids=[" ".join(c[:2]) for c in FORBIDDEN_CALLS])
-def test_no_role_may_run_admin_commands(acl_server, world, role, call):
+def test_no_role_may_run_admin_commands(acl_tier: AclTier, world, role, call):
     before = _dump(world)
-    client = _as(acl_server, role)
+    client = acl_tier.client(role, decode=True)
     with pytest.raises(redis.exceptions.NoPermissionError) as caught:
         client.execute_command(*call)
     client.close()
@@ -357,9 +375,10 @@ def test_forbidden_commands_are_granted_to_no_role():
             assert rule not in ("allcommands", "+@all", "allkeys", "~*", "allchannels", "&*")
 
 
+@BOTH
 @pytest.mark.parametrize("role", ROLE_NAMES)
-def test_no_role_reaches_another_applications_keys(acl_server, world, role):
-    client = _as(acl_server, role)
+def test_no_role_reaches_another_applications_keys(acl_tier: AclTier, world, role):
+    client = acl_tier.client(role, decode=True)
     with pytest.raises(redis.exceptions.NoPermissionError):
         client.get(FOREIGN_KEY)
     client.close()
@@ -379,21 +398,23 @@ def test_key_patterns_come_from_the_contract():
         assert set(role.keys) | set(role.read_keys) <= contract, role.name
 
 
-def test_worker_runs_the_reference_runtime(acl_server, world):
+@BOTH
+def test_worker_runs_the_reference_runtime(acl_tier: AclTier, world):
     """simulate (the reference workers: sessions, presence, moves, leases, pub/sub) as the
     worker user, and nothing left behind."""
-    world.execute_command("ACL", "LOG", "RESET")
+    acl_tier.reset_log()
     out = cli(
         *("simulate", "--workers", "1", "--players", "10", "--duration", "1"),
         *("--gamedata", str(BUNDLED_GAMEDATA), "--yes", "--json"),
-        env={"REDIS_URL": url_for(acl_server, "worker")},
+        env={"REDIS_URL": acl_tier.url_for("worker")},
     )
-    assert (out.code, _refusals(world, "worker")) == (0, set()), out.stderr
+    assert (out.code, acl_tier.refusals("worker")) == (0, set()), out.stderr
     assert '"received"' in out.stdout
 
 
-def test_worker_may_not_write_static_data_or_the_flags_mirror(acl_server, world):
-    client = _as(acl_server, "worker")
+@BOTH
+def test_worker_may_not_write_static_data_or_the_flags_mirror(acl_tier: AclTier, world):
+    client = acl_tier.client("worker", decode=True)
     for call in (
         ("HSET", keys.location_cache_key(LOCATION), "name", "x"),
         ("HSET", keys.FLAGS_KEY, "REDIS_ENABLED", "false"),
@@ -430,19 +451,27 @@ def test_aclfile_lines_load_into_a_server(tmp_path: Path):
         server.stop()
 
 
+def warmup_tolerated(tier: AclTier) -> set[str]:
+    """The refusal the warmup role meets by design on a cluster: its preload runs online
+    (per slot) and the step script's TIME is refused (the steps are then sized by their
+    round trips; docs/team.md)."""
+    return {"time"} if tier.cluster else set()
+
+
+@BOTH
 @pytest.mark.postgres
-def test_warmup_role_warms_sessions_and_inventories(acl_server, world, database_url):
+def test_warmup_role_warms_sessions_and_inventories(acl_tier: AclTier, world, database_url):
     """The cron account's whole job (sessions, inventories, static) with nothing refused."""
     from tests.test_warmup import WINDOW, seed
 
     seed(database_url, 50)
     assert cli("db", "migrate", env={"DATABASE_URL": database_url}).code == 0
-    world.execute_command("ACL", "LOG", "RESET")
+    acl_tier.reset_log()
     out = cli(
         *("warmup", "--active-within", WINDOW, "--gamedata", str(BUNDLED_GAMEDATA), "--json"),
-        env={"REDIS_URL": url_for(acl_server, "warmup"), "DATABASE_URL": database_url},
+        env={"REDIS_URL": acl_tier.url_for("warmup"), "DATABASE_URL": database_url},
     )
-    assert (out.code, _refusals(world, "warmup")) == (0, set()), out.stderr
+    assert (out.code, acl_tier.refusals("warmup")) == (0, warmup_tolerated(acl_tier)), out.stderr
     assert world.exists(keys.item_def_key(DROPPED_ITEM))  # static re-preloaded
     assert len(list(world.scan_iter(keys.SESSION_PATTERN))) > 5
     assert len(list(world.scan_iter(keys.INVENTORY_PATTERN))) > 1
@@ -475,16 +504,17 @@ def test_docs_show_the_matrix_the_tests_verify():
         assert row in text, f"docs/team.md lacks or contradicts: {row}"
 
 
+@BOTH
 @pytest.mark.postgres
 @pytest.mark.parametrize("role", ["operator", "warmup"])
 def test_audit_writers_keep_and_copy_back_what_postgresql_missed(
-    acl_server, world, database_url, role
+    acl_tier: AclTier, world, database_url, role
 ):
     """A record PostgreSQL did not take is kept for it (echoes:audit:unsynced) and copied in
     by the next write that reaches both, with nothing refused to either writing role."""
     assert cli("db", "migrate", env={"DATABASE_URL": database_url}).code == 0
-    world.execute_command("ACL", "LOG", "RESET")
-    env = {"REDIS_URL": url_for(acl_server, role)}
+    acl_tier.reset_log()
+    env = {"REDIS_URL": acl_tier.url_for(role)}
     down = "postgresql://nobody@127.0.0.1:1/none"
     out = cli(
         "preload", "--force", "--gamedata", str(BUNDLED_GAMEDATA), env={**env, "DATABASE_URL": down}
@@ -500,4 +530,26 @@ def test_audit_writers_keep_and_copy_back_what_postgresql_missed(
     )
     assert out.code == 0, out.stderr
     assert world.scard(keys.AUDIT_UNSYNCED_KEY) == 0
-    assert _refusals(world, role) == set()
+    assert acl_tier.refusals(role) == (warmup_tolerated(acl_tier) if role == "warmup" else set())
+
+
+def test_a_cluster_user_without_the_slot_map_gets_the_permission_line(redis_cluster, cluster_url):
+    """A user that may not run CLUSTER SLOTS (as every role was before the cluster
+    commands were added) gets the permission line and exit 6: redis-py keeps the refusal
+    only in its exception chain, and it used to read 'cannot reach any seed node' (exit 4)."""
+    tier = cluster_tier(redis_cluster)
+    user = "echoes-noslots"
+    with tier.each_node() as nodes:
+        for node in nodes:
+            node.execute_command(
+                "ACL", "SETUSER", user, "on", ">pw", "-@all", "+hello", "+ping", "+command", "~*"
+            )
+    try:
+        host, port = tier.nodes[0]
+        out = cli("status", env={"REDIS_URL": f"redis://{user}:pw@{host}:{port}/0?cluster=true"})
+        assert out.code == ExitCode.PERMISSION, (out.code, out.stderr)
+        assert "this ACL user may not run the 'cluster|slots' command" in out.one_error_line()
+    finally:
+        with tier.each_node() as nodes:
+            for node in nodes:
+                node.execute_command("ACL", "DELUSER", user)

@@ -55,6 +55,7 @@ def translate(exc: BaseException, where: str) -> OpsError:
     node = node_of(exc)
     if node is not None:
         where = f"cluster node {node}"
+    exc = _refusal_behind(exc)
     text = str(exc).strip() or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, rx.BusyLoadingError) or ("loading" in lowered and "dataset" in lowered):
@@ -123,6 +124,25 @@ def translate(exc: BaseException, where: str) -> OpsError:
     if isinstance(exc, rx.ResponseError):
         return RedisCommandError(f"Redis at {where} answered with an error: {text}")
     return RedisCommandError(f"Redis at {where} failed: {text}")
+
+
+def _refusal_behind(exc: BaseException) -> BaseException:
+    """The ACL refusal that made redis-py's cluster client give up connecting, if one did.
+
+    Refused CLUSTER SLOTS (an ACL user without it), redis-py reports "Cluster mode is not
+    enabled on this node" and then "cannot be connected ... provide at least one reachable
+    node", keeping the refusal only in the exception chain: that would read as an
+    unreachable cluster. Anything else is returned as it is."""
+    if not isinstance(exc, rx.RedisClusterException):
+        return exc
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, rx.NoPermissionError):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 def _cluster_problem(exc: BaseException, text: str, where: str) -> OpsError | None:

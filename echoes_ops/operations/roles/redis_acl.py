@@ -35,6 +35,22 @@ from echoes_ops.operations.warmup import WARMUP_LOCK
 # ACL user; doctor warns about the default user). CLIENT SETINFO is left out: Redis 7.0
 # does not know it (the rule would not load) and redis-py ignores its refusal.
 CONNECTION: Final = ("hello", "ping", "select", "client|setname", "acl|whoami")
+# Redis Cluster (ACL users live on each node: load the same rules on every node). Every
+# role: redis-py's cluster client reads the slot map (CLUSTER SLOTS) and the command table
+# (COMMAND) when it connects
+CLUSTER_CLIENT: Final = ("cluster|slots", "command")
+# the walks on every node (client/walk.py, client/budget.py): the node list (CLUSTER
+# NODES), the keys of slots that moved during a walk (COUNTKEYSINSLOT/GETKEYSINSLOT),
+# ASKING before a step on a node importing a slot, and on a replica (--read-from replicas)
+# READONLY with the scripts run read-only
+CLUSTER_WALKS: Final = (
+    "cluster|nodes",
+    "cluster|countkeysinslot",
+    "cluster|getkeysinslot",
+    "asking",
+    "readonly",
+    "evalsha_ro",
+)
 # Lua: every script is a named constant run with EVALSHA, loaded on NOSCRIPT
 SCRIPTS: Final = ("evalsha", "script|load", "script|exists")
 # reading tier keys: SCAN walks (never KEYS), hashes, sets, lists, the audit stream, TTLs;
@@ -75,8 +91,19 @@ INSPECT_SERVER: Final = (
     "pubsub|numsub",
     "pubsub|numpat",
     "acl|dryrun",
+    "cluster|info",  # cluster health (status, stats, doctor, the dashboard)
+    "pubsub|shardnumsub",  # a broadcast's audience in the sharded pub/sub mode
 )
-SUBSCRIBE: Final = ("subscribe", "psubscribe", "unsubscribe", "punsubscribe")
+# SSUBSCRIBE/SUNSUBSCRIBE: the sharded pub/sub mode (ECHOES_OPS_PUBSUB_MODE=sharded, Redis
+# 7.0+), which publishes location and player channels with SPUBLISH
+SUBSCRIBE: Final = (
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
+)
 # transactions (preload's swap, lock hold info, flags mirror, the worker's moves)
 TRANSACTIONS: Final = ("multi", "exec", "discard")
 # writing audit records: XADD to the stream, and the records PostgreSQL did not take named
@@ -98,7 +125,7 @@ WARMUP_WRITES: Final = (
 )
 # the operator's on top: removals (kick, reconcile, cleanup, invalidate), presence repairs,
 # broadcasts and config_changed messages
-OPERATOR_WRITES: Final = (*WARMUP_WRITES, "srem", "unlink", "publish")
+OPERATOR_WRITES: Final = (*WARMUP_WRITES, "srem", "unlink", "publish", "spublish")
 # the reference worker (runtime/): sessions, presence, connections, liveness, inventories,
 # leases on lock:*, and messages on the game's channels
 WORKER_WRITES: Final = (
@@ -112,6 +139,7 @@ WORKER_WRITES: Final = (
     "pexpire",
     "rpush",
     "publish",
+    "spublish",
 )
 # never granted to any role (checked by the tests against every role)
 FORBIDDEN: Final = (
@@ -216,7 +244,9 @@ class RedisRole:
 READER: Final = RedisRole(
     name="reader",
     summary="every inspection command and the dashboard read-only; writes nothing",
-    commands=_unique(CONNECTION, SCRIPTS, READ_KEYS, INSPECT_SERVER, SUBSCRIBE),
+    commands=_unique(
+        CONNECTION, CLUSTER_CLIENT, CLUSTER_WALKS, SCRIPTS, READ_KEYS, INSPECT_SERVER, SUBSCRIBE
+    ),
     keys=ALL_TIER_KEYS,
     read_keys=(),
     channels=TIER_CHANNELS,
@@ -244,8 +274,14 @@ WARMUP: Final = RedisRole(
     # own server time, which sizes the next calls)
     commands=_unique(
         CONNECTION,
+        CLUSTER_CLIENT,
+        CLUSTER_WALKS,
         SCRIPTS,
         ("scan", "exists", "get", "hgetall", "hmget", "lrange", "ttl", "info"),
+        # preload --online (always on a cluster): its verify pass re-reads the sets it
+        # wrote. No TIME (it would let this role run stats): the step script then sizes
+        # its steps by their round trips (operations/preload_online.py)
+        ("sscan",),
         ("dbsize", "memory|usage"),
     )
     + _unique(TRANSACTIONS, WARMUP_WRITES),
@@ -271,6 +307,8 @@ WORKER: Final = RedisRole(
     ),
     commands=_unique(
         CONNECTION,
+        CLUSTER_CLIENT,
+        CLUSTER_WALKS,
         SCRIPTS,
         ("scan", "exists", "ttl", "get", "hget", "hmget", "hgetall", "scard", "smembers"),
         ("lrange",),
