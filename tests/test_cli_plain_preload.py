@@ -214,11 +214,11 @@ def test_an_unchanged_preload_imports_only_what_it_uses(
         env["ECHOES_OPS_CACHE_DIR"] = str(tmp_path / "empty")
     modules = imported_by(args, env)
     assert _unwanted(modules, NOT_FOR_AN_UNCHANGED_WORLD) == []
-    # a world found in the cache with preload's note is not read back: no model is built
-    assert ("echoes_ops.gamedata.models" in modules) is not cached
-    # the files were read by the child (cli/readahead.py) while the command loaded its
-    # Redis client: the command itself found the world in the cache
+    # the files were read, and the world noted (hash and keys), by the child
+    # (cli/readahead.py) while the command loaded its Redis client: the command itself found
+    # the world and preload's note in the cache, and built no model
     assert "echoes_ops.gamedata.reading" not in modules
+    assert "echoes_ops.gamedata.models" not in modules
     # it did check Redis (the probe would fail otherwise), on the path it says it takes
     assert "echoes_ops.operations.preload_memo" in modules
 

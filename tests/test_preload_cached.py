@@ -89,11 +89,11 @@ def test_the_cli_reads_and_encodes_the_world_once(redis_url, tmp_path, monkeypat
     """``preload`` previews what it would remove, then preloads: both steps use one reading
     of the files and one encoding of the world (the preview's)."""
     from echoes_ops.gamedata import loader
-    from echoes_ops.operations import preload as preload_module
+    from echoes_ops.operations import preload_memo
     from tests.cli_helpers import cli
 
     counts = {"read": 0, "encoded": 0}
-    validate, encode = loader.validate_gamedata, preload_module.encode_gamedata
+    validate, encode = loader.validate_gamedata, preload_memo.encode_gamedata
 
     def counted_validate(*args, **kwargs):
         counts["read"] += 1
@@ -104,7 +104,7 @@ def test_the_cli_reads_and_encodes_the_world_once(redis_url, tmp_path, monkeypat
         return encode(data)
 
     monkeypatch.setattr(loader, "validate_gamedata", counted_validate)
-    monkeypatch.setattr(preload_module, "encode_gamedata", counted_encode)
+    monkeypatch.setattr(preload_memo, "encode_gamedata", counted_encode)
     env = {"REDIS_URL": redis_url, "ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache")}
     out = cli("preload", "--gamedata", str(BUNDLED_GAMEDATA), "--yes", env=env)
     assert out.code == 0, out.stderr
@@ -117,19 +117,19 @@ def test_the_cli_checks_an_unchanged_world_once(redis_url, tmp_path, monkeypatch
     reports it (audited, not a dry run) without checking every key a second time."""
     import json
 
-    from echoes_ops.operations import preload_memo
+    from echoes_ops.operations import preload_send
     from tests.cli_helpers import cli
 
     env = {"REDIS_URL": redis_url, "ECHOES_OPS_CACHE_DIR": str(tmp_path / "cache")}
     assert cli("preload", "--gamedata", str(BUNDLED_GAMEDATA), "--yes", env=env).code == 0
     checks = []
-    all_present = preload_memo.all_present
+    all_present = preload_send.all_present
 
     async def counted(r, static_keys):
         checks.append(len(static_keys))
         return await all_present(r, static_keys)
 
-    monkeypatch.setattr(preload_memo, "all_present", counted)
+    monkeypatch.setattr(preload_send, "all_present", counted)
     out = cli("preload", "--gamedata", str(BUNDLED_GAMEDATA), "--json", env=env)
     assert out.code == 0, out.stderr
     shown = json.loads(out.stdout)

@@ -3,11 +3,12 @@
 Of an unchanged bundled world's preload with an empty gamedata cache, about a third is
 reading and validating the files and two thirds loading redis-py and asyncio (#17): one
 CPU-bound step after the other, on a machine with cores to spare. So, before it imports
-anything heavy, a plain ``preload`` forks a child that does exactly what ``validate`` does
-(read, validate, store the world in the gamedata cache) and ends; the command, meanwhile,
-loads its modules, then waits for the child and reads the world as it always does, through
-the cache (keyed by the files' content: a file changed since the child read it is read
-again). Nothing the command prints, decides or exits with comes from the child: if the child
+anything heavy, a plain ``preload`` forks a child that does what ``validate`` does (read,
+validate, store the world in the gamedata cache) and notes beside it what preload derives
+from a world (its content hash and keys, ``operations/preload_memo``), then ends; the
+command, meanwhile, loads its modules, then waits for the child and reads the world as it
+always does, through the cache (keyed by the files' content: a file changed since the child
+read it is read again). Nothing the command prints, decides or exits with comes from the child: if the child
 fails, is slow (``WAIT_S``) or the cache is off, the command reads the files itself.
 """
 
@@ -53,8 +54,11 @@ def read_ahead(cli_state: CliState, given: Path | None) -> None:
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
             from echoes_ops.gamedata import validate_gamedata
+            from echoes_ops.operations.preload_memo import noted, read_memo
 
-            validate_gamedata(folder, cache=cache)
+            world = validate_gamedata(folder, cache=cache).world
+            if world is not None and read_memo(world) is None:
+                noted(world)  # its hash and keys: the command need not build or encode it
         finally:
             os._exit(0)  # whatever happened: the command reads the world on its own
     cli_state.read_ahead = lambda: _wait(pid)

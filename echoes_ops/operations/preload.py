@@ -46,13 +46,10 @@ from typing import TYPE_CHECKING, Any
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.gamedata.loader import World
 from echoes_ops.operations import preload_memo as memo_notes
+from echoes_ops.operations import preload_send
 from echoes_ops.operations.preload_send import is_cluster
-from echoes_ops.operations.static_data import (
-    KindDiff,
-    content_digest,
-    encode_gamedata,
-    read_version,
-)
+from echoes_ops.operations.static_data import KindDiff, read_version
+from echoes_ops.operations.static_encoding import content_digest, encode_gamedata
 from echoes_ops.operations.stop import StopToken
 
 if TYPE_CHECKING:
@@ -142,7 +139,7 @@ async def preload(
         memo = memo_notes.read_memo(world)
         if memo is not None:
             previous = (await read_version(r)).get("content_hash")
-            if previous == memo.sha256 and await memo_notes.all_present(r, memo.keys):
+            if previous == memo.sha256 and await preload_send.all_present(r, memo.keys):
                 return PreloadResult(
                     version=memo.sha256,
                     previous_version=previous,
@@ -151,16 +148,13 @@ async def preload(
                     counts=dict(world.counts),
                     elapsed_s=time.perf_counter() - started,
                 )
-    data = data.data() if isinstance(data, World) else data
-    encoded = (
-        world.keep("preload-encoded", lambda: encode_gamedata(data))
-        if world is not None
-        else encode_gamedata(data)
-    )
-    digest = content_digest(encoded)
+    if isinstance(data, World):
+        encoded, digest = memo_notes.noted(data)  # encoded once, noted for the next run
+        data = data.data()
+    else:
+        encoded = encode_gamedata(data)
+        digest = content_digest(encoded)
     static_keys = [key for mappings in encoded.values() for key in mappings]
-    if world is not None:
-        memo_notes.write_memo(world, memo_notes.Memo(digest.sha256, static_keys))
     stored = await read_version(r)
     previous = stored.get("content_hash")
     result = PreloadResult(
@@ -171,7 +165,7 @@ async def preload(
         counts=data.counts(),
         mode="online" if online else "atomic",
     )
-    if previous == digest.sha256 and not force and await memo_notes.all_present(r, static_keys):
+    if previous == digest.sha256 and not force and await preload_send.all_present(r, static_keys):
         result.skipped = True
         result.elapsed_s = time.perf_counter() - started
         return result

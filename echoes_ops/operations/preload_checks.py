@@ -19,8 +19,8 @@ from echoes_ops.contract import keys
 from echoes_ops.contract.static import StaticKind
 from echoes_ops.errors import DataLostError, OpsError, RefusedError, UnreachableError
 from echoes_ops.operations.eviction import MemoryState, evicts_keys_without_ttl, memory_state
-from echoes_ops.operations.preload_memo import EXISTS_BATCH
 from echoes_ops.operations.preload_memory import MemoryEstimate
+from echoes_ops.operations.preload_send import EXISTS_BATCH
 from echoes_ops.operations.static_data import Encoded
 
 HEADROOM_SHARE = 0.9

@@ -6,7 +6,9 @@ the content hash of its encoding and its static keys. The next preload of the sa
 checks that every key still exists (eviction or a manual delete makes a gap that an
 unchanged version record would hide); if both hold, the world is neither read, nor
 encoded, nor diffed. The note's name is tied to the code that encodes a world, so a change
-there never reuses a hash the old code computed.
+there never reuses a hash the old code computed. No Redis client here: a plain
+``preload``'s reading child (cli/readahead.py) notes the world it read, and the command
+then finds the note.
 """
 
 from __future__ import annotations
@@ -19,16 +21,12 @@ from pathlib import Path
 import orjson
 
 from echoes_ops import __version__
-from echoes_ops.client.bulk import Command
-from echoes_ops.client.connect import AnyRedis
-from echoes_ops.client.slots import group_by_slot
-from echoes_ops.contract import keys
 from echoes_ops.gamedata.loader import World
-from echoes_ops.operations.preload_send import is_cluster, send
+from echoes_ops.operations.static_encoding import Digest, Encoded, content_digest, encode_gamedata
 
 # the modules whose code decides how a world is encoded into keys and hashes
 ENCODING_MODULES = (
-    "echoes_ops.operations.static_data",
+    "echoes_ops.operations.static_encoding",
     "echoes_ops.contract.codec",
     "echoes_ops.contract.static",
     "echoes_ops.contract.keys",
@@ -74,23 +72,10 @@ def write_memo(world: World, memo: Memo) -> None:
     world.save_annex(memo_name(), orjson.dumps({"sha256": memo.sha256, "keys": memo.keys}))
 
 
-# keys per EXISTS (this check, and the verify after a write): on a tier of 1M keys an EXISTS
-# of 1,000 held the server 0.56-0.97 ms, at the edge of the 1 ms budget (#16)
-EXISTS_BATCH = 250
-
-
-async def all_present(r: AnyRedis, static_keys: list[str]) -> bool:
-    """Whether every static key still exists (eviction or a manual delete makes a gap
-    that an unchanged version record would hide). EXISTS of ``EXISTS_BATCH`` keys a call."""
-    wanted = [*static_keys, keys.LOCATION_INDEX_KEY]
-    groups = list(group_by_slot(wanted).values()) if is_cluster(r) else [wanted]
-    commands: list[Command] = [
-        ("EXISTS", *group[i : i + EXISTS_BATCH])
-        for group in groups
-        for i in range(0, len(group), EXISTS_BATCH)
-    ]
-    replies = await send(r, commands)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return sum(int(n) for n in replies) == len(wanted)
+def noted(world: World) -> tuple[Encoded, Digest]:
+    """The world encoded (once per world object) and its content digest, noted beside it
+    for the next preload of the same files."""
+    encoded = world.keep("preload-encoded", lambda: encode_gamedata(world.data()))
+    digest = content_digest(encoded)
+    write_memo(world, Memo(digest.sha256, [key for m in encoded.values() for key in m]))
+    return encoded, digest

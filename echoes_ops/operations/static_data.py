@@ -1,111 +1,25 @@
-"""The static dataset as Redis sees it: encoding gamedata into hashes, and diffing."""
+"""The static dataset as Redis sees it: diffing it against the encoded gamedata
+(:mod:`~echoes_ops.operations.static_encoding`, whose names are also given here) and the
+version record."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from echoes_ops.client.bulk import READ_STEP, bulk, pairs
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.contract import codec, keys
 from echoes_ops.contract.static import StaticKind
-
-if TYPE_CHECKING:
-    from echoes_ops.gamedata.models import GameData, Item, Location
-
-# An encoded hash as HSET takes it: (field, value, field, value, ...), in contract order.
-Flat = tuple[str, ...]
-# kind -> {redis key -> encoded hash}
-Encoded = dict[StaticKind, dict[str, Flat]]
-
-
-def flatten(mapping: dict[str, str]) -> Flat:
-    return tuple(part for item in mapping.items() for part in item)
-
-
-def as_mapping(flat: Flat) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _location_hash(loc: Location) -> Flat:
-    f, j = codec.encode_float, codec.encode_json
-    return (
-        "id", loc.id,
-        "name", loc.name,
-        "description", loc.description,
-        "exits", j(dict(loc.exits)),
-        "danger_level", str(loc.danger_level),
-        "image_path", loc.image_path,
-        "x", f(loc.x),
-        "y", f(loc.y),
-        "tags", j(list(loc.tags)),
-        "interactables", j([i.to_record() for i in loc.interactables]),
-        "npcs", j([n.to_record() for n in loc.npcs]),
-    )  # fmt: skip
-
-
-def _item_hash(item: Item) -> Flat:
-    f, j, b = codec.encode_float, codec.encode_json, codec.encode_bool
-    return (
-        "id", item.id,
-        "name", item.name,
-        "description", item.description,
-        "type", item.type,
-        "weight", f(item.weight),
-        "volume", f(item.volume),
-        "emoji", item.emoji,
-        "image_path", item.image_path,
-        "equippable", b(item.equippable),
-        "consumable", b(item.consumable),
-        "tier", str(item.tier),
-        "stats", j(item.stats),
-        "effects", j(item.effects),
-    )  # fmt: skip
-
-
-def encode_gamedata(data: GameData) -> Encoded:
-    """Every static key with the exact hash fields the plan's readers expect.
-
-    Locations and items, the bulk of a world, use direct encoders (no per-field type
-    dispatch); tests/test_static_data.py keeps them identical to ``codec.encode_mapping``.
-    """
-    encoded: Encoded = {
-        StaticKind.LOCATION: {
-            StaticKind.LOCATION.key(i): _location_hash(loc) for i, loc in data.locations.items()
-        },
-        StaticKind.ITEM: {
-            StaticKind.ITEM.key(i): _item_hash(item) for i, item in data.items.items()
-        },
-        StaticKind.NPC: {
-            StaticKind.NPC.key(i): flatten(codec.encode_mapping(npc.to_record()))
-            for i, npc in data.npcs.items()
-        },
-    }
-    return encoded
-
-
-@dataclass(frozen=True)
-class Digest:
-    """The dataset's content hash and the size of what was hashed (about its data size)."""
-
-    sha256: str
-    size: int
-
-
-def content_digest(encoded: Encoded) -> Digest:
-    """A stable digest of what would be stored (independent of file layout and order)."""
-    document = orjson.dumps(
-        {kind.label: encoded.get(kind, {}) for kind in StaticKind}, option=orjson.OPT_SORT_KEYS
-    )
-    return Digest(hashlib.sha256(document).hexdigest(), len(document))
-
-
-def content_hash(encoded: Encoded) -> str:
-    return content_digest(encoded).sha256
+from echoes_ops.operations.static_encoding import Digest as Digest
+from echoes_ops.operations.static_encoding import Encoded as Encoded
+from echoes_ops.operations.static_encoding import Flat as Flat
+from echoes_ops.operations.static_encoding import as_mapping as as_mapping
+from echoes_ops.operations.static_encoding import content_digest as content_digest
+from echoes_ops.operations.static_encoding import content_hash as content_hash
+from echoes_ops.operations.static_encoding import encode_gamedata as encode_gamedata
+from echoes_ops.operations.static_encoding import flatten as flatten
 
 
 @dataclass
