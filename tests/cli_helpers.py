@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typer.testing import CliRunner
 
 from echoes_ops.cli.main import app
+from tests.cluster_coverage import recording
 
 
 @dataclass
@@ -25,5 +26,6 @@ class Outcome:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Outcome:
-    result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+    with recording(args):
+        result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
     return Outcome(result.exit_code, result.stdout, result.stderr)

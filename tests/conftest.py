@@ -231,3 +231,32 @@ async def cluster_workers(cluster_url):
     """Reference workers on the session's cluster (see :func:`started_workers`)."""
     async with started_workers(cluster_url) as start:
         yield start
+
+
+@pytest.fixture(autouse=True)
+def _cli_runs(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Record the CLI runs of each test with their topology (tests/cluster_coverage.py)."""
+    from echoes_ops.client import connect
+    from tests.cluster_coverage import RECORDER, problems_of
+
+    options = connect._options
+
+    def recorded(target, client_name, extra):  # type: ignore[no-untyped-def]
+        RECORDER.saw_client(bool(target.cluster))
+        return options(target, client_name, extra)
+
+    RECORDER.reset()
+    monkeypatch.setattr(connect, "_options", recorded)
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.passed:
+        problems = problems_of(request.node.nodeid)
+        assert not problems, "\n".join(problems)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Each phase's report on the item (``rep_call``), for fixtures' teardown to see."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from echoes_ops.config import redact_url
+from tests.cluster_coverage import note_subprocess
 
 
 def _read_all(leader: int) -> str:
@@ -29,6 +30,7 @@ def _read_all(leader: int) -> str:
 def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     """Run ``echoes-ops ARGS`` with stderr on a pseudo-terminal (stdout piped): what an
     operator sees at a shell with the output piped to a pager or a file."""
+    note_subprocess(args, env)
     leader, follower = pty.openpty()
     try:
         done = subprocess.run(

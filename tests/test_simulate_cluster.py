@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from tests.cluster_coverage import note_subprocess
 from tests.test_simulate import BIN
 
 pytestmark = pytest.mark.timeout(180)
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def simulate(url: str, mode: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": url, "REDIS_PUBSUB_MODE": mode}
+    note_subprocess(["simulate", *args], env)
     return subprocess.run(
         [str(BIN), "simulate", "--json", *args],
         env=env,

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from tests.cluster_coverage import note_subprocess
 from tests.conftest import REPO
 from tests.waiting import wait_until
 
@@ -43,6 +44,7 @@ class CliProcess:
         }
         full_env.update(env)
         full_env.setdefault("ECHOES_OPS_OPERATOR", "fault-test")
+        note_subprocess(args, full_env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "echoes_ops", *args],
             cwd=REPO,
