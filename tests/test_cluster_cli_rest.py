@@ -18,13 +18,12 @@ from redis.cluster import RedisCluster as SyncCluster
 
 from echoes_ops.contract import envelopes, keys
 from echoes_ops.errors import ExitCode
-from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.migrations import migrate
 from tests.cli_helpers import cli
 from tests.cluster_coverage import note_answer_from_cluster, note_subprocess
 from tests.conftest import BUNDLED_GAMEDATA
 from tests.test_metrics import families, serving, value
-from tests.test_warmup import DATA
+from tests.test_warmup import PLAYERS, WINDOW, seed
 from tests.waiting import wait_until
 
 
@@ -96,16 +95,9 @@ def test_cache_invalidate_deletes_the_key_and_status_sees_it(tier_url, tier_sync
 
 def test_warmup_writes_every_session_and_a_second_run_nothing(tier_url, tier_sync, database_url):
     characters = 120
-    asyncio.run(
-        seed_demo(
-            database_url,
-            location_ids=sorted(DATA.locations),
-            item_ids=sorted(DATA.items),
-            characters=characters,
-        )
-    )
+    seed(database_url, characters)
     env = {"REDIS_URL": tier_url, "DATABASE_URL": database_url}
-    args = ("warmup", "--what", "sessions,inventories", "--active-within", "420")
+    args = ("warmup", "--what", PLAYERS, "--active-within", WINDOW)
     first = _json(env, *args)
     assert (first["ok"], first["characters"]) == (True, characters)
     assert first["sessions"]["written"] == characters
