@@ -9,13 +9,12 @@ from a world (its content hash and keys, ``operations/preload_memo``), then ends
 command, meanwhile, loads its modules, then waits for the child and reads the world as it
 always does, through the cache (keyed by the files' content: a file changed since the child
 read it is read again). Nothing the command prints, decides or exits with comes from the child: if the child
-fails, is slow (``WAIT_S``) or the cache is off, the command reads the files itself.
+fails or the cache is off, the command reads the files itself.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sys
 from pathlib import Path
@@ -23,21 +22,19 @@ from pathlib import Path
 from echoes_ops.cli.core import CliState, cache_of, gamedata_folder
 from echoes_ops.errors import OpsError
 
-WAIT_S = 60.0  # longer than any world takes to read here; then the command reads it itself
-
 
 def read_ahead(cli_state: CliState, given: Path | None) -> None:
     """Start the child (where a gamedata cache is on and ``os.fork`` exists) and set
     ``cli_state.read_ahead`` to the wait for it, which :func:`echoes_ops.cli.running.
     load_world` runs before it reads. Settings that do not load start nothing: the command
-    reports them."""
-    if not hasattr(os, "fork") or not hasattr(os, "pidfd_open"):
+    reports them; a fork the system refuses starts nothing either."""
+    if not hasattr(os, "fork"):
         return
     try:
         settings = cli_state.settings()
         cache = cache_of(cli_state)
         folder = gamedata_folder(cli_state, given)
-    except OpsError:
+    except (OpsError, ValueError):  # bad settings, text that is not UTF-8: the command says
         return
     if cache is None:
         return
@@ -46,7 +43,10 @@ def read_ahead(cli_state: CliState, given: Path | None) -> None:
     yield_cpu(settings)  # the child reads at the command's own priority
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the command reads the world itself
+        return
     if pid == 0:  # the child: warm the cache, say nothing, end
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -65,22 +65,9 @@ def read_ahead(cli_state: CliState, given: Path | None) -> None:
 
 
 def _wait(pid: int) -> None:
-    """Wait for the child, at most ``WAIT_S``; a child still reading then is stopped."""
-    try:
-        handle = os.pidfd_open(pid)
-    except OSError:  # already reaped, or no pidfd here: wait for it plainly
-        _reap(pid)
-        return
-    try:
-        ready, _, _ = select.select([handle], [], [], WAIT_S)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        os.close(handle)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
+    """Wait for the child, as long as it reads: it does what the command would otherwise do
+    (it is forked before any thread exists, so nothing it needs is held by another). Ctrl-C
+    reaches both: the child ends, the command reports the interruption."""
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
