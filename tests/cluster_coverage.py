@@ -168,7 +168,7 @@ def note_subprocess(args: Sequence[str], env: Mapping[str, str] | None) -> None:
 # -- the table: which test runs which command on a cluster -------------------------------------
 # Each entry names tests (pytest node ids, with the ``[cluster]`` parameter where the test
 # runs on both topologies) that run the command through the CLI on a cluster and check its
-# answer. conftest.py verifies, at the end of each named test, that it did run the command on
+# answer; the failover tests of #14 item 6 (a primary killed mid-command) are named too. conftest.py verifies, at the end of each named test, that it did run the command on
 # a cluster; tests/test_cluster_coverage.py that every command has an entry and that every
 # named test exists. Keep one or two per command: the one that checks the answer most closely.
 
@@ -195,10 +195,12 @@ ON_CLUSTER: dict[str, tuple[str, ...]] = {
     "reconcile": (
         CLI + "test_reconcile_finds_the_same_on_both_topologies",
         "tests/test_reconcile_cluster.py::test_cli_says_how_repairs_are_guarded_on_a_cluster",
+        "tests/faults/test_reconcile_failover.py::test_reconcile_fix_while_a_primary_is_killed",
     ),
     "preload": (
         "tests/test_cluster_writes.py::test_cluster_preload_cli_says_per_slot",
         REST + "test_cache_invalidate_deletes_the_key_and_status_sees_it[cluster]",
+        FAILOVER + "test_preload_cli_killed_mid_write_converges",
     ),
     "warmup": (REST + "test_warmup_writes_every_session_and_a_second_run_nothing[cluster]",),
     "doctor": (
@@ -209,7 +211,10 @@ ON_CLUSTER: dict[str, tuple[str, ...]] = {
         "tests/test_simulate_cluster.py::test_simulate_on_the_cluster_loses_nothing[classic]",
         "tests/test_simulate_cluster.py::test_simulate_on_the_cluster_loses_nothing[sharded]",
     ),
-    "sessions list": (CLI + "test_sessions_list_and_show[cluster]",),
+    "sessions list": (
+        CLI + "test_sessions_list_and_show[cluster]",
+        FAILOVER + "test_sessions_list_while_a_primary_fails_over",
+    ),
     "sessions show": (CLI + "test_sessions_list_and_show[cluster]",),
     "sessions kick": (CLI + "test_audit_reads_the_same_trail_on_both_topologies",),
     "locations list": (CLI + "test_locations_list_and_show[cluster]",),
@@ -221,7 +226,11 @@ ON_CLUSTER: dict[str, tuple[str, ...]] = {
     "broadcast player": (PUBSUB + "test_broadcast_on_the_cluster_in_sharded_mode",),
     "locks list": (CLI + "test_workers_and_locks[cluster]",),
     "locks show": (CLI + "test_workers_and_locks[cluster]",),
-    "locks hold": (CLI + "test_audit_reads_the_same_trail_on_both_topologies",),
+    "locks hold": (
+        CLI + "test_audit_reads_the_same_trail_on_both_topologies",
+        FAILOVER + "test_locks_hold_while_its_primary_fails_over[lock]",
+        FAILOVER + "test_locks_hold_while_its_primary_fails_over[holder record]",
+    ),
     "locks release": (CLI + "test_audit_reads_the_same_trail_on_both_topologies",),
     "locks extend": (REST + "test_locks_extend_only_with_the_token[cluster]",),
     "flags set": (CLI + "test_flags_set_and_status_agree_on_both_topologies",),
