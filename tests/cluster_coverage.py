@@ -184,7 +184,10 @@ ON_CLUSTER: dict[str, tuple[str, ...]] = {
         CLI + "test_status_counts_the_whole_tier[cluster]",
         HEALTH + "test_status_stats_and_doctor_show_every_node",
     ),
-    "tail": (REST + "test_tail_receives_what_any_node_publishes[cluster]",),
+    "tail": (
+        REST + "test_tail_receives_what_any_node_publishes[cluster]",
+        REST + "test_tail_in_sharded_mode_hears_every_primary",
+    ),
     "stats": (
         CLI + "test_stats_and_latency[cluster]",
         HEALTH + "test_status_stats_and_doctor_show_every_node",

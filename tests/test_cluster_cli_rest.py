@@ -1,6 +1,6 @@
 """The commands of docs/cli.md that no other test ran on the cluster through the CLI (found by
 ``tests/test_cluster_coverage.py``): ``locks extend``, ``cache invalidate``, ``warmup``,
-``tail``, ``dashboard --json`` and ``metrics serve``, each on one server and on the
+``tail`` (and in sharded mode), ``dashboard --json`` and ``metrics serve``, each on one server and on the
 3-primary / 3-replica cluster, each answer checked against the tier. ``flags get|list`` read
 PostgreSQL only; their round trip with ``flags set`` and the tier's mirror is here too."""
 
@@ -147,6 +147,55 @@ def test_tail_receives_what_any_node_publishes(tier_url, tier_sync, topology) ->
         (keys.BROADCAST_CHANNEL, "global_broadcast"),
         (keys.location_channel("ruins"), "location_update"),
     ]
+
+
+def _node_clients(cluster_url: str) -> list[redis.Redis]:
+    seed = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""))
+    try:
+        return [redis.Redis(host=n.host, port=n.port) for n in seed.get_nodes()]
+    finally:
+        seed.close()
+
+
+def test_tail_in_sharded_mode_hears_every_primary(cluster_url) -> None:
+    """REDIS_PUBSUB_MODE=sharded: location channels are shard channels, each on the primary
+    owning its slot; tail listens on all of them, and hears the classic broadcast too."""
+    places = [f"place{n}" for n in range(12)]
+    channels = [keys.location_channel(loc) for loc in places]
+    cluster = SyncCluster.from_url(cluster_url.replace("?cluster=true", ""), decode_responses=True)
+    cluster.sadd(keys.LOCATION_INDEX_KEY, *places)
+    owners = {cluster.get_node_from_key(channel).name for channel in channels}
+    assert len(owners) == 3  # spread over every primary: the test means something
+
+    def subscribed() -> bool:
+        nodes = _node_clients(cluster_url)
+        try:
+            shard = sum(
+                int(count) for node in nodes for _ch, count in node.pubsub_shardnumsub(*channels)
+            )
+            classic = sum(int(node.pubsub_numsub(keys.BROADCAST_CHANNEL)[0][1]) for node in nodes)
+        finally:
+            for node in nodes:
+                node.close()
+        return shard >= len(channels) and classic >= 1
+
+    def publish() -> None:
+        wait_until(subscribed, what="tail to subscribe on every owning primary")
+        for loc in places:
+            envelope = envelopes.location_update(loc, {"type": "location_update", "data": {}})
+            cluster.spublish(envelope.channel, envelope.to_json())
+        cluster.publish(keys.BROADCAST_CHANNEL, envelopes.global_broadcast({}).to_json())
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    env = {"REDIS_URL": cluster_url, "REDIS_PUBSUB_MODE": "sharded"}
+    count = str(len(places) + 1)
+    out = cli("tail", "--json", "--count", count, "--timeout", "20", env=env)
+    thread.join(20)
+    cluster.close()
+    assert out.code == 0, out.stderr
+    got = {json.loads(line)["channel"] for line in out.stdout.splitlines()}
+    assert got == {*channels, keys.BROADCAST_CHANNEL}
 
 
 def _small_tier(client: Any) -> None:
