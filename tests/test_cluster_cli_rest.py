@@ -1,8 +1,8 @@
 """The commands of docs/cli.md that no other test ran on the cluster through the CLI (found by
 ``tests/test_cluster_coverage.py``): ``locks extend``, ``cache invalidate``, ``warmup``,
-``tail`` (and in sharded mode), ``dashboard --json`` and ``metrics serve``, each on one server and on the
-3-primary / 3-replica cluster, each answer checked against the tier. ``flags get|list`` read
-PostgreSQL only; their round trip with ``flags set`` and the tier's mirror is here too."""
+``tail`` (classic and sharded), ``dashboard --json`` and ``metrics serve``, on one server and
+on the 3-primary / 3-replica cluster, each answer checked against the tier. ``flags get|list``
+read PostgreSQL only; their round trip with ``flags set`` and the tier's mirror is here too."""
 
 from __future__ import annotations
 
