@@ -236,6 +236,35 @@ def test_without_a_gamedata_cache_the_command_reads_the_world_itself(
     assert out.startswith("gamedata unchanged (version ")
 
 
+def test_a_large_world_is_read_by_the_command_itself(tmp_path: Path) -> None:
+    """Past READ_AHEAD_MAX_BYTES no child is started: a world that must be written would be
+    read back from the cache and encoded again, costing more than the overlap saves."""
+    world = _write_world(tmp_path / "world")
+    probe = f"""
+from pathlib import Path
+from echoes_ops.cli import readahead
+from echoes_ops.cli.core import CliState
+
+world = Path({str(world)!r})
+size = sum(p.stat().st_size for p in world.iterdir())
+for limit, started in ((size, True), (size - 1, False)):
+    readahead.READ_AHEAD_MAX_BYTES = limit
+    state = CliState()
+    readahead.read_ahead(state, world)
+    assert (state.read_ahead is not None) is started, (limit, size)
+    if state.read_ahead is not None:
+        state.read_ahead()
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOES_OPS_", "REDIS_"))}
+    env.update(ECHOES_OPS_CACHE_DIR=str(tmp_path / "cache"), ECHOES_OPS_NICE="0")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok"]
+
+
 def test_a_world_changed_after_the_child_read_it_is_read_again(tmp_path: Path) -> None:
     """The cache the child fills is keyed by the files' content: the command takes the
     world from it only if the files are still what the child read. (In a process of its
