@@ -105,6 +105,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``echoes-ops validate | head -1``): end quietly with
+    exit 1, as Click does for the Typer commands, stdout pointed at the null device so that
+    nothing left in its buffer is written (or fails) as the interpreter ends."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    return 1
+
+
 def main() -> None:
     completing = any(k.endswith("_COMPLETE") for k in os.environ)
     if not completing:
@@ -117,7 +127,12 @@ def main() -> None:
         # the process would run walk all of them (0.04 s at 22,000 entries, ten times that
         # at 220,000). Frozen, they are left alone at exit too.
         gc.disable()
-        code = run_plain(sys.argv[1:])
+        try:
+            code = run_plain(sys.argv[1:])
+            if code is not None:
+                sys.stdout.flush()  # a closed pipe shows here, not as a message at exit
+        except BrokenPipeError:
+            code = _stdout_closed()
         if code is not None:
             gc.freeze()
             sys.exit(code)

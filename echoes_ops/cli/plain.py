@@ -121,27 +121,37 @@ def run_plain(argv: list[str]) -> int | None:
 
 
 def _preload(given: Path | None, options: dict[str, bool]) -> int:
-    """``preload`` as the Typer command runs it (:mod:`echoes_ops.cli.preloading`)."""
+    """``preload`` as the Typer command runs it (:mod:`echoes_ops.cli.preloading`), guarded
+    as the Typer command is: Ctrl-C while modules load, or anything unexpected, is one line
+    and an exit code, and a reading child the run did not wait for is ended."""
     from echoes_ops.cli.core import defer_package_metadata
-    from echoes_ops.cli.preloading import preload_command
-    from echoes_ops.cli.readahead import read_ahead
+    from echoes_ops.cli.readahead import abandon, read_ahead
     from echoes_ops.cli.running import CommandExit
 
     cli_state = CliState()
-    read_ahead(cli_state, given)  # the world read in a child meanwhile (cli/readahead.py)
-    defer_package_metadata()  # as the Typer path does: redis-py would load it for nothing
-    # What every preload runs on, imported with the cycle collector still off (main() turns
-    # it off for plain runs): its collections while modules load would only walk their
-    # objects again and again (#17: most of an unchanged preload is loading redis-py and
-    # asyncio), then frozen out of its sight. The run itself collects as under Typer.
-    for module in _PRELOAD_MODULES:
-        importlib.import_module(module)
-    gc.freeze()
-    gc.enable()
     try:
+        read_ahead(cli_state, given)  # the world read in a child meanwhile (cli/readahead.py)
+        defer_package_metadata()  # as the Typer path does: redis-py would load it for nothing
+        # What every preload runs on, imported with the cycle collector still off (main()
+        # turns it off for plain runs): its collections while modules load would only walk
+        # their objects again and again (#17: most of an unchanged preload is loading
+        # redis-py and asyncio), then frozen out of its sight. The run itself collects as
+        # under Typer.
+        for module in _PRELOAD_MODULES:
+            importlib.import_module(module)
+        gc.freeze()
+        gc.enable()
+        from echoes_ops.cli.preloading import preload_command
+
         preload_command(cli_state, given, **options)
     except CommandExit as exc:
         return exc.exit_code
+    except BrokenPipeError:  # stdout closed (`| head`): main() ends as Click does
+        raise
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - as the Typer command's guard
+        return failure_code(exc, debug=False)
+    finally:
+        abandon(cli_state)
     return 0
 
 

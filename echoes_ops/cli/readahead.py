@@ -16,6 +16,7 @@ reads the files itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -70,17 +71,37 @@ def read_ahead(cli_state: CliState, given: Path | None) -> None:
                 noted(world)  # its hash and keys: the command need not build or encode it
         finally:
             os._exit(0)  # whatever happened: the command reads the world on its own
-    cli_state.read_ahead = lambda: _wait(pid)
+    cli_state.read_ahead = _Child(pid)
 
 
-def _wait(pid: int) -> None:
-    """Wait for the child, as long as it reads: it does what the command would otherwise do
-    (it is forked before any thread exists, so nothing it needs is held by another). Ctrl-C
-    reaches both: the child ends, the command reports the interruption."""
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        return
+class _Child:
+    """The reading child: called, it is waited for; abandoned, it is ended."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self) -> None:
+        """Wait for the child, as long as it reads: it does what the command would otherwise
+        do (it is forked before any thread exists, so nothing it needs is held by another).
+        Ctrl-C reaches both: the child ends, the command reports the interruption."""
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return
+
+    def abandon(self) -> None:
+        """End the child and reap it (the command stopped before it read the world: an
+        error, Ctrl-C): no reader is left behind the command."""
+        with contextlib.suppress(ProcessLookupError):  # it had ended already; reaped below
+            os.kill(self.pid, signal.SIGKILL)
+        self()
+
+
+def abandon(cli_state: CliState) -> None:
+    """End a reading child the command never waited for (:func:`read_ahead`)."""
+    child, cli_state.read_ahead = cli_state.read_ahead, None
+    if isinstance(child, _Child):
+        child.abandon()
 
 
 def _small(folder: Path) -> bool:

@@ -233,7 +233,12 @@ def confirm(cli_state: CliState, question: str, *, yes: bool) -> None:
     if environment and looks_like_production(environment):
         loud = typer.style(environment, fg="red", bold=True)
         shown = asked.removesuffix(f" on {environment}?") + f" on {loud}?"
-    if not typer.confirm(shown, default=False):
+    try:
+        agreed = typer.confirm(shown, default=False)
+    except typer.Abort:  # Ctrl-C or Ctrl-D at the question: a no, not Click's "Aborted!"
+        sys.stderr.write("\n")
+        agreed = False
+    if not agreed:
         sys.stderr.write("echoes-ops: aborted, nothing changed\n")
         raise CommandExit(int(ExitCode.REFUSED))
 
