@@ -102,7 +102,7 @@ def tx_keys(tx: Transaction) -> list[str]:
 
 
 async def test_tail_listens_on_every_node_owning_a_shard_channel(cluster_url, cluster_r):
-    from tests.test_tail import Tailer
+    from tests.tail_helpers import Tailer
 
     target = replace(Settings.from_dsn(cluster_url).redis_target(), pubsub_mode="sharded")
     places = [f"place{n}" for n in range(12)]
@@ -224,7 +224,7 @@ async def test_tail_reports_a_gap_and_resumes_after_a_failover(private_cluster):
     """kill -9 the primary owning a shard channel tail listens to: tail yields a gap once
     it is subscribed again on the promoted replica, then that channel's messages again."""
     from echoes_ops.operations.tail import TailGap, TailMessage
-    from tests.test_tail import Tailer
+    from tests.tail_helpers import Tailer
 
     private_cluster.start()
     url = private_cluster.url

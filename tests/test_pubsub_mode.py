@@ -196,7 +196,7 @@ def test_tail_plan_in_sharded_mode():
 async def test_tail_sharded_hears_shard_and_classic(redis_url, sync_r):
     from dataclasses import replace
 
-    from tests.test_tail import Tailer
+    from tests.tail_helpers import Tailer
 
     target = replace(Settings.from_dsn(redis_url).redis_target(), pubsub_mode="sharded")
     sync_r.sadd(keys.LOCATION_INDEX_KEY, "ruins", "bunker")
