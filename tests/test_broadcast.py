@@ -1,18 +1,14 @@
 """``broadcast``: the plan's envelopes as the plan's listener reads them, refusals that
-publish nothing, dry runs, the countdown and its Ctrl-C (real redis-server)."""
+publish nothing, dry runs, and what the audit trail and ``tail`` show of a broadcast (real
+redis-server; the countdown and its Ctrl-C: test_broadcast_countdown.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
-import uuid
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import redis
@@ -22,17 +18,14 @@ from echoes_ops.errors import ExitCode
 from echoes_ops.operations.broadcast import (
     MAX_MESSAGE_CHARS,
     BroadcastArgumentError,
-    countdown_steps,
     parse_data,
-    parse_duration,
-    say_duration,
 )
+from tests.broadcast_helpers import BIN, audit_records, catch_all, plan_listener
 from tests.cli_helpers import cli
 from tests.runtime_helpers import make_worker, session
 from tests.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-BIN = Path(sys.executable).parent / "echoes-ops"
 
 
 @pytest.fixture
@@ -47,114 +40,17 @@ def static_cache(sync_r):
         sync_r.hset(keys.location_cache_key(loc), mapping={"id": loc, "name": loc.title()})
 
 
-MARKER = "test:marker"  # not a tier channel: published by the tests only
-
-
-def read_to_marker(client: redis.Redis, pubsub: redis.client.PubSub) -> list[dict]:
-    """What ``pubsub`` received before a marker published now (one server delivers in
-    publish order): every message published before this call, with no time window to
-    guess. ``pubsub`` subscribes to MARKER or to a pattern matching it."""
-    token = uuid.uuid4().hex
-    client.publish(MARKER, token)
-    got: list[dict] = []
-
-    def marker_seen() -> bool:
-        message = pubsub.get_message(timeout=0.05)
-        if not message or message["type"] not in ("message", "pmessage"):
-            return False
-        if message["channel"] == MARKER:
-            return bool(message["data"] == token)  # an earlier call's marker: read on
-        got.append(message)
-        return False
-
-    wait_until(marker_seen, 10, "the marker published after the messages", interval=0)
-    return got
-
-
-class PlanListener:
-    """Shaped like the plan's ``listen_for_messages`` + ``handle_redis_message``: redis-py
-    pubsub, ``json.loads`` of each message, dispatch on ``type``, the plan's fields read the
-    way the plan reads them (``data['payload']``, ``data['location_id']``, ...)."""
-
-    def __init__(self, url: str, channels: list[str]) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True)
-        self.pubsub = self.client.pubsub()
-        self.pubsub.subscribe(*channels, MARKER)
-        for _ in [*channels, MARKER]:
-            assert self.pubsub.get_message(timeout=2)["type"] == "subscribe"
-        self.seen: list[tuple[str, str, dict]] = []  # (kind, channel, what a client gets)
-
-    def handle(self, channel: str, data: dict) -> None:
-        if data["type"] == "global_broadcast":
-            payload = data["payload"]
-            assert payload["type"] == "server_announcement"
-            assert isinstance(payload["data"]["message"], str)
-            self.seen.append(("global", channel, payload))
-        elif channel.startswith("location:"):
-            assert data["type"] == "location_update"
-            location_id = data["location_id"]
-            assert channel == f"location:{location_id}"
-            exclude = data.get("exclude_player_id")
-            assert exclude is None or isinstance(exclude, int)
-            payload = data["payload"]
-            assert payload["type"] == "location_update"
-            assert set(payload["data"]) >= {"message", "action"}
-            datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00"))
-            self.seen.append(("location", channel, {**payload, "exclude": exclude}))
-        elif channel.startswith("player:"):
-            assert data["type"] == "personal_message"
-            player_id = int(channel.split(":")[1])
-            assert data["player_id"] == player_id
-            self.seen.append(("player", channel, data["payload"]))
-        else:
-            raise AssertionError(f"unexpected message on {channel}: {data}")
-
-    def drain(self) -> list[tuple[str, str, dict]]:
-        """Every message published to the listener's channels before now."""
-        for message in read_to_marker(self.client, self.pubsub):
-            self.handle(message["channel"], json.loads(message["data"]))
-        seen, self.seen = self.seen, []
-        return seen
-
-    def close(self) -> None:
-        self.pubsub.close()
-        self.client.close()
-
-
 @pytest.fixture
 def listener(redis_url):
-    plan = PlanListener(redis_url, ["game:broadcast", "location:overpass", "player:5"])
-    yield plan
-    plan.close()
+    with plan_listener(redis_url) as plan:
+        yield plan
 
 
 @pytest.fixture
 def everything(redis_url):
     """A pattern subscriber on every channel: proves that nothing at all was published."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    pubsub = client.pubsub()
-    pubsub.psubscribe("*")
-    assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
-
-    def published() -> list[dict]:
-        return read_to_marker(client, pubsub)
-
-    yield published
-    pubsub.close()
-    client.close()
-
-
-def audit_records(sync_r, action_prefix: str = "broadcast") -> list[dict]:
-    """Oldest first."""
-    return [
-        {
-            **fields,
-            "args": json.loads(fields["args"]),
-            "detail": json.loads(fields["detail"] or "null"),
-        }
-        for _, fields in sync_r.xrange(keys.AUDIT_STREAM_KEY)
-        if fields["action"].startswith(action_prefix)
-    ]
+    with catch_all(redis_url) as published:
+        yield published
 
 
 # -- the plan's listener parses each broadcast ---------------------------------------------
@@ -371,119 +267,6 @@ def test_dry_run_publishes_nothing_and_counts_subscribers(env, static_cache, red
         for s, c in zip(subs, clients, strict=True):
             s.close()
             c.close()
-
-
-# -- countdown ----------------------------------------------------------------------------
-
-
-def test_countdown_sends_each_step(env, listener, sync_r):
-    started = time.monotonic()
-    out = cli("broadcast", "global", "Maintenance", "--in", "2s", "--every", "1s", "--yes", env=env)
-    elapsed = time.monotonic() - started
-    assert out.code == 0, out.stderr
-    assert 1.9 <= elapsed < 5
-    assert "[3/3] sent 'Maintenance'" in out.stdout
-    # the players reached are counted once (a keyspace walk), after the first step
-    assert "[1/3] sent 'Maintenance in 2 seconds' for 0 players (0 connections)" in out.stdout
-    assert "[2/3] sent 'Maintenance in 1 second': " in out.stdout
-    messages = [payload["data"]["message"] for _, _, payload in listener.drain()]
-    assert messages == ["Maintenance in 2 seconds", "Maintenance in 1 second", "Maintenance"]
-    (record,) = audit_records(sync_r)
-    assert record["result"] == "ok"
-    assert record["args"]["in"] == "2s"
-    assert record["detail"]["planned"] == 3
-    assert [s["message"] for s in record["detail"]["sent"]] == messages
-
-
-def test_countdown_dry_run_lists_the_steps(env, everything):
-    out = cli(
-        "broadcast", "global", "Maintenance", "--in", "5m", "--every", "1m", "--dry-run", "--json",
-        env=env,
-    )  # fmt: skip
-    assert out.code == 0, out.stderr
-    report = json.loads(out.stdout)
-    assert [s["message"] for s in report["countdown"]] == [
-        "Maintenance in 5 minutes",
-        "Maintenance in 4 minutes",
-        "Maintenance in 3 minutes",
-        "Maintenance in 2 minutes",
-        "Maintenance in 1 minute",
-        "Maintenance",
-    ]
-    assert everything() == []
-
-
-def test_countdown_ctrl_c_stops_cleanly_and_is_audited(redis_url, sync_r, listener):
-    env = {**os.environ, "REDIS_URL": redis_url, "ECHOES_OPS_OPERATOR": "erin"}
-    proc = subprocess.Popen(
-        [str(BIN), "broadcast", "global", "Restart", "--in", "20s", "--every", "1s", "--yes"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        got: list[str] = []
-
-        def two_announcements() -> bool:
-            got.extend(p["data"]["message"] for _, _, p in listener.drain())
-            return len(got) >= 2
-
-        wait_until(two_announcements, 15, "the countdown's first two announcements", interval=0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == ExitCode.INTERRUPTED, stderr
-    assert "Traceback" not in stderr
-    assert "interrupted" in stderr
-    got += [p["data"]["message"] for _, _, p in listener.drain()]  # it has exited: all in
-    assert got[:2] == ["Restart in 20 seconds", "Restart in 19 seconds"]
-    assert "Restart" not in got  # the final message never went out
-    (record,) = audit_records(sync_r)
-    assert record["result"] == "interrupted"
-    assert record["operator"] == "erin"
-    assert record["detail"]["planned"] == 21
-    assert [s["message"] for s in record["detail"]["sent"]] == got
-    assert f"[{len(got)}/21] sent" in stdout
-
-
-# -- parsing ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("2.5s", 2.5), ("45", 45)],
-)
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "5x", "m5", "-1s", "0", "0s", "1h-5m", "inf", "nan"])
-def test_parse_duration_refuses(text):
-    with pytest.raises(BroadcastArgumentError):
-        parse_duration(text)
-
-
-def test_say_duration():
-    assert say_duration(300) == "5 minutes"
-    assert say_duration(60) == "1 minute"
-    assert say_duration(90) == "1 minute 30 seconds"
-    assert say_duration(3600) == "1 hour"
-    assert say_duration(1) == "1 second"
-    assert say_duration(0.5) == "0.5 seconds"
-
-
-def test_countdown_steps_with_an_uneven_step():
-    steps = countdown_steps("Down", 300, 120)
-    assert [(s.at, s.message) for s in steps] == [
-        (0, "Down in 5 minutes"),
-        (120, "Down in 3 minutes"),
-        (240, "Down in 1 minute"),
-        (300, "Down"),
-    ]
-    assert [s.message for s in countdown_steps("Down", 60, None)] == ["Down in 1 minute", "Down"]
 
 
 def test_parse_data():
