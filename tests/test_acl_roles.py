@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,21 +19,22 @@ from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.errors import ExitCode
 from echoes_ops.local.redis_server import RedisServer
-from echoes_ops.operations.roles import FORBIDDEN, ROLES
 from echoes_ops.runtime.tier import Tier
+from tests.acl_matrix import (
+    CASES,
+    DROPPED_ITEM,
+    FOREIGN_KEY,
+    HELD_TOKEN,
+    LOCATION,
+    ROLE_NAMES,
+    Cell,
+)
 from tests.acl_tier import AclTier, Admin, cluster_tier, standalone_tier
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA, TOPOLOGIES
 from tests.runtime_helpers import session
 
 pytestmark = pytest.mark.timeout(600)
-
-ROLE_NAMES = list(ROLES)
-COLUMNS = ["default", *ROLE_NAMES]  # default: the unrestricted user, the baseline
-LOCATION = "bunker_entrance"
-HELD_TOKEN = "operator.carol#0123456789abcdef01234567"
-FOREIGN_KEY = "otherapp:config"  # a key of another application on the same server
-DROPPED_ITEM = "canned_beans"
 
 
 BOTH = pytest.mark.parametrize("acl_tier", TOPOLOGIES, indirect=True)
@@ -152,155 +151,6 @@ def world(acl_tier: AclTier, snapshot) -> Iterator[Admin]:
     admin.close()
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One command of the tool and which roles may run it."""
-
-    label: str
-    args: tuple[str, ...]
-    allowed: frozenset[str]
-    ok: tuple[int, ...] = (0,)  # exit codes of an allowed run
-    writes: bool = False
-    # refusals an allowed run meets by design and reports as such (ACL LOG objects):
-    # doctor's CONFIG GET / ACL GETUSER checks are "unknown", stats cannot measure another
-    # application's keys
-    tolerated: frozenset[str] = frozenset()
-    # on a cluster too: the cluster health's CONFIG GET of cluster-require-full-coverage
-    # and cluster-node-timeout (shown as not readable)
-    cluster_tolerated: frozenset[str] = frozenset()
-    # a refused run on a cluster may leave this much changed, as docs/design.md's
-    # guarantees per topology allow (cache invalidate clears the content hash first)
-    cluster_cut_off: bool = False
-
-    def tolerates(self, topology: str) -> frozenset[str]:
-        return self.tolerated | (self.cluster_tolerated if topology == "cluster" else frozenset())
-
-
-def cell(
-    label: str,
-    *args: str,
-    allow: str,
-    ok: tuple[int, ...] = (0,),
-    writes: bool = False,
-    tolerated: tuple[str, ...] = (),
-    cluster_tolerated: tuple[str, ...] = (),
-    cluster_cut_off: bool = False,
-) -> Cell:
-    roles = frozenset(allow.split()) | {"default"}
-    assert roles <= set(COLUMNS), roles
-    return Cell(
-        label,
-        args,
-        roles,
-        ok,
-        writes,
-        frozenset(tolerated),
-        frozenset(cluster_tolerated),
-        cluster_cut_off,
-    )
-
-
-INSPECT = "reader operator"
-CONFIG_GET = "config|get"
-OPERATE = "operator"
-# The matrix as the tests verify it (docs/team.md shows the same table).
-MATRIX: tuple[Cell, ...] = (
-    cell("status", "status", allow=INSPECT, cluster_tolerated=(CONFIG_GET,)),
-    cell(
-        "cache status",
-        *("cache", "status", "--gamedata", str(BUNDLED_GAMEDATA)),
-        allow=f"{INSPECT} warmup worker",
-        ok=(1,),  # the dropped item
-    ),
-    cell("sessions list", "sessions", "list", allow=f"{INSPECT} worker"),
-    cell("sessions show", "sessions", "show", "1", allow=INSPECT),
-    cell("locations list", "locations", "list", allow=INSPECT),
-    cell("locations show", "locations", "show", LOCATION, allow=INSPECT),
-    cell("workers list", "workers", "list", allow=INSPECT),
-    cell("locks list", "locks", "list", allow=INSPECT),
-    cell("locks show", "locks", "show", "maint", allow=INSPECT),
-    cell("reconcile (dry run)", "reconcile", allow=INSPECT, ok=(1,)),
-    cell("audit", "audit", allow=INSPECT),
-    cell(
-        "stats", "stats", allow=INSPECT, tolerated=(FOREIGN_KEY,), cluster_tolerated=(CONFIG_GET,)
-    ),
-    cell(
-        "doctor",
-        *("doctor", "--gamedata", str(BUNDLED_GAMEDATA)),
-        allow=INSPECT,
-        ok=(0, 1),
-        tolerated=("config|get", "acl|getuser"),
-    ),
-    cell(
-        "dashboard --read-only --json",
-        *("dashboard", "--json", "--read-only"),
-        allow=INSPECT,
-        cluster_tolerated=(CONFIG_GET,),
-    ),
-    cell("tail", "tail", "--timeout", "0.3", allow=f"{INSPECT} worker"),
-    cell(
-        "tail otherapp:events (not a tier channel)",
-        "tail",
-        "otherapp:events",
-        "--timeout",
-        "0.3",
-        allow="",
-    ),
-    cell("broadcast global", "broadcast", "global", "hello", "--yes", allow=OPERATE, writes=True),
-    cell("broadcast location", "broadcast", "location", LOCATION, "hi", allow=OPERATE, writes=True),
-    cell("broadcast player", "broadcast", "player", "1", "hi", allow=OPERATE, writes=True),
-    cell(
-        "locks hold",
-        *("locks", "hold", "event", "--ttl", "60", "--reason", "test"),
-        allow=OPERATE,
-        writes=True,
-    ),
-    cell(
-        "locks extend --token",
-        *("locks", "extend", "maint", "--ttl", "120", "--token", HELD_TOKEN),
-        allow=OPERATE,
-        writes=True,
-    ),
-    cell(
-        "locks release --token",
-        *("locks", "release", "maint", "--token", HELD_TOKEN),
-        allow=OPERATE,
-        writes=True,
-    ),
-    cell(
-        "locks release --force",
-        *("locks", "release", "spawn_manager", "--force", "--yes"),
-        allow=OPERATE,
-        writes=True,
-    ),
-    cell("sessions kick", "sessions", "kick", "1", "--yes", allow=OPERATE, writes=True),
-    cell("reconcile --fix", "reconcile", "--fix", "--yes", allow=OPERATE, writes=True),
-    cell("workers cleanup", "workers", "cleanup", "sim-2", "--yes", allow=OPERATE, writes=True),
-    cell(
-        "cache invalidate",
-        *("cache", "invalidate", "location", LOCATION, "--yes"),
-        allow=OPERATE,
-        writes=True,
-        cluster_cut_off=True,
-    ),
-    cell(
-        "preload --force",
-        *("preload", "--force", "--gamedata", str(BUNDLED_GAMEDATA)),
-        allow=f"{OPERATE} warmup",
-        writes=True,
-        cluster_tolerated=("time",),  # warmup has no TIME: the online steps do without
-    ),
-    cell(
-        "warmup --what static",
-        *("warmup", "--what", "static", "--gamedata", str(BUNDLED_GAMEDATA)),
-        allow=f"{OPERATE} warmup",
-        writes=True,
-        cluster_tolerated=("time",),  # warmup has no TIME: the online steps do without
-    ),
-)
-CASES = [(c, role) for c in MATRIX for role in COLUMNS]
-
-
 @BOTH
 @pytest.mark.parametrize(("entry", "role"), CASES, ids=[f"{c.label}-{r}" for c, r in CASES])
 def test_role_matrix(acl_tier: AclTier, world, entry: Cell, role: str):
@@ -368,13 +218,6 @@ def test_no_role_may_run_admin_commands(acl_tier: AclTier, world, role, call):
     assert _dump(world) == before
 
 
-def test_forbidden_commands_are_granted_to_no_role():
-    for role in ROLES.values():
-        assert not set(FORBIDDEN) & set(role.commands), role.name
-        for rule in role.rules():
-            assert rule not in ("allcommands", "+@all", "allkeys", "~*", "allchannels", "&*")
-
-
 @BOTH
 @pytest.mark.parametrize("role", ROLE_NAMES)
 def test_no_role_reaches_another_applications_keys(acl_tier: AclTier, world, role):
@@ -382,20 +225,6 @@ def test_no_role_reaches_another_applications_keys(acl_tier: AclTier, world, rol
     with pytest.raises(redis.exceptions.NoPermissionError):
         client.get(FOREIGN_KEY)
     client.close()
-
-
-def test_key_patterns_come_from_the_contract():
-    """Every pattern a role names is one of the contract's patterns or keys."""
-    contract = {
-        value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)
-    } | {
-        keys.lock_key("echoes-ops.warmup"),
-        keys.lock_key("echoes-ops.preload"),
-        keys.lock_info_key("echoes-ops.preload"),  # who holds preload's lock (host, pid)
-    }
-    contract.add(f"{keys.NAMESPACE_PREFIX}*")
-    for role in ROLES.values():
-        assert set(role.keys) | set(role.read_keys) <= contract, role.name
 
 
 @BOTH
@@ -427,30 +256,6 @@ def test_worker_may_not_write_static_data_or_the_flags_mirror(acl_tier: AclTier,
     client.close()
 
 
-def test_aclfile_lines_load_into_a_server(tmp_path: Path):
-    """The ACL file snippet, as printed, is a valid ACL file (the server starts with it)
-    and gives the same rules as ACL SETUSER."""
-    out = cli("acl", "roles", "--format", "aclfile")
-    assert out.code == 0
-    acl = tmp_path / "users.acl"
-    acl.write_text(out.stdout)
-    server = RedisServer(tmp_path / "srv", extra_args=["--aclfile", str(acl)])
-    server.start()
-    try:
-        admin = redis.Redis.from_url(server.url, decode_responses=True)
-        users = admin.execute_command("ACL", "LIST")
-        for role in ROLES.values():
-            line = next(u for u in users if u.startswith(f"user {role.default_user()} "))
-            assert " on " in f" {line} "
-            assert "nopass" not in line
-            # no password in the file: nobody can log in as it until one is added
-            with pytest.raises(redis.exceptions.AuthenticationError):
-                redis.Redis(port=server.port, username=role.default_user(), password="").ping()
-        admin.close()
-    finally:
-        server.stop()
-
-
 def warmup_tolerated(tier: AclTier) -> set[str]:
     """The refusal the warmup role meets by design on a cluster: its preload runs online
     (per slot) and the step script's TIME is refused (the steps are then sized by their
@@ -475,33 +280,6 @@ def test_warmup_role_warms_sessions_and_inventories(acl_tier: AclTier, world, da
     assert world.exists(keys.item_def_key(DROPPED_ITEM))  # static re-preloaded
     assert len(list(world.scan_iter(keys.SESSION_PATTERN))) > 5
     assert len(list(world.scan_iter(keys.INVENTORY_PATTERN))) > 1
-
-
-def test_operator_may_do_everything_warmup_may():
-    operator, warmup = ROLES["operator"], ROLES["warmup"]
-    assert set(warmup.commands) <= set(operator.commands)
-    assert all(any(_covers(o, k) for o in operator.keys) for k in warmup.keys)
-
-
-def _covers(pattern: str, key: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(key, pattern)
-
-
-def matrix_rows() -> list[str]:
-    """The allow/deny table of docs/team.md, one row per cell of MATRIX."""
-    rows = []
-    for entry in MATRIX:
-        marks = ["yes" if role in entry.allowed else "no" for role in ROLE_NAMES]
-        rows.append(f"| `{entry.label}` | " + " | ".join(marks) + " |")
-    return rows
-
-
-def test_docs_show_the_matrix_the_tests_verify():
-    text = (Path(__file__).resolve().parent.parent / "docs" / "team.md").read_text()
-    for row in matrix_rows():
-        assert row in text, f"docs/team.md lacks or contradicts: {row}"
 
 
 @BOTH
@@ -531,25 +309,3 @@ def test_audit_writers_keep_and_copy_back_what_postgresql_missed(
     assert out.code == 0, out.stderr
     assert world.scard(keys.AUDIT_UNSYNCED_KEY) == 0
     assert acl_tier.refusals(role) == (warmup_tolerated(acl_tier) if role == "warmup" else set())
-
-
-def test_a_cluster_user_without_the_slot_map_gets_the_permission_line(redis_cluster, cluster_url):
-    """A user that may not run CLUSTER SLOTS (as every role was before the cluster
-    commands were added) gets the permission line and exit 6: redis-py keeps the refusal
-    only in its exception chain, and it used to read 'cannot reach any seed node' (exit 4)."""
-    tier = cluster_tier(redis_cluster)
-    user = "echoes-noslots"
-    with tier.each_node() as nodes:
-        for node in nodes:
-            node.execute_command(
-                "ACL", "SETUSER", user, "on", ">pw", "-@all", "+hello", "+ping", "+command", "~*"
-            )
-    try:
-        host, port = tier.nodes[0]
-        out = cli("status", env={"REDIS_URL": f"redis://{user}:pw@{host}:{port}/0?cluster=true"})
-        assert out.code == ExitCode.PERMISSION, (out.code, out.stderr)
-        assert "this ACL user may not run the 'cluster|slots' command" in out.one_error_line()
-    finally:
-        with tier.each_node() as nodes:
-            for node in nodes:
-                node.execute_command("ACL", "DELUSER", user)
