@@ -1,17 +1,16 @@
 """Helpers of the ``broadcast`` tests (test_broadcast.py, test_broadcast_countdown.py): a
 listener shaped like the plan's, a catch-all subscriber, reading everything published so
-far without a time window, and the audit records of broadcasts."""
+far without a time window, the audit records of broadcasts, and the fixtures both use."""
 
 from __future__ import annotations
 
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import redis
 
 from echoes_ops.contract import keys
@@ -93,21 +92,26 @@ class PlanListener:
         self.client.close()
 
 
-@contextmanager
-def plan_listener(url: str) -> Iterator[PlanListener]:
-    """The plan's listener on game:broadcast, location:overpass and player:5."""
-    plan = PlanListener(url, ["game:broadcast", "location:overpass", "player:5"])
-    try:
-        yield plan
-    finally:
-        plan.close()
+# The fixtures both broadcast test modules use: each module names them (``env =
+# broadcast_helpers.env``), so that pytest finds them there.
 
 
-@contextmanager
-def catch_all(url: str) -> Iterator[Callable[[], list[dict]]]:
-    """A pattern subscriber on every channel: proves that nothing at all was published.
-    Yields a call returning every message published since the last call."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+@pytest.fixture
+def env(redis_url):
+    return {"REDIS_URL": redis_url, "ECHOES_OPS_OPERATOR": "dana"}
+
+
+@pytest.fixture
+def listener(redis_url):
+    plan = PlanListener(redis_url, ["game:broadcast", "location:overpass", "player:5"])
+    yield plan
+    plan.close()
+
+
+@pytest.fixture
+def everything(redis_url):
+    """A pattern subscriber on every channel: proves that nothing at all was published."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     pubsub = client.pubsub()
     pubsub.psubscribe("*")
     assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
@@ -115,11 +119,9 @@ def catch_all(url: str) -> Iterator[Callable[[], list[dict]]]:
     def published() -> list[dict]:
         return read_to_marker(client, pubsub)
 
-    try:
-        yield published
-    finally:
-        pubsub.close()
-        client.close()
+    yield published
+    pubsub.close()
+    client.close()
 
 
 def audit_records(sync_r, action_prefix: str = "broadcast") -> list[dict]:

@@ -20,17 +20,18 @@ from echoes_ops.operations.broadcast import (
     BroadcastArgumentError,
     parse_data,
 )
-from tests.broadcast_helpers import BIN, audit_records, catch_all, plan_listener
+from tests import broadcast_helpers
+from tests.broadcast_helpers import BIN, audit_records
 from tests.cli_helpers import cli
 from tests.runtime_helpers import make_worker, session
 from tests.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-
-@pytest.fixture
-def env(redis_url):
-    return {"REDIS_URL": redis_url, "ECHOES_OPS_OPERATOR": "dana"}
+# the shared fixtures (tests/broadcast_helpers.py)
+env = broadcast_helpers.env
+listener = broadcast_helpers.listener
+everything = broadcast_helpers.everything
 
 
 @pytest.fixture
@@ -38,19 +39,6 @@ def static_cache(sync_r):
     """A loaded static cache with two locations (what preload writes, enough for the check)."""
     for loc in ("overpass", "ruins"):
         sync_r.hset(keys.location_cache_key(loc), mapping={"id": loc, "name": loc.title()})
-
-
-@pytest.fixture
-def listener(redis_url):
-    with plan_listener(redis_url) as plan:
-        yield plan
-
-
-@pytest.fixture
-def everything(redis_url):
-    """A pattern subscriber on every channel: proves that nothing at all was published."""
-    with catch_all(redis_url) as published:
-        yield published
 
 
 # -- the plan's listener parses each broadcast ---------------------------------------------

@@ -18,29 +18,17 @@ from echoes_ops.operations.broadcast import (
     parse_duration,
     say_duration,
 )
-from tests.broadcast_helpers import BIN, audit_records, catch_all, plan_listener
+from tests import broadcast_helpers
+from tests.broadcast_helpers import BIN, audit_records
 from tests.cli_helpers import cli
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-
-@pytest.fixture
-def env(redis_url):
-    return {"REDIS_URL": redis_url, "ECHOES_OPS_OPERATOR": "dana"}
-
-
-@pytest.fixture
-def listener(redis_url):
-    with plan_listener(redis_url) as plan:
-        yield plan
-
-
-@pytest.fixture
-def everything(redis_url):
-    """A pattern subscriber on every channel: proves that nothing at all was published."""
-    with catch_all(redis_url) as published:
-        yield published
+# the shared fixtures (tests/broadcast_helpers.py)
+env = broadcast_helpers.env
+listener = broadcast_helpers.listener
+everything = broadcast_helpers.everything
 
 
 # -- countdown ----------------------------------------------------------------------------
