@@ -18,7 +18,6 @@ leaves it idle between steps instead (at most ``ECHOES_OPS_WALK_DUTY`` of its ti
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +27,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.connect import AnyRedis, NodeRedis, ReplicaRedis, walk_duty_of
+from echoes_ops.client.connect import AnyRedis, NodeRedis, ReplicaRedis
 from echoes_ops.client.nodes import primary_clients
-from echoes_ops.client.pacing import Pacer
+from echoes_ops.client.pacing import PacedLine, Pacer, pacer_of
 
 BUDGET_P99_S = 0.001  # what no command of ours may exceed at p99 (#16)
 BUDGET_MAX_S = 0.002  # ... and at its maximum
@@ -209,10 +208,11 @@ async def node_walk(
     Leaving the walk early discards that connection (a reply may still be due) rather
     than returning it to the pool.
     """
-    pacer = pacer if pacer is not None else Pacer(duty=walk_duty_of(r))
+    pacer = pacer if pacer is not None else pacer_of(r)
     sha = await r.script_load(script)
     pool = r.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    line = PacedLine(conn, pacer)
 
     # on a cluster node, ASKING before each step: a node importing a slot (a resharding
     # under way) refuses a script that reads the keys it already holds of it otherwise
@@ -221,27 +221,18 @@ async def node_walk(
     first = ("READONLY",) if replica else ("ASKING",)
     asking = hiredis.pack_command(first) if isinstance(r, NodeRedis) else b""
     evalsha = "EVALSHA_RO" if replica else "EVALSHA"
-    info: tuple[Any, ...] = ("INFO", "stats")
-    look = hiredis.pack_command(info)
-    sent_since_look = 0
 
     # a node on this machine: a place at the CPU gate for each step in flight (connect.py)
     gate = r.step_gate if isinstance(r, NodeRedis) else None
     in_gate = False
 
-    async def send(cursor: str, size: int) -> tuple[float, bool]:
-        nonlocal sent_since_look, in_gate
+    async def send(cursor: str, size: int) -> None:
+        nonlocal in_gate
         command = (evalsha, sha, 0, *make_args(cursor, size))
-        payload = asking + hiredis.pack_command(command)
-        looking = pacer.want_look(time.perf_counter())
-        if looking:
-            payload += look
-        sent_since_look += len(payload)
         if gate is not None:
             await gate.acquire()
             in_gate = True
-        await conn.send_packed_command(payload, check_health=False)
-        return time.perf_counter(), looking
+        await line.write(asking + hiredis.pack_command(command))
 
     async def receive() -> Any:
         answer = await conn.read_response()
@@ -251,19 +242,13 @@ async def node_walk(
 
     try:
         size = budget.size
-        sent, looking = await send("0", size)
+        await send("0", size)
         while True:
             if asking:
                 await receive()
             reply = await receive()
-            came = time.perf_counter()
-            if looking:
-                try:
-                    seen: object = await conn.read_response()
-                except ResponseError:  # INFO refused (ACL, renamed): "others there", paced
-                    seen = None
-                pacer.looked(came, seen, sent_since_look)
-                sent_since_look = 0
+            sent = line.sent
+            came = await line.came()
             if gate is not None:
                 gate.release()
                 in_gate = False
@@ -271,20 +256,17 @@ async def node_walk(
             held = micros if micros is not None else came - sent
             budget.observe(size, held)
             cursor = _text(reply[0])
-            gap = pacer.gap(held)
-            if cursor != "0" and gap <= 0:  # overlap the caller's work with the next step
+            paced = line.gap(held) > 0
+            if cursor != "0" and not paced:  # overlap the caller's work with the next step
                 size = budget.size
-                sent, looking = await send(cursor, size)
+                await send(cursor, size)
             yield reply
             if cursor == "0":
                 return
-            if gap > 0:  # paced: the server stays idle for the gap after the reply came
-                wait = came + gap - time.perf_counter()
-                pacer.note_sleep(max(wait, 0.0))
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if paced:  # the server stays idle for the gap after the reply came
+                await line.rest(came, held)
                 size = budget.size
-                sent, looking = await send(cursor, size)
+                await send(cursor, size)
     except BaseException:
         await conn.disconnect()  # a reply may still be in flight: never reuse the connection
         raise

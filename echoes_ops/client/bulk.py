@@ -30,6 +30,7 @@ from redis.exceptions import (
 )
 
 from echoes_ops.client.nodes import node_client
+from echoes_ops.client.pacing import PacedLine, Pacer, pacer_of
 from echoes_ops.client.slots import first_key, slot_of
 from echoes_ops.errors import Interrupted
 
@@ -102,25 +103,37 @@ async def bulk(
     allow_denied: bool = False,
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    pacer: Pacer | None = None,
+    looks: list[int] | None = None,
 ) -> list[Any]:
     """Send ``commands`` and return their raw replies, in order.
 
-    Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
-    With ``raise_on_error`` the first error reply is raised after all replies are read;
-    without, error replies are returned in place, except an ACL refusal (raised unless
-    ``allow_denied``). ``stepped``: a chunk is written only once the previous chunk's replies
-    are in (one chunk in flight per server: short steps the server finishes before it goes
-    idle; see :class:`StepConnection`). ``stop`` is asked before each chunk is sent: when it says so, the
-    connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
-    and :class:`Interrupted` is raised; what was sent before has been sent.
+        Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
+        With ``raise_on_error`` the first error reply is raised after all replies are read;
+        without, error replies are returned in place, except an ACL refusal (raised unless
+        ``allow_denied``). ``stepped``: a chunk is written only once the previous chunk's replies
+        are in (one chunk in flight per server: short steps the server finishes before it goes
+        idle; see :class:`StepConnection`), and the chunks are paced like every stepped walk
+    (client/pacing.PacedLine: while others use the server it stays idle between chunks, the
+    chunk's round trip standing for its server time; a quiet tier's at full speed; ``pacer``, on
+    one server, else one per server at its client's duty cycle). ``stop`` is asked before each chunk is sent: when it says so, the
+        connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
+        and :class:`Interrupted` is raised; what was sent before has been sent.
     """
     if isinstance(r, RedisCluster):
         replies = await _bulk_cluster(
-            r, commands, chunk=chunk, stepped=stepped, progress=progress, stop=stop
+            r, commands, chunk=chunk, stepped=stepped, progress=progress, stop=stop, looks=looks
         )
     else:
         replies = await _bulk_one(
-            r, commands, chunk=chunk, stepped=stepped, progress=progress, stop=stop
+            r,
+            commands,
+            chunk=chunk,
+            stepped=stepped,
+            progress=progress,
+            stop=stop,
+            pacer=pacer,
+            looks=looks,
         )
     for reply in replies:
         if isinstance(reply, ResponseError) and (
@@ -138,6 +151,8 @@ async def _bulk_one(
     stepped: bool = False,
     progress: Callable[[int, int], None] | None,
     stop: Callable[[], bool] | None,
+    pacer: Pacer | None = None,
+    looks: list[int] | None = None,
 ) -> list[Any]:
     """Every reply, error replies in place, on one server."""
     replies: list[Any] = []
@@ -152,6 +167,7 @@ async def _bulk_one(
         getattr(parser, "read_response", None) or conn.read_response
     )
     timeout = conn.socket_timeout
+    line = PacedLine(conn, pacer or pacer_of(r), looks) if stepped else None
     try:
         in_flight = 0
         for start in range(0, len(commands), chunk):
@@ -159,12 +175,16 @@ async def _bulk_one(
                 raise Interrupted(f"stopped with {start:,} of {len(commands):,} commands sent")
             part = commands[start : start + chunk]
             payload = b"".join([hiredis.pack_command(cmd) for cmd in part])
-            await conn.send_packed_command(payload, check_health=False)
-            if stepped:
+            if line is not None:  # stepped: one chunk in flight, paced
+                await line.write(payload)
                 await _read_replies(read, len(part), replies, timeout)
+                came = await line.came()
                 if progress:
                     progress(len(replies), len(commands))
+                if start + chunk < len(commands):
+                    await line.rest(came, came - line.sent)
                 continue
+            await conn.send_packed_command(payload, check_health=False)
             if in_flight:
                 await _read_replies(read, in_flight, replies, timeout)
                 if progress:
@@ -286,6 +306,7 @@ async def _bulk_cluster(
     stepped: bool,
     progress: Callable[[int, int], None] | None,
     stop: Callable[[], bool] | None,
+    looks: list[int] | None = None,
 ) -> list[Any]:
     """Every reply, in order, on a cluster: each command (or MULTI block) goes to the primary
     that owns its first key's slot; each node's share streams on that node's own connection,
@@ -323,6 +344,7 @@ async def _bulk_cluster(
             stepped=stepped,
             progress=step,
             stop=stop,
+            looks=looks,
         )
 
     groups = list(by_node.values())

@@ -19,14 +19,26 @@ processed cannot tell: it includes the commands our own scripts call.)
 Operators set ``ECHOES_OPS_WALK_DUTY`` (``Settings.walk_duty``, 0 < duty <= 1; 1 = never
 pace) for a walk at full speed on a quiet tier or a gentler one on a busy tier; a client made
 from settings carries it (``client/connect.walk_duty_of``).
+
+Every stepped walk is paced the same way, through :class:`PacedLine`: the Lua walks
+(client/budget.node_walk), the plain SCAN walks (client/scan.scan_node, client/rawscan)
+and the stepped reads (client/bulk.bulk with ``stepped=True``). A plain SCAN or a batch of
+reads cannot report its own server time, so its round trip stands for it (an upper bound:
+the gap is never shorter than it should be).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+import hiredis
+from redis.exceptions import ResponseError
+
+from echoes_ops.client.connect import AnyRedis, walk_duty_of
 from echoes_ops.config.walk import DEFAULT_WALK_DUTY
 
 DEFAULT_DUTY = DEFAULT_WALK_DUTY  # the walk's share of the server's time while the game uses it
@@ -87,3 +99,73 @@ class Pacer:
 
 def monotonic() -> float:
     return time.perf_counter()
+
+
+_INFO: tuple[Any, ...] = ("INFO", "stats")
+LOOK = hiredis.pack_command(_INFO)  # the look, written behind a step
+
+
+class PacedLine:
+    """One walk's steps on one connection, paced: the one implementation every stepped walk
+    uses (the Lua walks of client/budget.node_walk, the plain SCAN walks of client/scan and
+    client/rawscan, the stepped reads of client/bulk).
+
+    A step is written with :meth:`write` (``INFO stats`` appended when a look is due); once
+    the caller has read its replies, :meth:`came` reads the look's reply, if one was sent,
+    and says when the step's replies came; :meth:`rest` then waits out the gap the pacer
+    asks after a step that held the server ``held`` seconds. An ``INFO`` refused (an ACL
+    without it, a renamed command) counts as others there: the walk goes on, paced.
+    ``looks``, if given, gets a 1 appended per ``INFO`` sent (for callers that count their
+    own commands, such as ``stats``' intervals).
+    """
+
+    def __init__(self, conn: Any, pacer: Pacer, looks: list[int] | None = None) -> None:
+        self.conn = conn
+        self.pacer = pacer
+        self.looks = looks
+        self.sent = 0.0  # when the last step was written
+        self._looking = False
+        self._ours = 0  # bytes written since the last look
+
+    async def write(self, step: bytes) -> None:
+        self._looking = self.pacer.want_look(time.perf_counter())
+        payload = step + LOOK if self._looking else step
+        if self._looking and self.looks is not None:
+            self.looks.append(1)
+        self._ours += len(payload)
+        await self.conn.send_packed_command(payload, check_health=False)
+        self.sent = time.perf_counter()
+
+    async def came(self) -> float:
+        """When the step's replies came (the caller has read them); the look taken."""
+        came = time.perf_counter()
+        if self._looking:
+            self._looking = False
+            try:
+                seen: object = await self.conn.read_response()
+            except ResponseError:
+                seen = None
+            if isinstance(seen, ResponseError):
+                seen = None
+            self.pacer.looked(came, seen, self._ours)
+            self._ours = 0
+        return came
+
+    def gap(self, held: float) -> float:
+        return self.pacer.gap(held)
+
+    async def rest(self, came: float, held: float) -> None:
+        """Keep the server idle for the gap after a step that held it ``held`` seconds and
+        whose replies came at ``came`` (the caller's own work since then counts)."""
+        gap = self.pacer.gap(held)
+        if gap <= 0:
+            return
+        wait = came + gap - time.perf_counter()
+        self.pacer.note_sleep(max(wait, 0.0))
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def pacer_of(r: AnyRedis) -> Pacer:
+    """A pacer at ``r``'s duty cycle (its settings', ``ECHOES_OPS_WALK_DUTY``)."""
+    return Pacer(duty=walk_duty_of(r))

@@ -9,12 +9,12 @@ decode what they classify and pass the bytes back unchanged in follow-up command
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
-from echoes_ops.client.scan import DEFAULT_SCAN_COUNT, scan_budget
+from echoes_ops.client.pacing import Pacer
+from echoes_ops.client.scan import DEFAULT_SCAN_COUNT, scan_steps
 
 
 async def scan_raw(
@@ -23,27 +23,16 @@ async def scan_raw(
     match: str | None = None,
     count: int = DEFAULT_SCAN_COUNT,
     calls: list[int] | None = None,
+    pacer: Pacer | None = None,
 ) -> AsyncIterator[list[bytes]]:
     """Yield batches of every key (``SCAN cursor [MATCH match] COUNT count``), as bytes.
 
     Keys may repeat (SCAN's guarantee during a rehash); single Redis or Sentinel primary.
     Each step is sized by the round trips so far (:func:`~echoes_ops.client.scan.scan_budget`,
-    at most ``count`` keys). ``calls``, if given, gets a 1 appended per SCAN sent (empty
-    steps included).
+    at most ``count`` keys) and paced like every stepped walk
+    (:func:`~echoes_ops.client.scan.scan_steps`). ``calls``, if given, gets a 1 appended per
+    command sent (each SCAN, empty steps included, and each ``INFO stats`` of the pacing).
     """
-    budget = scan_budget(count)
-    cursor = 0
     extra: tuple[str, ...] = ("MATCH", match) if match is not None else ()
-    while True:
-        size = budget.size
-        sent = time.perf_counter()
-        cursor, batch = await r.execute_command(  # type: ignore[no-untyped-call]
-            "SCAN", cursor, *extra, "COUNT", size, NEVER_DECODE=True
-        )
-        budget.observe(size, time.perf_counter() - sent)
-        if calls is not None:
-            calls.append(1)
-        if batch:
-            yield [k if isinstance(k, bytes) else str(k).encode() for k in batch]
-        if int(cursor) == 0:
-            return
+    async for batch in scan_steps(r, extra, count=count, raw=True, pacer=pacer, calls=calls):
+        yield [k if isinstance(k, bytes) else str(k).encode() for k in batch]

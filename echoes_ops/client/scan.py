@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.pacing import PacedLine, Pacer, pacer_of
 from echoes_ops.client.walk import PrimaryWalk, keys_in_slots, walk_primaries
 
 DEFAULT_SCAN_COUNT = 1000  # the most keys one SCAN step may visit
@@ -38,6 +39,8 @@ __all__ = [
     "pipelined",
     "scan_budget",
     "scan_keys",
+    "scan_node",
+    "scan_steps",
 ]
 
 
@@ -103,21 +106,64 @@ def scan_budget(count: int = DEFAULT_SCAN_COUNT) -> StepBudget:
 
 
 async def scan_node(
-    r: Redis, match: str, *, count: int = DEFAULT_SCAN_COUNT, type_: str | None = None
+    r: Redis,
+    match: str,
+    *,
+    count: int = DEFAULT_SCAN_COUNT,
+    type_: str | None = None,
+    pacer: Pacer | None = None,
 ) -> AsyncIterator[list[str]]:
     """SCAN one node (one server, or one node of a cluster through its own client), each
-    step sized by :func:`scan_budget` (at most ``count`` keys)."""
+    step sized by :func:`scan_budget` (at most ``count`` keys) and paced (:func:`scan_steps`)."""
+    extra: tuple[str, ...] = ("MATCH", match, *(("TYPE", type_) if type_ is not None else ()))
+    async for batch in scan_steps(r, extra, count=count, pacer=pacer):
+        yield [str(k) for k in batch]
+
+
+async def scan_steps(
+    r: Redis,
+    extra: tuple[str, ...],
+    *,
+    count: int = DEFAULT_SCAN_COUNT,
+    raw: bool = False,
+    pacer: Pacer | None = None,
+    calls: list[int] | None = None,
+) -> AsyncIterator[list[Any]]:
+    """``SCAN cursor COUNT size *extra`` from cursor 0 to the end on one connection of
+    ``r``'s pool, yielding each non-empty batch (as bytes with ``raw``, else as ``r``
+    decodes). Each step is sized by :func:`scan_budget` and paced like the Lua walks
+    (client/pacing.PacedLine; ``pacer``: one at ``r``'s duty cycle when not given): while
+    others use the server it stays idle between steps, while the tier is quiet the walk runs
+    at full speed. ``calls``, if given, gets a 1 appended per command sent: each SCAN (empty
+    steps included) and each look (``INFO stats``). Leaving the walk early discards the connection (a reply may still be due)."""
     budget = scan_budget(count)
-    cursor = 0
-    while True:
-        size = budget.size
-        sent = time.perf_counter()
-        cursor, batch = await r.scan(cursor, match=match, count=size, _type=type_)
-        budget.observe(size, time.perf_counter() - sent)
-        if batch:
-            yield [str(k) for k in batch]
-        if cursor == 0:
-            return
+    pool = r.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    line = PacedLine(conn, pacer if pacer is not None else pacer_of(r), calls)
+    cursor: Any = 0
+    try:
+        while True:
+            size = budget.size
+            await line.write(hiredis.pack_command(("SCAN", cursor, "COUNT", size, *extra)))
+            reply = await conn.read_response(disable_decoding=raw)
+            came = await line.came()
+            if isinstance(reply, ResponseError):
+                raise reply
+            held = came - line.sent
+            budget.observe(size, held)
+            if calls is not None:
+                calls.append(1)
+            cursor, batch = reply
+            if batch:
+                yield batch
+            if int(cursor) == 0:
+                return
+            await line.rest(came, held)
+    except BaseException:
+        await conn.disconnect()  # a reply may still be in flight: never reuse the connection
+        raise
+    finally:
+        await pool.release(conn)
 
 
 async def collect_keys(

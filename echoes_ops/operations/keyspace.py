@@ -295,10 +295,17 @@ async def _read_ttls(r: AnyRedis, walk: KeyspaceWalk, ttl_keys: list[tuple[str, 
     """Every TTL of ``ttl_keys`` ((family, key)), pipelined, counted into ``walk``."""
     # a refused TTL read is counted (ttl_errors): the caller says "unknown"
     commands = [("TTL", key) for _, key in ttl_keys]
+    looks: list[int] = []  # the pacing's INFO stats (client/pacing.py): ours too
     replies = await bulk(
-        r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False, allow_denied=True
+        r,
+        commands,
+        chunk=READ_STEP,
+        stepped=True,
+        raise_on_error=False,
+        allow_denied=True,
+        looks=looks,
     )
-    walk.commands += len(ttl_keys)
+    walk.commands += len(ttl_keys) + len(looks)
     for (name, key), ttl in zip(ttl_keys, replies, strict=True):
         if isinstance(ttl, ResponseError):
             walk.ttl_errors += 1

@@ -164,10 +164,17 @@ async def _family_memory(
             owners.append(name)
     # a user limited to the tier's keys may not measure other applications' keys ("other"):
     # that family's estimate is unknown, the others' stand
+    looks: list[int] = []  # the pacing's INFO stats (client/pacing.py): ours too
     replies = await bulk(
-        r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False, allow_denied=True
+        r,
+        commands,
+        chunk=READ_STEP,
+        stepped=True,
+        raise_on_error=False,
+        allow_denied=True,
+        looks=looks,
     )
-    own.commands += len(commands)
+    own.commands += len(commands) + len(looks)
     measured: dict[str, list[int]] = {name: [] for name in FAMILIES}
     denied: set[str] = set()
     for name, reply in zip(owners, replies, strict=True):
@@ -199,8 +206,11 @@ async def _ttl_buckets(r: AnyRedis, walked: dict[str, Any], own: OwnLoad) -> dic
         for key in walked[name].ttl_sample:
             commands.append(("TTL", key))
             owners.append(name)
-    replies = await bulk(r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False)
-    own.commands += len(commands)
+    looks: list[int] = []
+    replies = await bulk(
+        r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False, looks=looks
+    )
+    own.commands += len(commands) + len(looks)
     seen: dict[str, dict[str, int]] = {name: {} for name in TTL_FAMILIES}
     for name, reply in zip(owners, replies, strict=True):
         if not isinstance(reply, int):
