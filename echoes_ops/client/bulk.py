@@ -203,6 +203,25 @@ async def _bulk_one(
     return replies
 
 
+async def stepped_reads(
+    r: Redis | RedisCluster, commands: Sequence[Command], *, allow_denied: bool = False
+) -> tuple[list[Any], int]:
+    """Reads beside a live tier: :func:`bulk` in paced steps of ``READ_STEP``, error replies
+    in place (an ACL refusal too with ``allow_denied``); the replies and how many commands
+    were sent (the reads and the pacing's looks: for callers that count their own)."""
+    looks: list[int] = []
+    replies = await bulk(
+        r,
+        commands,
+        chunk=READ_STEP,
+        stepped=True,
+        raise_on_error=False,
+        allow_denied=allow_denied,
+        looks=looks,
+    )
+    return replies, len(commands) + len(looks)
+
+
 class StepConnection:
     """Commands sent in short steps on one pooled connection of one server: a step (one
     command, or a few written at once) is written only after the previous step's replies

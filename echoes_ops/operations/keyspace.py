@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.bulk import READ_STEP, bulk
+from echoes_ops.client.bulk import stepped_reads
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.client.slots import slot_of
@@ -295,17 +295,8 @@ async def _read_ttls(r: AnyRedis, walk: KeyspaceWalk, ttl_keys: list[tuple[str, 
     """Every TTL of ``ttl_keys`` ((family, key)), pipelined, counted into ``walk``."""
     # a refused TTL read is counted (ttl_errors): the caller says "unknown"
     commands = [("TTL", key) for _, key in ttl_keys]
-    looks: list[int] = []  # the pacing's INFO stats (client/pacing.py): ours too
-    replies = await bulk(
-        r,
-        commands,
-        chunk=READ_STEP,
-        stepped=True,
-        raise_on_error=False,
-        allow_denied=True,
-        looks=looks,
-    )
-    walk.commands += len(ttl_keys) + len(looks)
+    replies, sent = await stepped_reads(r, commands, allow_denied=True)
+    walk.commands += sent
     for (name, key), ttl in zip(ttl_keys, replies, strict=True):
         if isinstance(ttl, ResponseError):
             walk.ttl_errors += 1

@@ -12,7 +12,7 @@ from typing import Any, Final
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from echoes_ops.client.bulk import READ_STEP, bulk
+from echoes_ops.client.bulk import stepped_reads
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.operations.cluster_health import cluster_health
 from echoes_ops.operations.clusterinfo import server_time, tier_info
@@ -164,17 +164,8 @@ async def _family_memory(
             owners.append(name)
     # a user limited to the tier's keys may not measure other applications' keys ("other"):
     # that family's estimate is unknown, the others' stand
-    looks: list[int] = []  # the pacing's INFO stats (client/pacing.py): ours too
-    replies = await bulk(
-        r,
-        commands,
-        chunk=READ_STEP,
-        stepped=True,
-        raise_on_error=False,
-        allow_denied=True,
-        looks=looks,
-    )
-    own.commands += len(commands) + len(looks)
+    replies, sent = await stepped_reads(r, commands, allow_denied=True)
+    own.commands += sent
     measured: dict[str, list[int]] = {name: [] for name in FAMILIES}
     denied: set[str] = set()
     for name, reply in zip(owners, replies, strict=True):
@@ -206,11 +197,8 @@ async def _ttl_buckets(r: AnyRedis, walked: dict[str, Any], own: OwnLoad) -> dic
         for key in walked[name].ttl_sample:
             commands.append(("TTL", key))
             owners.append(name)
-    looks: list[int] = []
-    replies = await bulk(
-        r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False, looks=looks
-    )
-    own.commands += len(commands) + len(looks)
+    replies, sent = await stepped_reads(r, commands)
+    own.commands += sent
     seen: dict[str, dict[str, int]] = {name: {} for name in TTL_FAMILIES}
     for name, reply in zip(owners, replies, strict=True):
         if not isinstance(reply, int):
