@@ -123,7 +123,7 @@ class PacedLine:
         self.conn = conn
         self.pacer = pacer
         self.looks = looks
-        self.sent = 0.0  # when the last step was written
+        self.sent = 0.0  # when the last step's write began
         self._looking = False
         self._ours = 0  # bytes written since the last look
 
@@ -133,8 +133,11 @@ class PacedLine:
         if self._looking and self.looks is not None:
             self.looks.append(1)
         self._ours += len(payload)
-        await self.conn.send_packed_command(payload, check_health=False)
+        # the clock read before the write: writing wakes the server, which may take the CPU
+        # from this process and run the whole step before the write returns (a niced client
+        # on a busy host), and a step timed from after it looks short and grows too big
         self.sent = time.perf_counter()
+        await self.conn.send_packed_command(payload, check_health=False)
 
     async def came(self) -> float:
         """When the step's replies came (the caller has read them); the look taken."""
