@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from echoes_ops.cli.plain import plain_validate
-from tests.test_gamedata_loader import _write_world
+from tests.gamedata_world import _write_world
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = str(Path(sys.executable).parent / "echoes-ops")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from echoes_ops.cli.readahead import _Child
+from tests.gamedata_world import _write_world
 from tests.test_cli_plain_preload import BIN, BUNDLED, _env, _preloaded
-from tests.test_gamedata_loader import _write_world
 from tests.waiting import wait_until
 
 # Runs ``echoes-ops ARGV...`` with Ctrl-C arriving while the plain preload imports its Redis

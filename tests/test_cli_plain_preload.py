@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from echoes_ops.cli.plain import plain_preload
+from tests.gamedata_world import _write_world
 from tests.test_cli_plain import imported_by
-from tests.test_gamedata_loader import _write_world
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "gamedata"

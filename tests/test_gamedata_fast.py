@@ -15,7 +15,7 @@ from echoes_ops.gamedata.loader import load_world
 from echoes_ops.gamedata.yamlload import LineDict, load_yaml_text
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA
-from tests.test_gamedata_loader import NPCS, _write_world
+from tests.gamedata_world import NPCS, _write_world
 
 
 def _fast(text: str, *, lines: bool = False) -> Any:

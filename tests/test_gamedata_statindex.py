@@ -12,7 +12,7 @@ import pytest
 
 from echoes_ops.gamedata import WorldCache, loader, reading, statindex, validate_gamedata
 from echoes_ops.gamedata.cache import file_digest, reader_version
-from tests.test_gamedata_loader import _write_world
+from tests.gamedata_world import _write_world
 from tests.waiting import wait_until
 
 SMALL_MARGIN_NS = 50_000_000  # 50 ms: longer than a kernel timestamp tick (1-10 ms)
