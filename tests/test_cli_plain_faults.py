@@ -65,6 +65,16 @@ def test_an_abandoned_reading_child_is_ended_and_reaped() -> None:
             child.returncode = -9  # reaped by abandon(): Popen must not wait on it again
 
 
+# read(2)'s number in /proc/PID/syscall, by machine
+_READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}
+
+
+def _reading_stdin(pid: int) -> bool:
+    """Whether process ``pid`` sleeps in read() on its standard input."""
+    fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    return fields[:2] == [_READ_SYSCALL[os.uname().machine], "0x0"]
+
+
 def _answer_on_a_terminal(args: list[str], env: dict[str, str], answer: str) -> tuple[int, str]:
     """Run ``echoes-ops ARGS`` on a pseudo-terminal and, once it asks, answer with Ctrl-D
     (end of input) or Ctrl-C (SIGINT, what the terminal sends its foreground process; this
@@ -86,6 +96,13 @@ def _answer_on_a_terminal(args: list[str], env: dict[str, str], answer: str) -> 
             return b"[y/N]" in seen
 
         wait_until(asked, timeout=60, what="the removal question")
+        # The question is shown before input() blocks on the terminal: a SIGINT that lands
+        # in between is only noted by Python, and read() then waits for a key that never
+        # comes (seen under load: the command hung for the whole timeout). Answer once the
+        # command sleeps in read() on its standard input.
+        wait_until(
+            lambda: _reading_stdin(proc.pid), timeout=60, what="the question to wait for input"
+        )
         if answer == "ctrl-d":
             os.write(leader, b"\x04")
         else:
