@@ -139,7 +139,10 @@ MATRIX: tuple[Cell, ...] = (
         writes=True,
     ),
     cell("sessions kick", "sessions", "kick", "1", "--yes", allow=OPERATE, writes=True),
-    cell("reconcile --fix", "reconcile", "--fix", "--yes", allow=OPERATE, writes=True),
+    # --grace 0: on a cluster the confirming pass waits --grace (60 s by default) first
+    cell(
+        "reconcile --fix", "reconcile", "--fix", "--yes", "--grace", "0", allow=OPERATE, writes=True
+    ),
     cell("workers cleanup", "workers", "cleanup", "sim-2", "--yes", allow=OPERATE, writes=True),
     cell(
         "cache invalidate",
