@@ -165,3 +165,30 @@ def test_a_closed_stdout_ends_quietly(tmp_path: Path, args: list[str]) -> None:
         os.close(write)
     assert done.returncode == 1
     assert done.stderr == ""
+
+
+# A broken pipe that is not stdout's (a child or a socket of the run) is a failure to report,
+# not a closed stdout to end quietly on.
+_BROKEN_ELSEWHERE = """
+import sys
+import echoes_ops.cli.preloading as preloading
+def broken(*args, **kwargs):
+    raise BrokenPipeError(32, "Broken pipe")
+preloading.preload_command = broken
+from echoes_ops.cli.main import main
+sys.argv = ["echoes-ops", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_reported(tmp_path: Path, redis_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _BROKEN_ELSEWHERE, "preload", "--gamedata", str(BUNDLED)],
+        env=_env(tmp_path, redis_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 70, done.stderr
+    assert done.stderr.startswith("echoes-ops: error: internal error: BrokenPipeError"), done.stderr
+    assert "Traceback" not in done.stderr

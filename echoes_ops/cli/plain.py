@@ -146,13 +146,30 @@ def _preload(given: Path | None, options: dict[str, bool]) -> int:
         preload_command(cli_state, given, **options)
     except CommandExit as exc:
         return exc.exit_code
-    except BrokenPipeError:  # stdout closed (`| head`): main() ends as Click does
-        raise
+    except BrokenPipeError as exc:
+        if stdout_gone():  # stdout closed (`| head`): main() ends as Click does
+            raise
+        return failure_code(exc, debug=False)  # a pipe of ours that broke: said, not hidden
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - as the Typer command's guard
         return failure_code(exc, debug=False)
     finally:
         abandon(cli_state)
     return 0
+
+
+def stdout_gone() -> bool:
+    """Whether stdout's reader has gone away (a pipe whose other end is closed reports an
+    error when polled for writing), so that a broken pipe is blamed on stdout only when it
+    is stdout's."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # no file behind it, or closed
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def report(result: ValidationResult, folder: Path, *, as_json: bool) -> int:
