@@ -97,10 +97,6 @@ class Pacer:
         self.slept += seconds
 
 
-def monotonic() -> float:
-    return time.perf_counter()
-
-
 _INFO: tuple[Any, ...] = ("INFO", "stats")
 LOOK = hiredis.pack_command(_INFO)  # the look, written behind a step
 
