@@ -45,17 +45,8 @@ from typing import Any
 
 import redis
 
-from benchmarks.pubsub import (
-    CEILING_STEPS,
-    P99_LIMIT_MS,
-    ROOT,
-    STEP_HEAD,
-    Bench,
-    Children,
-    Placement,
-    _alarm,
-    passed,
-)
+from benchmarks.pubsub import CEILING_STEPS, ROOT, Bench, Children, Placement, _alarm
+from benchmarks.pubsub_report import P99_LIMIT_MS, STEP_HEAD, passed
 from benchmarks.pubsub_workers import TierSpec
 from echoes_ops.gamedata import load_gamedata
 from echoes_ops.local.redis_cluster import RedisCluster
