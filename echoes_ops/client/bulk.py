@@ -234,17 +234,27 @@ class StepConnection:
     between short steps starts each one afresh and finishes it. The caller overlaps its own
     work with the step in flight. Error replies are returned in place (an ACL refusal is
     raised); any other failure discards the connection.
+
+    The steps are paced like every stepped walk (client/pacing.PacedLine; ``pacer``: one at
+    ``r``'s duty cycle when not given): while others use the server, a step is written no
+    sooner than the gap its predecessor asks for after its replies came (its round trip
+    standing for its server time; the caller's own work meanwhile counts toward the gap);
+    on a quiet server at full speed.
     """
 
-    def __init__(self, r: Redis) -> None:
+    def __init__(self, r: Redis, pacer: Pacer | None = None) -> None:
         self._r = r
         self._conn: Any = None
         self._read: Callable[[], Awaitable[Any]] | None = None
         self._timeout: float | None = None
+        self.pacer = pacer if pacer is not None else pacer_of(r)
+        self._line: PacedLine | None = None
+        self._last: tuple[float, float] | None = None  # the last step: (replies came, held)
 
     async def __aenter__(self) -> StepConnection:
         conn = await self._r.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         self._conn = conn
+        self._line = PacedLine(conn, self.pacer)
         parser = getattr(conn, "_parser", None)
         self._read = getattr(parser, "read_response", None) or conn.read_response
         # one timeout bounds each call's write and read together (the connection's own
@@ -258,16 +268,21 @@ class StepConnection:
 
     async def packed(self, commands: Sequence[bytes]) -> list[Any]:
         """:meth:`calls` of commands already in the wire protocol (RESP), one bytes each."""
-        assert self._conn is not None
-        assert self._read is not None
+        line, read = self._line, self._read
+        assert line is not None
+        assert read is not None
+        if self._last is not None:
+            await line.rest(*self._last)
         replies: list[Any] = []
         async with asyncio.timeout(self._timeout):
-            await self._conn.send_packed_command(b"".join(commands), check_health=False)
+            await line.write(b"".join(commands))
             for _ in commands:
                 try:
-                    replies.append(await self._read())
+                    replies.append(await read())
                 except ResponseError as exc:
                     replies.append(exc)
+            came = await line.came()
+        self._last = (came, came - line.sent)
         for reply in replies:
             if isinstance(reply, NoPermissionError):
                 raise reply
@@ -275,6 +290,7 @@ class StepConnection:
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         conn, self._conn = self._conn, None
+        self._line, self._last = None, None
         if conn is None:
             return
         conn.socket_timeout = self._timeout

@@ -1,0 +1,126 @@
+"""Pacing of the single-server steps (issue #16 item 2): client/bulk.StepConnection, which
+warmup writes its script calls through on one server, is paced like every stepped walk
+(client/pacing.PacedLine): beside other clients' traffic it leaves the server idle between
+steps, on a quiet server it runs at full speed, and warmup's steps keep the duty cycle of
+the client's settings."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from echoes_ops.client.bulk import StepConnection
+from echoes_ops.client.connect import open_redis
+from echoes_ops.client.pacing import Pacer
+from echoes_ops.config import Settings
+from echoes_ops.contract import keys
+from echoes_ops.local.demo import seed_demo
+from echoes_ops.operations.warmup import warmup
+from tests.test_pacing_plain import Recording, other_traffic
+from tests.test_warmup import DATA
+from tests.test_warmup_budget import PLAYERS
+
+STEPS = 300
+CHARACTERS = 1500
+
+
+async def _steps(r: Redis, pacer: Pacer) -> list[Any]:
+    """STEPS steps of two commands each, the caller doing nothing between them."""
+    replies: list[Any] = []
+    async with StepConnection(r, pacer) as line:
+        for n in range(STEPS):
+            replies += await line.calls([("SET", f"step:{n}", "x"), ("GET", f"step:{n}")])
+    return replies
+
+
+async def test_steps_beside_other_traffic_leave_the_server_idle(r: Redis, redis_url: str) -> None:
+    pacer = Recording(duty=0.25)
+    async with other_traffic(lambda: Redis.from_url(redis_url)):
+        started = time.perf_counter()
+        replies = await _steps(r, pacer)
+        wall = time.perf_counter() - started
+    assert replies == ["OK", "x"] * STEPS
+    assert pacer.busy
+    assert pacer.asked == STEPS - 1  # the gap is asked before each step but the first
+    assert pacer.paced >= pacer.asked - 1  # every step held back (but one, around a look)
+    assert pacer.slept > 0
+    assert pacer.held <= 0.25 * wall + 0.002  # the steps' share (round trips: an upper bound)
+
+
+async def test_steps_on_a_quiet_server_run_at_full_speed(r: Redis) -> None:
+    pacer = Recording(duty=0.25)
+    assert await _steps(r, pacer) == ["OK", "x"] * STEPS
+    assert not pacer.busy
+    assert pacer.quiet_at is not None  # paced only until a look found the server quiet
+    assert pacer.paced == pacer.quiet_at
+    assert pacer.paced < STEPS // 2
+
+
+async def test_a_refused_info_keeps_the_steps_paced(sync_r: redis.Redis, redis_url: str) -> None:
+    sync_r.execute_command("ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info")
+    try:
+        url = redis_url.replace("redis://", "redis://noinfo:pw@", 1)
+        limited = Redis.from_url(url, decode_responses=True)
+        try:
+            pacer = Recording(duty=0.5)
+            assert await _steps(limited, pacer) == ["OK", "x"] * STEPS
+        finally:
+            await limited.aclose()
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "noinfo")
+    assert pacer.busy
+    assert pacer.paced == pacer.asked == STEPS - 1
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Pacer]:
+    """Every pacer made while the test runs."""
+    pacers: list[Pacer] = []
+    real_init = Pacer.__init__
+
+    def recording(self: Pacer, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        pacers.append(self)
+
+    monkeypatch.setattr(Pacer, "__init__", recording)
+    return pacers
+
+
+async def test_warmup_steps_are_paced_at_the_settings_duty(
+    database_url: str, redis_url: str, recorded: list[Pacer]
+) -> None:
+    """warmup on one server, through a client from settings (ECHOES_OPS_WALK_DUTY 0.4):
+    beside another client's traffic its script calls are held back at that duty cycle and
+    write the same as ever; on a quiet tier almost none are."""
+    await seed_demo(
+        database_url,
+        location_ids=sorted(DATA.locations),
+        item_ids=sorted(DATA.items),
+        characters=CHARACTERS,
+    )
+    settings = Settings.load(env={"REDIS_URL": redis_url, "ECHOES_OPS_WALK_DUTY": "0.4"})
+    async with open_redis(settings.redis_target()) as client:
+        async with other_traffic(lambda: Redis.from_url(redis_url)):
+            report = await warmup(
+                client, database_url, operator="test", what=PLAYERS, active_within=420
+            )
+        assert report.sessions.written == CHARACTERS
+        assert await client.exists(keys.session_key(CHARACTERS)) == 1
+        paced = [p for p in recorded if p.paced]
+        assert paced, "no pacer held a step back"
+        assert all(p.duty == 0.4 for p in recorded)
+        steps = report.script_calls // 2  # two calls a step (CALLS_IN_FLIGHT)
+        assert sum(p.paced for p in paced) >= steps - 4
+        assert sum(p.slept for p in paced) > 0
+
+        recorded.clear()
+        await client.delete(*(keys.session_key(n) for n in range(1, CHARACTERS + 1)))
+        quiet = await warmup(client, database_url, operator="test", what=PLAYERS, active_within=420)
+        assert quiet.sessions.written == CHARACTERS
+        assert recorded
+        assert not any(p.busy for p in recorded)
+        assert sum(p.paced for p in recorded) < quiet.script_calls // 4
