@@ -80,6 +80,19 @@ class Recording(Pacer):
         return super().gap(seconds)
 
 
+def record_pacers(monkeypatch: pytest.MonkeyPatch) -> list[Pacer]:
+    """The list every pacer made from now on (while the test runs) is appended to."""
+    pacers: list[Pacer] = []
+    real_init = Pacer.__init__
+
+    def recorded(self: Pacer, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        pacers.append(self)
+
+    monkeypatch.setattr(Pacer, "__init__", recorded)
+    return pacers
+
+
 async def scan_walk(r: Redis, pacer: Pacer) -> int:
     seen: set[str] = set()
     async for batch in scan_node(r, "filler:*", count=20, pacer=pacer):
@@ -183,14 +196,7 @@ async def test_the_walks_of_a_client_from_settings_are_paced_on_both_topologies(
     """Through the entry points the operations use (scan_keys, bulk), with the duty cycle of
     the client's settings: beside traffic the steps are held back on every server of the
     tier; on a quiet tier almost none are (only until the walks' first looks)."""
-    pacers: list[Pacer] = []
-    real_init = Pacer.__init__
-
-    def recorded(self: Pacer, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        pacers.append(self)
-
-    monkeypatch.setattr(Pacer, "__init__", recorded)
+    pacers = record_pacers(monkeypatch)
     await _fill(tier_r, TIER_KEYS)
     await _both_walks(tier_r)
     quiet_paced = sum(p.paced for p in pacers)

@@ -20,7 +20,7 @@ from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.warmup import warmup
-from tests.test_pacing_plain import Recording, other_traffic
+from tests.test_pacing_plain import Recording, other_traffic, record_pacers
 from tests.test_warmup import DATA
 from tests.test_warmup_budget import PLAYERS
 
@@ -78,16 +78,7 @@ async def test_a_refused_info_keeps_the_steps_paced(sync_r: redis.Redis, redis_u
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Pacer]:
-    """Every pacer made while the test runs."""
-    pacers: list[Pacer] = []
-    real_init = Pacer.__init__
-
-    def recording(self: Pacer, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        pacers.append(self)
-
-    monkeypatch.setattr(Pacer, "__init__", recording)
-    return pacers
+    return record_pacers(monkeypatch)
 
 
 async def test_warmup_steps_are_paced_at_the_settings_duty(
