@@ -13,6 +13,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from echoes_ops.client import pacing
 from echoes_ops.client.bulk import StepConnection
 from echoes_ops.client.connect import open_redis
 from echoes_ops.client.pacing import Pacer
@@ -25,7 +26,7 @@ from tests.test_warmup import DATA
 from tests.test_warmup_budget import PLAYERS
 
 STEPS = 300
-CHARACTERS = 1500
+CHARACTERS = 3000
 
 
 async def _steps(r: Redis, pacer: Pacer) -> list[Any]:
@@ -78,6 +79,8 @@ async def test_a_refused_info_keeps_the_steps_paced(sync_r: redis.Redis, redis_u
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Pacer]:
+    """Every pacer made while the test runs, each a :class:`Recording`."""
+    monkeypatch.setattr(pacing, "Pacer", Recording)
     return record_pacers(monkeypatch)
 
 
@@ -113,5 +116,7 @@ async def test_warmup_steps_are_paced_at_the_settings_duty(
         quiet = await warmup(client, database_url, operator="test", what=PLAYERS, active_within=420)
         assert quiet.sessions.written == CHARACTERS
         assert recorded
-        assert not any(p.busy for p in recorded)
-        assert sum(p.paced for p in recorded) < quiet.script_calls // 4
+        # paced only until a look found the server quiet (the second, FIRST_LOOK after the
+        # first), never after
+        assert all(isinstance(p, Recording) and not p.busy for p in recorded)
+        assert all(p.quiet_at == p.paced for p in recorded if isinstance(p, Recording))
