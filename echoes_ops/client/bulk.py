@@ -116,7 +116,8 @@ async def bulk(
         idle; see :class:`StepConnection`), and the chunks are paced like every stepped walk
     (client/pacing.PacedLine: while others use the server it stays idle between chunks, the
     chunk's round trip standing for its server time; a quiet tier's at full speed; ``pacer``, on
-    one server, else one per server at its client's duty cycle). ``stop`` is asked before each chunk is sent: when it says so, the
+    one server, else one per server at its client's duty cycle; a ``pacer`` given paces a pass
+    of several calls, so the gap after the last chunk is kept too). ``stop`` is asked before each chunk is sent: when it says so, the
         connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
         and :class:`Interrupted` is raised; what was sent before has been sent.
     """
@@ -181,7 +182,9 @@ async def _bulk_one(
                 came = await line.came()
                 if progress:
                     progress(len(replies), len(commands))
-                if start + chunk < len(commands):
+                if start + chunk < len(commands) or pacer is not None:
+                    # a caller's pacer paces a pass of several calls: the gap after the
+                    # last chunk is kept too, or the next call's first would follow it
                     await line.rest(came, came - line.sent)
                 continue
             await conn.send_packed_command(payload, check_health=False)

@@ -63,6 +63,7 @@ class Pacer:
     busy: bool = True  # others' traffic seen at the last look (assumed until looked)
     slept: float = 0.0
     paced: int = 0  # steps sent at the pace
+    written: int = 0  # bytes the walk wrote since its last look (on any of its lines)
     _last: tuple[float, int] | None = field(default=None, repr=False)  # (when, bytes read)
     _next_look: float = field(default=0.0, repr=False)
 
@@ -121,14 +122,15 @@ class PacedLine:
         self.looks = looks
         self.sent = 0.0  # when the last step's write began
         self._looking = False
-        self._ours = 0  # bytes written since the last look
 
     async def write(self, step: bytes) -> None:
         self._looking = self.pacer.want_look(time.perf_counter())
         payload = step + LOOK if self._looking else step
         if self._looking and self.looks is not None:
             self.looks.append(1)
-        self._ours += len(payload)
+        # counted in the pacer: a pass of several lines sharing it (client/bulk with a
+        # caller's pacer) must not take its own earlier lines' bytes for others' traffic
+        self.pacer.written += len(payload)
         # the clock read before the write: writing wakes the server, which may take the CPU
         # from this process and run the whole step before the write returns (a niced client
         # on a busy host), and a step timed from after it looks short and grows too big
@@ -146,8 +148,8 @@ class PacedLine:
                 seen = None
             if isinstance(seen, ResponseError):
                 seen = None
-            self.pacer.looked(came, seen, self._ours)
-            self._ours = 0
+            self.pacer.looked(came, seen, self.pacer.written)
+            self.pacer.written = 0
         return came
 
     def gap(self, held: float) -> float:

@@ -11,8 +11,11 @@ stall", and measures the price:
    never a half-written record. A step holds as many keys as fit the budget: the script
    reports the server time it spent and the walks' shared ``client.budget.StepBudget``
    sizes the next steps from it, aiming at ``TARGET_US`` (never over ``MAX_STEP_BYTES`` of
-   arguments, whose parsing the script's clock does not see). On Redis Cluster a step holds
-   keys of one slot only (sorted by ``slot_of``), so each step is atomic there too.
+   arguments, whose parsing the script's clock does not see). On one server the steps go
+   one call at a time, paced by one ``client.pacing`` pacer for the whole run (the server
+   idle between steps while the game uses it; a quiet tier at full speed). On Redis
+   Cluster a step holds keys of one slot only (sorted by ``slot_of``), so each step is
+   atomic there too (sent per round in one pipeline, not paced).
 2. The location index gains new locations after their keys exist, and loses removed ones
    before their keys go (SADD/SREM in bounded batches): the index never names a missing key.
 3. Entries gone from gamedata are deleted, in steps.
@@ -44,6 +47,7 @@ from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command, pairs, reloading
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.errors import translate
+from echoes_ops.client.pacing import pacer_of
 from echoes_ops.client.slots import slot_of
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
@@ -162,6 +166,7 @@ class _Writer:
             size=FIRST_STEP_KEYS, target=TARGET_US / 1e6, low=MIN_STEP_KEYS, high=MAX_STEP_KEYS
         )
         self.slot_of = _slot_of(r)
+        self.pacer = pacer_of(r)  # one for every round of the run (one server)
         self.sha = ""
         self.first_sent: float | None = None
 
@@ -249,7 +254,9 @@ class _Writer:
 
     async def _run(self, calls: list[Command]) -> list[Any]:
         async def sent(part: Sequence[Command]) -> list[Any]:
-            return await send(self.r, part)
+            # one call a step, paced: a round of calls written at once held the server
+            # back to back for the whole round (16 calls of up to 0.4 ms) beside the game
+            return await send(self.r, part, step=1, pacer=self.pacer)
 
         # a script cache flushed, or a promoted replica that never loaded it: loaded again
         # and the refused steps resent (they rewrite the same values)
@@ -358,8 +365,10 @@ async def verify_online(
     commands += [("EXISTS", key) for key in removed]
     commands.append(("HMGET", keys.GAMEDATA_VERSION_KEY, "content_hash"))
     replies: list[Any] = []
+    pacer = pacer_of(r)  # one for the whole pass (one server)
     for start in range(0, len(commands), READ_BATCH):
-        replies.extend(await send(r, commands[start : start + READ_BATCH], reads=True))
+        part = commands[start : start + READ_BATCH]
+        replies.extend(await send(r, part, reads=True, pacer=pacer))
     differs: dict[str, int] = {}
     for (label, _, flat), reply in zip(wanted, replies, strict=False):
         if pairs(reply) != as_mapping(flat):

@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.bulk import READ_STEP, Command, bulk
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.pacing import Pacer
 from echoes_ops.client.slots import group_by_slot
 from echoes_ops.contract import keys
 
@@ -47,17 +48,29 @@ def is_cluster(r: AnyRedis) -> bool:
     return isinstance(r, RedisCluster)
 
 
-async def send(r: AnyRedis, commands: Sequence[Command], *, reads: bool = False) -> list[Any]:
+async def send(
+    r: AnyRedis,
+    commands: Sequence[Command],
+    *,
+    reads: bool = False,
+    step: int | None = None,
+    pacer: Pacer | None = None,
+) -> list[Any]:
     """Send ``commands`` and return their replies in order, errors in place. One server:
-    streamed on one connection (``client.bulk``; ``reads``: in small chunks, one in flight,
-    ``READ_STEP``). Redis Cluster: one non-transactional pipeline, which redis-py routes per
-    node and retries on MOVED/ASK and failover."""
+    streamed on one connection (``client.bulk``); ``reads``: in paced steps of
+    ``READ_STEP``, one in flight; ``step``: in paced steps of that many (the stepped
+    writer's calls, each already about the budget: one at a time, the server idle between
+    them while the game uses it); ``pacer``: the pacing of a whole pass of several sends
+    (else one per send, which paces its first steps until it has looked at the server
+    twice). Redis Cluster: one non-transactional pipeline, which redis-py routes per node
+    and retries on MOVED/ASK and failover."""
     if not commands:
         return []
     if isinstance(r, RedisCluster):
         return await _send_cluster(r, commands)
-    if reads:
-        return await bulk(r, commands, chunk=READ_STEP, stepped=True, raise_on_error=False)
+    if reads or step is not None:
+        chunk = READ_STEP if step is None else step
+        return await bulk(r, commands, chunk=chunk, stepped=True, raise_on_error=False, pacer=pacer)
     return await bulk(r, commands, raise_on_error=False)
 
 

@@ -1,0 +1,72 @@
+"""``preload --online`` beside the game (issue #16 item 2): its write steps go one call at a
+time, paced like every stepped walk (client/pacing.PacedLine), with one pacing for the
+whole run; on a quiet tier at full speed. (A round of 16 calls used to be written at once
+and the next round sent as soon as it was done: back to back beside the game.)"""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from benchmarks.worldgen import make_world
+from echoes_ops.client import pacing
+from echoes_ops.client.pacing import Pacer
+from echoes_ops.gamedata.models import GameData
+from echoes_ops.operations.cache import cache_status
+from echoes_ops.operations.preload import preload
+from tests.test_pacing_plain import Recording, other_traffic, record_pacers
+
+
+@pytest.fixture(scope="module")
+def big_world() -> GameData:
+    return make_world(6000, 600)
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Pacer]:
+    """Every pacer made while the test runs, each a :class:`Recording`."""
+    monkeypatch.setattr(pacing, "Pacer", Recording)
+    return record_pacers(monkeypatch)
+
+
+def _writer(pacers: list[Pacer]) -> Recording:
+    """The pacer that paced the most steps: the writer's (the run's other walks, the diff's
+    and the verify's reads, take far fewer steps)."""
+    writer = max(pacers, key=lambda p: p.asked if isinstance(p, Recording) else -1)
+    assert isinstance(writer, Recording)
+    return writer
+
+
+async def test_online_steps_beside_traffic_are_paced_one_call_at_a_time(
+    r: Redis, redis_url: str, big_world: GameData, recorded: list[Pacer]
+) -> None:
+    await preload(r, big_world, operator="test")  # a first load: --force rewrites it all
+    recorded.clear()
+    async with other_traffic(lambda: Redis.from_url(redis_url)):
+        result = await preload(r, big_world, operator="test", online=True, force=True)
+    assert result.online is not None
+    steps = result.online.steps
+    assert steps > 50
+    writer = _writer(recorded)
+    assert writer.busy
+    # one pacing for the whole run, a gap asked after every call but the run's last
+    assert writer.asked >= steps - 1
+    assert writer.paced >= writer.asked - 2  # every call held back (but around a look)
+    assert writer.slept > 0
+    assert (await cache_status(r, big_world)).in_sync
+
+
+async def test_online_steps_on_a_quiet_tier_run_at_full_speed(
+    r: Redis, big_world: GameData, recorded: list[Pacer]
+) -> None:
+    await preload(r, big_world, operator="test")
+    recorded.clear()
+    result = await preload(r, big_world, operator="test", online=True, force=True)
+    assert result.online is not None
+    writer = _writer(recorded)
+    assert writer.asked >= result.online.steps - 1
+    assert not writer.busy
+    # paced only until the second look found the server quiet, never after
+    assert writer.quiet_at is not None
+    assert writer.paced == writer.quiet_at
+    assert writer.paced < writer.asked // 2
