@@ -4,6 +4,7 @@ Run:  .venv/bin/python benchmarks/impact.py            # 200,000 sessions in 1,0
       .venv/bin/python benchmarks/impact.py --small    # 20,000 / 100,000: proves it runs
       .venv/bin/python benchmarks/impact.py --only reconcile,stats --rate 500
       .venv/bin/python benchmarks/impact.py --only stats --wrap 'env ECHOES_OPS_NICE=0'
+      .venv/bin/python benchmarks/impact.py --repeat 3   # the figures to quote (below)
 
 Builds, in a private redis-server (and a private PostgreSQL for warmup), a tier of SESSIONS
 session hashes (5% stale) with presence sets, filler keys up to KEYS keys, and CHARACTERS
@@ -34,6 +35,19 @@ ECHOES_OPS_WALK_DUTY=1`` (walks unpaced), or ``env PYTHONPATH=DIR`` with an olde
 ``echoes_ops`` package in DIR (``git archive REV echoes_ops | tar -x -C DIR``) for a
 before/after in one run.
 
+``--repeat N``: one window's p99 moves by milliseconds from run to run for the same code
+(the probe's p99 over a few seconds is its few worst calls, and one hiccup of the machine
+makes them), so one pass says little near the 1 ms line. With N > 1 every operation runs N
+times, in rounds (the operations of a round in turn, so a quiet or busy minute of the
+machine touches all of them alike), each window just after an idle window of its own as
+long as the operation took the time before (so both p99 come from about as many calls):
+each repetition's Δp99 is against the probe's p99 of the moments just before it. A summary
+per operation follows: the median of its N Δp99 (the one figure to quote), their min and
+max, and the pooled Δp99 (all its windows' calls against all their idle windows'). Each
+operation starts from the same tier every time (``Op.setup``, outside the windows: the first
+load from no static data, the 10-entry changes from the world they change, warmup with its
+characters gone from Redis), so repetitions and ``--wrap`` rows do the same work.
+
 The machine's load average is printed at the start, after each operation and at the end: a
 loaded machine inflates every figure, the ratios to the idle baseline of the same run survive
 it best.
@@ -43,12 +57,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import multiprocessing as mp
 import os
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,8 +68,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from impact_ops import (
+    Op,
+    cli,
+    dashboard_polls,
+    loaded,
+    routine_change,
+    run_cli,
+    unwarm,
+    wipe_static,
+)
 from impact_probe import (
-    BUDGET_MS,
     PROBE_WORKER,
     SLOWLOG_LEN,
     longest_commands,
@@ -68,6 +87,7 @@ from impact_probe import (
     server_cpu,
     slowlog_reset,
 )
+from impact_report import STALL_MS, Row, report, report_summary
 from inspect_scale import populate
 from worldgen import make_world, write_yaml
 
@@ -87,7 +107,9 @@ LIVE_FIRST_ID = 1_000_001
 # benchmark's own bookkeeping to that operation (reconcile +82 ms, stats +72 ms). The window
 # opens once the probe has had SETTLE_S to catch up; calls due before it are not counted.
 SETTLE_S = 1.0
-STALL_MS = 10  # latency-monitor-threshold: server events at least this long are reported
+# --repeat: an operation's idle window lasts as long as the operation did the time before
+# (at least --idle-seconds), so both p99 are taken over about as many probe calls
+IDLE_MAX_S = 30.0
 
 
 async def server_stall(r: Any) -> tuple[float, str]:
@@ -98,78 +120,7 @@ async def server_stall(r: Any) -> tuple[float, str]:
     return max(events, default=(0.0, "-"))
 
 
-@dataclasses.dataclass
-class Row:
-    label: str
-    samples: list[float]  # probe latencies, ms (from the time each call was due)
-    calls: list[float]  # the same calls' own round trips, ms (lateness left out)
-    longest_ms: float  # longest command of the operation (not the probe's)
-    longest_name: str
-    over_budget: int  # the operation's commands over BUDGET_MS
-    commands: int
-    seconds: float
-    server_cpu: float  # redis-server's main-thread CPU seconds during the operation
-    op_cpu: float  # the operation's own process CPU seconds
-    waits: tuple[float, float]  # seconds the probe / redis-server waited for a CPU (runqueue)
-    stall: tuple[float, str] = (0.0, "-")  # the server's longest latency event (LATENCY), ms
-
-
-# -- the operations ------------------------------------------------------------------------
-
-
-def cli(*args: str) -> list[str]:
-    return [str(BIN / "echoes-ops"), *args]
-
-
-def run_cli(cmd: list[str], env: dict[str, str]) -> float:
-    """Run ``cmd`` (behind ``ECHOES_IMPACT_WRAP``, an experiment's command prefix such as
-    ``nice -n 19`` or ``taskset -c 1``); return the CPU seconds it used."""
-    wrap = env.get("ECHOES_IMPACT_WRAP", "").split()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([*wrap, *cmd], env=env, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode not in (0, 1):  # doctor exits 1 on a failed check: still measured
-        raise SystemExit(f"{' '.join(cmd[1:])} exited {done.returncode}: {done.stderr.strip()}")
-    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-
-
-def dashboard_polls(url: str, cycles: int) -> float:
-    """The dashboard's polls (snapshot, tier census, drift), ``cycles`` times, through the
-    source the dashboard's poller calls; the CPU seconds this thread used."""
-    from echoes_ops.tui.source import RedisSource
-
-    async def go() -> None:
-        source = RedisSource(Settings.from_dsn(url), read_only=True)
-        try:
-            await source.open()
-            for _ in range(cycles):
-                await source.snapshot()
-                await source.tier()
-                await source.drift()
-        finally:
-            await source.close()
-
-    started = time.thread_time()
-    asyncio.run(go())
-    return time.thread_time() - started
-
-
-def routine_change(world: Any, folder: Path, entries: int) -> None:
-    """The same world with ``entries`` items renamed, written to ``folder``."""
-    items = dict(world.items)
-    for item_id in list(items)[:entries]:
-        items[item_id] = dataclasses.replace(items[item_id], name=items[item_id].name + " (mk2)")
-    write_yaml(dataclasses.replace(world, items=items), folder)
-
-
 # -- the run -------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def load() -> str:
@@ -206,29 +157,30 @@ async def seed_postgres(dsn: str, characters: int) -> None:
     )
 
 
-def operations(
-    args: argparse.Namespace, work: Path, url: str, env: dict[str, str]
-) -> list[tuple[str, Any]]:
+def operations(args: argparse.Namespace, work: Path, url: str, env: dict[str, str]) -> list[Op]:
     world = make_world(args.items, args.world_locations)
     first, changed = work / "world", work / "world-changed"
     write_yaml(world, first)
     routine_change(world, changed, 10)
-    ops: list[tuple[str, Any]] = [
-        (
+    ops: list[Op] = [
+        Op(
             "preload, first load",
             lambda: run_cli(cli("preload", "--gamedata", str(first), "-y"), env),
+            wipe_static,
         ),
-        (
+        Op(
             "preload, 10 entries changed",
             lambda: run_cli(cli("preload", "--gamedata", str(changed), "-y"), env),
+            loaded(first, env),
         ),
         # the stepped writer for a live tier (#16 item 2): the 10 entries changed back, then
         # every key rewritten (as much as a first load writes), each step inside the budget
-        (
+        Op(
             "preload --online, 10 changed",
             lambda: run_cli(cli("preload", "--online", "--gamedata", str(first), "-y"), env),
+            loaded(changed, env),
         ),
-        (
+        Op(
             "preload --online --force",
             lambda: run_cli(
                 cli("preload", "--online", "--force", "--gamedata", str(first), "-y"), env
@@ -237,23 +189,24 @@ def operations(
     ]
     if args.characters:
         ops.append(
-            (
+            Op(
                 f"warmup ({args.characters:,} characters)",
                 lambda: run_cli(
                     cli("warmup", "--what", "sessions,inventories", "--active-within", "600"), env
                 ),
+                unwarm(args.characters),
             )
         )
     ops += [
-        (
+        Op(
             "sessions list --stale 300",
             lambda: run_cli(cli("sessions", "list", "--stale", "300", "--json"), env),
         ),
-        ("reconcile (dry run)", lambda: run_cli(cli("reconcile", "--json"), env)),
-        ("stats", lambda: run_cli(cli("stats", "--json"), env)),
-        ("doctor", lambda: run_cli(cli("doctor", "--json", "--gamedata", str(changed)), env)),
-        ("dashboard polls", lambda: dashboard_polls(url, args.poll_cycles)),
-        (
+        Op("reconcile (dry run)", lambda: run_cli(cli("reconcile", "--json"), env)),
+        Op("stats", lambda: run_cli(cli("stats", "--json"), env)),
+        Op("doctor", lambda: run_cli(cli("doctor", "--json", "--gamedata", str(changed)), env)),
+        Op("dashboard polls", lambda: dashboard_polls(url, args.poll_cycles)),
+        Op(
             f"simulate ({args.sim_players} players)",
             lambda: run_cli(
                 cli(
@@ -275,19 +228,85 @@ def operations(
     ]
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        ops = [op for op in ops if any(op[0].startswith(w) for w in wanted)]
+        ops = [op for op in ops if any(op.label.startswith(w) for w in wanted)]
+    if args.wrap:  # an experiment: each CLI operation again behind each command prefix
+        ops = [
+            Op(f"{op.label} [{wrap}]" if wrap else op.label, _wrapped(op.run, env, wrap), op.setup)
+            for op in ops
+            for wrap in ["", *args.wrap]
+            if not wrap or not op.label.startswith("dashboard")  # in-process: nothing to wrap
+        ]
     return ops
 
 
+class Windows:
+    """Measures windows of the probe's calls against one server (see :meth:`window`)."""
+
+    def __init__(self, r: Any, pids: tuple[int, int], idle_seconds: float) -> None:
+        self.r = r
+        self.pids = pids
+        self.idle_seconds = idle_seconds
+        # (label, start, end, longest, server CPU, op CPU, run-queue waits, stall, round, idle)
+        self.taken: list[tuple[Any, ...]] = []
+
+    async def window(
+        self, op: Op | None, round_: int, idle: int | None, seconds: float = 0.0
+    ) -> int:
+        """One window (``op`` None: the probe alone for ``seconds``, at least
+        ``idle_seconds``), opened ``SETTLE_S`` after the SLOWLOG's reset; its index.
+        ``idle``: the index of the idle window it is compared with."""
+        r = self.r
+        await slowlog_reset(r)
+        await asyncio.sleep(SETTLE_S)  # the probe catches up on the reset's stall
+        await r.execute_command("LATENCY", "RESET")
+        started, cpu, waits = time.time(), await server_cpu(r), runqueue_waits(self.pids)
+        if op is None:
+            await asyncio.sleep(max(seconds, self.idle_seconds))  # the probe plays alone
+            op_cpu = 0.0
+        else:
+            op_cpu = await asyncio.to_thread(op.run)
+        ended = time.time()
+        stall = await server_stall(r)  # before the SLOWLOG read below adds its own
+        spent = await server_cpu(r) - cpu
+        waited = tuple(b - a for a, b in zip(waits, runqueue_waits(self.pids), strict=True))
+        longest = await longest_commands(r, {PROBE_WORKER}) if op else (0.0, "-", 0, 0)
+        label = op.label if op else "idle (probe alone)"
+        self.taken.append(
+            (label, started, ended, longest, spent, op_cpu, waited, stall, round_, idle)
+        )
+        print(f"  {label} #{round_}: {ended - started:.1f} s  ({load()})", flush=True)
+        return len(self.taken) - 1
+
+    def rows(self, samples: list[tuple[float, float, float]]) -> list[Row]:
+        rows: list[Row] = []
+        for label, start, end, top, used, op_cpu, waited, stall, round_, idle in self.taken:
+            within = [(ms, call) for at, ms, call in samples if start <= at <= end]
+            rows.append(
+                Row(
+                    label,
+                    [ms for ms, _ in within],
+                    [call for _, call in within],
+                    top[0],
+                    top[1],
+                    top[2],
+                    top[3],
+                    end - start,
+                    used,
+                    op_cpu,
+                    waited,
+                    stall,
+                    idle=None if idle is None else rows[idle],
+                    round=round_,
+                )
+            )
+        return rows
+
+
 async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str, str]) -> list[Row]:
+    """One idle window, then each operation's (``--repeat 1``); or ``--repeat N`` rounds in
+    each of which every operation's window follows an idle window of its own, so that each
+    is compared with the probe's p99 of the minutes around it."""
     ops = operations(args, work, url, env)
-    if args.wrap:  # an experiment: each CLI operation again behind each command prefix
-        ops = [
-            (f"{label} [{wrap}]" if wrap else label, _wrapped(run, env, wrap))
-            for label, run in ops
-            for wrap in ["", *args.wrap]
-            if not wrap or not label.startswith("dashboard")  # in-process: nothing to wrap
-        ]
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     receive, send = ctx.Pipe(duplex=False)
@@ -295,63 +314,27 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
     probe.start()
     if not ready.wait(60):
         raise SystemExit("the probe did not start")
-    windows: list[Any] = []
-    exclude = {PROBE_WORKER}
     async with open_redis(Settings.from_dsn(url).redis_target(), socket_timeout=300) as r:
         pids = (probe.pid or 0, int((await r.info("server"))["process_id"]))
-        await slowlog_reset(r)
-        started, cpu, waits = time.time(), await server_cpu(r), runqueue_waits(pids)
-        time.sleep(args.idle_seconds)  # the probe plays alone
-        spent = await server_cpu(r) - cpu
-        waited = tuple(b - a for a, b in zip(waits, runqueue_waits(pids), strict=True))
-        windows.append(
-            (
-                "idle (probe alone)",
-                started,
-                time.time(),
-                (0.0, "-", 0, 0),
-                spent,
-                0,
-                waited,
-                (0.0, "-"),
-            )
-        )
-        for label, run in ops:
-            await slowlog_reset(r)
-            await asyncio.sleep(SETTLE_S)  # the probe catches up on the reset's stall
-            await r.execute_command("LATENCY", "RESET")
-            started, cpu, waits = time.time(), await server_cpu(r), runqueue_waits(pids)
-            op_cpu = await asyncio.to_thread(run)
-            ended = time.time()
-            stall = await server_stall(r)  # before the SLOWLOG read below adds its own
-            spent = await server_cpu(r) - cpu
-            waited = tuple(b - a for a, b in zip(waits, runqueue_waits(pids), strict=True))
-            longest = await longest_commands(r, exclude)
-            windows.append((label, started, ended, longest, spent, op_cpu, waited, stall))
-            print(f"  {label}: {ended - started:.1f} s  ({load()})", flush=True)
+        windows = Windows(r, pids, args.idle_seconds)
+        idle = None if args.repeat > 1 else await windows.window(None, 1, None)
+        took: dict[str, float] = {}  # each operation's last wall time
+        for round_ in range(1, args.repeat + 1):
+            for op in ops:
+                if op.setup is not None:
+                    await op.setup(r)
+                paired = idle
+                if args.repeat > 1:
+                    # as long as the operation took last time (a p99 of as many calls),
+                    # IDLE_MAX_S at most
+                    length = min(took.get(op.label, 0.0), IDLE_MAX_S)
+                    paired = await windows.window(None, round_, None, length)
+                at = await windows.window(op, round_, paired)
+                took[op.label] = windows.taken[at][2] - windows.taken[at][1]
     stop.set()
     samples = receive.recv()
     probe.join(30)
-    rows = []
-    for label, start, end, (top, name, over, count), used, op_cpu, waited, stall in windows:
-        within = [(ms, call) for at, ms, call in samples if start <= at <= end]
-        rows.append(
-            Row(
-                label,
-                [ms for ms, _ in within],
-                [call for _, call in within],
-                top,
-                name,
-                over,
-                count,
-                end - start,
-                used,
-                op_cpu,
-                waited,
-                stall,
-            )
-        )
-    return rows
+    return windows.rows(samples)
 
 
 def _wrapped(run: Any, env: dict[str, str], wrap: str) -> Any:
@@ -363,42 +346,6 @@ def _wrapped(run: Any, env: dict[str, str], wrap: str) -> Any:
             env["ECHOES_IMPACT_WRAP"] = ""
 
     return go
-
-
-def report(rows: list[Row]) -> None:
-    idle_p99 = percentile(rows[0].samples, 0.99)
-    print(
-        f"\n{'operation':<34}{'secs':>6}{'calls':>6}{'p50 ms':>7}{'p99 ms':>8}{'Δp99':>8}"
-        f"{'max ms':>8}{'call p99':>9}{'srv%':>5}{'op%':>5}{'rq p':>5}{'rq s':>5}"
-        f"{'longest cmd':>16}{'>1ms':>6}{'srv stall':>18}"
-    )
-    for row in rows:
-        p50 = statistics.median(row.samples) if row.samples else float("nan")
-        p99 = percentile(row.samples, 0.99)
-        top = max(row.samples) if row.samples else float("nan")
-        longest = f"{row.longest_ms:.2f} {row.longest_name}" if row.commands else "-"
-        print(
-            f"{row.label:<34}{row.seconds:>6.1f}{len(row.samples):>6}{p50:>7.2f}{p99:>8.2f}"
-            f"{p99 - idle_p99:>+8.2f}{top:>8.2f}{percentile(row.calls, 0.99):>9.2f}"
-            f"{100 * row.server_cpu / row.seconds:>5.0f}{100 * row.op_cpu / row.seconds:>5.0f}"
-            f"{100 * row.waits[0] / row.seconds:>5.1f}{100 * row.waits[1] / row.seconds:>5.1f}"
-            f"{longest:>16}{row.over_budget:>6}"
-            f"{(f'{row.stall[0]:.0f} {row.stall[1]}' if row.stall[0] else '-'):>18}"
-        )
-    print(
-        f"\nbudget: the probe's p99 within {BUDGET_MS:.0f} ms of idle (Δp99), every command of "
-        "ours at most 1 ms p99 / 2 ms max (longest cmd, >1ms counts ours over 1 ms).\n"
-        "p50/p99/max count from the time each probe call was due (a stall delays the calls "
-        "behind it); call p99 is the calls' own round trips. srv% is redis-server's CPU, op% "
-        "the operation's process CPU, rq p / rq s the share of the wall time the probe / "
-        "redis-server spent runnable but waiting for a CPU (schedstat), in %. srv stall is "
-        f"the server's longest latency event of at least {STALL_MS} ms (LATENCY LATEST: a "
-        "command, inner script calls included, an expire cycle, ...).\n"
-        "simulate is the reference load: the game itself (its workers' commands), not an "
-        "echoes-ops operation. The first-load and --force preload's atomic EXEC is the "
-        "documented exception to the budget (preload --online is the stepped writer for a "
-        "live tier)."
-    )
 
 
 def main() -> None:
@@ -416,6 +363,13 @@ def main() -> None:
     parser.add_argument("--sim-players", type=int, default=1000)
     parser.add_argument("--sim-seconds", type=int, default=15)
     parser.add_argument("--only", help="comma-separated operation prefixes (idle always runs)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every operation N times, each window after an idle window of its own, and "
+        "report per operation the median of its Δp99 against them and their spread",
+    )
     parser.add_argument(
         "--wrap",
         action="append",
@@ -456,6 +410,7 @@ def main() -> None:
             asyncio.run(build_tier(server.url, args))
             rows = asyncio.run(measure(args, work, server.url, env))
             report(rows)
+            report_summary(rows)
         finally:
             server.stop()
             if pg is not None:
