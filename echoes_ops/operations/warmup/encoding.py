@@ -171,6 +171,17 @@ class CharacterColumns:
         return cls(index[ID_COLUMN], index[STAMP_COLUMN], tuple(fields), ignored)
 
 
+# A player's keys in the wire protocol ($<length>\r\n<key>\r\n each), formatted from the
+# contract's key formats with the character id: a key is its format's length less the two
+# characters of "%d", plus the id's digits.
+_PAIR_KEYS = (
+    "$%d\r\n" + keys.SESSION_KEY_FORMAT + "\r\n$%d\r\n" + keys.INVENTORY_KEY_FORMAT + "\r\n"
+).encode()
+_SESSION_KEY = ("$%d\r\n" + keys.SESSION_KEY_FORMAT + "\r\n").encode()
+_SESSION_BASE = len(keys.SESSION_KEY_FORMAT) - 2
+_INVENTORY_BASE = len(keys.INVENTORY_KEY_FORMAT) - 2
+
+
 @dataclass
 class Batch:
     characters: list[Any]
@@ -324,7 +335,9 @@ def encode_rows(
     no_rows: list[str] = []
     session_format, inventory_format = keys.SESSION_KEY_FORMAT, keys.INVENTORY_KEY_FORMAT
     pairs = encoded.keys_per_player == 2
-    keys_per_player, packed, pack = encoded.keys_per_player, encoded.packed, _pack
+    packed, pack = encoded.packed, _pack
+    pair_keys, session_key = _PAIR_KEYS, _SESSION_KEY
+    session_base, inventory_base = _SESSION_BASE, _INVENTORY_BASE
     add_key_blob, add_arg_blob = encoded.key_blobs.append, encoded.arg_blobs.append
     add_count = encoded.arg_counts.append
     # integer fields take a fast path for int values (most of them)
@@ -358,22 +371,20 @@ def encode_rows(
         seen.add(cid)
         ids.append(cid)
         if packed:
-            # the player's keys and arguments in RESP at once (one C call), then split
-            session = session_format % cid
-            head = len(session) + len(str(len(session))) + 5  # $<len>\r\n<key>\r\n
+            # the keys in RESP from one template (no packing), the arguments packed at once
+            # (one C call) less their array header
+            digits = len(str(cid))
             if pairs:
-                inventory = inventory_format % cid
+                add_key_blob(pair_keys % (session_base + digits, cid, inventory_base + digits, cid))
                 items = owned.get(cid, no_rows)
-                n = len(values) + len(items) + 3
-                blob = pack((session, inventory, *values, str(len(items)), *items))
-                head += len(inventory) + len(str(len(inventory))) + 5
+                n = len(values) + len(items) + 1
+                blob = pack((*values, str(len(items)), *items))
             else:
-                n = len(values) + 1
-                blob = pack((session, *values))
-            head_at = len(str(n)) + 3  # *<n>\r\n
-            add_key_blob(blob[head_at : head_at + head])
-            add_arg_blob(blob[head_at + head :])
-            add_count(n - keys_per_player)
+                add_key_blob(session_key % (session_base + digits, cid))
+                n = len(values)
+                blob = pack(tuple(values))
+            add_arg_blob(blob[len(str(n)) + 3 :])  # *<n>\r\n
+            add_count(n)
             continue
         starts.append(len(args))
         add_key(session_format % cid)
