@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-from impact_probe import BUDGET_MS
+from benchmarks.impact_probe import BUDGET_MS
 
 STALL_MS = 10  # latency-monitor-threshold: server events at least this long are reported
 
