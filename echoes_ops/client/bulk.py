@@ -105,6 +105,7 @@ async def bulk(
     stop: Callable[[], bool] | None = None,
     pacer: Pacer | None = None,
     looks: list[int] | None = None,
+    pacers: dict[str, Pacer] | None = None,
 ) -> list[Any]:
     """Send ``commands`` and return their raw replies, in order.
 
@@ -117,13 +118,23 @@ async def bulk(
     (client/pacing.PacedLine: while others use the server it stays idle between chunks, the
     chunk's round trip standing for its server time; a quiet tier's at full speed; ``pacer``, on
     one server, else one per server at its client's duty cycle; a ``pacer`` given paces a pass
-    of several calls, so the gap after the last chunk is kept too). ``stop`` is asked before each chunk is sent: when it says so, the
+    of several calls, so the gap after the last chunk is kept too; on a cluster ``pacers``,
+    by node name, does the same for a pass of several calls: each node's pacer is taken from
+    it, or made and put there, so a later call goes on at the pace its looks found instead of
+    a new pacer's, which paces until its second look). ``stop`` is asked before each chunk is sent: when it says so, the
         connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
         and :class:`Interrupted` is raised; what was sent before has been sent.
     """
     if isinstance(r, RedisCluster):
         replies = await _bulk_cluster(
-            r, commands, chunk=chunk, stepped=stepped, progress=progress, stop=stop, looks=looks
+            r,
+            commands,
+            chunk=chunk,
+            stepped=stepped,
+            progress=progress,
+            stop=stop,
+            looks=looks,
+            pacers=pacers,
         )
     else:
         replies = await _bulk_one(
@@ -345,6 +356,7 @@ async def _bulk_cluster(
     progress: Callable[[int, int], None] | None,
     stop: Callable[[], bool] | None,
     looks: list[int] | None = None,
+    pacers: dict[str, Pacer] | None = None,
 ) -> list[Any]:
     """Every reply, in order, on a cluster: each command (or MULTI block) goes to the primary
     that owns its first key's slot; each node's share streams on that node's own connection,
@@ -375,13 +387,20 @@ async def _bulk_cluster(
             counted(sent - last[0], total)
             last[0] = sent
 
+        client = node_client(r, node)
+        pacer = None
+        if pacers is not None and stepped:
+            if node.name not in pacers:
+                pacers[node.name] = pacer_of(client)
+            pacer = pacers[node.name]
         return await _bulk_one(
-            node_client(r, node),
+            client,
             [commands[i] for i in indexes],
             chunk=chunk,
             stepped=stepped,
             progress=step,
             stop=stop,
+            pacer=pacer,
             looks=looks,
         )
 

@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command, StepConnection, bulk, reloading
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.pacing import Pacer
 from echoes_ops.client.postgres import connect_postgres, target_of
 from echoes_ops.contract import codec, keys, scripts_warmup
 from echoes_ops.errors import BusyError, ConfigError, OpsError, PostgresError
@@ -269,9 +270,13 @@ async def _players(
 
         scripts = (scripts_warmup.WARMUP_PLAYERS,)
 
+        pacers: dict[str, Pacer] = {}  # cluster: each node's pacing, for the whole run
+
         async def run(commands: list[Command], per_step: int) -> list[Any]:
             async def stepped(calls: Sequence[Command]) -> list[Any]:
-                return await bulk(r, calls, chunk=per_step, stepped=True, raise_on_error=False)
+                return await bulk(
+                    r, calls, chunk=per_step, stepped=True, raise_on_error=False, pacers=pacers
+                )
 
             return _raised(await reloading(r, scripts, stepped, commands))
 
