@@ -1,7 +1,7 @@
 """Warmup throughput: ``echoes-ops warmup`` against the naive approach, in the same run.
 
 Run:  .venv/bin/python -m benchmarks.warmup [--characters 100000] [--runs 3]
-      [--with-naive-inventories] [--phases] [--memory] [--server-split]
+      [--with-naive-inventories] [--phases] [--memory] [--server-split] [--client-split]
 
 Starts a private PostgreSQL and a private redis-server in a temporary folder, seeds the
 reference schema with ``--characters`` characters (2-8 inventory rows each, all active in
@@ -25,7 +25,9 @@ commandstats) and accounts the CPU of one pipelined run per process (this one, f
 ``time.process_time``; redis-server, from INFO cpu; the PostgreSQL cluster's processes,
 from /proc) to show where the time goes; ``--memory`` compares the peak Python memory
 (tracemalloc) of a streamed warmup with fetching every row at once; ``--server-split``
-shows where the server's time per character goes (``benchmarks/warmup_server.py``).
+shows where the server's time per character goes (``benchmarks/warmup_server.py``),
+``--client-split`` where this process's and PostgreSQL's goes, each stage alone
+(``benchmarks/warmup_client.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 
+from benchmarks.warmup_client import client_split
 from benchmarks.warmup_server import phases, server_split
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
@@ -438,6 +441,8 @@ async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> N
             await memory(r, pg_url)
         if args.server_split:
             await server_split(r, pg_url, WINDOW, step=args.step, rounds=args.split_rounds)
+        if args.client_split:
+            await client_split(r, pg_url, WINDOW, rounds=args.split_rounds)
     print(f"load average after: {load_average()}")
 
 
@@ -459,6 +464,12 @@ def main() -> None:
         help="where the server's time per character goes: the script's calls, the same "
         "arguments to a script doing nothing, the same writes as plain commands "
         "(benchmarks/warmup_server.py)",
+    )
+    parser.add_argument(
+        "--client-split",
+        action="store_true",
+        help="where this process's and PostgreSQL's CPU per character goes: each stage of a "
+        "first fill alone (benchmarks/warmup_client.py)",
     )
     parser.add_argument("--step", type=int, default=20, help="players per call (--server-split)")
     parser.add_argument("--split-rounds", type=int, default=3)
