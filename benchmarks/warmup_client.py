@@ -7,8 +7,9 @@ measured by CPU time (the least of the rounds, with the median): this process's
 backend, found with ``pg_backend_pid()``):
 
 - reading: the characters cursor's pages (``BATCH_SIZE`` rows each), each batch's
-  inventory query (the rows as JSON, grouped per character by PostgreSQL), and the
-  grouping in this process (splitting each character's rows), each timed apart;
+  inventory query (the rows as JSON, grouped per character by PostgreSQL, packed in the wire
+  protocol in a UTF-8 database), and what this process does with each character's rows
+  (the packed rows encoded to bytes; else split), each timed apart;
 - encoding: ``encode_rows`` over the batches, packed for one server (``encode_yielding``'s
   slices, without its turns of the event loop);
 - writing: the packed calls sent in warmup's steps (``write_stepwise`` over a
@@ -55,7 +56,7 @@ from echoes_ops.operations.warmup.writer import write_stepwise
 STAGES = (
     "characters query (cursor pages)",
     "inventory query (JSON, grouped)",
-    "grouping the inventory rows",
+    "taking the inventory rows",
     "encoding (packed)",
     "writing the calls (client)",
 )
@@ -73,11 +74,13 @@ async def _read(conn: asyncpg.Connection, window: int) -> tuple[Source, list[Any
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
         " SET LOCAL max_parallel_workers_per_gather = 0"
     )
-    source = await prepare(conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, window)
+    source = await prepare(
+        conn, "bench", DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY, window, packed=True
+    )
     assert source.inventory is not None
     cursor = await source.characters.cursor(*source.characters_args)
     spent = {stage: [0.0, 0.0] for stage in STAGES[:3]}  # stage -> [this process, PostgreSQL]
-    batches: list[tuple[list[Any], dict[int, list[str]]]] = []
+    batches: list[tuple[list[Any], Any]] = []
     while True:
         py, pg = time.process_time(), _backend_cpu(pid)
         rows = await cursor.fetch(BATCH_SIZE)
@@ -90,7 +93,10 @@ async def _read(conn: asyncpg.Connection, window: int) -> tuple[Source, list[Any
         spent[STAGES[1]][0] += time.process_time() - py
         spent[STAGES[1]][1] += _backend_cpu(pid) - pg
         py = time.process_time()
-        owned = {owner: joined.split(ITEM_SEPARATOR) for owner, joined in grouped}
+        if source.packed:  # one server, a UTF-8 database: the rows come packed
+            owned: Any = {record[0]: (record[1], record[2].encode()) for record in grouped}
+        else:
+            owned = {owner: joined.split(ITEM_SEPARATOR) for owner, joined in grouped}
         spent[STAGES[2]][0] += time.process_time() - py
         batches.append((rows, owned))
     await conn.execute("ROLLBACK")
@@ -106,10 +112,11 @@ def _encode(source: Source, batches: list[Any], max_epoch: float) -> list[Encode
             encode_rows(
                 item,
                 rows[start : start + ENCODE_SLICE],
-                owned,
+                {} if source.packed else owned,
                 source.columns,
                 report,
                 max_epoch=max_epoch,
+                packed_owned=owned if source.packed else None,
             )
         encoded.append(item)
     return encoded

@@ -185,8 +185,11 @@ _INVENTORY_BASE = len(keys.INVENTORY_KEY_FORMAT) - 2
 @dataclass
 class Batch:
     characters: list[Any]
-    inventory: dict[int, list[str]]
+    inventory: dict[int, list[str]]  # each character's rows as JSON texts
     inventory_rows: int
+    # or (one server) their count and the rows in the wire protocol, one $<len>\r\n<json>\r\n
+    # each (queries.INVENTORY_PACKED_WRAPPER)
+    packed_inventory: dict[int, tuple[int, bytes]] | None = None
 
 
 # -- building script calls ----------------------------------------------------------------
@@ -318,9 +321,11 @@ def encode_rows(
     report: WarmupReport,
     *,
     max_epoch: float,
+    packed_owned: dict[int, tuple[int, bytes]] | None = None,
 ) -> None:
     """Append ``rows`` (of the characters query) to ``encoded`` as ``WARMUP_PLAYERS``
-    arguments: the row's time and its field values, then (mode pairs) the inventory rows.
+    arguments: the row's time and its field values, then (mode pairs) the inventory rows,
+    from ``owned`` or, packed and already in the wire protocol, ``packed_owned``.
     Invalid rows are counted in ``report`` and left out."""
     id_index, stamp_index = columns.id_index, columns.stamp_index
     min_epoch, text_of = codec.MIN_PLAUSIBLE_EPOCH, float_text
@@ -333,6 +338,7 @@ def encode_rows(
     )
     add_key, add_arg, add_args = encoded.keys.append, args.append, args.extend
     no_rows: list[str] = []
+    no_packed: tuple[int, bytes] = (0, b"")
     session_format, inventory_format = keys.SESSION_KEY_FORMAT, keys.INVENTORY_KEY_FORMAT
     pairs = encoded.keys_per_player == 2
     packed, pack = encoded.packed, _pack
@@ -376,6 +382,14 @@ def encode_rows(
             digits = len(str(cid))
             if pairs:
                 add_key_blob(pair_keys % (session_base + digits, cid, inventory_base + digits, cid))
+                if packed_owned is not None:
+                    # the rows come packed: the count ends the packed arguments
+                    m, tail = packed_owned.get(cid, no_packed)
+                    n = len(values) + 1
+                    blob = pack((*values, str(m)))
+                    add_arg_blob(blob[len(str(n)) + 3 :] + tail)
+                    add_count(n + m)
+                    continue
                 items = owned.get(cid, no_rows)
                 n = len(values) + len(items) + 1
                 blob = pack((*values, str(len(items)), *items))
@@ -424,6 +438,7 @@ async def encode_yielding(
             columns,
             report,
             max_epoch=max_epoch,
+            packed_owned=batch.packed_inventory if packed else None,
         )
         await asyncio.sleep(0)
     return encoded

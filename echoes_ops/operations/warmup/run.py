@@ -138,6 +138,7 @@ async def warmup(
                 characters_query or DEFAULT_CHARACTERS_QUERY,
                 (inventory_query or DEFAULT_INVENTORY_QUERY) if do_inventories else None,
                 active_within,
+                packed=not isinstance(r, RedisCluster),
             )
             report.ignored_columns = list(source.columns.ignored)
         handle = None
