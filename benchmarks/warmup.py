@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python -m benchmarks.warmup [--characters 100000] [--runs 3]
       [--with-naive-inventories] [--phases] [--memory] [--server-split] [--client-split]
+      [--instructions]
 
 Starts a private PostgreSQL and a private redis-server in a temporary folder, seeds the
 reference schema with ``--characters`` characters (2-8 inventory rows each, all active in
@@ -27,7 +28,9 @@ from /proc) to show where the time goes; ``--memory`` compares the peak Python m
 (tracemalloc) of a streamed warmup with fetching every row at once; ``--server-split``
 shows where the server's time per character goes (``benchmarks/warmup_server.py``),
 ``--client-split`` where this process's and PostgreSQL's goes, each stage alone
-(``benchmarks/warmup_client.py``).
+(``benchmarks/warmup_client.py``); ``--instructions`` counts the server split in
+instructions on a redis-server under callgrind (``benchmarks/warmup_instructions.py``:
+figures that do not move with the machine's load).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 
 from benchmarks.warmup_client import client_split
+from benchmarks.warmup_instructions import CallgrindServer
 from benchmarks.warmup_server import phases, server_split
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
@@ -443,7 +447,21 @@ async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> N
             await server_split(r, pg_url, WINDOW, step=args.step, rounds=args.split_rounds)
         if args.client_split:
             await client_split(r, pg_url, WINDOW, rounds=args.split_rounds)
+        if args.instructions:
+            await instructions(pg_url, args.step)
     print(f"load average after: {load_average()}")
+
+
+async def instructions(pg_url: str, step: int) -> None:
+    """The server split counted in instructions, on a redis-server under callgrind."""
+    with tempfile.TemporaryDirectory(prefix="echoes-callgrind-") as where:
+        counter = CallgrindServer(Path(where))
+        counter.start()
+        try:
+            async with open_redis(bench_settings(counter.url).redis_target()) as r:
+                await server_split(r, pg_url, WINDOW, step=step, rounds=1, counter=counter)
+        finally:
+            counter.stop(timeout=60.0)
 
 
 def load_average() -> str:
@@ -470,6 +488,12 @@ def main() -> None:
         action="store_true",
         help="where this process's and PostgreSQL's CPU per character goes: each stage of a "
         "first fill alone (benchmarks/warmup_client.py)",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="the server split's ways counted in instructions, on a redis-server under "
+        "valgrind's callgrind (benchmarks/warmup_instructions.py; use --characters 3000)",
     )
     parser.add_argument("--step", type=int, default=20, help="players per call (--server-split)")
     parser.add_argument("--split-rounds", type=int, default=3)

@@ -12,7 +12,14 @@ figures (the main thread's CPU time from ``INFO cpu``, and ``INFO commandstats``
   keys and arguments into Lua costs (reading them off the socket, the ``ARGV`` table);
 - ``plain commands``: the writes of a first fill without Lua, pipelined: ``HSET`` (the
   session's fields), ``EXPIRE``, ``RPUSH`` (the inventory rows), ``EXPIRE`` per character:
-  the floor for writing what the contract asks, compare and atomicity left out.
+  the floor for writing what the contract asks, compare and atomicity left out;
+- ``the same in WATCH/EXISTS + MULTI/EXEC``: those writes in transactions of two calls'
+  players, each checked by WATCH and EXISTS first: an alternative for the first fill that
+  was measured and not adopted (``benchmarks/warmup_firstfill.py``).
+
+With ``--instructions`` the same ways go to a second redis-server under callgrind, and the
+instructions it executes per character are printed instead (``benchmarks/
+warmup_instructions.py``: figures that do not move with the machine's load).
 
 Each way runs ``--split-rounds`` times, interleaved; the least CPU of the rounds is shown
 (on a shared machine the CPU time of the same work rises with the load), with the median.
@@ -30,6 +37,8 @@ from typing import Any
 import asyncpg
 import hiredis
 
+from benchmarks.warmup_firstfill import Transactions, first_fill
+from benchmarks.warmup_instructions import CallgrindServer, counted
 from echoes_ops.client.bulk import Command, StepConnection, bulk
 from echoes_ops.contract import codec, keys, scripts_warmup
 from echoes_ops.operations.warmup import DEFAULT_CHARACTERS_QUERY, DEFAULT_INVENTORY_QUERY
@@ -78,11 +87,13 @@ def header_of(columns: CharacterColumns, measure: str = "0") -> tuple[str, ...]:
     )
 
 
-def encode_all(columns: CharacterColumns, batches: list[Batch]) -> list[Encoded]:
+def encode_all(
+    columns: CharacterColumns, batches: list[Batch], *, packed: bool = False
+) -> list[Encoded]:
     report = WarmupReport(False, ["sessions", "inventories"], 1, time.time())
     encoded = []
     for batch in batches:
-        item = Encoded(2)
+        item = Encoded(2, packed=packed)
         encode_rows(
             item,
             batch.characters,
@@ -173,6 +184,7 @@ async def _main_thread_cpu(r: Any) -> float:
 
 SCRIPT_STATS = ("evalsha",)  # a script's own commands are counted in it and on their own
 PLAIN_STATS = ("hset", "expire", "rpush")
+FILL_STATS = ("watch", "exists", "exec")  # EXEC's time holds the time of its commands
 
 
 async def _measured(
@@ -198,33 +210,49 @@ async def _stepped(r: Any, calls: list[Command]) -> None:
                     raise reply
 
 
-async def _round(
+Way = tuple[str, Callable[[], Awaitable[None]], tuple[str, ...], bool]
+Measure = Callable[[Callable[[], Awaitable[None]], tuple[str, ...]], Awaitable[tuple[float, float]]]
+
+
+def _ways(
     r: Any,
-    ways: dict[str, list[tuple[float, float]]],
     warm_calls: list[Command],
     nothing_calls: list[Command],
     plain: list[Command],
     step: int,
-) -> None:
-    """Each way once, from an empty Redis (the unchanged run after the first fill)."""
+    transactions: tuple[Transactions, list[Encoded]],
+) -> list[Way]:
+    """Each way: its label, what it sends, the commandstats it is counted in, and whether
+    it starts from an empty Redis (the unchanged run follows the first fill)."""
 
     async def pipelined() -> None:
         await bulk(r, plain, chunk=4 * step)
 
-    measured = [
+    async def in_transactions() -> None:
+        await first_fill(r, transactions[0], transactions[1], 2 * step)
+
+    return [
         ("script, first fill", lambda: _stepped(r, warm_calls), SCRIPT_STATS, True),
         ("script, unchanged", lambda: _stepped(r, warm_calls), SCRIPT_STATS, False),
         ("arguments only (a script doing nothing)", lambda: _stepped(r, nothing_calls),
          SCRIPT_STATS, True),
         ("plain commands, no Lua (HSET, EXPIRE, RPUSH, EXPIRE)", pipelined, PLAIN_STATS, True),
+        ("the same in WATCH/EXISTS + MULTI/EXEC (not adopted)", in_transactions, FILL_STATS,
+         True),
     ]  # fmt: skip
-    for label, send, counted, empty in measured:
-        if empty:
-            await r.flushall()
-        ways.setdefault(label, []).append(await _measured(r, send, counted))
 
 
-async def server_split(r: Any, pg_url: str, window: int, *, step: int, rounds: int) -> None:
+async def server_split(
+    r: Any,
+    pg_url: str,
+    window: int,
+    *,
+    step: int,
+    rounds: int,
+    counter: CallgrindServer | None = None,
+) -> None:
+    """The CPU-time split on ``r``; with ``counter`` (a redis-server under callgrind, ``r``
+    its client) the instructions the server executes instead, once per way."""
     conn = await asyncpg.connect(pg_url)
     try:
         columns, batches, _ = await read_batches(conn, window)
@@ -238,24 +266,44 @@ async def server_split(r: Any, pg_url: str, window: int, *, step: int, rounds: i
     warm_calls = [c for item in encoded for c in item.commands(warm_sha, header, step)[0]]
     nothing_calls = [(c[0], nothing_sha, *c[2:]) for c in warm_calls]
     plain = plain_writes(columns, encoded)
+    names = [name for _, name, _ in columns.fields]
+    build = Transactions(names, keys.SESSION_TTL, keys.INVENTORY_TTL)
+    packed = encode_all(columns, batches, packed=True)
+    ways = _ways(r, warm_calls, nothing_calls, plain, step, (build, packed))
 
+    measure: Measure = lambda send, stats: _measured(r, send, stats)  # noqa: E731
+    if counter is not None:
+        server = counter
+
+        async def instructions(
+            send: Callable[[], Awaitable[None]], _: tuple[str, ...]
+        ) -> tuple[float, float]:
+            return float(await counted(server, send)), 0.0
+
+        measure, rounds = instructions, 1
     # no SLOWLOG entries while measuring (each costs the server a copy of the command)
     slowlog = (await r.config_get("slowlog-log-slower-than"))["slowlog-log-slower-than"]
     await r.config_set("slowlog-log-slower-than", -1)
-    ways: dict[str, list[tuple[float, float]]] = {}
+    figures: dict[str, list[tuple[float, float]]] = {}
     try:
         for _ in range(rounds):
-            await _round(r, ways, warm_calls, nothing_calls, plain, step)
+            for label, send, stats, empty in ways:
+                if empty:
+                    await r.flushall()
+                figures.setdefault(label, []).append(await measure(send, stats))
     finally:
         await r.config_set("slowlog-log-slower-than", slowlog)
     await r.flushall()
-    print(
-        f"server time per character ({characters:,} characters, {step} per call, "
-        f"{len(warm_calls):,} calls; least of {rounds} rounds [median]):"
-    )
-    for label, figures in ways.items():
-        cpu = [c / characters * 1e6 for c, _ in figures]
-        usec = [u / characters * 1e6 for _, u in figures]
+    shape = f"{characters:,} characters, {step} per call, {len(warm_calls):,} calls"
+    if counter is not None:
+        print(f"server instructions per character ({shape}; callgrind, one run of each):")
+        for label, ((count, _),) in figures.items():
+            print(f"  {label:55s} {count / characters:9,.0f}")
+        return
+    print(f"server time per character ({shape}; least of {rounds} rounds [median]):")
+    for label, values in figures.items():
+        cpu = [c / characters * 1e6 for c, _ in values]
+        usec = [u / characters * 1e6 for _, u in values]
         print(
             f"  {label:55s} CPU {min(cpu):5.1f} us [{statistics.median(cpu):5.1f}]  "
             f"commands {min(usec):5.1f} us [{statistics.median(usec):5.1f}]"
