@@ -269,7 +269,10 @@ class Windows:
         stall = await server_stall(r)  # before the SLOWLOG read below adds its own
         spent = await server_cpu(r) - cpu
         waited = tuple(b - a for a, b in zip(waits, runqueue_waits(self.pids), strict=True))
-        longest = await longest_commands(r, {PROBE_WORKER}) if op else (0.0, "-", 0, 0)
+        longest = (0.0, "-", 0, 0)
+        if op:
+            top = await longest_commands(r, {PROBE_WORKER})
+            longest = (top.ms, top.name, top.over_budget, top.count)
         label = op.label if op else "idle (probe alone)"
         self.taken.append(
             (label, started, ended, longest, spent, op_cpu, waited, stall, round_, idle)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.impact_holds import Longest, entries, latency_maxima, longest_of_ours, reset_holds
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.contract.session import Session
@@ -79,27 +80,17 @@ async def _probe(url: str, rate: float, ready: Any, stop: Any) -> list[tuple[flo
 
 
 async def slowlog_reset(r: Any) -> None:
+    """A fresh SLOWLOG and fresh latency histograms (INFO latencystats: EXEC's hold)."""
     await r.slowlog_reset()
+    await reset_holds(r)
 
 
-async def longest_commands(r: Any, exclude: set[str]) -> tuple[float, str, int, int]:
-    """(longest ms, its command, how many over the budget, how many) of the commands the
-    SLOWLOG holds, leaving out clients named in ``exclude`` (and the SLOWLOG reads)."""
-    entries = await r.execute_command("SLOWLOG", "GET", SLOWLOG_LEN)
-    longest, name, over, count = 0.0, "-", 0, 0
-    for entry in entries:
-        # [id, time, micros, [args], peer, client name]
-        args = entry[3]
-        command = str(args[0] if args else "?").upper()
-        client = str(entry[5]) if len(entry) > 5 else ""
-        if command == "SLOWLOG" or client in exclude:
-            continue
-        count += 1
-        ms = entry[2] / 1000
-        over += ms > BUDGET_MS
-        if ms > longest:
-            longest, name = ms, command
-    return longest, name, over, count
+async def longest_commands(r: Any, exclude: set[str]) -> Longest:
+    """The longest command of the clients not named in ``exclude``, a transaction's whole
+    EXEC included (benchmarks/impact_holds.py: SLOWLOG never lists EXEC)."""
+    log = entries(await r.execute_command("SLOWLOG", "GET", SLOWLOG_LEN))
+    stats = latency_maxima(await r.info("latencystats"))
+    return longest_of_ours(log, stats, exclude)
 
 
 def runqueue_waits(pids: tuple[int, ...]) -> tuple[float, ...]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from impact_holds import longest_exec, reset_holds
 from inspect_scale import STALE, populate
 
 from echoes_ops.client.connect import open_redis
@@ -99,6 +100,9 @@ async def slow_entries(nodes: list[aioredis.Redis]) -> list[tuple[str, str, floa
             name = _command_name(entry)
             if name != "SLOWLOG":
                 found.append((port, name, entry["duration"] / 1000))
+        exec_ms = await longest_exec(node)  # SLOWLOG never lists EXEC (impact_holds.py)
+        if exec_ms:
+            found.append((port, "EXEC", exec_ms))
     return found
 
 
@@ -149,6 +153,7 @@ async def timed(
     for _ in range(runs):
         for node in nodes:
             await node.slowlog_reset()
+            await reset_holds(node)
         calls0, script0 = await script_stats(nodes)
         wait0, inv0 = sched(pids)
         server0, replica0 = proc_cpu(pids), proc_cpu(others)

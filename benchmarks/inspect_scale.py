@@ -16,7 +16,9 @@ filler keys up to KEYS keys in all. Then times, in the same run:
   HGETALL one key at a time;
 - ``list_locations`` against KEYS + one awaited SCARD per set;
 
-and reads SLOWLOG (threshold 500 us) for the longest single command each approach ran.
+and reads SLOWLOG (threshold 500 us) for the longest single command each approach ran, a
+transaction's whole EXEC included (INFO latencystats: SLOWLOG never lists EXEC, see
+benchmarks/impact_holds.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from impact_holds import longest_exec, reset_holds
 
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import open_redis
@@ -155,6 +160,7 @@ async def timed(r, label: str, coro_factory, runs: int) -> tuple[float, float, o
     result = None
     for _ in range(runs):
         await r.slowlog_reset()
+        await reset_holds(r)
         server_before = await server_cpu(r)
         cpu = time.process_time()
         started = time.perf_counter()
@@ -165,6 +171,8 @@ async def timed(r, label: str, coro_factory, runs: int) -> tuple[float, float, o
         entries = await r.slowlog_get(10_000)
         if entries:
             longest = max(longest, max(e["duration"] for e in entries) / 1000)
+        # SLOWLOG never lists EXEC: a transaction's whole hold from latencystats
+        longest = max(longest, await longest_exec(r))
     usage = Usage(statistics.median(clients), statistics.median(servers))
     return statistics.median(samples), longest, result, usage
 
