@@ -7,15 +7,19 @@ for 22,000 keys), which the server ran back to back beside the game."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from benchmarks.worldgen import make_world
 from echoes_ops.client import pacing
+from echoes_ops.client.connect import make_client
 from echoes_ops.client.pacing import Pacer
+from echoes_ops.config import Settings
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations import preload_send
+from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import preload
 from echoes_ops.operations.preload_send import EXISTS_BATCH, EXISTS_STEP
 from echoes_ops.operations.static_data import encode_gamedata
@@ -82,3 +86,40 @@ async def test_unchanged_check_finds_a_gap_in_any_step(
     assert await preload_send.all_present(r, static_keys)
     again = await preload(r, world, operator="test")
     assert again.skipped
+
+
+def _top(pacers: list[Pacer], n: int) -> list[Recording]:
+    """The ``n`` pacers that paced the most steps."""
+    found = sorted(
+        (p for p in pacers if isinstance(p, Recording)), key=lambda p: p.asked, reverse=True
+    )
+    return found[:n]
+
+
+async def test_cluster_preload_writes_and_verify_are_paced_per_node(
+    cluster_r: Any, cluster_settings: Settings, world: GameData, recorded: list[Pacer]
+) -> None:
+    """On a cluster preload writes in per-slot steps and re-reads what it wrote: each
+    primary's share in steps, one in flight, paced by one pacer per node for the whole run
+    (writer) and for the whole verify pass. They went as one unpaced pipeline per round of
+    up to 512 calls. The unchanged check is stepped and paced per node too."""
+    async with other_traffic(lambda: make_client(cluster_settings.redis_target())):
+        result = await preload(cluster_r, world, operator="test")
+    assert result.online is not None
+    assert result.online.verified_keys > 0
+    writer = _top(recorded, 3)
+    assert len(writer) == 3
+    assert all(p.busy for p in writer)
+    steps = sum(p.asked for p in writer)
+    assert steps > 30
+    assert sum(p.paced for p in writer) >= steps - 6  # held back (but around a look)
+    assert all(p.slept > 0 for p in writer)
+    assert (await cache_status(cluster_r, world)).in_sync
+
+    recorded.clear()
+    async with other_traffic(lambda: make_client(cluster_settings.redis_target())):
+        again = await preload(cluster_r, world, operator="test")
+    assert again.skipped
+    check = [p for p in recorded if isinstance(p, Recording) and p.asked]
+    assert len(check) == 3  # one per primary
+    assert all(p.busy and p.paced >= p.asked - 1 for p in check)

@@ -15,7 +15,9 @@ stall", and measures the price:
    one call at a time, paced by one ``client.pacing`` pacer for the whole run (the server
    idle between steps while the game uses it; a quiet tier at full speed). On Redis
    Cluster a step holds keys of one slot only (sorted by ``slot_of``), so each step is
-   atomic there too (sent per round in one pipeline, not paced).
+   atomic there too; each primary's share of a round goes in steps of about the keys one
+   step holds on one server, one step in flight per node, paced by one pacer per node for
+   the whole run.
 2. The location index gains new locations after their keys exist, and loses removed ones
    before their keys go (SADD/SREM in bounded batches): the index never names a missing key.
 3. Entries gone from gamedata are deleted, in steps.
@@ -47,7 +49,7 @@ from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import Command, pairs, reloading
 from echoes_ops.client.connect import AnyRedis
 from echoes_ops.client.errors import translate
-from echoes_ops.client.pacing import pacer_of
+from echoes_ops.client.pacing import Pacer, pacer_of
 from echoes_ops.client.slots import slot_of
 from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_static import REPLACE_HASHES
@@ -167,6 +169,7 @@ class _Writer:
         )
         self.slot_of = _slot_of(r)
         self.pacer = pacer_of(r)  # one for every round of the run (one server)
+        self.pacers: dict[str, Pacer] = {}  # the same per node (cluster), by node name
         self.sha = ""
         self.first_sent: float | None = None
 
@@ -225,7 +228,7 @@ class _Writer:
             if self.first_sent is None:
                 self.first_sent = time.perf_counter()
             sent = time.perf_counter()
-            replies = await self._run(calls)
+            replies = await self._run(calls, self._calls_per_step(sizes))
             spent = [int(reply) for reply in replies]
             if all(micros < 0 for micros in spent):
                 # the script could not read its clock (an ACL without TIME): the round trip
@@ -252,11 +255,21 @@ class _Writer:
             if isinstance(reply, Exception):
                 raise reply
 
-    async def _run(self, calls: list[Command]) -> list[Any]:
+    def _calls_per_step(self, sizes: Sequence[int]) -> int:
+        """One call a step on one server (each call is a full step); on a cluster, where a
+        call holds the keys of one slot (often one or two), as many calls as hold about
+        a full step's keys: one call each held back by the pacing would crawl."""
+        if self.slot_of is None or not sizes:
+            return 1
+        per_call = max(1.0, sum(sizes) / len(sizes))
+        return max(1, int(self.sizer.size / per_call))
+
+    async def _run(self, calls: list[Command], step: int = 1) -> list[Any]:
         async def sent(part: Sequence[Command]) -> list[Any]:
-            # one call a step, paced: a round of calls written at once held the server
-            # back to back for the whole round (16 calls of up to 0.4 ms) beside the game
-            return await send(self.r, part, step=1, pacer=self.pacer)
+            # steps paced (per node on a cluster): a round of calls written at once held
+            # the server back to back for the whole round (16 calls of up to 0.4 ms, or
+            # up to 512 one-slot calls on a cluster) beside the game
+            return await send(self.r, part, step=step, pacer=self.pacer, pacers=self.pacers)
 
         # a script cache flushed, or a promoted replica that never loaded it: loaded again
         # and the refused steps resent (they rewrite the same values)
@@ -352,7 +365,7 @@ async def verify_online(
     version: str,
     report: OnlineReport,
 ) -> dict[str, Any]:
-    """Step 5: re-read every key of the dataset (HGETALL, pipelined) and compare it with
+    """Step 5: re-read every key of the dataset (HGETALL, in paced steps) and compare it with
     what was written; removed keys must be gone, the index must name exactly the
     locations, the version record must name ``version``. Raises :class:`DataLostError`
     naming what differs, per kind."""
@@ -366,9 +379,10 @@ async def verify_online(
     commands.append(("HMGET", keys.GAMEDATA_VERSION_KEY, "content_hash"))
     replies: list[Any] = []
     pacer = pacer_of(r)  # one for the whole pass (one server)
+    pacers: dict[str, Pacer] = {}  # the same per node (cluster)
     for start in range(0, len(commands), READ_BATCH):
         part = commands[start : start + READ_BATCH]
-        replies.extend(await send(r, part, reads=True, pacer=pacer))
+        replies.extend(await send(r, part, reads=True, pacer=pacer, pacers=pacers))
     differs: dict[str, int] = {}
     for (label, _, flat), reply in zip(wanted, replies, strict=False):
         if pairs(reply) != as_mapping(flat):

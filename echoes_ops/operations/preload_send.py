@@ -55,6 +55,7 @@ async def send(
     reads: bool = False,
     step: int | None = None,
     pacer: Pacer | None = None,
+    pacers: dict[str, Pacer] | None = None,
 ) -> list[Any]:
     """Send ``commands`` and return their replies in order, errors in place. One server:
     streamed on one connection (``client.bulk``); ``reads``: in paced steps of
@@ -62,42 +63,80 @@ async def send(
     writer's calls, each already about the budget: one at a time, the server idle between
     them while the game uses it; the unchanged check's EXISTS calls, two at a time); ``pacer``: the pacing of a whole pass of several sends
     (else one per send, which paces its first steps until it has looked at the server
-    twice). Redis Cluster: one non-transactional pipeline, which redis-py routes per node
-    and retries on MOVED/ASK and failover."""
+    twice). Redis Cluster: ``reads`` and ``step`` the same per node, each primary's share
+    in its own paced steps (``pacers``: by node name, the pacing of a whole pass, as
+    ``client.bulk`` keeps it); otherwise one non-transactional pipeline, which redis-py
+    routes per node and retries on MOVED/ASK and failover. Either way, while a failover
+    runs the whole call is sent again (:func:`_send_cluster`)."""
     if not commands:
         return []
+    stepped = reads or step is not None
+    chunk = READ_STEP if step is None else step
     if isinstance(r, RedisCluster):
-        return await _send_cluster(r, commands)
-    if reads or step is not None:
-        chunk = READ_STEP if step is None else step
+        return await _send_cluster(r, commands, chunk=chunk if stepped else None, pacers=pacers)
+    if stepped:
         return await bulk(r, commands, chunk=chunk, stepped=True, raise_on_error=False, pacer=pacer)
     return await bulk(r, commands, raise_on_error=False)
 
 
-async def _send_cluster(r: RedisCluster, commands: Sequence[Command]) -> list[Any]:
-    """One pipeline; while a failover runs (the pipeline's own retries spent), the whole
-    round again, until ``FAILOVER_WAIT_S``. Then the last error is raised."""
+async def _send_cluster(
+    r: RedisCluster,
+    commands: Sequence[Command],
+    *,
+    chunk: int | None = None,
+    pacers: dict[str, Pacer] | None = None,
+) -> list[Any]:
+    """One pipeline, or with ``chunk`` paced steps of that many commands per node
+    (``client.bulk``, which sends a command MOVED meanwhile again through redis-py); while
+    a failover runs (a node unreachable, the cluster down), the whole call again after
+    ``FAILOVER_PAUSE_S`` (the stepped sends with the cluster's slot map read again: the
+    promoted replica takes the dead primary's slots), until ``FAILOVER_WAIT_S``. Then the
+    last error is raised."""
     deadline = time.monotonic() + FAILOVER_WAIT_S
     while True:
-        pipe = r.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
         try:
-            replies = list(await pipe.execute(raise_on_error=False))
+            replies = await _send_cluster_once(r, commands, chunk, pacers)
         except NOT_FAILOVER:
             raise
-        except FAILOVER_ERRORS:
+        except (*FAILOVER_ERRORS, TimeoutError):
             if time.monotonic() >= deadline:
                 raise
-            await asyncio.sleep(FAILOVER_PAUSE_S)
+            await _after_failure(r, chunk)
             continue
         failing = [
             x for x in replies if isinstance(x, FAILOVER_ERRORS) and not isinstance(x, NOT_FAILOVER)
         ]
         if failing and time.monotonic() < deadline:
-            await asyncio.sleep(FAILOVER_PAUSE_S)
+            await _after_failure(r, chunk)
             continue
         return replies
+
+
+async def _send_cluster_once(
+    r: RedisCluster, commands: Sequence[Command], chunk: int | None, pacers: dict[str, Pacer] | None
+) -> list[Any]:
+    if chunk is not None:
+        return await bulk(
+            r, commands, chunk=chunk, stepped=True, raise_on_error=False, pacers=pacers
+        )
+    pipe = r.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return list(await pipe.execute(raise_on_error=False))
+
+
+async def _after_failure(r: RedisCluster, chunk: int | None) -> None:
+    """The pause before a call is sent again; for the stepped sends (their own per-node
+    connections, outside redis-py's retries) the slot map read again, if a node answers."""
+    await asyncio.sleep(FAILOVER_PAUSE_S)
+    if chunk is None:
+        return
+    try:
+        await r.nodes_manager.initialize()
+    except NOT_FAILOVER:
+        raise
+    except (*FAILOVER_ERRORS, TimeoutError):
+        return  # no node answered yet: the next send fails the same way and comes back
 
 
 # keys per EXISTS (this check, and the verify after a write): on a tier of 1M keys an EXISTS
@@ -111,8 +150,9 @@ EXISTS_STEP = 2
 async def all_present(r: AnyRedis, static_keys: list[str]) -> bool:
     """Whether every static key still exists (eviction or a manual delete makes a gap
     that an unchanged version record would hide). EXISTS of ``EXISTS_BATCH`` keys a call;
-    on one server ``EXISTS_STEP`` calls a step, paced like every stepped walk (the whole
-    check as one pipeline held the server back to back: 88 calls for 22,000 keys)."""
+    ``EXISTS_STEP`` calls a step (per node on a cluster), paced like every stepped walk
+    (the whole check as one pipeline held the server back to back: 88 calls for 22,000
+    keys)."""
     wanted = [*static_keys, keys.LOCATION_INDEX_KEY]
     groups = list(group_by_slot(wanted).values()) if is_cluster(r) else [wanted]
     commands: list[Command] = [
