@@ -5,6 +5,7 @@ Run:  .venv/bin/python benchmarks/impact.py            # 200,000 sessions in 1,0
       .venv/bin/python benchmarks/impact.py --only reconcile,stats --rate 500
       .venv/bin/python benchmarks/impact.py --only stats --wrap 'env ECHOES_OPS_NICE=0'
       .venv/bin/python benchmarks/impact.py --repeat 3   # the figures to quote (below)
+      .venv/bin/python benchmarks/impact.py --only stats --realtime plain,rt,rt+probe
 
 Builds, in a private redis-server (and a private PostgreSQL for warmup), a tier of SESSIONS
 session hashes (5% stale) with presence sets, filler keys up to KEYS keys, and CHARACTERS
@@ -48,6 +49,13 @@ operation starts from the same tier every time (``Op.setup``, outside the window
 load from no static data, the 10-entry changes from the world they change, warmup with its
 characters gone from Redis), so repetitions and ``--wrap`` rows do the same work.
 
+``--realtime plain,rt,rt+probe``: every operation under each scheduling model, in the same
+run, each window against an idle window of the same model: as the machine schedules, with
+redis-server at SCHED_RR (a CPU whenever it needs one, as on a host of its own), and with the
+probe at SCHED_RR too (a game worker on its own host). What is left of a Δp99 under
+``rt+probe`` is the server's work for the operation; the rest was contention for this
+machine's CPUs (docs/benchmarks.md, "Contention or server work").
+
 The machine's load average is printed at the start, after each operation and at the end: a
 loaded machine inflates every figure, the ratios to the idle baseline of the same run survive
 it best.
@@ -57,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import os
 import sys
@@ -236,7 +245,39 @@ def operations(args: argparse.Namespace, work: Path, url: str, env: dict[str, st
             for wrap in ["", *args.wrap]
             if not wrap or not op.label.startswith("dashboard")  # in-process: nothing to wrap
         ]
+    models = realtime_models(args.realtime)
+    if models != ["plain"]:  # the same operations under each scheduling model
+        ops = [
+            dataclasses.replace(op, label=f"{op.label} [{model}]", model=model)
+            if model != "plain"
+            else op
+            for op in ops
+            for model in models
+        ]
     return ops
+
+
+# --realtime: the processes each scheduling model runs at SCHED_RR (0: the probe, 1: the server)
+MODELS = {"plain": (), "rt": (1,), "rt+probe": (0, 1)}
+
+
+def realtime_models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise SystemExit(f"--realtime: models are {', '.join(MODELS)} (got {text!r})")
+    return models
+
+
+def scheduling(pids: tuple[int, int], model: str) -> None:
+    """The probe and redis-server at SCHED_RR as ``model`` says (such a process has a CPU
+    whenever it is runnable, as on a host of its own; needs CAP_SYS_NICE), the others back
+    at the usual SCHED_OTHER."""
+    for i, pid in enumerate(pids):
+        if i in MODELS[model]:
+            os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(1))
+        else:
+            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
 
 class Windows:
@@ -320,20 +361,28 @@ async def measure(args: argparse.Namespace, work: Path, url: str, env: dict[str,
     async with open_redis(Settings.from_dsn(url).redis_target(), socket_timeout=300) as r:
         pids = (probe.pid or 0, int((await r.info("server"))["process_id"]))
         windows = Windows(r, pids, args.idle_seconds)
-        idle = None if args.repeat > 1 else await windows.window(None, 1, None)
+        # each operation after an idle window of its own with --repeat, and when the server's
+        # scheduling changes between operations (each compared with the same scheduling)
+        models = realtime_models(args.realtime)
+        own_idle = args.repeat > 1 or len(models) > 1
+        scheduling(pids, models[0])
+        idle = None if own_idle else await windows.window(None, 1, None)
         took: dict[str, float] = {}  # each operation's last wall time
         for round_ in range(1, args.repeat + 1):
             for op in ops:
                 if op.setup is not None:
                     await op.setup(r)
                 paired = idle
-                if args.repeat > 1:
+                if len(models) > 1:
+                    scheduling(pids, op.model)
+                if own_idle:
                     # as long as the operation took last time (a p99 of as many calls),
                     # IDLE_MAX_S at most
                     length = min(took.get(op.label, 0.0), IDLE_MAX_S)
                     paired = await windows.window(None, round_, None, length)
                 at = await windows.window(op, round_, paired)
                 took[op.label] = windows.taken[at][2] - windows.taken[at][1]
+        scheduling(pids, "plain")
     stop.set()
     samples = receive.recv()
     probe.join(30)
@@ -379,6 +428,17 @@ def main() -> None:
         default=[],
         help="experiment: run each CLI operation again behind this command prefix "
         "(e.g. --wrap 'nice -n 19' --wrap 'taskset -c 1'), same run, rows side by side",
+    )
+    parser.add_argument(
+        "--realtime",
+        default="plain",
+        metavar="MODELS",
+        help="scheduling models, comma-separated, every operation under each in the same run "
+        "(each against an idle window of the same model): plain (as the machine schedules), rt "
+        "(redis-server at SCHED_RR: a CPU whenever it needs one, as on a host of its own), "
+        "rt+probe (the probe too, as a game worker on its own host). What is left of a Δp99 "
+        "under rt+probe is the server's work for the operation; the rest, contention for this "
+        "machine's CPUs. Needs CAP_SYS_NICE",
     )
     args = parser.parse_args()
     if args.small:

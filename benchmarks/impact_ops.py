@@ -77,6 +77,7 @@ class Op:
     label: str
     run: Callable[[], float]
     setup: Callable[[Any], Awaitable[None]] | None = None
+    model: str = "plain"  # impact.py --realtime: the scheduling model of this window
 
 
 async def wipe_static(r: Any) -> None:

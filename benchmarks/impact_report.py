@@ -47,8 +47,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def report(rows: list[Row]) -> None:
     """Every window, in the order run; Δp99 against each one's paired idle window."""
+    # wide enough for every label (--wrap and --realtime add theirs), 38 at least
+    w = max([38, *(len(row.label) + 6 for row in rows)])
     print(
-        f"\n{'operation':<38}{'secs':>6}{'calls':>6}{'p50 ms':>7}{'p99 ms':>8}{'Δp99':>8}"
+        f"\n{'operation':<{w}}{'secs':>6}{'calls':>6}{'p50 ms':>7}{'p99 ms':>8}{'Δp99':>8}"
         f"{'max ms':>8}{'call p99':>9}{'srv%':>5}{'op%':>5}{'rq p':>5}{'rq s':>5}"
         f"{'longest cmd':>16}{'>1ms':>6}{'srv stall':>18}"
     )
@@ -59,7 +61,7 @@ def report(rows: list[Row]) -> None:
         longest = f"{row.longest_ms:.2f} {row.longest_name}" if row.commands else "-"
         label = f"{row.label} #{row.round}" if repeated else row.label
         print(
-            f"{label[:37]:<38}{row.seconds:>6.1f}{len(row.samples):>6}{p50:>7.2f}{row.p99:>8.2f}"
+            f"{label:<{w}}{row.seconds:>6.1f}{len(row.samples):>6}{p50:>7.2f}{row.p99:>8.2f}"
             f"{row.delta_p99:>+8.2f}{top:>8.2f}{percentile(row.calls, 0.99):>9.2f}"
             f"{100 * row.server_cpu / row.seconds:>5.0f}{100 * row.op_cpu / row.seconds:>5.0f}"
             f"{100 * row.waits[0] / row.seconds:>5.1f}{100 * row.waits[1] / row.seconds:>5.1f}"
@@ -137,14 +139,15 @@ def report_summary(rows: list[Row]) -> None:
     summaries = summarize(rows)
     if not summaries or len(summaries[0].deltas) < 2:
         return
+    w = max([38, *(len(s.label) + 1 for s in summaries)])
     print(
-        f"\n{'operation (over N runs)':<38}{'N':>3}{'median Δp99':>12}{'min':>8}{'max':>8}"
+        f"\n{'operation (over N runs)':<{w}}{'N':>3}{'median Δp99':>12}{'min':>8}{'max':>8}"
         f"{'pooled Δp99':>12}{'idle p99':>9}{'secs':>6}{'longest cmd':>16}{'>1ms':>6}  within"
     )
     for s in summaries:
         verdict = "yes" if s.median <= BUDGET_MS else "NO"
         print(
-            f"{s.label[:37]:<38}{len(s.deltas):>3}{s.median:>+12.2f}{min(s.deltas):>+8.2f}"
+            f"{s.label:<{w}}{len(s.deltas):>3}{s.median:>+12.2f}{min(s.deltas):>+8.2f}"
             f"{max(s.deltas):>+8.2f}{s.pooled:>+12.2f}{s.idle_p99:>9.2f}{s.seconds:>6.1f}"
             f"{f'{s.longest_ms:.2f} {s.longest_name}':>16}{s.over_budget:>6}  {verdict}"
         )

@@ -78,3 +78,20 @@ def test_a_single_pass_prints_no_summary(capsys: pytest.CaptureFixture[str]) -> 
     idle = _row("idle (probe alone)", _flat(1.0))
     report_summary([idle, _row("stats", _flat(1.0, 3.0), idle=idle)])
     assert capsys.readouterr().out == ""
+
+
+def test_long_labels_are_printed_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    """--wrap and --realtime rows differ only at their end: cut at 37 characters, the
+    summary's rows could not be told apart."""
+    plain = "preload --online, 10 changed [env ECHOES_OPS_NICE=idle]"
+    rows: list[Row] = []
+    for round_ in (1, 2):
+        for label in (plain, f"{plain} [rt+probe]"):
+            idle = _row("idle (probe alone)", _flat(1.0), round_=round_)
+            rows += [idle, _row(label, _flat(1.0, 2.0), idle=idle, round_=round_)]
+    report(rows)
+    report_summary(rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith(f"{plain} [rt+probe] #2 ") for line in lines) == 1
+    assert sum(line.startswith(f"{plain} [rt+probe]  ") for line in lines) == 1  # summary
+    assert sum(line.startswith(f"{plain}  ") for line in lines) == 1
