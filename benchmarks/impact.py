@@ -402,7 +402,11 @@ def _wrapped(run: Any, env: dict[str, str], wrap: str) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="a small tier that runs in a minute")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="a small tier that runs in a minute (sizes given as options are kept)",
+    )
     parser.add_argument("--sessions", type=int, default=200_000)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--locations", type=int, default=500)
@@ -441,11 +445,23 @@ def main() -> None:
         "machine's CPUs. Needs CAP_SYS_NICE",
     )
     args = parser.parse_args()
-    if args.small:
-        args.sessions, args.keys, args.characters = 20_000, 100_000, 2_000
-        args.items, args.world_locations, args.locations = 2_000, 200, 100
-        args.idle_seconds, args.poll_cycles = 3.0, 2
-        args.sim_players, args.sim_seconds = 200, 3
+    if args.small:  # its sizes, except those given on the command line
+        small = {
+            "sessions": 20_000,
+            "keys": 100_000,
+            "characters": 2_000,
+            "items": 2_000,
+            "world_locations": 200,
+            "locations": 100,
+            "idle_seconds": 3.0,
+            "poll_cycles": 2,
+            "sim_players": 200,
+            "sim_seconds": 3,
+        }
+        given = {a.split("=")[0].removeprefix("--").replace("-", "_") for a in sys.argv[1:]}
+        for name, value in small.items():
+            if name not in given:
+                setattr(args, name, value)
     print(load())
     with tempfile.TemporaryDirectory(prefix="echoes-impact-") as tmp:
         work = Path(tmp)
