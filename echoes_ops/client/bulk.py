@@ -106,6 +106,7 @@ async def bulk(
     pacer: Pacer | None = None,
     looks: list[int] | None = None,
     pacers: dict[str, Pacer] | None = None,
+    burst: bool = False,
 ) -> list[Any]:
     """Send ``commands`` and return their raw replies, in order.
 
@@ -124,6 +125,9 @@ async def bulk(
     a new pacer's, which paces until its second look). ``stop`` is asked before each chunk is sent: when it says so, the
         connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
         and :class:`Interrupted` is raised; what was sent before has been sent.
+    ``burst`` (one server, ``stepped``): once a look finds the tier quiet (or pacing is off),
+    the chunks left go as one pipeline, as without ``stepped``: for a check whose wall time
+    an operator waits on, which a quiet tier need not be spared.
     """
     if isinstance(r, RedisCluster):
         replies = await _bulk_cluster(
@@ -146,6 +150,7 @@ async def bulk(
             stop=stop,
             pacer=pacer,
             looks=looks,
+            burst=burst,
         )
     for reply in replies:
         if isinstance(reply, ResponseError) and (
@@ -165,6 +170,7 @@ async def _bulk_one(
     stop: Callable[[], bool] | None,
     pacer: Pacer | None = None,
     looks: list[int] | None = None,
+    burst: bool = False,
 ) -> list[Any]:
     """Every reply, error replies in place, on one server."""
     replies: list[Any] = []
@@ -197,6 +203,8 @@ async def _bulk_one(
                     # a caller's pacer paces a pass of several calls: the gap after the
                     # last chunk is kept too, or the next call's first would follow it
                     await line.rest(came, came - line.sent)
+                if burst and (not line.pacer.busy or line.pacer.duty >= 1):
+                    line = None  # a quiet tier: the rest as one pipeline
                 continue
             await conn.send_packed_command(payload, check_health=False)
             if in_flight:

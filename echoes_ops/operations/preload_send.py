@@ -56,6 +56,7 @@ async def send(
     step: int | None = None,
     pacer: Pacer | None = None,
     pacers: dict[str, Pacer] | None = None,
+    burst: bool = False,
 ) -> list[Any]:
     """Send ``commands`` and return their replies in order, errors in place. One server:
     streamed on one connection (``client.bulk``); ``reads``: in paced steps of
@@ -67,7 +68,8 @@ async def send(
     in its own paced steps (``pacers``: by node name, the pacing of a whole pass, as
     ``client.bulk`` keeps it); otherwise one non-transactional pipeline, which redis-py
     routes per node and retries on MOVED/ASK and failover. Either way, while a failover
-    runs the whole call is sent again (:func:`_send_cluster`)."""
+    runs the whole call is sent again (:func:`_send_cluster`). ``burst`` (one server):
+    ``client.bulk``'s, the rest in one pipeline once the tier is seen quiet."""
     if not commands:
         return []
     stepped = reads or step is not None
@@ -75,7 +77,9 @@ async def send(
     if isinstance(r, RedisCluster):
         return await _send_cluster(r, commands, chunk=chunk if stepped else None, pacers=pacers)
     if stepped:
-        return await bulk(r, commands, chunk=chunk, stepped=True, raise_on_error=False, pacer=pacer)
+        return await bulk(
+            r, commands, chunk=chunk, stepped=True, raise_on_error=False, pacer=pacer, burst=burst
+        )
     return await bulk(r, commands, raise_on_error=False)
 
 
@@ -152,7 +156,9 @@ async def all_present(r: AnyRedis, static_keys: list[str]) -> bool:
     that an unchanged version record would hide). EXISTS of ``EXISTS_BATCH`` keys a call;
     ``EXISTS_STEP`` calls a step (per node on a cluster), paced like every stepped walk
     (the whole check as one pipeline held the server back to back: 88 calls for 22,000
-    keys)."""
+    keys). Once a look finds the tier quiet the rest goes as one pipeline (``burst``): one
+    step in flight at a time cost an unchanged preload of 220,000 keys about 90 ms of round
+    trips, where #17's goal for the whole command is 0.4 s."""
     wanted = [*static_keys, keys.LOCATION_INDEX_KEY]
     groups = list(group_by_slot(wanted).values()) if is_cluster(r) else [wanted]
     commands: list[Command] = [
@@ -160,7 +166,7 @@ async def all_present(r: AnyRedis, static_keys: list[str]) -> bool:
         for group in groups
         for i in range(0, len(group), EXISTS_BATCH)
     ]
-    replies = await send(r, commands, step=EXISTS_STEP)
+    replies = await send(r, commands, step=EXISTS_STEP, burst=True)
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
