@@ -61,6 +61,7 @@ from typing import Any
 import redis
 
 from benchmarks.dashboard_ui import ProbeApp, report_ui, ui_stage
+from benchmarks.machine import load_line
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
@@ -236,10 +237,6 @@ def involuntary_switches(pid: int) -> int | None:
     return None
 
 
-def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 async def poll_stages(r: Any, settings: Settings, args: argparse.Namespace, pid: int) -> None:
     """Stages 1-2: each poll's client time, CPU and longest server command."""
     preempted = involuntary_switches(pid)
@@ -281,7 +278,7 @@ async def main() -> None:
     parser.add_argument("--rt-redis", action="store_true", help="redis-server at SCHED_FIFO")
     parser.add_argument("--ui-only", action="store_true", help="skip the polls' stages 1-2")
     args = parser.parse_args()
-    print(f"start: {load()}")
+    print(f"start: {load_line()}")
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
         server.start()
@@ -324,7 +321,7 @@ async def main() -> None:
                 )
                 app = ProbeApp(chosen, refresh=1.0, **options)
                 report_ui(await ui_stage(app, args.ui_seconds), args.source)
-                print(f"end: {load()}")
+                print(f"end: {load_line()}")
         finally:
             stop.set()
             if pub is not None:

@@ -100,6 +100,7 @@ from impact_report import STALL_MS, Row, report, report_summary
 from inspect_scale import populate
 from worldgen import make_world, write_yaml
 
+from benchmarks.machine import load_line
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.local.redis_server import RedisServer
@@ -130,11 +131,6 @@ async def server_stall(r: Any) -> tuple[float, str]:
 
 
 # -- the run -------------------------------------------------------------------------------
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
 
 async def build_tier(url: str, args: argparse.Namespace) -> None:
@@ -318,7 +314,7 @@ class Windows:
         self.taken.append(
             (label, started, ended, longest, spent, op_cpu, waited, stall, round_, idle)
         )
-        print(f"  {label} #{round_}: {ended - started:.1f} s  ({load()})", flush=True)
+        print(f"  {label} #{round_}: {ended - started:.1f} s  ({load_line()})", flush=True)
         return len(self.taken) - 1
 
     def rows(self, samples: list[tuple[float, float, float]]) -> list[Row]:
@@ -462,7 +458,7 @@ def main() -> None:
         for name, value in small.items():
             if name not in given:
                 setattr(args, name, value)
-    print(load())
+    print(load_line())
     with tempfile.TemporaryDirectory(prefix="echoes-impact-") as tmp:
         work = Path(tmp)
         server = RedisServer(work / "redis", extra_args=["--enable-debug-command", "yes"])
@@ -494,7 +490,7 @@ def main() -> None:
             server.stop()
             if pg is not None:
                 pg.destroy()
-    print(load())
+    print(load_line())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from impact_holds import longest_exec, reset_holds
 from inspect_scale import STALE, populate
 
+from benchmarks.machine import load_average, load_line, processes_cpu
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.local.redis_cluster import RedisCluster
@@ -66,17 +67,6 @@ def sched(pids: list[int]) -> tuple[float, int]:
                 if line.startswith("nonvoluntary_ctxt_switches"):
                     involuntary += int(line.split()[1])
     return waited, involuntary
-
-
-def proc_cpu(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes ``pids`` used so far (/proc/PID/stat)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / ticks
 
 
 async def script_stats(nodes: list[aioredis.Redis]) -> tuple[int, float]:
@@ -156,14 +146,14 @@ async def timed(
             await reset_holds(node)
         calls0, script0 = await script_stats(nodes)
         wait0, inv0 = sched(pids)
-        server0, replica0 = proc_cpu(pids), proc_cpu(others)
+        server0, replica0 = processes_cpu(pids), processes_cpu(others)
         cpu = time.process_time()
         started = time.perf_counter()
         await call()
         walls.append(time.perf_counter() - started)
         cpus.append(time.process_time() - cpu)
-        servers.append(proc_cpu(pids) - server0)
-        replicas.append(proc_cpu(others) - replica0)
+        servers.append(processes_cpu(pids) - server0)
+        replicas.append(processes_cpu(others) - replica0)
         wait1, inv1 = sched(pids)
         waited += wait1 - wait0
         involuntary += inv1 - inv0
@@ -239,7 +229,7 @@ def gate_sizes(args: argparse.Namespace) -> list[int]:
 
 
 async def run_cluster(args: argparse.Namespace) -> None:
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(load_line())
     with tempfile.TemporaryDirectory(prefix="echoes-inspect-cluster-") as tmp:
         single = RedisServer(Path(tmp) / "single")
         cluster = RedisCluster(Path(tmp) / "cluster")
@@ -327,7 +317,7 @@ async def run_cluster(args: argparse.Namespace) -> None:
                                 replica_pids,
                             )
             print("longest: the longest command on any node (SLOWLOG >= 0.5 ms; 0 = none)")
-            print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            print(f"load average {load_average()}")
         finally:
             for client in (*node_clients, one_client):
                 await client.aclose()

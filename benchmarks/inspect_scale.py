@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from impact_holds import longest_exec, reset_holds
 
+from benchmarks.machine import load_average
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
@@ -181,10 +182,6 @@ async def timed(r, label: str, coro_factory, runs: int) -> tuple[float, float, o
 class Usage:
     client_s: float  # CPU seconds of this process (decoding, the detector)
     server_s: float  # CPU seconds of the redis-server (the Lua steps, the reads)
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def main() -> None:

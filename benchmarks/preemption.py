@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inspect_scale import populate
 
+from benchmarks.machine import load_line
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.local.redis_server import RedisServer
@@ -156,7 +157,7 @@ def main() -> None:
     parser.add_argument("--ops", default="reconcile,sessions", help=f"of {', '.join(OPS)}")
     parser.add_argument("--nice", default="10,idle,10,idle", help="ECHOES_OPS_NICE per run")
     args = parser.parse_args()
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(load_line())
     asyncio.run(run(args))
 
 

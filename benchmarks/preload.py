@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataclasses import replace
 
+from benchmarks.machine import load_average
 from benchmarks.worldgen import make_world
 from echoes_ops.client.connect import open_redis
 from echoes_ops.client.nodes import primary_clients
@@ -174,7 +174,7 @@ async def budget_runs(r, data: GameData, runs: int, *, cluster: bool = False) ->
         )
     lines.append(
         "(atomic: the commands inside EXEC are listed one by one; EXEC ms is the hold. "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+        f"load average {load_average()})"
     )
     return lines
 

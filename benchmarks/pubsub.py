@@ -61,11 +61,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import machine_busy, process_cpu
 from benchmarks.pubsub_report import (
     NOISY,
     STEP_HEAD,
-    _machine_busy,
-    _process_cpu,
     analyse,
     passed,
     print_ceiling,
@@ -261,13 +260,13 @@ class Bench:
             self.children.start(publisher_process, (spec, go, t0, out), f"publisher-{index}")
         _wait_for(out, "ready", publishers, timeout=60)
         ours = [self.pids[w] for w in worker_ids] + [*self.tier.pids, os.getpid()]
-        before = (time.monotonic(), _machine_busy(), sum(_process_cpu(p) for p in ours))
+        before = (time.monotonic(), machine_busy(), sum(process_cpu(p) for p in ours))
         t0.value = time.monotonic() + 0.05
         go.set()
         pubs = _wait_for(out, "done", publishers, timeout=seconds + 60)
         wall = time.monotonic() - before[0]
-        used = _machine_busy() - before[1]
-        used -= sum(_process_cpu(p) for p in ours) - before[2]
+        used = machine_busy() - before[1]
+        used -= sum(process_cpu(p) for p in ours) - before[2]
         used -= sum(p["cpu_s"] for p in pubs.values())
         for process in self.children.processes:
             if process.name.startswith("publisher-"):

@@ -45,6 +45,7 @@ from typing import Any
 
 import redis
 
+from benchmarks.machine import load_average
 from benchmarks.pubsub import CEILING_STEPS, ROOT, Bench, Children, Placement, _alarm
 from benchmarks.pubsub_report import P99_LIMIT_MS, STEP_HEAD, passed
 from benchmarks.pubsub_workers import TierSpec
@@ -98,11 +99,6 @@ def summary_line(name: str, result: dict[str, Any] | None, ceiling: float | None
         noisy = " NOISY" if result["foreign_cores"] > 0.15 else ""
     top = "-" if ceiling is None else f"{ceiling:,.0f}"
     return f"{name:18}{lat:>23}{loss:>17}{top:>12}{noisy}"
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def parse_args() -> argparse.Namespace:

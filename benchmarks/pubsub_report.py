@@ -5,7 +5,6 @@ used by benchmarks/pubsub_cluster.py."""
 from __future__ import annotations
 
 import argparse
-import os
 import pstats
 import statistics
 from array import array
@@ -19,25 +18,6 @@ NOISY = 0.15  # other processes using more than this many cores: figures are sus
 
 
 # -- CPU used by other processes (the machine is shared) ----------------------------------
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy() -> float:
-    """CPU seconds all processors spent busy since boot (steal included)."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / TICK
-
-
-def _process_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 # -- analysis ---------------------------------------------------------------------------

@@ -31,8 +31,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inspect_scale import load_average, naive_reconcile, populate, server_cpu
+from inspect_scale import naive_reconcile, populate, server_cpu
 
+from benchmarks.machine import load_average
 from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.local.redis_server import RedisServer

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 
+from benchmarks.machine import load_average, main_thread_waits, postgres_cpu
 from benchmarks.warmup_client import client_split
 from benchmarks.warmup_instructions import CallgrindServer
 from benchmarks.warmup_server import phases, server_split
@@ -194,28 +195,19 @@ async def redis_cpu(r: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def thread_waits(pid: int) -> tuple[int, int]:
-    """A process's main thread: ns runnable but waiting for a CPU (schedstat), and the times
-    it lost its CPU while it had work (involuntary context switches)."""
-    task = Path(f"/proc/{pid}/task/{pid}")
-    waited = int((task / "schedstat").read_text().split()[1])
-    status = (task / "status").read_text()
-    return waited, int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
-
-
 async def full_run(r: Any, pg: PostgresServer, *, fresh: bool) -> dict[str, Any]:
     """One warmup --what sessions,inventories with its CPU per process and SLOWLOG."""
     if fresh:
         await r.flushall()
     await slowlog_reset(r)
     pid = int((await r.info("server"))["process_id"])
-    waited_before, switches_before = thread_waits(pid)
-    before_redis, before_pg = await redis_cpu(r), process_cpu(postgres_pids(pg))
+    waited_before, switches_before = main_thread_waits(pid)
+    before_redis, before_pg = await redis_cpu(r), postgres_cpu(pg.pid())
     before_py = time.process_time()
     seconds, report = await timed(
         warmup(r, pg.url, operator="bench", what=FULL, active_within=WINDOW)
     )
-    waited_after, switches_after = thread_waits(pid)
+    waited_after, switches_after = main_thread_waits(pid)
     calls, median, p99, longest, over_1ms, over_2ms = await slowlog(r)
     return {
         # redis-server's main thread: time runnable but waiting for a CPU, and times it lost
@@ -226,7 +218,7 @@ async def full_run(r: Any, pg: PostgresServer, *, fresh: bool) -> dict[str, Any]
         "report": report,
         "cpu_python": time.process_time() - before_py,
         "cpu_redis": await redis_cpu(r) - before_redis,
-        "cpu_postgres": process_cpu(postgres_pids(pg)) - before_pg,
+        "cpu_postgres": postgres_cpu(pg.pid()) - before_pg,
         "calls": calls,
         "median_us": median,
         "p99_us": p99,
@@ -335,48 +327,17 @@ async def measure(args: argparse.Namespace, r: Any, pg: PostgresServer) -> None:
     )
 
 
-def process_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (from /proc), with the first one's
-    ended children (a backend's CPU moves to the postmaster when its connection closes)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for n, pid in enumerate(pids):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a backend that ended meanwhile
-        total += (int(fields[11]) + int(fields[12])) / ticks
-        if n == 0:
-            total += (int(fields[13]) + int(fields[14])) / ticks
-    return total
-
-
-def postgres_pids(pg: PostgresServer) -> list[int]:
-    """The postmaster and all its children (backends of this cluster only)."""
-    root = pg.pid()
-    pids = [root] if root else []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == root:
-                pids.append(int(entry.name))
-    return pids
-
-
 async def cpu(r: Any, pg: PostgresServer, what: list[str]) -> None:
     """Where the CPU of one full warmup goes: this process, redis-server, PostgreSQL."""
     await r.flushall()
     before_redis = await r.info("cpu")
-    before_pg = process_cpu(postgres_pids(pg))
+    before_pg = postgres_cpu(pg.pid())
     before_py = time.process_time()
     started = time.perf_counter()
     await warmup(r, pg.url, operator="bench", what=what, active_within=WINDOW)
     wall = time.perf_counter() - started
     py = time.process_time() - before_py
-    pg_cpu = process_cpu(postgres_pids(pg)) - before_pg
+    pg_cpu = postgres_cpu(pg.pid()) - before_pg
     after_redis = await r.info("cpu")
     redis_cpu = sum(
         float(after_redis[k]) - float(before_redis[k]) for k in ("used_cpu_user", "used_cpu_sys")
@@ -462,10 +423,6 @@ async def instructions(pg_url: str, step: int) -> None:
                 await server_split(r, pg_url, WINDOW, step=step, rounds=1, counter=counter)
         finally:
             counter.stop(timeout=60.0)
-
-
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg()) + f" ({os.cpu_count()} cores)"
 
 
 def main() -> None:

@@ -30,14 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 
+from benchmarks.machine import load_average, postgres_cpu
 from benchmarks.warmup import (
     REPO,
     WINDOW,
     bench_settings,
     cpu_and_slowlog,
-    load_average,
-    postgres_pids,
-    process_cpu,
     redis_cpu,
     slowlog,
     slowlog_reset,
@@ -84,7 +82,7 @@ async def one(
     if fresh:
         await r.flushall()
     await slowlog_reset(r)
-    before_redis, before_pg = await redis_cpu(r), process_cpu(postgres_pids(pg))
+    before_redis, before_pg = await redis_cpu(r), postgres_cpu(pg.pid())
     out = subprocess.run(
         ["nice", "-n", str(nice), sys.executable, "-c", RUNNER, pg.url, url, str(WINDOW)],
         env={**os.environ, "PYTHONPATH": str(path)},
@@ -99,7 +97,7 @@ async def one(
     if Path(run.pop("package")).parent != path / "echoes_ops":
         raise SystemExit(f"the {path} side imported another echoes_ops")
     run["cpu_redis"] = await redis_cpu(r) - before_redis
-    run["cpu_postgres"] = process_cpu(postgres_pids(pg)) - before_pg
+    run["cpu_postgres"] = postgres_cpu(pg.pid()) - before_pg
     (
         run["calls"],
         run["median_us"],

@@ -23,14 +23,13 @@ the run costs, not how long it takes.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from benchmarks.machine import process_cpu
 from echoes_ops.client.budget import StepBudget
 from echoes_ops.client.bulk import StepConnection
 from echoes_ops.contract import codec, keys, scripts_warmup
@@ -62,11 +61,6 @@ STAGES = (
 )
 
 
-def _backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _read(conn: asyncpg.Connection, window: int) -> tuple[Source, list[Any], dict[str, Any]]:
     """The batches as warmup reads them, with each part's CPU on both sides."""
     pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
@@ -82,16 +76,16 @@ async def _read(conn: asyncpg.Connection, window: int) -> tuple[Source, list[Any
     spent = {stage: [0.0, 0.0] for stage in STAGES[:3]}  # stage -> [this process, PostgreSQL]
     batches: list[tuple[list[Any], Any]] = []
     while True:
-        py, pg = time.process_time(), _backend_cpu(pid)
+        py, pg = time.process_time(), process_cpu(pid)
         rows = await cursor.fetch(BATCH_SIZE)
         spent[STAGES[0]][0] += time.process_time() - py
-        spent[STAGES[0]][1] += _backend_cpu(pid) - pg
+        spent[STAGES[0]][1] += process_cpu(pid) - pg
         if not rows:
             break
-        py, pg = time.process_time(), _backend_cpu(pid)
+        py, pg = time.process_time(), process_cpu(pid)
         grouped = await source.inventory.fetch([row[source.columns.id_index] for row in rows])
         spent[STAGES[1]][0] += time.process_time() - py
-        spent[STAGES[1]][1] += _backend_cpu(pid) - pg
+        spent[STAGES[1]][1] += process_cpu(pid) - pg
         py = time.process_time()
         if source.packed:  # one server, a UTF-8 database: the rows come packed
             owned: Any = {record[0]: (record[1], record[2].encode()) for record in grouped}
