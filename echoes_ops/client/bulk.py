@@ -30,7 +30,7 @@ from redis.exceptions import (
 )
 
 from echoes_ops.client.nodes import node_client
-from echoes_ops.client.pacing import PacedLine, Pacer, pacer_of
+from echoes_ops.client.pacing import FIRST_LOOK, QUICK_LOOK, PacedLine, Pacer, pacer_of
 from echoes_ops.client.slots import first_key, slot_of
 from echoes_ops.errors import Interrupted
 
@@ -185,7 +185,11 @@ async def _bulk_one(
         getattr(parser, "read_response", None) or conn.read_response
     )
     timeout = conn.socket_timeout
-    line = PacedLine(conn, pacer or pacer_of(r), looks) if stepped else None
+    line = None
+    if stepped:
+        # a walk that turns to one pipeline on a quiet tier looks again sooner
+        own = pacer or pacer_of(r, first_look=QUICK_LOOK if burst else FIRST_LOOK)
+        line = PacedLine(conn, own, looks)
     try:
         in_flight = 0
         for start in range(0, len(commands), chunk):

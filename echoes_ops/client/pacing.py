@@ -45,6 +45,9 @@ DEFAULT_DUTY = DEFAULT_WALK_DUTY  # the walk's share of the server's time while 
 QUIET_RATE = 2000.0  # others' bytes per second below which the tier counts as quiet
 LOOK_EVERY = 0.25  # seconds between looks at the server's traffic
 FIRST_LOOK = 0.05  # the second look, soon after the first (until then: paced)
+# the second look of a walk that turns to one pipeline once the tier is quiet (client/bulk's
+# ``burst``): over so short a window one command of anyone else's makes the tier busy
+QUICK_LOOK = 0.01
 _INPUT = re.compile(rb"total_net_input_bytes:(\d+)")
 
 
@@ -64,6 +67,7 @@ class Pacer:
     slept: float = 0.0
     paced: int = 0  # steps sent at the pace
     written: int = 0  # bytes the walk wrote since its last look (on any of its lines)
+    first_look: float = FIRST_LOOK  # seconds from the first look to the second
     _last: tuple[float, int] | None = field(default=None, repr=False)  # (when, bytes read)
     _next_look: float = field(default=0.0, repr=False)
 
@@ -90,7 +94,7 @@ class Pacer:
             self.busy = others > QUIET_RATE * max(now - when, 1e-3)
             self._next_look = now + LOOK_EVERY
         else:
-            self._next_look = now + FIRST_LOOK
+            self._next_look = now + self.first_look
         self._last = (now, processed)
 
     def note_sleep(self, seconds: float) -> None:
@@ -167,6 +171,6 @@ class PacedLine:
             await asyncio.sleep(wait)
 
 
-def pacer_of(r: AnyRedis) -> Pacer:
+def pacer_of(r: AnyRedis, *, first_look: float = FIRST_LOOK) -> Pacer:
     """A pacer at ``r``'s duty cycle (its settings', ``ECHOES_OPS_WALK_DUTY``)."""
-    return Pacer(duty=walk_duty_of(r))
+    return Pacer(duty=walk_duty_of(r), first_look=first_look)
