@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ClusterDownError
 
 from echoes_ops.contract import keys
 from echoes_ops.primitives import lock
@@ -83,3 +84,25 @@ async def test_leaving_a_lost_lease_raises(r, sync_r):
         async with lease:
             sync_r.delete(keys.lock_key("job"))
             await asyncio.wait_for(lease.lost.wait(), timeout=2)
+
+
+async def test_a_failing_release_never_replaces_the_works_own_error(r, monkeypatch):
+    """A cluster still down after a failover answers the release with CLUSTERDOWN: the
+    work's error (preload --online's "cut off ... keys written") must be what propagates;
+    the lock expires at its TTL. Without a work error the release's error still shows."""
+
+    async def cluster_down(*_args: object) -> bool:
+        raise ClusterDownError("The cluster is down")
+
+    lease = await try_lease(r, "job", "worker-1", 5)
+    assert lease is not None
+    monkeypatch.setattr(lock, "release", cluster_down)
+    with pytest.raises(ValueError, match="cut off"):
+        async with lease:
+            raise ValueError("cut off with 10 of 20 keys written")
+
+    again = await try_lease(r, "job-2", "worker-1", 5)
+    assert again is not None
+    with pytest.raises(ClusterDownError):
+        async with again:
+            pass

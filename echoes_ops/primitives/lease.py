@@ -95,8 +95,11 @@ class Lease:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         released = False
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-            # if Redis is unreachable the lock simply expires at its TTL
+        # if Redis is unreachable the lock simply expires at its TTL; when the work already
+        # failed, no release error may replace the work's own (a cluster still down after a
+        # failover answers CLUSTERDOWN: the operator must read what the work says it left)
+        unreleased = (RedisConnectionError, RedisTimeoutError, OSError)
+        with contextlib.suppress(*unreleased, *((RedisError,) if exc_type else ())):
             released = await lock.release(self.r, self.handle.key, self.handle.token)
             if released and self.info_key is not None:
                 await lock.drop_info(self.r, self.info_key, self.token)
