@@ -80,6 +80,21 @@ class Recording(Pacer):
         return super().gap(seconds)
 
 
+@asynccontextmanager
+async def without_info(sync_r: redis.Redis, redis_url: str) -> AsyncIterator[Redis]:
+    """A client of a user refused INFO (an ACL without it), removed again afterwards."""
+    sync_r.execute_command("ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info")
+    try:
+        url = redis_url.replace("redis://", "redis://noinfo:pw@", 1)
+        limited = Redis.from_url(url, decode_responses=True)
+        try:
+            yield limited
+        finally:
+            await limited.aclose()
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "noinfo")
+
+
 def record_pacers(monkeypatch: pytest.MonkeyPatch) -> list[Pacer]:
     """The list every pacer made from now on (while the test runs) is appended to."""
     pacers: list[Pacer] = []
@@ -160,17 +175,9 @@ async def test_a_refused_info_counts_as_busy(
 ) -> None:
     """INFO refused (an ACL without it): the walk cannot tell whether others are there, so it
     goes on, paced, instead of failing or running flat out."""
-    sync_r.execute_command("ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info")
-    try:
-        url = redis_url.replace("redis://", "redis://noinfo:pw@", 1)
-        limited = Redis.from_url(url, decode_responses=True)
-        try:
-            pacer = Recording(duty=0.5)
-            assert await WALKS[kind](limited, pacer) == keyspace
-        finally:
-            await limited.aclose()
-    finally:
-        sync_r.execute_command("ACL", "DELUSER", "noinfo")
+    pacer = Recording(duty=0.5)
+    async with without_info(sync_r, redis_url) as limited:
+        assert await WALKS[kind](limited, pacer) == keyspace
     assert pacer.busy
     assert pacer.asked >= keyspace // 25
     assert pacer.paced == pacer.asked

@@ -21,7 +21,7 @@ from echoes_ops.config import Settings
 from echoes_ops.contract import keys
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.warmup import warmup
-from tests.test_pacing_plain import Recording, other_traffic, record_pacers
+from tests.test_pacing_plain import Recording, other_traffic, record_pacers, without_info
 from tests.test_warmup import DATA
 from tests.test_warmup_budget import PLAYERS
 
@@ -63,17 +63,9 @@ async def test_steps_on_a_quiet_server_run_at_full_speed(r: Redis) -> None:
 
 
 async def test_a_refused_info_keeps_the_steps_paced(sync_r: redis.Redis, redis_url: str) -> None:
-    sync_r.execute_command("ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info")
-    try:
-        url = redis_url.replace("redis://", "redis://noinfo:pw@", 1)
-        limited = Redis.from_url(url, decode_responses=True)
-        try:
-            pacer = Recording(duty=0.5)
-            assert await _steps(limited, pacer) == ["OK", "x"] * STEPS
-        finally:
-            await limited.aclose()
-    finally:
-        sync_r.execute_command("ACL", "DELUSER", "noinfo")
+    pacer = Recording(duty=0.5)
+    async with without_info(sync_r, redis_url) as limited:
+        assert await _steps(limited, pacer) == ["OK", "x"] * STEPS
     assert pacer.busy
     assert pacer.paced == pacer.asked == STEPS - 1
 
