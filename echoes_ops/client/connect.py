@@ -133,7 +133,7 @@ class TierCluster(RedisCluster):
         """The gate that the per-node steps of this cluster's nodes on this machine share,
         when ``ECHOES_OPS_STEP_GATE`` asks for one (``auto``: as many places as the machine
         has CPUs; the default is no gate, see :func:`step_gate_size`). Three primaries on two CPUs each given a step at once take turns on
-        the CPUs mid-step, and a step of 0.7 ms then holds its node for a scheduler slice of
+        the CPUs mid-step, and a step of 0.5 ms then holds its node for a scheduler slice of
         several ms (docs/design.md). Nodes elsewhere are not gated: their CPUs are not ours
         to count."""
         if self._step_gate is None:
