@@ -110,24 +110,27 @@ async def bulk(
 ) -> list[Any]:
     """Send ``commands`` and return their raw replies, in order.
 
-        Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
-        With ``raise_on_error`` the first error reply is raised after all replies are read;
-        without, error replies are returned in place, except an ACL refusal (raised unless
-        ``allow_denied``). ``stepped``: a chunk is written only once the previous chunk's replies
-        are in (one chunk in flight per server: short steps the server finishes before it goes
-        idle; see :class:`StepConnection`), and the chunks are paced like every stepped walk
-    (client/pacing.PacedLine: while others use the server it stays idle between chunks, the
-    chunk's round trip standing for its server time; a quiet tier's at full speed; ``pacer``, on
-    one server, else one per server at its client's duty cycle; a ``pacer`` given paces a pass
-    of several calls, so the gap after the last chunk is kept too; on a cluster ``pacers``,
-    by node name, does the same for a pass of several calls: each node's pacer is taken from
-    it, or made and put there, so a later call goes on at the pace its looks found instead of
-    a new pacer's, which paces until its second look). ``stop`` is asked before each chunk is sent: when it says so, the
-        connection is closed (a MULTI not yet followed by EXEC is then discarded by the server)
-        and :class:`Interrupted` is raised; what was sent before has been sent.
+    Replies are as the parser returns them (HGETALL is a flat list; see :func:`pairs`).
+    With ``raise_on_error`` the first error reply is raised after all replies are read;
+    without, error replies are returned in place, except an ACL refusal (raised unless
+    ``allow_denied``).
+
+    ``stepped``: a chunk is written only once the previous chunk's replies are in (one chunk
+    in flight per server: short steps the server finishes before it goes idle; see
+    :class:`StepConnection`), paced like every stepped walk (client/pacing.PacedLine: while
+    others use the server it stays idle between chunks, a chunk's round trip standing for
+    its server time; a quiet tier at full speed).
+    ``pacer`` (one server): the pacing of a pass of several calls, so the gap after the last
+    chunk is kept too; else one at the client's duty cycle for this call.
+    ``pacers`` (cluster): by node name, the same for a pass of several calls; a node's pacer
+    is taken from it, or made and put there, so a later call goes on at the pace its looks
+    found instead of a new pacer's, which paces until its second look.
     ``burst`` (one server, ``stepped``): once a look finds the tier quiet (or pacing is off),
-    the chunks left go as one pipeline, as without ``stepped``: for a check whose wall time
-    an operator waits on, which a quiet tier need not be spared.
+    the chunks left go as one pipeline: for a check whose wall time an operator waits on,
+    which a quiet tier need not be spared.
+    ``stop`` is asked before each chunk is sent: when it says so, the connection is closed (a
+    MULTI not yet followed by EXEC is then discarded by the server) and :class:`Interrupted`
+    is raised; what was sent before has been sent.
     """
     if isinstance(r, RedisCluster):
         replies = await _bulk_cluster(

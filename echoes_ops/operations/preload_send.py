@@ -62,9 +62,9 @@ async def send(
     streamed on one connection (``client.bulk``); ``reads``: in paced steps of
     ``READ_STEP``, one in flight; ``step``: in paced steps of that many (the stepped
     writer's calls, each already about the budget: one at a time, the server idle between
-    them while the game uses it; the unchanged check's EXISTS calls, two at a time); ``pacer``: the pacing of a whole pass of several sends
-    (else one per send, which paces its first steps until it has looked at the server
-    twice). Redis Cluster: ``reads`` and ``step`` the same per node, each primary's share
+    them while the game uses it; the unchanged check's EXISTS calls, two at a time);
+    ``pacer``: the pacing of a whole pass of several sends (else one per send, which paces
+    its first steps until it has looked at the server twice). Redis Cluster: ``reads`` and ``step`` the same per node, each primary's share
     in its own paced steps (``pacers``: by node name, the pacing of a whole pass, as
     ``client.bulk`` keeps it); otherwise one non-transactional pipeline, which redis-py
     routes per node and retries on MOVED/ASK and failover. Either way, while a failover
