@@ -14,6 +14,7 @@ from echoes_ops.client.pacing import Pacer
 from echoes_ops.gamedata.models import GameData
 from echoes_ops.operations.cache import cache_status
 from echoes_ops.operations.preload import preload
+from echoes_ops.operations.preload_online import INDEX_BATCH
 from tests.test_pacing_plain import Recording, other_traffic, record_pacers
 
 
@@ -72,3 +73,27 @@ async def test_online_steps_on_a_quiet_tier_run_at_full_speed(
     # each call holds the server ~0.4 ms: the 50 ms before the second look pace at most
     # ~60 of them, of ~130
     assert writer.paced < writer.asked - 20
+
+
+async def test_location_index_batches_beside_traffic_are_paced_steps(
+    r: Redis, redis_url: str, big_world: GameData, recorded: list[Pacer]
+) -> None:
+    """A world that adds thousands of locations adds them to the location index in SADD
+    batches: one a step, paced by the run's pacing like the script's steps, never one
+    round written back to back."""
+    await preload(r, big_world, operator="test")
+    grown = make_world(6000, 3000)  # the same items, 2,400 more locations
+    added = len(set(grown.locations) - set(big_world.locations))
+    index_calls = -(-added // INDEX_BATCH)
+    assert index_calls >= 8
+    recorded.clear()
+    async with other_traffic(lambda: Redis.from_url(redis_url)):
+        result = await preload(r, grown, operator="test", online=True)
+    assert result.online is not None
+    # the writer's pacing saw a gap asked after each script step and each index batch
+    # (the verify pass's, the diff's reads', have counts of their own, far from it)
+    want = result.online.steps + index_calls
+    asked = [p.asked for p in recorded if isinstance(p, Recording)]
+    writer = min(asked, key=lambda n: abs(n - want))
+    assert abs(writer - want) <= 2, (asked, want)
+    assert (await cache_status(r, grown)).in_sync

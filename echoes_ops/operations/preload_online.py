@@ -247,11 +247,14 @@ class _Writer:
         self.report.step_keys_final = self.sizer.size
 
     async def plain(self, commands: Sequence[Command], phase: str) -> None:
-        """Commands outside the script (the location index), in one round."""
+        """Commands outside the script (the location index's SADD/SREM batches), one a
+        step, paced by the run's pacing like the script's steps (sent as one round, a
+        world that adds thousands of locations held the server back to back for them)."""
         self._check(phase)
         if self.first_sent is None and commands:
             self.first_sent = time.perf_counter()
-        for reply in await send(self.r, commands):
+        replies = await send(self.r, commands, step=1, pacer=self.pacer, pacers=self.pacers)
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
 
