@@ -54,7 +54,7 @@ run, each window against an idle window of the same model: as the machine schedu
 redis-server at SCHED_RR (a CPU whenever it needs one, as on a host of its own), and with the
 probe at SCHED_RR too (a game worker on its own host). What is left of a Δp99 under
 ``rt+probe`` is the server's work for the operation; the rest was contention for this
-machine's CPUs (docs/benchmarks.md, "Contention or server work").
+machine's CPUs (docs/benchmarks/impact.md, "Contention or server work").
 
 The machine's load average is printed at the start, after each operation and at the end: a
 loaded machine inflates every figure, the ratios to the idle baseline of the same run survive

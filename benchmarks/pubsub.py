@@ -33,7 +33,7 @@ marked NOISY, and a failing ceiling step that was noisy is run once more.
 
 Every wait is bounded and the script stops its redis-server and all child processes on
 the way out, Ctrl-C included. ``--inbox-size`` and ``--gc-freeze`` are experiments on the
-workers' garbage-collector pauses (see docs/benchmarks.md). ``--profile FILE`` runs the
+workers' garbage-collector pauses (see docs/benchmarks/pubsub.md). ``--profile FILE`` runs the
 delivery phase (local routing) with cProfile in worker 1 and prints where its time went
 (latencies are then inflated).
 """

@@ -1,5 +1,5 @@
 """An alternative to warmup's script for a first fill, measured and not adopted (#16 item 3;
-docs/benchmarks.md, "Where warmup's server time goes").
+docs/benchmarks/warmup.md, "Where the script's extra server time goes").
 
 Into an empty cache the script writes every player as absent: HSET, EXPIRE, RPUSH, EXPIRE.
 The same writes as plain commands cost the server about a third less, and a transaction

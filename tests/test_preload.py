@@ -258,7 +258,7 @@ def test_render_says_not_verified_when_the_lock_was_lost_before_the_check(capsys
 
 async def test_the_diff_walks_the_keyspace_once_for_all_three_families(r, sync_r, world):
     """A routine preload's server time is its SCAN walk of the whole keyspace (#16: 96% of
-    a 10-entry change on 1M keys, benchmarks.md), so the diff finds locations, items and
+    a 10-entry change on 1M keys, docs/benchmarks/impact.md), so the diff finds locations, items and
     NPCs in one walk, not one walk each; look-alike keys are not taken for entries."""
     await preload(r, world, operator="alice")
     pipe = sync_r.pipeline(transaction=False)

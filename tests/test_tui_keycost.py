@@ -1,4 +1,4 @@
-"""What made a key wait on a loaded dashboard (issue #16 item 5, docs/benchmarks.md): the
+"""What made a key wait on a loaded dashboard (issue #16 item 5, docs/benchmarks/dashboard.md): the
 Overview's sparklines drawn cell by cell, the widget style computed anew for every line of
 a table or log, the Locations table filled under the operator's keys on its first showing.
 Pure UI logic: the fixed dataset of ``tests/tui_fake.py``, no server."""

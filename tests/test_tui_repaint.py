@@ -1,6 +1,6 @@
 """What a refresh and a key press cost the screen: a refresh repaints what changed without
 a layout of the whole screen, and the key bar follows the bindings without rebuilding
-itself (docs/benchmarks.md, the dashboard's key-to-repaint figures). Pure UI logic: the
+itself (docs/benchmarks/dashboard.md, the dashboard's key-to-repaint figures). Pure UI logic: the
 fixed dataset of ``tests/tui_fake.py``, no server."""
 
 from __future__ import annotations

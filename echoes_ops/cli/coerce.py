@@ -2,11 +2,12 @@
 
 Typer 0.29 coerces every parameter through a pydantic ``TypeAdapter`` built on first use;
 importing pydantic and building the adapters costs more than most commands' own work
-(docs/benchmarks.md#whole-command-times). The parameters of this CLI are plain ``str``,
-``Path``, ``int``, ``float``, ``bool`` and lists of them, whose values the common case can take as
-they are. :func:`install` gives each such parameter a coercion that does exactly that and
-hands every other value (a word that is not a plain number, a number out of range, anything
-unusual) to Typer's own coercion, so every error message stays Typer's, word for word.
+(docs/benchmarks/preload-wall.md#whole-commands-benchmarkswallpy). The parameters of this CLI
+are plain ``str``, ``Path``, ``int``, ``float``, ``bool`` and lists of them, whose values the
+common case can take as they are. :func:`install` gives each such parameter a coercion that
+does exactly that and hands every other value (a word that is not a plain number, a number out
+of range, anything unusual) to Typer's own coercion, so every error message stays Typer's, word
+for word.
 """
 
 from __future__ import annotations

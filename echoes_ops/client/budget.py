@@ -59,7 +59,7 @@ class StepBudget:
     patch of keys shows in the next step too and is believed then. On a machine whose CPUs
     the servers share (a local cluster: three primaries and the client on two CPUs), a third
     to a half of the steps were switched out mid-work and each cost about four small steps;
-    shrinking does not make the wait shorter, only the steps more (docs/benchmarks.md, #14).
+    shrinking does not make the wait shorter, only the steps more (docs/benchmarks/inspect.md, #14).
     The figures (steps, longest, total) are kept for reports and benchmarks.
     """
 

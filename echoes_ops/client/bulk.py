@@ -40,7 +40,7 @@ DEFAULT_CHUNK = 2000
 # reads): chunks this small, one in flight. A probe's PING p99 during 22,000 pipelined
 # HGETALLs was 8.0-13.6 ms with chunks of 2,000 (max 9-20) and 3.7-8.5 ms with 100 stepped
 # (max 5-11; between the runs 4.4), the reads taking as long; during 22,000 TTLs and 3,000
-# MEMORY USAGE 10.4-13.2 ms against 5.4-5.6 ms, ~0.1 s slower (benchmarks.md, #16)
+# MEMORY USAGE 10.4-13.2 ms against 5.4-5.6 ms, ~0.1 s slower (docs/benchmarks/impact.md, #16)
 READ_STEP = 100
 
 

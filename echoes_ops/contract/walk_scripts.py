@@ -17,7 +17,7 @@ from echoes_ops.contract.lua_prelude import STEP_CLOCK, TYPE_ERRORS_ONLY
 # hashes whose first field (a heartbeat) is a plausible epoch older than a cutoff: then that
 # field alone is read first (HMGET of one field, a command every reading role may run) and
 # the row only for the hashes kept, since most sessions are fresh (a fresh session cost
-# about 6 us of server time read whole, 2.5 us so; docs/benchmarks.md, #14 item 7).
+# about 6 us of server time read whole, 2.5 us so; docs/benchmarks/inspect.md, #14 item 7).
 # KEYS: none (reads the keys its SCAN returned: one node).
 # ARGV[1] = cursor, ARGV[2] = MATCH pattern, ARGV[3] = COUNT, ARGV[4] = n fields,
 # ARGV[5 .. 4+n] = field names, ARGV[5+n] = "all" or "stale",

@@ -29,7 +29,7 @@ from echoes_ops.contract.session import SESSION_FIELDS, Session
 
 BATCH = 1000
 STEP_COUNT = 400  # keys per server-side (Lua) SCAN step: ~0.7-0.9 ms p99 on a mixed keyspace,
-# ~1.4 ms median when nearly every key is a session (100k sessions; docs/benchmarks.md)
+# ~1.4 ms median when nearly every key is a session (100k sessions; docs/benchmarks/dashboard.md)
 SSCAN_COUNT = 1000
 
 

@@ -7,7 +7,7 @@ Textual built (it lives as long as the app) out of collections and raises the yo
 generation's threshold, so the live tail's short-lived events die young instead of being
 promoted; :meth:`settle` freezes again once the first data is shown. Measured with the
 live tail at 1,000 msg/s: no full collection in 10 s (four of 40-50 ms before), the GC's
-total pause ~90 ms per 10 s instead of ~220 ms (docs/benchmarks.md). :meth:`restore`
+total pause ~90 ms per 10 s instead of ~220 ms (docs/benchmarks/dashboard.md). :meth:`restore`
 undoes it all (the tests run many apps in one process).
 """
 

@@ -64,7 +64,7 @@ TRUTH_FIRST_WAIT = 1.0  # how long the first poll waits for that read before sho
 DRIFT_STEP = 100  # keys of the first census step of the drift poll
 # The polls' walks run in the background (nobody waits on a census): their steps aim at half
 # the stepped walks' target, so jitter and a mis-sized step stay inside the budget (1 ms p99,
-# 2 ms max). Measured: p99 2.5-3.9 -> 0.6-1.6 ms at load 5-6 (docs/benchmarks.md).
+# 2 ms max). Measured: p99 2.5-3.9 -> 0.6-1.6 ms at load 5-6 (docs/benchmarks/dashboard.md).
 POLL_TARGET_S = 0.00035
 
 

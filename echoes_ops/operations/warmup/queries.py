@@ -68,7 +68,7 @@ GROUP BY character_id"""
 # when the database's encoding is UTF-8, the client's: octet_length counts the bytes the
 # text arrives in, which is what hiredis writes for the same text. Measured against
 # splitting and packing the rows here (100,000 characters): this process 1.05-1.4 us less
-# per character, PostgreSQL 0.8 us more, the sum 0.25-0.6 us less (docs/benchmarks.md).
+# per character, PostgreSQL 0.8 us more, the sum 0.25-0.6 us less (docs/benchmarks/warmup.md).
 INVENTORY_PACKED_WRAPPER = """\
 SELECT character_id, count(*),
        string_agg('$' || octet_length(item) || E'\\r\\n' || item || E'\\r\\n', '' ORDER BY n)

@@ -3,7 +3,7 @@
 Textual's ``Footer`` rebuilds itself (one widget per key, each styled by the CSS engine, then
 a layout of the whole screen) whenever the bindings change, which is every tab switch and
 every focus change: 20-65 ms of the screen's CPU per key press at 160x48, and a full layout
-on top (docs/benchmarks.md). This bar looks the same but is one widget whose
+on top (docs/benchmarks/dashboard.md). This bar looks the same but is one widget whose
 :func:`render_keys` builds one line; a change of bindings only repaints it, and only when
 what it shows changed. A click on a key presses it, as on the footer.
 """
