@@ -14,7 +14,7 @@ import pytest
 from echoes_ops.errors import ExitCode
 from echoes_ops.local.postgres_server import BOOTSTRAP_SUPERUSER
 from tests.cli_helpers import cli
-from tests.test_warmup import sql
+from tests.warmup_helpers import sql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 

@@ -267,7 +267,7 @@ def warmup_tolerated(tier: AclTier) -> set[str]:
 @pytest.mark.postgres
 def test_warmup_role_warms_sessions_and_inventories(acl_tier: AclTier, world, database_url):
     """The cron account's whole job (sessions, inventories, static) with nothing refused."""
-    from tests.test_warmup import WINDOW, seed
+    from tests.warmup_helpers import WINDOW, seed
 
     seed(database_url, 50)
     assert cli("db", "migrate", env={"DATABASE_URL": database_url}).code == 0

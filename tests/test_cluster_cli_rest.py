@@ -23,8 +23,8 @@ from tests.cli_helpers import cli
 from tests.cluster_coverage import note_answer_from_cluster, note_subprocess
 from tests.conftest import BUNDLED_GAMEDATA
 from tests.test_metrics import families, serving, value
-from tests.test_warmup import PLAYERS, WINDOW, seed
 from tests.waiting import wait_until
+from tests.warmup_helpers import PLAYERS, WINDOW, seed
 
 
 @pytest.fixture

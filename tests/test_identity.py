@@ -17,7 +17,7 @@ from echoes_ops.operations import identity, writes
 from echoes_ops.operations.audit import AuditLog
 from tests.cli_helpers import cli
 from tests.conftest import BUNDLED_GAMEDATA
-from tests.test_warmup import sql
+from tests.warmup_helpers import sql
 
 ME = identity.os_user()
 LOCATION = "bunker_entrance"

@@ -22,8 +22,8 @@ from echoes_ops.contract import keys
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.warmup import warmup
 from tests.test_pacing_plain import Recording, other_traffic, record_pacers, without_info
-from tests.test_warmup import DATA
 from tests.test_warmup_budget import PLAYERS
+from tests.warmup_helpers import DATA
 
 STEPS = 300
 CHARACTERS = 3000

@@ -14,7 +14,7 @@ from echoes_ops.contract.scripts_warmup import WARMUP_PLAYERS
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.warmup import run as warmup_run
 from echoes_ops.operations.warmup import warmup
-from tests.test_warmup import DATA
+from tests.warmup_helpers import DATA
 
 PLAYERS = ["sessions", "inventories"]
 

@@ -15,8 +15,8 @@ from echoes_ops.contract import keys
 from echoes_ops.contract.scripts_warmup import WARMUP_PLAYERS
 from echoes_ops.local.demo import seed_demo
 from echoes_ops.operations.warmup import warmup
-from tests.test_warmup import DATA
 from tests.test_warmup_budget import PLAYERS
+from tests.warmup_helpers import DATA
 
 CHARACTERS = 600
 WRITES = {"hset", "hdel", "rpush", "expire", "del", "lpush", "unlink"}

@@ -52,7 +52,7 @@ def test_warmup_stops_after_a_batch_and_says_how_many(database_url, redis_url, s
     """SIGINT while warmup writes (its next batch held with CLIENT PAUSE WRITE): it stops
     after the batch in flight, says how many characters it warmed, and exactly those
     sessions are in Redis."""
-    from tests.test_warmup import WINDOW, seed
+    from tests.warmup_helpers import WINDOW, seed
 
     seed(database_url, 6000)
     run = CliProcess(
