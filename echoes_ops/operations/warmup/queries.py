@@ -52,16 +52,23 @@ PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # The inventory query's rows become JSON in PostgreSQL (compact, every column of the row, in
 # column order: row_to_json's text), which costs PostgreSQL less than Python, and each
 # character's rows come back as one text, joined by ITEM_SEPARATOR in the order the query
-# returns them (row_number() numbers the rows in that order): one row per character instead
-# of one per item, and no grouping in Python. JSON text never holds a raw control character,
-# so the separator cannot occur inside an item.
+# returns them: one row per character instead of one per item, and no grouping in Python.
+# JSON text never holds a raw control character, so the separator cannot occur inside an
+# item. row_number() numbers the rows in the query's order and the subquery is sorted by
+# (character_id, n), so string_agg reads each character's rows in that order and the
+# groups come out by character_id (the outer ORDER BY costs nothing: the input is sorted).
+# The sorted subquery replaces string_agg(... ORDER BY n), which before PostgreSQL 16 sorts
+# every character's rows again on their own, one sort per character: PostgreSQL's CPU per
+# character 1.6-2.3 us less in the same runs (docs/benchmarks/warmup.md). Warmup turns
+# parallel query off in its transaction, so no plan splits a character's rows.
 ITEM_SEPARATOR = "\x1e"
 INVENTORY_WRAPPER = """\
-SELECT character_id, string_agg(item, chr(30) ORDER BY n)
+SELECT character_id, string_agg(item, chr(30))
 FROM (SELECT q.character_id, {item} AS item, row_number() OVER () AS n
       FROM ({query}
-) q) numbered
-GROUP BY character_id"""
+) q ORDER BY 1, 3) numbered
+GROUP BY character_id
+ORDER BY 1"""
 # For one server (packed calls), each character's rows come in the wire protocol instead:
 # their count, and each row as $<bytes>\r\n<json>\r\n, joined in the query's order, so the
 # rows are neither split nor packed in Python (they are the call's last arguments). Only
@@ -71,16 +78,23 @@ GROUP BY character_id"""
 # per character, PostgreSQL 0.8 us more, the sum 0.25-0.6 us less (docs/benchmarks/warmup.md).
 INVENTORY_PACKED_WRAPPER = """\
 SELECT character_id, count(*),
-       string_agg('$' || octet_length(item) || E'\\r\\n' || item || E'\\r\\n', '' ORDER BY n)
+       string_agg('$' || octet_length(item) || E'\\r\\n' || item || E'\\r\\n', '')
 FROM (SELECT q.character_id, {item} AS item, row_number() OVER () AS n
       FROM ({query}
-) q) numbered
-GROUP BY character_id"""
+) q ORDER BY 1, 3) numbered
+GROUP BY character_id
+ORDER BY 1"""
 # row_to_json(q) itself costs PostgreSQL about a third more than the same text built by
 # concatenation from the columns (it deforms a record built for the call); the columns'
-# JSON is what row_to_json writes for each: to_json of the value, which for integers and
-# booleans is their text output (so ::text, cheaper), null for NULL.
-_PLAIN_JSON_TYPES = frozenset({"int2", "int4", "int8", "bool"})
+# JSON is what row_to_json writes for each: to_json of the value, which for integers is
+# their text output (so ::text, cheaper), null for NULL. A boolean's key and value (with
+# the closing brace after the last column) are one constant picked by CASE: two
+# concatenations and a cast fewer per row.
+_PLAIN_JSON_TYPES = frozenset({"int2", "int4", "int8"})
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def item_json_sql(columns: Sequence[tuple[str, str]]) -> str:
@@ -90,13 +104,23 @@ def item_json_sql(columns: Sequence[tuple[str, str]]) -> str:
     if not columns or len(set(names)) != len(names):
         return "row_to_json(q)::text"  # a name twice: only row_to_json can say it
     parts: list[str] = []
+    last = len(columns) - 1
     for i, (name, kind) in enumerate(columns):
         key = ("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
         column = 'q."' + name.replace('"', '""') + '"'
+        if kind == "bool":
+            end = "}" if i == last else ""
+            parts.append(
+                f"CASE {column} WHEN true THEN {_literal(key + 'true' + end)} "
+                f"WHEN false THEN {_literal(key + 'false' + end)} "
+                f"ELSE {_literal(key + 'null' + end)} END"
+            )
+            continue
         value = f"{column}::text" if kind in _PLAIN_JSON_TYPES else f"to_json({column})::text"
-        parts.append("'" + key.replace("'", "''") + "'")
+        parts.append(_literal(key))
         parts.append(f"coalesce({value}, 'null')")
-    parts.append("'}'")
+    if columns[last][1] != "bool":
+        parts.append("'}'")
     return " || ".join(parts)
 
 
