@@ -84,6 +84,12 @@ FROM (SELECT q.character_id, {item} AS item, row_number() OVER () AS n
 ) q ORDER BY 1, 3) numbered
 GROUP BY character_id
 ORDER BY 1"""
+# One sort of the batch's rows rather than an incremental sort (a small sort per run of
+# rows sharing a character_id, as the default query returns them): PostgreSQL 0.3 us less
+# per character, and the rows reach this process at once, not piece by piece as each run
+# is sorted (0.3-0.6 us less here: fewer wake-ups). For warmup's transaction only (it is
+# read-only and reads these two queries; the characters query is planned after it too).
+WRAPPER_SETTING = "SET LOCAL enable_incremental_sort = off"
 # row_to_json(q) itself costs PostgreSQL about a third more than the same text built by
 # concatenation from the columns (it deforms a record built for the call); the columns'
 # JSON is what row_to_json writes for each: to_json of the value, which for integers is
@@ -190,6 +196,8 @@ async def prepare(
         try:
             item = item_json_sql([(a.name, a.type.name) for a in plain.get_attributes()])
             packed = packed and await conn.fetchval("SHOW server_encoding") == "UTF8"
+            if conn.get_server_version() >= (13, 0):  # PostgreSQL 12 has no incremental sort
+                await conn.execute(WRAPPER_SETTING)
             wrapper = INVENTORY_PACKED_WRAPPER if packed else INVENTORY_WRAPPER
             inventory = await conn.prepare(wrapper.format(item=item, query=query))
         except PG_ERRORS as exc:
