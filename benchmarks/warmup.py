@@ -58,7 +58,7 @@ from echoes_ops.client.connect import open_redis
 from echoes_ops.config import Settings
 from echoes_ops.contract import codec, keys
 from echoes_ops.gamedata import load_gamedata
-from echoes_ops.local.demo import seed_demo
+from echoes_ops.local.demo import DemoSummary, seed_demo
 from echoes_ops.local.postgres_server import PostgresServer
 from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.warmup import (
@@ -372,15 +372,15 @@ async def memory(r: Any, pg_url: str) -> None:
     )
 
 
-async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> None:
-    pg_url = pg.url
+async def seed(pg_url: str, characters: int) -> DemoSummary:
+    """The reference schema with ``characters`` characters (2-8 inventory rows each, all
+    active in the last six hours), vacuumed and analyzed: what every warmup benchmark reads."""
     data = load_gamedata(REPO / "gamedata")
-    started = time.perf_counter()
     summary = await seed_demo(
         pg_url,
         location_ids=sorted(data.locations),
         item_ids=sorted(data.items),
-        characters=args.characters,
+        characters=characters,
     )
     conn = await asyncpg.connect(pg_url)
     try:
@@ -388,6 +388,13 @@ async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> N
         await conn.execute("VACUUM ANALYZE inventory")
     finally:
         await conn.close()
+    return summary
+
+
+async def run(args: argparse.Namespace, pg: PostgresServer, redis_url: str) -> None:
+    pg_url = pg.url
+    started = time.perf_counter()
+    summary = await seed(pg_url, args.characters)
     print(
         f"seeded {summary.characters:,} characters and {summary.inventory_rows:,} inventory "
         f"rows in {time.perf_counter() - started:.1f} s"

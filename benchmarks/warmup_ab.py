@@ -28,7 +28,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
 
 from benchmarks.machine import load_average, postgres_cpu
 from benchmarks.warmup import (
@@ -37,13 +36,12 @@ from benchmarks.warmup import (
     bench_settings,
     cpu_and_slowlog,
     redis_cpu,
+    seed,
     slowlog,
     slowlog_reset,
     slowlog_setup,
 )
 from echoes_ops.client.connect import open_redis
-from echoes_ops.gamedata import load_gamedata
-from echoes_ops.local.demo import seed_demo
 from echoes_ops.local.postgres_server import PostgresServer
 from echoes_ops.local.redis_server import RedisServer
 
@@ -118,19 +116,7 @@ def show(side: str, kind: str, run: dict[str, Any]) -> str:
 
 
 async def measure(args: argparse.Namespace, pg: PostgresServer, url: str, base: Path) -> None:
-    data = load_gamedata(REPO / "gamedata")
-    await seed_demo(
-        pg.url,
-        location_ids=sorted(data.locations),
-        item_ids=sorted(data.items),
-        characters=args.characters,
-    )
-    conn = await asyncpg.connect(pg.url)
-    try:
-        await conn.execute("VACUUM ANALYZE characters")
-        await conn.execute("VACUUM ANALYZE inventory")
-    finally:
-        await conn.close()
+    await seed(pg.url, args.characters)
     sides = {"base": base, "new": REPO}
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     print(

@@ -47,9 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 
 from benchmarks.machine import load_average
-from benchmarks.warmup import REPO, WINDOW
-from echoes_ops.gamedata import load_gamedata
-from echoes_ops.local.demo import seed_demo
+from benchmarks.warmup import REPO, WINDOW, seed
 from echoes_ops.local.postgres_server import PostgresServer
 from echoes_ops.operations.warmup import queries
 from echoes_ops.operations.warmup.queries import (
@@ -198,21 +196,6 @@ async def measure(url: str, args: argparse.Namespace) -> None:
     print(f"load average after: {load_average()}")
 
 
-async def seed(url: str, characters: int) -> None:
-    data = load_gamedata(REPO / "gamedata")
-    summary = await seed_demo(
-        url, location_ids=sorted(data.locations), item_ids=sorted(data.items),
-        characters=characters,
-    )  # fmt: skip
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("VACUUM ANALYZE characters")
-        await conn.execute("VACUUM ANALYZE inventory")
-    finally:
-        await conn.close()
-    print(f"seeded {summary.characters:,} characters, {summary.inventory_rows:,} inventory rows")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision whose wrappers to compare")
@@ -231,7 +214,8 @@ def main() -> None:
         pg = PostgresServer(Path(tmp) / "pg")
         pg.start()
         try:
-            asyncio.run(seed(pg.url, args.characters))
+            summary = asyncio.run(seed(pg.url, args.characters))
+            print(f"seeded {summary.characters:,} characters, {summary.inventory_rows:,} rows")
             asyncio.run(measure(pg.url, args))
         finally:
             pg.destroy()

@@ -58,9 +58,10 @@ PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # (character_id, n), so string_agg reads each character's rows in that order and the
 # groups come out by character_id (the outer ORDER BY costs nothing: the input is sorted).
 # The sorted subquery replaces string_agg(... ORDER BY n), which before PostgreSQL 16 sorts
-# every character's rows again on their own, one sort per character: PostgreSQL's CPU per
-# character 1.6-2.3 us less in the same runs (docs/benchmarks/warmup.md). Warmup turns
-# parallel query off in its transaction, so no plan splits a character's rows.
+# every character's rows again on their own, one sort per character: with WRAPPER_SETTING
+# and the booleans below, 2.66 us less CPU per character (PostgreSQL and this process, the
+# default query, 100,000 characters; docs/benchmarks/warmup.md). Warmup turns parallel
+# query off in its transaction, so no plan splits a character's rows.
 ITEM_SEPARATOR = "\x1e"
 INVENTORY_WRAPPER = """\
 SELECT character_id, string_agg(item, chr(30))
