@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 # re-exported: the prelude and the walk steps live in sibling modules
+from echoes_ops.contract.lua_prelude import STEP_CLOCK
 from echoes_ops.contract.lua_prelude import TYPE_ERRORS_ONLY as TYPE_ERRORS_ONLY
 from echoes_ops.contract.walk_scripts import CENSUS_STEP as CENSUS_STEP
 from echoes_ops.contract.walk_scripts import SCAN_HASH_FIELDS as SCAN_HASH_FIELDS
@@ -168,9 +169,12 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
 # ARGV[1], ARGV[2] = presence key prefix and suffix (for the session's own location); then per
 # player: character id, n (how many presence sets follow in KEYS), the n location ids.
 # Returns per player {state, location_id, worker_id, member locations joined by "\n"}; state
-# is 0 (no session), 1 (a session hash) or 2 (not readable: keep what the walk saw).
+# is 0 (no session), 1 (a session hash) or 2 (not readable: keep what the walk saw); then, as
+# the last element, the call's server time in microseconds (STEP_CLOCK; -1: TIME unreadable),
+# by which the caller sizes its next call (client/budget.StepBudget).
 PRESENCE_RECHECK: Final = (
     TYPE_ERRORS_ONLY
+    + STEP_CLOCK
     + """local call, pcall = redis.call, redis.pcall
 local out, k, a = {}, 1, 3
 while a <= #ARGV do
@@ -200,6 +204,7 @@ while a <= #ARGV do
   k = k + 1 + n
   a = a + 2 + n
 end
+out[#out + 1] = elapsed_us()
 return out
 """
 )

@@ -25,7 +25,8 @@ LOCK_REPAIR_TTL = 300
 EXAMPLES = 10
 AUDIT_IDS = 100  # ids of repaired entries named in the audit record, per kind
 SESSION_FIELDS = ("location_id", "worker_id", "last_heartbeat")
-RECHECK_BATCH = 100  # suspects per PRESENCE_RECHECK call
+RECHECK_BATCH = 100  # the most suspects per PRESENCE_RECHECK call (sized by the budget)
+RECHECK_FIRST = 16  # suspects in the first call, before one has reported its cost
 REPAIR_ORDER: tuple[str, ...] = (
     "dead_worker",
     "stale_connection",

@@ -6,12 +6,18 @@ Cluster a player's keys lie in different slots; see ``reconcile_cluster.py`` ins
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from echoes_ops.client.budget import StepBudget, lua_micros
+from echoes_ops.client.bulk import Command, bulk, reloading
 from echoes_ops.client.connect import AnyRedis
+from echoes_ops.client.pacing import pacer_of
 from echoes_ops.contract import keys, scripts
-from echoes_ops.operations.drift_report import RECHECK_BATCH
+from echoes_ops.operations.drift_report import RECHECK_BATCH, RECHECK_FIRST
 from echoes_ops.operations.tiermap import SessionBrief
 
 Seen = SessionBrief  # what the walk saw of a session; replaced by what the re-read says
@@ -81,15 +87,30 @@ async def recheck_presence(
     sessions: dict[int, Seen],
     member_locations: dict[int, list[str]],
     suspects: list[int],
-) -> None:
-    """Re-read each suspect's session and memberships at one instant (``PRESENCE_RECHECK``,
-    ``RECHECK_BATCH`` players per call) and replace what the walk saw with it. The walk
-    reads sessions and sets at different moments, so a player who moved meanwhile looks
-    misplaced; only what is still inconsistent at one instant is drift. A session that
-    appeared after the walk is left to the next run."""
-    script = r.register_script(scripts.PRESENCE_RECHECK)
-    for start in range(0, len(suspects), RECHECK_BATCH):
-        chunk = suspects[start : start + RECHECK_BATCH]
+) -> StepBudget:
+    """Re-read each suspect's session and memberships at one instant (``PRESENCE_RECHECK``)
+    and replace what the walk saw with it. The walk reads sessions and sets at different
+    moments, so a player who moved meanwhile looks misplaced; only what is still
+    inconsistent at one instant is drift. A session that appeared after the walk is left to
+    the next run.
+
+    The calls are steps of the walk's budget (issue #16): each carries as many suspects as
+    the last ones' server time says fit ``client/budget.TARGET_S`` (``RECHECK_FIRST``
+    first, at most ``RECHECK_BATCH``), one at a time, paced like every walk beside the
+    game's traffic. (A fixed 100 suspects a call, sent back to back, held the server
+    1.6-2.4 ms a call.) Returns the sizing, for reports."""
+    sizer = StepBudget(size=RECHECK_FIRST, low=1, high=RECHECK_BATCH)
+    if not suspects:
+        return sizer
+    sha = str(await r.script_load(scripts.PRESENCE_RECHECK))
+    pacer = pacer_of(r)
+
+    async def sent(calls: Sequence[Command]) -> list[Any]:
+        return await bulk(r, calls, chunk=1, stepped=True, raise_on_error=False, pacer=pacer)
+
+    at = 0
+    while at < len(suspects):
+        chunk = suspects[at : at + sizer.size]
         key_list: list[str] = []
         args: list[str] = [keys.PRESENCE_PREFIX, keys.PRESENCE_SUFFIX]
         for cid in chunk:
@@ -97,21 +118,42 @@ async def recheck_presence(
             key_list.append(keys.session_key(cid))
             key_list.extend(keys.presence_key(loc) for loc in seen)
             args += [str(cid), str(len(seen)), *seen]
-        replies = await script(keys=key_list, args=args)
-        for cid, (state, location, worker, joined) in zip(chunk, replies, strict=True):
-            if int(state) == 2:
-                continue  # a key of the wrong type: keep what the walk saw
-            members = str(joined).split("\n") if joined else []
-            session = sessions.get(cid)
-            if int(state) == 0:
-                sessions.pop(cid, None)
-            elif session is None:
-                member_locations.pop(cid, None)  # a session newer than the walk
-                continue
-            else:
-                session.location = str(location) or None
-                session.worker = str(worker) or None
-            if members:
-                member_locations[cid] = members
-            else:
-                member_locations.pop(cid, None)
+        slept, started = pacer.slept, time.perf_counter()
+        command = ("EVALSHA", sha, len(key_list), *key_list, *args)
+        (reply,) = await reloading(r, (scripts.PRESENCE_RECHECK,), sent, [command])
+        if isinstance(reply, Exception):
+            raise reply
+        *players, spent = reply
+        held = lua_micros(spent)
+        if held is None:  # no TIME: the round trip (less the pacing's wait) stands for it
+            held = max(time.perf_counter() - started - (pacer.slept - slept), 0.0)
+        sizer.observe(len(chunk), held)
+        at += len(chunk)
+        _take(sessions, member_locations, chunk, players)
+    return sizer
+
+
+def _take(
+    sessions: dict[int, Seen],
+    member_locations: dict[int, list[str]],
+    chunk: list[int],
+    players: list[Any],
+) -> None:
+    """What one call re-read, in place of what the walk saw."""
+    for cid, (state, location, worker, joined) in zip(chunk, players, strict=True):
+        if int(state) == 2:
+            continue  # a key of the wrong type: keep what the walk saw
+        members = str(joined).split("\n") if joined else []
+        session = sessions.get(cid)
+        if int(state) == 0:
+            sessions.pop(cid, None)
+        elif session is None:
+            member_locations.pop(cid, None)  # a session newer than the walk
+            continue
+        else:
+            session.location = str(location) or None
+            session.worker = str(worker) or None
+        if members:
+            member_locations[cid] = members
+        else:
+            member_locations.pop(cid, None)
