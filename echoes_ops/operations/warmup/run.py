@@ -56,9 +56,11 @@ MAX_SCRIPT_BATCH = 500
 CALLS_IN_FLIGHT = 2
 # Players of the first calls, before any measurement.
 FIRST_STEP = 16
-# Server CPU time a call's body aims at: the shared step target less a margin for reading
-# the call's arguments (about a fifth of its time, before the script's clock starts).
-STEP_TARGET_S = 0.0005
+# Server CPU time a call's body aims at: the shared step target (client/budget.TARGET_S,
+# 0.5 ms) less a margin for reading the call's arguments (about a fifth of its time, before
+# the script's clock starts). At 0.5 ms, as much as the shared target, the calls' p99 in
+# SLOWLOG was 0.95-1.21 ms (benchmarks/warmup_ab.py, 100,000 characters, session 8).
+STEP_TARGET_S = 0.0004
 
 Progress = Callable[[int], None]
 
