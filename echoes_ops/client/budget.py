@@ -35,7 +35,7 @@ BUDGET_P99_S = 0.001  # what no command of ours may exceed at p99 (#16)
 BUDGET_MAX_S = 0.002  # ... and at its maximum
 # what a step aims at: under the budget with room for a step's cost to vary with the keys
 # it meets (at 0.7 ms, with the servers at SCHED_RR, the longest steps still took 1.5-2.1 ms;
-# at 0.5 ms 0.83-0.93 ms on one server: docs/benchmarks.md, run of record of session 7)
+# at 0.5 ms 0.83-0.93 ms on one server: docs/benchmarks/history.md, run of record of 13:33)
 TARGET_S = 0.0005
 GROWTH = 1.5  # a short step lets the next grow by at most this factor
 SMOOTHING = 0.3  # weight of the newest step in the per-item cost estimate
