@@ -58,3 +58,29 @@ async def test_recheck_calls_are_sized_by_the_budget(r: Redis, sync_r: redis.Red
         assert sizes[i] <= min(RECHECK_BATCH, math.ceil(max(sizes[:i]) * GROWTH) + 1), sizes
     # the drift found is the same: every player misplaced, confirmed at one instant
     assert plan.report.kinds["location_mismatch"].found == SUSPECTS
+
+
+async def test_without_time_the_calls_keep_their_first_size(
+    sync_r: redis.Redis, redis_url: str
+) -> None:
+    """A user refused TIME: each call's clock reads -1, and the calls stay at
+    RECHECK_FIRST suspects (a round trip standing in for the server time read its fixed part
+    as the suspects' cost, and the calls shrank to one suspect each)."""
+    _misplace(sync_r)
+    sync_r.execute_command("ACL", "SETUSER", "notime", "on", ">pw", "~*", "&*", "+@all", "-time")
+    try:
+        url = redis_url.replace("redis://", "redis://notime:pw@", 1)
+        limited = Redis.from_url(url, decode_responses=True)
+        try:
+            sync_r.config_set("slowlog-log-slower-than", 0)
+            sync_r.config_set("slowlog-max-len", 100_000)
+            sync_r.slowlog_reset()
+            plan = await find_drift(limited, grace=0)
+        finally:
+            await limited.aclose()
+    finally:
+        sync_r.execute_command("ACL", "DELUSER", "notime")
+    sizes = _recheck_calls(sync_r)
+    assert sum(sizes) == SUSPECTS
+    assert sizes[:-1] == [RECHECK_FIRST] * (len(sizes) - 1), sizes
+    assert plan.report.kinds["location_mismatch"].found == SUSPECTS
