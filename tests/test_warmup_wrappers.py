@@ -18,7 +18,12 @@ import asyncpg
 import pytest
 
 from echoes_ops.operations.warmup.encoding import Batch
-from echoes_ops.operations.warmup.queries import Source, prepare, read_batch
+from echoes_ops.operations.warmup.queries import (
+    DEFAULT_INVENTORY_QUERY,
+    Source,
+    prepare,
+    read_batch,
+)
 
 CHARACTERS = "SELECT id, last_active_at FROM characters ORDER BY id"
 
@@ -196,29 +201,36 @@ async def test_the_comparison_sees_a_row_out_of_order(database_url: str) -> None
         await conn.close()
 
 
-async def test_the_wrapper_is_planned_with_one_sort(database_url: str) -> None:
-    """prepare() turns incremental sort off for warmup's transaction only: the batch's rows
-    are sorted once (a run of rows per character sorted on its own cost PostgreSQL more, and
-    the rows reached warmup piece by piece)."""
+async def test_a_batch_of_large_inventories_is_sorted_in_memory(database_url: str) -> None:
+    """The wrapper's sort stays within work_mem for a batch of 2,000 characters with 30 rows
+    each: the planner's incremental sort (one small sort per character). With incremental sort
+    turned off, as warmup's transaction once did, one sort of the batch spilled to disk."""
     conn = await asyncpg.connect(database_url)
     try:
-        await _seed(conn, "int")
-        query = (
-            "SELECT owner AS character_id, item, equipped FROM inventory "
-            "WHERE owner = ANY($1::int[]) ORDER BY owner, item"
+        await conn.execute(
+            "DROP TABLE IF EXISTS inventory, characters;"
+            "CREATE TABLE characters (id int PRIMARY KEY, last_active_at timestamptz);"
+            "INSERT INTO characters SELECT g, now() FROM generate_series(1, 2000) g;"
+            "CREATE TABLE inventory (character_id int, item_id text, quantity int, "
+            "durability int, is_equipped bool, PRIMARY KEY (character_id, item_id));"
+            "INSERT INTO inventory SELECT c, 'item_' || k || '_of_a_long_name', k, 100, "
+            "k % 2 = 0 FROM generate_series(1, 2000) c, generate_series(1, 30) k;"
+            "ANALYZE inventory"
         )
-        await conn.execute("CREATE INDEX ON inventory (owner, item)")
-        await conn.execute("ANALYZE inventory")
         await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        source = await prepare(conn, "test", CHARACTERS, query, 60, packed=True)
+        source = await prepare(conn, "test", CHARACTERS, DEFAULT_INVENTORY_QUERY, 60, packed=True)
         assert source.inventory is not None
-        assert await conn.fetchval("SHOW enable_incremental_sort") == "off"
-        ids = "ARRAY(SELECT g FROM generate_series(1, 400) g)"
-        sql = source.inventory.get_query().replace("$1::int[]", ids)
-        plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {sql}"))
-        assert "Sort" in plan
-        assert "Incremental Sort" not in plan
+        sql = f"EXPLAIN ANALYZE {source.inventory.get_query()}"
+        lines = [row[0] for row in await conn.fetch(sql, list(range(1, 2001)))]
+        # the wrapper's own sort: by character and the rows' numbers (the user's query may
+        # sort too, by its own ORDER BY, as PostgreSQL plans it)
+        keyed = [i for i, line in enumerate(lines) if "Sort Key" in line and "row_number" in line]
+        assert keyed, lines
+        methods = [line for i in keyed for line in lines[i : i + 4] if "Sort Method" in line]
+        assert methods, lines
+        for method in methods:
+            assert "Memory" in method, lines
+            assert "Disk" not in method, lines
         await conn.execute("ROLLBACK")
-        assert await conn.fetchval("SHOW enable_incremental_sort") == "on"
     finally:
         await conn.close()

@@ -58,10 +58,13 @@ PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # (character_id, n), so string_agg reads each character's rows in that order and the
 # groups come out by character_id (the outer ORDER BY costs nothing: the input is sorted).
 # The sorted subquery replaces string_agg(... ORDER BY n), which before PostgreSQL 16 sorts
-# every character's rows again on their own, one sort per character: with WRAPPER_SETTING
-# and the booleans below, 2.66 us less CPU per character (PostgreSQL and this process, the
-# default query, 100,000 characters; docs/benchmarks/warmup.md). Warmup turns parallel
-# query off in its transaction, so no plan splits a character's rows.
+# every character's rows again on their own, one sort per character: with the booleans
+# below, 1.4-2.05 us less CPU per character (PostgreSQL and this process, the default query,
+# 100,000 characters; docs/benchmarks/warmup.md). Warmup turns parallel query off in its
+# transaction, so no plan splits a character's rows. The sort is left to the planner: an
+# incremental sort (a small sort per character, as the default query returns them) stays in
+# memory where one sort of a batch's rows spilled to disk from about 12 rows a character
+# (2,000 characters a batch, the default work_mem of 4 MB).
 ITEM_SEPARATOR = "\x1e"
 INVENTORY_WRAPPER = """\
 SELECT character_id, string_agg(item, chr(30))
@@ -85,12 +88,6 @@ FROM (SELECT q.character_id, {item} AS item, row_number() OVER () AS n
 ) q ORDER BY 1, 3) numbered
 GROUP BY character_id
 ORDER BY 1"""
-# One sort of the batch's rows rather than an incremental sort (a small sort per run of
-# rows sharing a character_id, as the default query returns them): PostgreSQL 0.3 us less
-# per character, and the rows reach this process at once, not piece by piece as each run
-# is sorted (0.3-0.6 us less here: fewer wake-ups). For warmup's transaction only (it is
-# read-only and reads these two queries; the characters query is planned after it too).
-WRAPPER_SETTING = "SET LOCAL enable_incremental_sort = off"
 # row_to_json(q) itself costs PostgreSQL about a third more than the same text built by
 # concatenation from the columns (it deforms a record built for the call); the columns'
 # JSON is what row_to_json writes for each: to_json of the value, which for integers is
@@ -197,8 +194,6 @@ async def prepare(
         try:
             item = item_json_sql([(a.name, a.type.name) for a in plain.get_attributes()])
             packed = packed and await conn.fetchval("SHOW server_encoding") == "UTF8"
-            if conn.get_server_version() >= (13, 0):  # PostgreSQL 12 has no incremental sort
-                await conn.execute(WRAPPER_SETTING)
             wrapper = INVENTORY_PACKED_WRAPPER if packed else INVENTORY_WRAPPER
             inventory = await conn.prepare(wrapper.format(item=item, query=query))
         except PG_ERRORS as exc:
