@@ -133,17 +133,25 @@ async def _old_source(conn: asyncpg.Connection, source: Source, query: str) -> S
 
 
 def _same(new: list[Batch], old: list[Batch], packed: bool) -> None:
-    assert len(new) == len(old)
-    for a, b in zip(new, old, strict=True):
-        assert a.inventory_rows == b.inventory_rows
-        if packed:
-            assert a.packed_inventory is not None
-            assert a.packed_inventory == b.packed_inventory
-            # the merged forms of one id keep the order the old wrapper gave them
-            assert list(a.packed_inventory) == list(b.packed_inventory or {})
-        else:
-            assert a.inventory == b.inventory
-            assert list(a.inventory) == list(b.inventory)
+    """The batches hold the same inventories, owners in the same order; else an
+    AssertionError naming the first difference. Not bare asserts: under ``CI=true`` pytest
+    does not truncate its explanation of a failed assert, and its diff of two batches'
+    inventories (the expected failure below) ran for minutes."""
+    if len(new) != len(old):
+        raise AssertionError(f"{len(new)} batches against {len(old)}")
+    for n, (a, b) in enumerate(zip(new, old, strict=True)):
+        if a.inventory_rows != b.inventory_rows:
+            raise AssertionError(f"batch {n}: {a.inventory_rows} rows against {b.inventory_rows}")
+        mine: dict[Any, Any] | None = a.packed_inventory if packed else a.inventory
+        theirs: dict[Any, Any] = (b.packed_inventory if packed else b.inventory) or {}
+        if mine is None:
+            raise AssertionError(f"batch {n}: no inventories")
+        # the merged forms of one id keep the order the old wrapper gave them
+        if list(mine) != list(theirs):
+            raise AssertionError(f"batch {n}: other owners or another order")
+        for owner, items in mine.items():
+            if items != theirs[owner]:
+                raise AssertionError(f"batch {n}, character {owner!r}: {items!r:.300}")
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
