@@ -31,8 +31,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,6 +116,21 @@ async def populate(
             await bulk(r, [("SET", f"filler:{n}", f"value:{n}") for n in part])
     elif filler > 0:
         await r.execute_command("DEBUG", "POPULATE", filler, "filler")
+
+
+@asynccontextmanager
+async def private_server() -> AsyncIterator[Any]:
+    """A client of a private redis-server with DEBUG allowed (populate's filler keys),
+    stopped on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), extra_args=["--enable-debug-command", "yes"])
+        server.start()
+        try:
+            target = Settings.from_dsn(server.url).redis_target()
+            async with open_redis(target, socket_timeout=120) as r:
+                yield r
+        finally:
+            server.stop()
 
 
 async def naive_stale(r) -> int:
@@ -243,49 +261,40 @@ async def main() -> None:
         await run_cluster(args)
         return
     print(f"load average {load_average()} ({os.cpu_count()} CPUs)")
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), extra_args=["--enable-debug-command", "yes"])
-        server.start()
-        try:
-            target = Settings.from_dsn(server.url).redis_target()
-            async with open_redis(target, socket_timeout=120) as r:
-                started = time.perf_counter()
-                await populate(r, args.sessions, args.keys, args.locations)
-                print(
-                    f"populated {await r.dbsize():,} keys in {time.perf_counter() - started:.1f} s"
-                )
-                await r.config_set("slowlog-log-slower-than", SLOWLOG_US)
-                await r.config_set("slowlog-max-len", 10_000)
-                runs = args.runs
-                rows = [
-                    (
-                        "sessions list --stale",
-                        lambda: list_sessions(r, stale_after=STALE),
-                        lambda: naive_stale(r),
-                    ),
-                    ("reconcile (dry run)", lambda: reconcile(r), lambda: naive_reconcile(r)),
-                    ("locations list", lambda: list_locations(r), lambda: naive_locations(r)),
-                ]
-                if args.only:
-                    rows = [row for row in rows if row[0].split()[0] in args.only]
-                print(
-                    f"{'what':<24}{'echoes-ops':>12}{'longest cmd':>13}{'naive':>10}"
-                    f"{'longest cmd':>13}{'ratio':>8}{'client cpu':>12}{'server cpu':>12}"
-                )
-                for label, ours, naive in rows:
-                    ours_s, ours_max, result, usage = await timed(r, label, ours, runs)
-                    naive_s, naive_max, _, _ = await timed(r, label, naive, 1)
-                    print(
-                        f"{label:<24}{ours_s * 1000:>10.0f}ms{ours_max:>11.2f}ms"
-                        f"{naive_s * 1000:>8.0f}ms{naive_max:>11.2f}ms{naive_s / ours_s:>7.1f}x"
-                        f"{usage.client_s:>11.2f}s{usage.server_s:>11.2f}s"
-                    )
-                    if label.startswith("sessions"):
-                        print(f"{'':<24}{result.total:,} stale of {result.scanned:,} sessions")
-                print("longest cmd: SLOWLOG >= 0.5 ms (0 = none); cpu: median of our runs")
-                print(f"load average {load_average()}")
-        finally:
-            server.stop()
+    async with private_server() as r:
+        started = time.perf_counter()
+        await populate(r, args.sessions, args.keys, args.locations)
+        print(f"populated {await r.dbsize():,} keys in {time.perf_counter() - started:.1f} s")
+        await r.config_set("slowlog-log-slower-than", SLOWLOG_US)
+        await r.config_set("slowlog-max-len", 10_000)
+        runs = args.runs
+        rows = [
+            (
+                "sessions list --stale",
+                lambda: list_sessions(r, stale_after=STALE),
+                lambda: naive_stale(r),
+            ),
+            ("reconcile (dry run)", lambda: reconcile(r), lambda: naive_reconcile(r)),
+            ("locations list", lambda: list_locations(r), lambda: naive_locations(r)),
+        ]
+        if args.only:
+            rows = [row for row in rows if row[0].split()[0] in args.only]
+        print(
+            f"{'what':<24}{'echoes-ops':>12}{'longest cmd':>13}{'naive':>10}"
+            f"{'longest cmd':>13}{'ratio':>8}{'client cpu':>12}{'server cpu':>12}"
+        )
+        for label, ours, naive in rows:
+            ours_s, ours_max, result, usage = await timed(r, label, ours, runs)
+            naive_s, naive_max, _, _ = await timed(r, label, naive, 1)
+            print(
+                f"{label:<24}{ours_s * 1000:>10.0f}ms{ours_max:>11.2f}ms"
+                f"{naive_s * 1000:>8.0f}ms{naive_max:>11.2f}ms{naive_s / ours_s:>7.1f}x"
+                f"{usage.client_s:>11.2f}s{usage.server_s:>11.2f}s"
+            )
+            if label.startswith("sessions"):
+                print(f"{'':<24}{result.total:,} stale of {result.scanned:,} sessions")
+        print("longest cmd: SLOWLOG >= 0.5 ms (0 = none); cpu: median of our runs")
+        print(f"load average {load_average()}")
 
 
 if __name__ == "__main__":

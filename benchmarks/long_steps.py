@@ -18,21 +18,17 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inspect_scale import populate
+from inspect_scale import populate, private_server
 
 from benchmarks.machine import load_average
 from echoes_ops.client.bulk import bulk
-from echoes_ops.client.connect import open_redis
-from echoes_ops.config import Settings
 from echoes_ops.contract import keys
-from echoes_ops.local.redis_server import RedisServer
 from echoes_ops.operations.reconcile import reconcile
 from echoes_ops.operations.sessions import list_sessions
 
@@ -90,47 +86,40 @@ async def main() -> None:
     parser.add_argument("--show", type=int, default=8, help="long steps replayed per walk")
     args = parser.parse_args()
     print(f"load average {load_average()} ({os.cpu_count()} CPUs)")
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), extra_args=["--enable-debug-command", "yes"])
-        server.start()
+    async with private_server() as r:
+        await populate(r, args.sessions, args.keys, args.locations)
+        await inventories(r, args.sessions // 2)
+        pid = int((await r.info("server"))["process_id"])
+        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(10))
+        print(f"{await r.dbsize():,} keys; redis-server at SCHED_RR")
+        stop = asyncio.Event()
+        every = args.every_ms / 1000
+        writer = asyncio.create_task(mover(r, args.sessions, args.locations, every, stop))
+        await r.config_set("slowlog-log-slower-than", LONG_US)
+        await r.config_set("slowlog-max-len", 10_000)
+        walks = [
+            ("sessions list --stale", lambda: list_sessions(r, stale_after=300.0)),
+            ("reconcile (dry run)", lambda: reconcile(r)),
+        ]
         try:
-            target = Settings.from_dsn(server.url).redis_target()
-            async with open_redis(target, socket_timeout=120) as r:
-                await populate(r, args.sessions, args.keys, args.locations)
-                await inventories(r, args.sessions // 2)
-                pid = int((await r.info("server"))["process_id"])
-                os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(10))
-                print(f"{await r.dbsize():,} keys; redis-server at SCHED_RR")
-                stop = asyncio.Event()
-                every = args.every_ms / 1000
-                writer = asyncio.create_task(mover(r, args.sessions, args.locations, every, stop))
-                await r.config_set("slowlog-log-slower-than", LONG_US)
-                await r.config_set("slowlog-max-len", 10_000)
-                walks = [
-                    ("sessions list --stale", lambda: list_sessions(r, stale_after=300.0)),
-                    ("reconcile (dry run)", lambda: reconcile(r)),
-                ]
-                try:
-                    for label, walk in walks * 2:
-                        await r.slowlog_reset()
-                        started = time.perf_counter()
-                        await walk()
-                        wall = time.perf_counter() - started
-                        entries = await r.slowlog_get(10_000)
-                        long = [e for e in entries if e["command"].split()[0].upper() == b"EVALSHA"]
-                        print(f"{label}: {wall:.2f} s, {len(long)} EVALSHA over 1 ms")
-                        for entry in sorted(long, key=lambda e: -e["duration"])[: args.show]:
-                            words = entry["command"].split()
-                            if any(w.startswith(b"...") for w in words) or words[2] != b"0":
-                                continue  # arguments cut by SLOWLOG, or keys: not replayable
-                            again = await replay(r, words)
-                            print(f"  {entry['duration']:>5} us, replayed: {again} us")
-                finally:
-                    stop.set()
-                    await writer
-                print(f"load average {load_average()}")
+            for label, walk in walks * 2:
+                await r.slowlog_reset()
+                started = time.perf_counter()
+                await walk()
+                wall = time.perf_counter() - started
+                entries = await r.slowlog_get(10_000)
+                long = [e for e in entries if e["command"].split()[0].upper() == b"EVALSHA"]
+                print(f"{label}: {wall:.2f} s, {len(long)} EVALSHA over 1 ms")
+                for entry in sorted(long, key=lambda e: -e["duration"])[: args.show]:
+                    words = entry["command"].split()
+                    if any(w.startswith(b"...") for w in words) or words[2] != b"0":
+                        continue  # arguments cut by SLOWLOG, or keys: not replayable
+                    again = await replay(r, words)
+                    print(f"  {entry['duration']:>5} us, replayed: {again} us")
         finally:
-            server.stop()
+            stop.set()
+            await writer
+        print(f"load average {load_average()}")
 
 
 if __name__ == "__main__":
