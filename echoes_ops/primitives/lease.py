@@ -20,8 +20,8 @@ import contextlib
 import time
 from types import TracebackType
 
+from redis.exceptions import ClusterDownError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from echoes_ops.client.connect import AnyRedis
@@ -31,6 +31,13 @@ from echoes_ops.primitives import lock
 
 class LockLostError(OpsError):
     """The lock expired or was taken away while the work believed it held it."""
+
+
+# A cluster answers CLUSTERDOWN to every node while a failed primary's replica is promoted (a
+# few seconds): the release is retried that long, not left to the TTL, so that a run cut off
+# by a failover does not leave its own lock in the next run's way
+RELEASE_RETRY_S = 5.0
+RELEASE_RETRY_EVERY = 0.25
 
 
 class Lease:
@@ -44,6 +51,7 @@ class Lease:
         self.renew_every = max(0.05, ttl / 3)
         self.lost = asyncio.Event()
         self.renewals = 0
+        self.release_retry_s = RELEASE_RETRY_S
         self._expires_at = time.monotonic() + ttl
         self._task: asyncio.Task[None] | None = None
 
@@ -100,7 +108,7 @@ class Lease:
         # failover answers CLUSTERDOWN: the operator must read what the work says it left)
         unreleased = (RedisConnectionError, RedisTimeoutError, OSError)
         with contextlib.suppress(*unreleased, *((RedisError,) if exc_type else ())):
-            released = await lock.release(self.r, self.handle.key, self.handle.token)
+            released = await self._release()
             if released and self.info_key is not None:
                 await lock.drop_info(self.r, self.info_key, self.token)
         if exc_type is None and (self.lost.is_set() or not released):
@@ -108,6 +116,18 @@ class Lease:
                 # it vanished between the last renewal and the release
                 self.lost.set()
             raise LockLostError(f"lost lock:{self.name} before the work finished")
+
+    async def _release(self) -> bool:
+        """Compare-and-delete, retried while a cluster says it is down (a failover under
+        way), for at most ``release_retry_s`` and never past the lock's own expiry."""
+        give_up = min(time.monotonic() + self.release_retry_s, self._expires_at)
+        while True:
+            try:
+                return await lock.release(self.r, self.handle.key, self.handle.token)
+            except (ClusterDownError, TryAgainError):
+                if time.monotonic() + RELEASE_RETRY_EVERY >= give_up:
+                    raise
+                await asyncio.sleep(RELEASE_RETRY_EVERY)
 
 
 async def try_lease(r: AnyRedis, name: str, owner: str, ttl: float) -> Lease | None:
