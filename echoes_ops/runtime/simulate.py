@@ -48,7 +48,8 @@ from echoes_ops.runtime.worker import Worker, WorkerOptions
 
 REPORT_EVERY = 1.0
 STOP_WAIT = 30.0  # seconds the workers get to report after being asked to stop
-SETTLE = 0.5  # after the players stop, wait this long for in-flight messages
+SETTLE = 0.5  # once every worker has stopped publishing, wait this long for in-flight messages
+QUIET_WAIT = 10.0  # the longest the others wait for a worker to stop publishing (a dead one)
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,16 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
 # -- the worker process ---------------------------------------------------------------
 
 
-def _worker_process(index: int, config: SimConfig, reports: Any, go: Any, stop: Any) -> None:
+def _worker_process(
+    index: int, config: SimConfig, reports: Any, go: Any, stop: Any, settle: Any
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    asyncio.run(_worker_main(index, config, reports, go, stop))
+    asyncio.run(_worker_main(index, config, reports, go, stop, settle))
 
 
-async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, stop: Any) -> None:
+async def _worker_main(
+    index: int, config: SimConfig, reports: Any, go: Any, stop: Any, settle: Any
+) -> None:
     worker_id = f"{config.worker_prefix}-{index + 1}"
     client = make_client(config.target, client_name=worker_id)
     worker = Worker(
@@ -188,6 +193,13 @@ async def _worker_main(index: int, config: SimConfig, reports: Any, go: Any, sto
                 )
         playing.set()
         await task
+        # two phases: the settling starts once every worker has stopped publishing (the
+        # parent's ``settle``), so a worker that was slow to stop is not still sending
+        # while another has already reported what it received
+        reports.put(("quiet", worker_id))
+        waited = time.monotonic() + QUIET_WAIT
+        while not settle.is_set() and time.monotonic() < waited:
+            await asyncio.sleep(0.01)
         await asyncio.sleep(SETTLE)
         reports.put(
             (
@@ -230,10 +242,11 @@ class Simulation:
         self.reports = ctx.Queue()
         self.go = ctx.Event()
         self.stop = ctx.Event()
+        self.settle = ctx.Event()
         self.processes = [
             ctx.Process(
                 target=_worker_process,
-                args=(i, config, self.reports, self.go, self.stop),
+                args=(i, config, self.reports, self.go, self.stop, self.settle),
                 name=f"{config.worker_prefix}-{i + 1}",
                 daemon=True,
             )
@@ -241,6 +254,7 @@ class Simulation:
         ]
         self.pids: dict[str, int] = {}
         self.progress: dict[str, tuple[int, int, int]] = {}
+        self.quiet: set[str] = set()  # workers that stopped publishing (or failed)
         self.finals: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
         self.crashed: list[str] = []
@@ -260,10 +274,13 @@ class Simulation:
                 self.pids[worker_id] = rest[0]
             elif kind == "progress":
                 self.progress[worker_id] = (rest[0], rest[1], rest[2])
+            elif kind == "quiet":
+                self.quiet.add(worker_id)
             elif kind == "final":
                 self.finals[worker_id] = rest[0]
             elif kind == "error":
                 self.errors.append(f"{worker_id}: {rest[0]}")
+                self.quiet.add(worker_id)
             if time.monotonic() >= deadline:
                 return
 
@@ -324,10 +341,13 @@ class Simulation:
                 f"waiting up to {STOP_WAIT:.0f}s for their reports"
             )
             deadline = time.monotonic() + STOP_WAIT
+            quiet_by = time.monotonic() + QUIET_WAIT
             said = time.monotonic()
             while len(self.finals) + len(self.errors) < survivors and time.monotonic() < deadline:
                 with contextlib.suppress(KeyboardInterrupt):
-                    self._drain(0.2)
+                    self._drain(0.05 if not self.settle.is_set() else 0.2)
+                if len(self.quiet) >= survivors or time.monotonic() >= quiet_by:
+                    self.settle.set()  # every survivor stopped publishing: all settle now
                 if time.monotonic() - said >= 5:
                     said = time.monotonic()
                     done = len(self.finals) + len(self.errors)
