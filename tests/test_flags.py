@@ -148,7 +148,7 @@ def test_set_get_list_status_round_trip(migrated, redis_url, sync_r, env_file):
 
     events = sync_r.pubsub()
     events.subscribe(keys.WORKERS_CHANNEL)
-    events.get_message(timeout=1)
+    assert events.get_message(timeout=5)["type"] == "subscribe"
     out = cli(
         "flags", "set", "REDIS_ENABLED", "false", "--reason", "Redis outage", "--yes", env=env
     )
@@ -257,7 +257,7 @@ def test_postgres_down_is_one_error_and_writes_nothing(redis_url, sync_r, env_fi
     dead_pg = f"postgresql://nobody@127.0.0.1:{free_port()}/game"
     events = sync_r.pubsub()
     events.subscribe(keys.WORKERS_CHANNEL)
-    events.get_message(timeout=1)
+    assert events.get_message(timeout=5)["type"] == "subscribe"
     out = cli(
         "flags", "set", "REDIS_ENABLED", "false", "--reason", "outage", "--yes",
         env=env_of(dead_pg, redis_url, ECHOES_OPS_ENV_FILE=str(env_file)),

@@ -155,7 +155,7 @@ async def test_redis_fast_path_and_status_shows_worker_modes(pg, redis_url, star
 
     out = await asyncio.to_thread(flags_set, "false", env)
     assert out.code == 0, out.stderr
-    await eventually(lambda: not fast.redis_enabled and not listening.redis_enabled, timeout=1)
+    await eventually(lambda: not fast.redis_enabled and not listening.redis_enabled)
     assert fast.flags.source == "redis"
     assert listening.flags.version == fast.flags.version
     # whichever path came second was recognised as the same change
@@ -188,7 +188,7 @@ async def test_redis_fast_path_and_status_shows_worker_modes(pg, redis_url, star
     stuck = sync_r.hget(keys.worker_meta_key("both"), "flags_version")
     out = await asyncio.to_thread(flags_set, "true", env)
     assert out.code == 0
-    await eventually(lambda: fast.redis_enabled, timeout=2)
+    await eventually(lambda: fast.redis_enabled)
     # a heartbeat of the stuck worker after the switch (its meta rewritten): still false
     beat = sync_r.hget(keys.worker_meta_key("both"), "heartbeat")
     await eventually(lambda: sync_r.hget(keys.worker_meta_key("both"), "heartbeat") != beat)
@@ -246,7 +246,7 @@ async def test_listener_reconnects_when_postgres_drops_it(pg, redis_url, started
         # and NOTIFY works on the new connection
         await eventually(lambda: listener.connected.is_set())
         await conn.execute("UPDATE echoes_ops.flags SET value = 'true', updated_at = now()")
-        await eventually(lambda: w.redis_enabled, timeout=2)
+        await eventually(lambda: w.redis_enabled)
     finally:
         await conn.close()
 
@@ -286,7 +286,7 @@ async def test_simulated_players_play_on_through_an_outage_and_the_switch(
         private_redis.stop()
         await eventually(lambda: driver.redis_errors > 0)  # Redis away, REDIS_ENABLED still true
         await ops.set_flag(pg, "REDIS_ENABLED", "false", reason="outage", operator="o")
-        await eventually(lambda: not w.redis_enabled, timeout=1)
+        await eventually(lambda: not w.redis_enabled)
         # the driver's steps run one after another: once two more moves are done, the step
         # in flight at the switch (which may still fail on Redis) has ended
         switched = driver.moves

@@ -105,7 +105,7 @@ def test_sessions_show_detail(tier, sync_r):
 def test_sessions_kick_is_confirmed_atomic_and_tells_the_player(tier, sync_r):
     listener = sync_r.pubsub()
     listener.subscribe(keys.player_channel(2))
-    listener.get_message(timeout=1)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
     refused = cli("sessions", "kick", "2", env=tier)
     assert refused.code == ExitCode.USAGE  # no terminal, no --yes
     assert sync_r.exists(keys.session_key(2)) == 1

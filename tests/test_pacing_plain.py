@@ -229,12 +229,15 @@ async def test_a_step_is_timed_from_before_its_write() -> None:
     the step looks short and the next grows too big (impact.py: 320 SCANs over 1 ms)."""
     from echoes_ops.client.pacing import PacedLine
 
+    entered: list[float] = []
+
     class SlowWrite:  # a connection whose write returns only once the step has run
         async def send_packed_command(self, payload: bytes, check_health: bool) -> None:
+            entered.append(time.perf_counter())
             await asyncio.sleep(0.02)
 
     line = PacedLine(SlowWrite(), Pacer(duty=1.0))
     before = time.perf_counter()
     await line.write(b"*1\r\n$4\r\nPING\r\n")
-    assert line.sent - before < 0.01
+    assert before <= line.sent <= entered[0]  # stamped before the write began
     assert await line.came() - line.sent >= 0.02

@@ -107,12 +107,14 @@ async def test_modes_do_not_hear_each_other(workers, sync_r):
 
 
 async def test_sharded_worker_reconnects_after_kill(workers, sync_r):
-    w = await workers("k", pubsub_mode="sharded", idle_ping=0.2, dead_after=0.6)
+    # dead_after leaves a loaded machine room (a killed socket is seen by its close, not by
+    # the PING deadline); the count is at least one, a stall's own reconnect aside
+    w = await workers("k", pubsub_mode="sharded", idle_ping=0.2, dead_after=2.0)
     await w.connect_player(session(9, "overpass"))
     for client in sync_r.client_list():
         if client.get("name") == "k" and int(client.get("ssub", 0) or 0) > 0:
             sync_r.client_kill_filter(_id=client["id"])
-    await eventually(lambda: w.stats.reconnects == 1 and w.subscribed.is_set(), timeout=10)
+    await eventually(lambda: w.stats.reconnects >= 1 and w.subscribed.is_set(), timeout=10)
     await eventually(lambda: _numsub(sync_r, "player:9") == (0, 1))
     sync_r.execute_command(
         "SPUBLISH",

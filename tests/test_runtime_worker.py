@@ -28,7 +28,7 @@ def texts(worker: Worker, cid: int) -> list[str]:
 async def test_registration_meta_client_name_and_join(workers, sync_r):
     events = sync_r.pubsub()
     events.subscribe(keys.WORKERS_CHANNEL)
-    events.get_message(timeout=1)
+    assert events.get_message(timeout=5)["type"] == "subscribe"
     w = await workers("w1", meta_ttl=15)
     meta = sync_r.hgetall(keys.worker_meta_key("w1"))
     assert meta["worker_id"] == "w1"

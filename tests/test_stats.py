@@ -67,8 +67,8 @@ def populated(private_redis: RedisServer) -> Iterator[dict[str, Any]]:
     listener = worker.pubsub()
     listener.subscribe(keys.location_channel("overpass"))
     listener.psubscribe(keys.PLAYER_CHANNEL_PATTERN)
-    listener.get_message(timeout=1)
-    listener.get_message(timeout=1)
+    confirmed = [listener.get_message(timeout=5)["type"] for _ in range(2)]
+    assert sorted(confirmed) == ["psubscribe", "subscribe"]
     worker.ping()
     data = load_gamedata(BUNDLED_GAMEDATA)
     yield {

@@ -93,7 +93,7 @@ async def test_the_tail_streams_from_the_poller(redis_url: str, sync_r: redis.Re
     events = source.tail(status.append)
     try:
         first = asyncio.ensure_future(anext(events))
-        await eventually(lambda: bool(status), 5, "the tail's first status line")
+        await eventually(lambda: bool(status), 15, "the tail's first status line")
         assert status[0].startswith("listening on")
         sync_r.publish(keys.location_channel("ruins"), "not json")
         event = await asyncio.wait_for(first, 10)

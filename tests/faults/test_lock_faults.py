@@ -39,11 +39,20 @@ def test_frozen_holder_is_unresponsive_then_its_stale_claim_is_flagged(redis_url
             ),
             what="sim-8's meta to claim the lock",
         )
-        alive = json.loads(cli("locks", "show", SPAWN_LOCK, "--json", env=env).stdout)
-        assert alive["alive"] is True
-        workers = json.loads(cli("workers", "list", "--json", env=env).stdout)["workers"]
-        assert [(w["id"], w["state"]) for w in workers] == [("sim-8", "alive")]
-        assert alive["liveness"].startswith("a client named sim-8 is connected, heartbeat ")
+
+        # waited on, not read once: the heartbeat (every 0.2 s, stale after 0.6 s) comes from
+        # another process, which a loaded machine may deschedule for a moment
+        def shown_alive() -> dict[str, object] | None:
+            shown = json.loads(cli("locks", "show", SPAWN_LOCK, "--json", env=env).stdout)
+            return shown if shown["alive"] is True else None
+
+        def listed_states() -> list[tuple[str, str]]:
+            workers = json.loads(cli("workers", "list", "--json", env=env).stdout)["workers"]
+            return [(w["id"], w["state"]) for w in workers]
+
+        alive = wait_until(shown_alive, what="locks show to call sim-8 alive")
+        wait_until(lambda: listed_states() == [("sim-8", "alive")], what="sim-8 listed alive")
+        assert str(alive["liveness"]).startswith("a client named sim-8 is connected, heartbeat ")
 
         worker.send_signal(signal.SIGSTOP)
         frozen_at = time.time()
@@ -69,7 +78,7 @@ def test_frozen_holder_is_unresponsive_then_its_stale_claim_is_flagged(redis_url
 
         # its TTL runs out while it is frozen; someone else takes the lock
         wait_until(lambda: sync_r.set(SPAWN, "sim-9#fresh", nx=True, ex=60), what="the lock")
-        assert time.time() - frozen_at < 10, "sim-8's meta must still be there"
+        assert time.time() - frozen_at < 30, "sim-8's meta must still be there"
         listed = cli("locks", "list", env=env)
         assert listed.code == 0
         assert (

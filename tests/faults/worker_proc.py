@@ -22,7 +22,7 @@ async def main(url: str, worker_id: str) -> None:
         url,
         worker_id,
         heartbeat_interval=0.2,
-        meta_ttl=10,
+        meta_ttl=30,  # outlives the lock's TTL and the CLI runs of test_lock_faults
         spawn_interval=0.05,
         spawn_lock_ttl=3.0,
         run_spawn_task=True,
