@@ -219,3 +219,30 @@ async def test_a_user_without_info_walks_paced(
     assert steps >= keyspace / 100
     assert pacer.busy
     assert pacer.paced >= budget.steps - 2
+
+
+def test_the_look_schedule_and_the_quiet_verdict() -> None:
+    """The second look comes FIRST_LOOK after the first (the first only sets the baseline),
+    later ones LOOK_EVERY apart; others' bytes over QUIET_RATE a second make the tier busy.
+    Pure logic on given clock readings, so the integration tests need not count steps."""
+    from echoes_ops.client.pacing import FIRST_LOOK, LOOK_EVERY, QUIET_RATE
+
+    def info(total: int) -> bytes:
+        return b"# Stats\r\ntotal_net_input_bytes:%d\r\n" % total
+
+    pacer = Pacer(duty=0.5)
+    assert pacer.busy and pacer.want_look(0.0)
+    pacer.looked(10.0, info(1000), ours=0)
+    assert pacer.busy  # one reading cannot judge
+    assert not pacer.want_look(10.0 + FIRST_LOOK * 0.9)
+    assert pacer.want_look(10.0 + FIRST_LOOK)
+    quiet_bytes = int(QUIET_RATE * FIRST_LOOK) - 1  # others' bytes just under the rate
+    pacer.looked(10.0 + FIRST_LOOK, info(1000 + 500 + quiet_bytes), ours=500)
+    assert not pacer.busy
+    assert pacer.gap(0.001) == 0.0
+    assert not pacer.want_look(10.0 + FIRST_LOOK + LOOK_EVERY * 0.9)
+    at = 10.0 + FIRST_LOOK + LOOK_EVERY
+    assert pacer.want_look(at)
+    pacer.looked(at, info(1000 + 500 + quiet_bytes + int(QUIET_RATE * LOOK_EVERY) + 2), ours=0)
+    assert pacer.busy
+    assert pacer.gap(0.001) == 0.001  # duty 0.5: as long idle as the step held it

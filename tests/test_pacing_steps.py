@@ -57,9 +57,10 @@ async def test_steps_on_a_quiet_server_run_at_full_speed(r: Redis) -> None:
     steps = 4 * STEPS  # outlasting the second look (FIRST_LOOK) on a fast machine too
     assert await _steps(r, pacer, steps) == ["OK", "x"] * steps
     assert not pacer.busy
-    assert pacer.quiet_at is not None  # paced only until a look found the server quiet
+    # paced only until its second look (the first that can judge) found the server quiet;
+    # how many steps that was depends on the machine's speed
+    assert pacer.quiet_look == 2
     assert pacer.paced == pacer.quiet_at
-    assert pacer.paced < steps // 2
 
 
 async def test_a_refused_info_keeps_the_steps_paced(sync_r: redis.Redis, redis_url: str) -> None:

@@ -68,11 +68,8 @@ async def test_online_steps_on_a_quiet_tier_run_at_full_speed(
     assert writer.asked >= result.online.steps - 1
     assert not writer.busy
     # paced only until the second look found the server quiet, never after
-    assert writer.quiet_at is not None
+    assert writer.quiet_look == 2  # the first look that can judge
     assert writer.paced == writer.quiet_at
-    # each call holds the server ~0.4 ms: the 50 ms before the second look pace at most
-    # ~60 of them, of ~130
-    assert writer.paced < writer.asked - 20
 
 
 async def test_location_index_batches_beside_traffic_are_paced_steps(
