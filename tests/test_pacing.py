@@ -231,7 +231,8 @@ def test_the_look_schedule_and_the_quiet_verdict() -> None:
         return b"# Stats\r\ntotal_net_input_bytes:%d\r\n" % total
 
     pacer = Pacer(duty=0.5)
-    assert pacer.busy and pacer.want_look(0.0)
+    assert pacer.busy
+    assert pacer.want_look(0.0)
     pacer.looked(10.0, info(1000), ours=0)
     assert pacer.busy  # one reading cannot judge
     assert not pacer.want_look(10.0 + FIRST_LOOK * 0.9)

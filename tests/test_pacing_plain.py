@@ -16,9 +16,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from echoes_ops.client import pacing
 from echoes_ops.client.bulk import bulk
 from echoes_ops.client.connect import AnyRedis, make_client
-from echoes_ops.client import pacing
 from echoes_ops.client.pacing import Pacer
 from echoes_ops.client.rawscan import scan_raw
 from echoes_ops.client.scan import collect_keys, scan_node
