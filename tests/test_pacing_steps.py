@@ -27,6 +27,9 @@ from tests.warmup_helpers import DATA
 
 STEPS = 300
 CHARACTERS = 3000
+# the settings test's quiet run must outlast its pacer's second look, 50 ms after the first:
+# 3,000 characters took 82-114 ms here (a machine 2x faster would have ended it first)
+SETTINGS_RUN = 8000
 
 
 async def _steps(r: Redis, pacer: Pacer, steps: int = STEPS) -> list[Any]:
@@ -88,7 +91,7 @@ async def test_warmup_steps_are_paced_at_the_settings_duty(
         database_url,
         location_ids=sorted(DATA.locations),
         item_ids=sorted(DATA.items),
-        characters=CHARACTERS,
+        characters=SETTINGS_RUN,
     )
     settings = Settings.load(env={"REDIS_URL": redis_url, "ECHOES_OPS_WALK_DUTY": "0.4"})
     async with open_redis(settings.redis_target()) as client:
@@ -96,8 +99,8 @@ async def test_warmup_steps_are_paced_at_the_settings_duty(
             report = await warmup(
                 client, database_url, operator="test", what=PLAYERS, active_within=420
             )
-        assert report.sessions.written == CHARACTERS
-        assert await client.exists(keys.session_key(CHARACTERS)) == 1
+        assert report.sessions.written == SETTINGS_RUN
+        assert await client.exists(keys.session_key(SETTINGS_RUN)) == 1
         paced = [p for p in recorded if p.paced]
         assert paced, "no pacer held a step back"
         assert all(p.duty == 0.4 for p in recorded)
@@ -106,14 +109,18 @@ async def test_warmup_steps_are_paced_at_the_settings_duty(
         assert sum(p.slept for p in paced) > 0
 
         recorded.clear()
-        await client.delete(*(keys.session_key(n) for n in range(1, CHARACTERS + 1)))
+        await client.delete(*(keys.session_key(n) for n in range(1, SETTINGS_RUN + 1)))
         quiet = await warmup(client, database_url, operator="test", what=PLAYERS, active_within=420)
-        assert quiet.sessions.written == CHARACTERS
+        assert quiet.sessions.written == SETTINGS_RUN
         assert recorded
-        # paced only until a look found the server quiet (the second, FIRST_LOOK after the
-        # first), never after
+        # paced only until its second look (FIRST_LOOK after the first) found the server
+        # quiet, never after
         assert all(isinstance(p, Recording) and not p.busy for p in recorded)
-        assert all(p.quiet_at == p.paced for p in recorded if isinstance(p, Recording))
+        assert all(
+            p.quiet_look == 2 and p.quiet_at == p.paced
+            for p in recorded
+            if isinstance(p, Recording)
+        )
 
 
 async def test_cluster_warmup_keeps_one_pacing_per_node_for_the_run(
