@@ -14,8 +14,11 @@ from pathlib import Path
 from echoes_ops.config import build_redis_url
 from echoes_ops.errors import ConfigError, UnreachableError
 from echoes_ops.local.binaries import find_redis_server
-from echoes_ops.local.ports import free_port, listens
+from echoes_ops.local.ports import free_port, listens, port_in_use, who_listens
 from echoes_ops.primitives.procs import process_alive
+
+# the longest a start waits for its port to be released (a restart after a kill)
+PORT_RELEASE_WAIT = 3.0
 
 __all__ = ["RedisServer", "free_port", "process_alive"]
 
@@ -88,6 +91,7 @@ class RedisServer:
         if self.running():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._wait_for_the_port()
         proc = subprocess.run(self.command(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
@@ -101,8 +105,11 @@ class RedisServer:
             alive = self._pid_alive()
             if not alive and time.monotonic() - started > 1.0:
                 # the daemon exited at once (port in use, bad option): say why
+                holder = who_listens(self.port)
+                held = f" (the port is held by {holder.describe()})" if holder else ""
                 raise ConfigError(
-                    f"redis-server on port {self.port} exited at start: {self._last_log_line()}"
+                    f"redis-server on port {self.port} exited at start: "
+                    f"{self._last_log_line()}{held}"
                 )
             # ours answering, not another server that holds the port (a clone started at
             # the same time): then ours exits at once and the loop above says why
@@ -114,6 +121,18 @@ class RedisServer:
             f"redis-server on port {self.port} did not answer within {timeout:.0f}s",
             hint=f"see {self.logfile}",
         )
+
+    def _wait_for_the_port(self) -> None:
+        """A restart on the port a killed server held: wait (briefly) until the port can be
+        bound, so that whatever still held it as the old process died has let it go. A port
+        another process listens on is not waited for: the start reports it at once."""
+        deadline = time.monotonic() + PORT_RELEASE_WAIT
+        while (
+            port_in_use(self.port, self.host)
+            and who_listens(self.port) is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
 
     def _pid_alive(self) -> bool:
         pid = self.pid()
