@@ -202,11 +202,17 @@ class Usage:
     server_s: float  # CPU seconds of the redis-server (the Lua steps, the reads)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def tier_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tier's shape that :func:`populate` builds (``--sessions``, ``--keys``,
+    ``--locations``): the same options and defaults in every benchmark that uses it."""
     parser.add_argument("--sessions", type=int, default=200_000)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--locations", type=int, default=500)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    tier_arguments(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--only",

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inspect_scale import populate, private_server
+from inspect_scale import populate, private_server, tier_arguments
 
 from benchmarks.machine import load_average
 from echoes_ops.client.bulk import bulk
@@ -79,9 +79,7 @@ async def replay(r, words: list[bytes]) -> list[int]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=200_000)
-    parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--locations", type=int, default=500)
+    tier_arguments(parser)
     parser.add_argument("--every-ms", type=float, default=3.3)
     parser.add_argument("--show", type=int, default=8, help="long steps replayed per walk")
     args = parser.parse_args()
